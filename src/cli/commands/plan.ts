@@ -1,0 +1,46 @@
+// `pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check]`.
+import { openPg } from '../../connections/pg.js';
+import { UsageError } from '../../errors.js';
+import { buildPlan, type Plan } from '../../plan/plan.js';
+import { renderPlanMarkdown } from '../../plan/render-markdown.js';
+import { renderPlanText } from '../../plan/render-text.js';
+import { playHosts } from '../../plan/plan.js';
+import { redactValue } from '../../util/secret.js';
+import { loadInputs } from '../load-inputs.js';
+
+export async function planCommand(
+  playbookFile: string,
+  opts: { inventory?: string; extraVars: Record<string, unknown>; limit?: string; format?: string; check?: boolean },
+  out: (s: string) => void,
+): Promise<number> {
+  if (!opts.inventory) throw new UsageError('plan needs an inventory: -i INVENTORY');
+  const format = opts.format ?? 'text';
+  if (!['text', 'json', 'markdown'].includes(format)) throw new UsageError(`--format: expected text, json or markdown, got "${format}"`);
+  const { playbook, inventory } = loadInputs(playbookFile, opts.inventory, { ...opts, secrets: opts.check === true });
+  let facts: Plan['facts'] | undefined;
+  if (opts.check) {
+    // Read-only: one short session per host to learn version and role, then closed.
+    facts = {};
+    const hosts = new Set(playbook.plays.flatMap((p) => playHosts(p, inventory, opts.limit)));
+    for (const name of hosts) {
+      const h = inventory.hosts.get(name)!;
+      if (!h.pg) continue;
+      const s = await openPg(name, h.pg, 'pgrunbook-plan-check');
+      try {
+        await s.query('set default_transaction_read_only = on');
+        facts[name] = { pg: await s.facts() };
+      } finally {
+        await s.close();
+      }
+    }
+  }
+  const plan = buildPlan(playbook, inventory, { limit: opts.limit, extraVars: opts.extraVars, facts });
+  if (format === 'json') out(`${JSON.stringify(redactValue(plan), null, 2)}\n`);
+  else if (format === 'markdown') out(renderPlanMarkdown(plan));
+  else out(renderPlanText(plan));
+  return plan.problems.length > 0 || hasErrors(plan) ? 2 : 0;
+}
+
+function hasErrors(plan: Plan): boolean {
+  return JSON.stringify(plan).includes('"status":"error"');
+}

@@ -1,0 +1,100 @@
+// PostgreSQL sessions: one client per host for ordinary queries, opened lazily.
+import pg from 'pg';
+import { ConnectionError } from '../errors.js';
+import type { Secret } from '../util/secret.js';
+
+/** How to reach one host's PostgreSQL; the password is a Secret from an env var or a file. */
+export interface PgSettings {
+  host: string;
+  port: number;
+  user: string;
+  database: string;
+  sslmode: 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  password?: Secret;
+}
+
+/** Facts learned read-only at plan --check or run start. */
+export interface PgFacts {
+  versionNum: number;
+  version: string;
+  inRecovery: boolean;
+}
+
+/** Result of one query: column names and rows as plain objects. */
+export interface QueryResult {
+  rows: Record<string, unknown>[];
+  rowCount: number;
+  command: string;
+}
+
+/** One open session; `query` is parameterised ($1, $2 …) and never interpolates values. */
+export class PgSession {
+  constructor(
+    private readonly client: pg.Client,
+    readonly settings: PgSettings,
+  ) {}
+
+  async query(sql: string, params: unknown[] = []): Promise<QueryResult> {
+    const r = await this.client.query({ text: sql, values: params });
+    return { rows: r.rows as Record<string, unknown>[], rowCount: r.rowCount ?? 0, command: r.command };
+  }
+
+  async facts(): Promise<PgFacts> {
+    const r = await this.query(
+      "select current_setting('server_version_num')::int as num, current_setting('server_version') as v, pg_is_in_recovery() as rec",
+    );
+    const row = r.rows[0]!;
+    return { versionNum: row.num as number, version: row.v as string, inRecovery: row.rec as boolean };
+  }
+
+  /** Cancels the running statement (used on abort) without closing the session. */
+  async cancel(): Promise<void> {
+    const pid = (this.client as unknown as { processID?: number }).processID;
+    if (!pid) return;
+    const c = new pg.Client(clientConfig(this.settings, 'pgrunbook-cancel'));
+    try {
+      await c.connect();
+      await c.query('select pg_cancel_backend($1)', [pid]);
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => {});
+  }
+}
+
+function clientConfig(s: PgSettings, applicationName: string): pg.ClientConfig {
+  const ssl =
+    s.sslmode === 'disable' || s.sslmode === 'prefer'
+      ? false
+      : { rejectUnauthorized: s.sslmode === 'verify-ca' || s.sslmode === 'verify-full' };
+  return {
+    host: s.host,
+    port: s.port,
+    user: s.user,
+    database: s.database,
+    password: s.password?.reveal(),
+    ssl,
+    application_name: applicationName,
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+  };
+}
+
+/** Opens a session; errors name the host and never include the password. */
+export async function openPg(hostName: string, s: PgSettings, applicationName = 'pgrunbook'): Promise<PgSession> {
+  const client = new pg.Client(clientConfig(s, applicationName));
+  // An idle session that dies must not crash the process; the next query reports it.
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => {});
+    throw new ConnectionError(
+      `${hostName}: cannot connect to PostgreSQL at ${s.host}:${s.port} as ${s.user}/${s.database}: ${(err as Error).message}`,
+    );
+  }
+  return new PgSession(client, s);
+}

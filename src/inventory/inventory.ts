@@ -1,0 +1,155 @@
+// Loads an inventory file into resolved hosts and groups, with every problem located.
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import type { PgSettings } from '../connections/pg.js';
+import type { SshSettings } from '../connections/ssh.js';
+import type { Problem } from '../errors.js';
+import { loadSource, type SourceDoc } from '../playbook/load.js';
+import { Secret } from '../util/secret.js';
+import { schemaProblems } from '../util/schema-errors.js';
+import { type HostFile, type InventoryFile, InventorySchema, type SecretSourceFile } from './schema.js';
+
+/** A host with its connection settings merged from defaults and its groups' vars applied. */
+export interface InventoryHost {
+  name: string;
+  transport: 'local' | 'ssh';
+  /** SSH settings without secrets resolved (see `resolveSecrets`). */
+  ssh?: Omit<SshSettings, 'passphrase'> & { passphraseSource?: SecretSourceFile };
+  become?: 'sudo';
+  pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
+  /** Variables: inventory vars < group vars (in group order) < host vars. */
+  vars: Record<string, unknown>;
+  groups: string[];
+}
+
+/** A loaded inventory. */
+export interface Inventory {
+  file: string;
+  doc: SourceDoc;
+  hosts: Map<string, InventoryHost>;
+  /** Group name → host names (children expanded), in inventory order. */
+  groups: Map<string, string[]>;
+}
+
+const expandHome = (p: string, base: string) =>
+  p.startsWith('~/') ? resolve(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolve(base, p);
+
+/** Loads and validates an inventory; problems are returned, never thrown. */
+export function loadInventory(file: string): { inventory?: Inventory; problems: Problem[] } {
+  const { doc, problems } = loadSource(file);
+  if (!doc) return { problems };
+  const raw = doc.value;
+  const schemaIssues = schemaProblems(InventorySchema, raw, doc, []);
+  if (schemaIssues.length > 0) return { problems: schemaIssues };
+  const inv = raw as InventoryFile;
+  const base = dirname(resolve(file));
+  const out: Problem[] = [];
+
+  const groups = new Map<string, string[]>();
+  const groupDefs = inv.groups ?? {};
+  const expand = (g: string, trail: string[]): string[] => {
+    if (trail.includes(g)) {
+      out.push(doc.problem(['groups', g, 'children'], `group cycle: ${[...trail, g].join(' → ')}`));
+      return [];
+    }
+    const def = groupDefs[g]!;
+    const names: string[] = [];
+    (def.hosts ?? []).forEach((h, i) => {
+      if (!inv.hosts[h]) out.push(doc.problem(['groups', g, 'hosts', i], `unknown host "${h}"`));
+      else names.push(h);
+    });
+    (def.children ?? []).forEach((c, i) => {
+      if (!groupDefs[c]) out.push(doc.problem(['groups', g, 'children', i], `unknown group "${c}"`));
+      else names.push(...expand(c, [...trail, g]));
+    });
+    return [...new Set(names)];
+  };
+  for (const g of Object.keys(groupDefs)) {
+    if (inv.hosts[g]) out.push(doc.problem(['groups', g], `"${g}" is both a host and a group`, { key: true }));
+    groups.set(g, expand(g, []));
+  }
+
+  const hosts = new Map<string, InventoryHost>();
+  for (const [name, h] of Object.entries(inv.hosts)) {
+    const memberOf = [...groups].filter(([, members]) => members.includes(name)).map(([g]) => g);
+    const vars: Record<string, unknown> = { ...(inv.vars ?? {}) };
+    for (const g of memberOf) Object.assign(vars, groupDefs[g]?.vars ?? {});
+    Object.assign(vars, h.vars ?? {});
+    const host = resolveHost(name, h ?? {}, inv, base, doc, out);
+    hosts.set(name, { ...host, vars, groups: memberOf });
+  }
+  return { inventory: { file, doc, hosts, groups }, problems: out };
+}
+
+function resolveHost(
+  name: string,
+  h: HostFile,
+  inv: InventoryFile,
+  base: string,
+  doc: SourceDoc,
+  out: Problem[],
+): Omit<InventoryHost, 'vars' | 'groups'> {
+  const d = inv.defaults ?? {};
+  const transport = h.transport ?? d.transport ?? (h.ssh || d.ssh ? 'ssh' : 'local');
+  const become = h.become ?? d.become;
+  let ssh: InventoryHost['ssh'];
+  if (transport === 'ssh') {
+    const s = { ...(d.ssh ?? {}), ...(h.ssh ?? {}) };
+    if (!s.user) out.push(doc.problem(['hosts', name], 'ssh transport needs ssh.user (on the host or in defaults.ssh)'));
+    ssh = {
+      hostName: name,
+      host: s.host ?? name,
+      port: s.port ?? 22,
+      user: s.user ?? '',
+      identityFile: s.identity_file ? expandHome(s.identity_file, base) : undefined,
+      passphraseSource: s.identity_passphrase,
+      knownHostsFile: expandHome(s.known_hosts ?? '~/.ssh/known_hosts', base),
+      hostKey: s.host_key,
+      acceptUnknownHostKey: s.accept_unknown_host_key ?? false,
+      connectTimeoutMs: (s.connect_timeout ?? 15) * 1000,
+      keepaliveIntervalMs: (s.keepalive_interval ?? 15) * 1000,
+      maxChannels: s.max_channels ?? 8,
+    };
+  }
+  let pg: InventoryHost['pg'];
+  if (h.pg || d.pg) {
+    const p = { ...(d.pg ?? {}), ...(h.pg ?? {}) };
+    pg = {
+      host: p.host ?? ssh?.host ?? '127.0.0.1',
+      port: p.port ?? 5432,
+      user: p.user ?? 'postgres',
+      database: p.database ?? 'postgres',
+      sslmode: (p.sslmode ?? 'prefer') as PgSettings['sslmode'],
+      passwordSource: p.password,
+    };
+  }
+  return { name, transport, ssh, become, pg };
+}
+
+/** Reads every secret the hosts need; a missing variable or unreadable file is a problem. */
+export function resolveSecrets(inventory: Inventory, hostNames: readonly string[]): Problem[] {
+  const out: Problem[] = [];
+  const base = dirname(resolve(inventory.file));
+  const read = (src: SecretSourceFile, path: (string | number)[]): Secret | undefined => {
+    if ('env' in src) {
+      const v = process.env[src.env];
+      if (v === undefined) out.push(inventory.doc.problem(path, `environment variable ${src.env} is not set`));
+      return v === undefined ? undefined : new Secret(v, `env ${src.env}`);
+    }
+    try {
+      return new Secret(readFileSync(expandHome(src.file, base), 'utf8').replace(/\r?\n$/, ''), `file ${src.file}`);
+    } catch (err) {
+      out.push(inventory.doc.problem(path, `cannot read secret file ${src.file}: ${(err as NodeJS.ErrnoException).code}`));
+      return undefined;
+    }
+  };
+  for (const name of hostNames) {
+    const h = inventory.hosts.get(name);
+    if (h?.pg?.passwordSource && !h.pg.password) {
+      const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password ? ['hosts', name, 'pg', 'password'] : ['defaults', 'pg', 'password'];
+      h.pg.password = read(h.pg.passwordSource, where);
+    }
+  }
+  return out;
+}

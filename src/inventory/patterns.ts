@@ -1,0 +1,44 @@
+// Host patterns, Ansible-shaped: `all`, names, groups, globs, `a:b` union, `a:&b` and `a:!b`.
+import type { Inventory } from './inventory.js';
+
+/** Result of matching a pattern: hosts in inventory order, and the terms that matched nothing. */
+export interface PatternMatch {
+  hosts: string[];
+  unmatched: string[];
+}
+
+function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+}
+
+/** Resolves `pattern` against the inventory. */
+export function matchHosts(inventory: Inventory, pattern: string): PatternMatch {
+  const all = [...inventory.hosts.keys()];
+  const termHosts = (term: string): string[] => {
+    if (term === 'all' || term === '*') return all;
+    if (inventory.groups.has(term)) return inventory.groups.get(term)!;
+    if (inventory.hosts.has(term)) return [term];
+    if (/[*?]/.test(term)) {
+      const re = globToRegExp(term);
+      const groupHits = [...inventory.groups].filter(([g]) => re.test(g)).flatMap(([, hs]) => hs);
+      return all.filter((h) => re.test(h) || groupHits.includes(h));
+    }
+    return [];
+  };
+  let selected = new Set<string>();
+  const unmatched: string[] = [];
+  const terms = pattern
+    .split(/[,:]/)
+    .map((t) => t.trim())
+    .filter(Boolean);
+  for (const t of terms) {
+    const op = t[0] === '!' || t[0] === '&' ? t[0] : '';
+    const name = op ? t.slice(1) : t;
+    const hs = termHosts(name);
+    if (hs.length === 0) unmatched.push(name);
+    if (op === '!') selected = new Set([...selected].filter((h) => !hs.includes(h)));
+    else if (op === '&') selected = new Set([...selected].filter((h) => hs.includes(h)));
+    else for (const h of hs) selected.add(h);
+  }
+  return { hosts: all.filter((h) => selected.has(h)), unmatched };
+}

@@ -1,0 +1,97 @@
+// The inventory file's schema: the one source of its TypeScript types and of inventory.schema.json.
+import { type Static, Type } from '@sinclair/typebox';
+
+const Vars = Type.Record(Type.String(), Type.Unknown(), { description: 'variables, available in templates' });
+
+/** Where a secret comes from: never the inventory file itself. */
+export const SecretSource = Type.Union(
+  [
+    Type.Object({ env: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+    Type.Object({ file: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+  ],
+  { description: 'a secret source: {env: NAME} or {file: PATH}' },
+);
+
+/** SSH connection settings of a host (or the defaults for all hosts). */
+export const SshSchema = Type.Object(
+  {
+    host: Type.Optional(Type.String({ minLength: 1, description: 'address to connect to (default: the host name)' })),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    user: Type.Optional(Type.String({ minLength: 1 })),
+    identity_file: Type.Optional(Type.String({ minLength: 1 })),
+    identity_passphrase: Type.Optional(SecretSource),
+    known_hosts: Type.Optional(Type.String({ minLength: 1, description: 'known_hosts file (default ~/.ssh/known_hosts)' })),
+    host_key: Type.Optional(
+      Type.String({ pattern: '^SHA256:[A-Za-z0-9+/]{43}$', description: 'a fingerprint like SHA256:<43 base64 characters>' }),
+    ),
+    accept_unknown_host_key: Type.Optional(
+      Type.Boolean({ description: 'trust a host absent from known_hosts (a changed key is still refused)' }),
+    ),
+    connect_timeout: Type.Optional(Type.Number({ minimum: 1, description: 'seconds' })),
+    keepalive_interval: Type.Optional(Type.Number({ minimum: 1, description: 'seconds' })),
+    max_channels: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'concurrent commands per connection' })),
+  },
+  { additionalProperties: false },
+);
+
+/** PostgreSQL connection settings of a host. */
+export const PgSchema = Type.Object(
+  {
+    host: Type.Optional(Type.String({ minLength: 1 })),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    user: Type.Optional(Type.String({ minLength: 1 })),
+    database: Type.Optional(Type.String({ minLength: 1 })),
+    sslmode: Type.Optional(
+      Type.Union(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'].map((m) => Type.Literal(m))),
+    ),
+    password: Type.Optional(SecretSource),
+  },
+  { additionalProperties: false },
+);
+
+/** One host. */
+export const HostSchema = Type.Object(
+  {
+    transport: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('ssh')], { description: 'local or ssh' })),
+    ssh: Type.Optional(SshSchema),
+    become: Type.Optional(Type.Literal('sudo')),
+    pg: Type.Optional(PgSchema),
+    vars: Type.Optional(Vars),
+  },
+  { additionalProperties: false },
+);
+
+/** A named group of hosts. */
+export const GroupSchema = Type.Object(
+  {
+    hosts: Type.Optional(Type.Array(Type.String())),
+    children: Type.Optional(Type.Array(Type.String())),
+    vars: Type.Optional(Vars),
+  },
+  { additionalProperties: false },
+);
+
+/** The whole inventory file. */
+export const InventorySchema = Type.Object(
+  {
+    vars: Type.Optional(Vars),
+    defaults: Type.Optional(
+      Type.Object(
+        {
+          transport: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('ssh')])),
+          ssh: Type.Optional(SshSchema),
+          pg: Type.Optional(PgSchema),
+          become: Type.Optional(Type.Literal('sudo')),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    hosts: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), HostSchema),
+    groups: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), GroupSchema)),
+  },
+  { additionalProperties: false, $id: 'https://pgrunbook.dev/schemas/inventory.schema.json', title: 'pgrunbook inventory' },
+);
+
+export type InventoryFile = Static<typeof InventorySchema>;
+export type HostFile = Static<typeof HostSchema>;
+export type SecretSourceFile = Static<typeof SecretSource>;

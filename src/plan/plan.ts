@@ -1,0 +1,165 @@
+// Expands a playbook × inventory into a Plan value: per play, per step, per host, what will happen.
+import type { PgFacts } from '../connections/pg.js';
+import type { Inventory } from '../inventory/inventory.js';
+import { matchHosts } from '../inventory/patterns.js';
+import { evaluate, truthy, Unknown } from '../playbook/expressions.js';
+import { type Node, type Play, type Playbook, walk } from '../playbook/model.js';
+import { HostScope, type RunInfo } from '../runner/scope.js';
+import { isMutating, type StepPlan } from '../steps/define.js';
+import { registry } from '../steps/registry.js';
+import { renderParams } from './render-params.js';
+
+/** One step on one host, as planned. */
+export interface HostStepPlan {
+  host: string;
+  /** runs: will run; skipped: `when` is false; conditional: `when` needs run-time values; error: cannot be planned */
+  status: 'runs' | 'skipped' | 'conditional' | 'error';
+  when?: string;
+  /** the step changes something on this host (its undo matters) */
+  mutating?: boolean;
+  plan?: StepPlan;
+  error?: string;
+}
+
+/** A planned step or block. */
+export type PlanNode =
+  | {
+      kind: 'step';
+      address: string;
+      title: string;
+      type: string;
+      mutating: boolean;
+      undoMode: 'auto' | 'never';
+      confirm?: string;
+      retries?: number;
+      timeout?: number;
+      ignoreErrors: boolean;
+      hosts: HostStepPlan[];
+    }
+  | { kind: 'block'; address: string; title: string; block: PlanNode[]; rescue: PlanNode[]; always: PlanNode[] };
+
+/** A planned play. */
+export interface PlannedPlay {
+  name: string;
+  pattern: string;
+  hosts: string[];
+  batches: string[][];
+  steps: PlanNode[];
+  rescue: PlanNode[];
+  always: PlanNode[];
+}
+
+/** The whole dry run: data that renderers turn into text, JSON or Markdown. */
+export interface Plan {
+  playbook: string;
+  inventory: string;
+  checked: boolean;
+  facts: Record<string, { pg?: PgFacts }>;
+  plays: PlannedPlay[];
+  problems: string[];
+}
+
+/** Options of a plan. */
+export interface PlanOptions {
+  limit?: string;
+  extraVars?: Record<string, unknown>;
+  /** Facts per host from `--check`. */
+  facts?: Record<string, { pg?: PgFacts }>;
+}
+
+/** The hosts a play runs on after --limit, in inventory order. */
+export function playHosts(play: Play, inventory: Inventory, limit?: string): string[] {
+  let hosts = matchHosts(inventory, play.hosts).hosts;
+  if (limit) {
+    const allowed = new Set(matchHosts(inventory, limit).hosts);
+    hosts = hosts.filter((h) => allowed.has(h));
+  }
+  return hosts;
+}
+
+/** Splits hosts into `serial` batches. */
+export function batchesOf(hosts: string[], serial?: number): string[][] {
+  if (!serial) return [hosts];
+  const out: string[][] = [];
+  for (let i = 0; i < hosts.length; i += serial) out.push(hosts.slice(i, i + serial));
+  return out;
+}
+
+/** Builds the plan; no connection is made (facts come in through options). */
+export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOptions = {}): Plan {
+  const run: RunInfo = { id: '(known after apply)', started_at: '(known after apply)', check: true };
+  const facts = opts.facts ?? {};
+  const scopes = new Map<string, HostScope>();
+  const problems: string[] = [];
+  const plays: PlannedPlay[] = [];
+  for (const play of playbook.plays) {
+    const hosts = playHosts(play, inventory, opts.limit);
+    for (const h of hosts) {
+      if (!scopes.has(h)) scopes.set(h, new HostScope(inventory.hosts.get(h)!, run, opts.extraVars ?? {}));
+      const sc = scopes.get(h)!;
+      // Registered outputs exist only after apply: in a plan they are Unknown.
+      for (const s of walk([...play.steps, ...play.rescue, ...play.always])) {
+        for (const name of [s.common.id, s.common.register]) if (typeof name === 'string') sc.facts[name] = new Unknown(name);
+      }
+      try {
+        sc.enterPlay(play.vars);
+      } catch (err) {
+        problems.push(`${h}: play "${play.name}" vars: ${(err as Error).message}`);
+      }
+    }
+    const planList = (nodes: Node[], hs: string[]): PlanNode[] => nodes.map((n) => planNode(n, hs));
+    const planNode = (n: Node, hs: string[]): PlanNode => {
+      const narrowed = (pattern?: string) => (pattern ? hs.filter((h) => matchHosts(inventory, pattern).hosts.includes(h)) : hs);
+      if (n.kind === 'block') {
+        const bh = narrowed(n.hosts);
+        return { kind: 'block', address: n.address, title: n.title, block: planList(n.block, bh), rescue: planList(n.rescue, bh), always: planList(n.always, bh) };
+      }
+      const def = registry.get(n.type)!;
+      const perHost = narrowed(n.common.hosts as string | undefined).map((h): HostStepPlan => {
+        const sc = scopes.get(h)!;
+        const scope = sc.scope();
+        let status: HostStepPlan['status'] = 'runs';
+        const when = n.common.when as string | undefined;
+        try {
+          if (when) {
+            const v = evaluate(when, scope);
+            if (v instanceof Unknown) status = 'conditional';
+            else if (!truthy(v)) return { host: h, status: 'skipped', when };
+          }
+          const r = renderParams(def, n, scope);
+          if (!r.ok) return { host: h, status: 'error', error: r.error };
+          const ctx = { host: sc.host, facts: facts[h] ?? {}, evaluate: (e: string) => evaluate(e, scope) };
+          const plan = def.plan(ctx, r.params);
+          if (n.common.undo === 'never' && plan.undo) plan.undo = { action: 'none: undo: never (the change stays if the run fails)', ops: [] };
+          if (def.setsFacts && !r.unknown) Object.assign(sc.facts, r.params);
+          return { host: h, status, when, plan, mutating: isMutating(def, r.params) };
+        } catch (err) {
+          return { host: h, status: 'error', error: (err as Error).message };
+        }
+      });
+      return {
+        kind: 'step',
+        address: n.address,
+        title: n.title,
+        type: n.type,
+        mutating: perHost.some((h) => h.mutating),
+        undoMode: (n.common.undo as 'auto' | 'never' | undefined) ?? 'auto',
+        confirm: n.common.confirm === true ? `Proceed with "${n.title}"?` : (n.common.confirm as string | undefined) || undefined,
+        retries: n.common.retries as number | undefined,
+        timeout: n.common.timeout as number | undefined,
+        ignoreErrors: n.common.ignore_errors === true,
+        hosts: perHost,
+      };
+    };
+    plays.push({
+      name: play.name,
+      pattern: play.hosts,
+      hosts,
+      batches: batchesOf(hosts, play.serial),
+      steps: planList(play.steps, hosts),
+      rescue: planList(play.rescue, hosts),
+      always: planList(play.always, hosts),
+    });
+  }
+  return { playbook: playbook.file, inventory: inventory.file, checked: opts.facts !== undefined, facts, plays, problems };
+}

@@ -1,0 +1,67 @@
+// The plan as a change-request checklist: one checkbox per step and host, ready to paste in an issue.
+import { redact } from '../util/secret.js';
+import type { Plan, PlanNode } from './plan.js';
+import { groupHosts } from './render-text.js';
+
+function fence(lines: string[]): string[] {
+  const body = lines.join('\n');
+  const ticks = body.includes('```') ? '````' : '```';
+  return [`${ticks}text`, ...lines, ticks];
+}
+
+function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix = ''): void {
+  for (const n of list) {
+    if (n.kind === 'block') {
+      out.push(`${prefix}**Block: ${n.title}**`, '');
+      nodes(n.block, out, counter, prefix);
+      if (n.rescue.length) {
+        out.push(`${prefix}*Rescue (only where the block failed):*`, '');
+        nodes(n.rescue, out, counter, prefix);
+      }
+      if (n.always.length) {
+        out.push(`${prefix}*Always:*`, '');
+        nodes(n.always, out, counter, prefix);
+      }
+      continue;
+    }
+    counter.n++;
+    const flags = [n.type, n.confirm ? 'needs approval' : '', n.mutating && n.undoMode === 'never' ? 'undo: never' : '']
+      .filter(Boolean)
+      .join(', ');
+    out.push(`#### ${counter.n}. ${n.title} (\`${flags}\`)`, '');
+    for (const h of n.hosts) out.push(`- [ ] \`${h.host}\` — ${h.status === 'runs' ? 'done' : h.status}`);
+    out.push('');
+    for (const g of groupHosts(n.hosts)) {
+      out.push(`On ${g.hosts.map((h) => `\`${h}\``).join(', ')}:`, '');
+      out.push(...fence(g.lines), '');
+    }
+  }
+}
+
+/** The plan as GitHub/GitLab-flavoured Markdown. */
+export function renderPlanMarkdown(plan: Plan): string {
+  const out: string[] = [];
+  out.push(`## Change plan: \`${plan.playbook}\``, '');
+  out.push(`- Inventory: \`${plan.inventory}\``);
+  out.push(`- Facts: ${plan.checked ? 'checked read-only on the hosts' : 'offline plan, no connection made'}`);
+  for (const [h, f] of Object.entries(plan.facts)) {
+    if (f.pg) out.push(`- \`${h}\`: PostgreSQL ${f.pg.version}, ${f.pg.inRecovery ? 'standby' : 'primary'}`);
+  }
+  out.push('');
+  plan.plays.forEach((play, i) => {
+    out.push(`### Play ${i + 1}: ${play.name}`, '');
+    out.push(`Hosts: \`${play.pattern}\` → ${play.hosts.map((h) => `\`${h}\``).join(', ') || '(none)'}`, '');
+    const counter = { n: 0 };
+    nodes(play.steps, out, counter);
+    if (play.rescue.length) {
+      out.push('**Rescue (if the play fails):**', '');
+      nodes(play.rescue, out, counter);
+    }
+    if (play.always.length) {
+      out.push('**Always (also after a failure or interruption):**', '');
+      nodes(play.always, out, counter);
+    }
+  });
+  if (plan.problems.length) out.push('### Problems', '', ...plan.problems.map((p) => `- ${p}`), '');
+  return `${redact(out.join('\n'))}\n`;
+}

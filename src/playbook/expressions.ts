@@ -1,0 +1,353 @@
+// `{{ expr }}` templates and bare expressions (`when`, `assert`, `until`): a small, safe,
+// Jinja-flavoured language parsed by jsep and evaluated here over plain data — never eval().
+import jsep, { type Expression } from 'jsep';
+import { quote } from '../util/shell.js';
+
+// Jinja precedence: filters bind tighter than arithmetic and comparison.
+jsep.removeBinaryOp('|');
+jsep.addBinaryOp('|', 11);
+jsep.addBinaryOp('and', 2);
+jsep.addBinaryOp('or', 1);
+jsep.addBinaryOp('in', 7);
+jsep.addBinaryOp('is', 7);
+jsep.addUnaryOp('not');
+jsep.removeIdentifierChar('$');
+
+/** A value only a run can know (a registered output during `plan`). */
+export class Unknown {
+  constructor(readonly expr: string) {}
+  toString(): string {
+    return `(known after apply: ${this.expr})`;
+  }
+}
+
+/** A name or attribute that does not exist. */
+export class UndefinedError extends Error {
+  override name = 'UndefinedError';
+}
+
+/** An expression that does not parse or cannot be evaluated. */
+export class ExpressionError extends Error {
+  override name = 'ExpressionError';
+}
+
+export type Scope = Record<string, unknown>;
+
+const TEMPLATE = /\{\{(.*?)\}\}/gs;
+const WHOLE = /^\s*\{\{(.*?)\}\}\s*$/s;
+const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype']);
+const cache = new Map<string, Expression>();
+
+/** True when the string contains `{{`. */
+export function isTemplate(s: string): boolean {
+  return s.includes('{{');
+}
+
+/** True when the whole string is one `{{ expr }}`: it then stands for a value of any type. */
+export function isWholeTemplate(s: string): boolean {
+  return WHOLE.test(s) && (s.match(TEMPLATE)?.length ?? 0) === 1;
+}
+
+/** Parses an expression, caching the AST; syntax errors become ExpressionError. */
+export function parseExpression(src: string): Expression {
+  let ast = cache.get(src);
+  if (!ast) {
+    try {
+      ast = jsep(src.trim());
+    } catch (err) {
+      throw new ExpressionError(`cannot parse expression "${src.trim()}": ${(err as Error).message}`);
+    }
+    if (ast.type === 'Compound') throw new ExpressionError(`expected one expression, got "${src.trim()}"`);
+    cache.set(src, ast);
+  }
+  return ast;
+}
+
+/** The expressions inside a template string, in order. */
+export function templateExpressions(s: string): string[] {
+  return [...s.matchAll(TEMPLATE)].map((m) => m[1]!.trim());
+}
+
+/** Root names an expression reads, with the dotted chain after each (`reg.stdout`). */
+export function referencedNames(src: string): { root: string; chain: string }[] {
+  const out: { root: string; chain: string }[] = [];
+  const walk = (n: Expression | null | undefined): void => {
+    if (!n) return;
+    switch (n.type) {
+      case 'Identifier':
+        out.push({ root: n.name as string, chain: n.name as string });
+        return;
+      case 'MemberExpression': {
+        const chain = memberChain(n);
+        if (chain) out.push({ root: chain.split('.')[0]!, chain });
+        else walk(n.object as Expression);
+        if (n.computed) walk(n.property as Expression);
+        return;
+      }
+      case 'BinaryExpression':
+        walk(n.left as Expression);
+        if (n.operator === '|') walkFilterArgs(n.right as Expression);
+        else if (n.operator !== 'is') walk(n.right as Expression);
+        return;
+      case 'UnaryExpression':
+        walk(n.argument as Expression);
+        return;
+      case 'ArrayExpression':
+        for (const e of n.elements as Expression[]) walk(e);
+        return;
+      case 'CallExpression':
+        throw new ExpressionError(`function calls are not supported; use a filter: value | ${calleeName(n)}(...)`);
+      default:
+        return;
+    }
+  };
+  const walkFilterArgs = (f: Expression) => {
+    if (f.type === 'CallExpression') for (const a of f.arguments as Expression[]) walk(a);
+  };
+  walk(parseExpression(src));
+  return out;
+}
+
+function memberChain(n: Expression): string | undefined {
+  if (n.type === 'Identifier') return n.name as string;
+  if (n.type === 'MemberExpression') {
+    const base = memberChain(n.object as Expression);
+    if (!base) return undefined;
+    const p = n.property as Expression;
+    if (!n.computed && p.type === 'Identifier') return `${base}.${p.name}`;
+    if (n.computed && p.type === 'Literal') return `${base}[${JSON.stringify(p.value)}]`;
+    return base;
+  }
+  return undefined;
+}
+
+function calleeName(n: Expression): string {
+  const c = n.callee as Expression;
+  return c.type === 'Identifier' ? (c.name as string) : 'filter';
+}
+
+/** Evaluates an expression; undefined names throw UndefinedError, Unknown values propagate. */
+export function evaluate(src: string, scope: Scope): unknown {
+  return evalNode(parseExpression(src), scope, src.trim());
+}
+
+/** Truthiness the way playbook authors expect (empty string, 0, [], {} and null are false). */
+export function truthy(v: unknown): boolean {
+  if (Array.isArray(v)) return v.length > 0;
+  if (v && typeof v === 'object') return Object.keys(v).length > 0;
+  return Boolean(v);
+}
+
+/** Renders a template: a whole `{{ expr }}` keeps its type; otherwise the parts are joined. */
+export function renderTemplate(s: string, scope: Scope): unknown {
+  if (!isTemplate(s)) return s;
+  if (isWholeTemplate(s)) return evaluate(s.match(WHOLE)![1]!, scope);
+  let unknown: Unknown | undefined;
+  const text = s.replace(TEMPLATE, (_m, expr: string) => {
+    const v = evaluate(expr, scope);
+    if (v instanceof Unknown) {
+      unknown ??= v;
+      return v.toString();
+    }
+    return stringify(v);
+  });
+  return unknown ? new Unknown(text) : text;
+}
+
+/** Renders every string inside a JSON-like value. */
+export function renderDeep(value: unknown, scope: Scope): unknown {
+  if (typeof value === 'string') return renderTemplate(value, scope);
+  if (Array.isArray(value)) return value.map((v) => renderDeep(v, scope));
+  if (value && typeof value === 'object' && value.constructor === Object) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = renderDeep(v, scope);
+    return out;
+  }
+  return value;
+}
+
+/** Text form of a value inside a larger string. */
+export function stringify(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object' && !(v instanceof Unknown) && typeof (v as object).toString === 'function') {
+    if (Array.isArray(v) || v.constructor === Object) return JSON.stringify(v);
+  }
+  return String(v);
+}
+
+function evalNode(n: Expression, scope: Scope, src: string): unknown {
+  switch (n.type) {
+    case 'Literal':
+      return n.value;
+    case 'Identifier': {
+      const name = n.name as string;
+      if (!Object.hasOwn(scope, name)) throw new UndefinedError(`undefined name "${name}"`);
+      return scope[name];
+    }
+    case 'MemberExpression': {
+      const obj = evalNode(n.object as Expression, scope, src);
+      if (obj instanceof Unknown) return new Unknown(src);
+      const p = n.property as Expression;
+      const key = n.computed ? evalNode(p, scope, src) : (p.name as string);
+      if (key instanceof Unknown) return new Unknown(src);
+      return member(obj, key, memberChain(n) ?? src);
+    }
+    case 'ArrayExpression':
+      return (n.elements as Expression[]).map((e) => evalNode(e, scope, src));
+    case 'UnaryExpression': {
+      const v = evalNode(n.argument as Expression, scope, src);
+      if (v instanceof Unknown) return new Unknown(src);
+      if (n.operator === '!' || n.operator === 'not') return !truthy(v);
+      if (n.operator === '-') return -Number(v);
+      if (n.operator === '+') return Number(v);
+      throw new ExpressionError(`unsupported operator "${n.operator}" in "${src}"`);
+    }
+    case 'BinaryExpression':
+      return binary(n, scope, src);
+    case 'CallExpression':
+      throw new ExpressionError(`function calls are not supported; use a filter: value | ${calleeName(n)}(...)`);
+    default:
+      throw new ExpressionError(`unsupported syntax (${n.type}) in "${src}"`);
+  }
+}
+
+function member(obj: unknown, key: unknown, chain: string): unknown {
+  if (typeof key !== 'string' && typeof key !== 'number') throw new ExpressionError(`bad index in ${chain}`);
+  if (typeof key === 'string' && FORBIDDEN.has(key)) throw new ExpressionError(`"${key}" is not accessible`);
+  if (obj === null || obj === undefined || typeof obj !== 'object') {
+    if (typeof obj === 'string' && key === 'length') return obj.length;
+    throw new UndefinedError(`undefined attribute "${chain}"`);
+  }
+  if (!Object.hasOwn(obj, key)) throw new UndefinedError(`undefined attribute "${chain}"`);
+  return (obj as Record<string | number, unknown>)[key];
+}
+
+function binary(n: Expression, scope: Scope, src: string): unknown {
+  const op = n.operator as string;
+  if (op === '|') return applyFilter(n, scope, src);
+  if (op === 'is') return isTest(n, scope, src);
+  const l = evalNode(n.left as Expression, scope, src);
+  if (op === 'and' || op === '&&') {
+    if (l instanceof Unknown) return new Unknown(src);
+    return truthy(l) ? evalNode(n.right as Expression, scope, src) : l;
+  }
+  if (op === 'or' || op === '||') {
+    if (l instanceof Unknown) return new Unknown(src);
+    return truthy(l) ? l : evalNode(n.right as Expression, scope, src);
+  }
+  const r = evalNode(n.right as Expression, scope, src);
+  if (l instanceof Unknown || r instanceof Unknown) return new Unknown(src);
+  switch (op) {
+    case '==':
+    case '===':
+      return JSON.stringify(l) === JSON.stringify(r);
+    case '!=':
+    case '!==':
+      return JSON.stringify(l) !== JSON.stringify(r);
+    case '<':
+      return (l as number) < (r as number);
+    case '<=':
+      return (l as number) <= (r as number);
+    case '>':
+      return (l as number) > (r as number);
+    case '>=':
+      return (l as number) >= (r as number);
+    case '+':
+      return typeof l === 'number' && typeof r === 'number' ? l + r : stringify(l) + stringify(r);
+    case '-':
+      return Number(l) - Number(r);
+    case '*':
+      return Number(l) * Number(r);
+    case '/':
+      return Number(l) / Number(r);
+    case '%':
+      return Number(l) % Number(r);
+    case 'in':
+      if (Array.isArray(r)) return r.some((x) => JSON.stringify(x) === JSON.stringify(l));
+      if (typeof r === 'string') return r.includes(stringify(l));
+      if (r && typeof r === 'object') return Object.hasOwn(r, String(l));
+      return false;
+    default:
+      throw new ExpressionError(`unsupported operator "${op}" in "${src}"`);
+  }
+}
+
+function isTest(n: Expression, scope: Scope, src: string): boolean | Unknown {
+  const t = n.right as Expression;
+  const test = t.type === 'Identifier' ? (t.name as string) : '';
+  if (test !== 'defined' && test !== 'undefined') {
+    throw new ExpressionError(`"is" supports "defined" and "undefined", got "${src}"`);
+  }
+  let defined = true;
+  try {
+    const v = evalNode(n.left as Expression, scope, src);
+    if (v instanceof Unknown) return new Unknown(src);
+  } catch (err) {
+    if (!(err instanceof UndefinedError)) throw err;
+    defined = false;
+  }
+  return test === 'defined' ? defined : !defined;
+}
+
+/** Names of the filters expressions may use, for error messages and docs. */
+export const FILTERS = [
+  'default', 'int', 'float', 'string', 'bool', 'length', 'lower', 'upper', 'trim',
+  'join', 'split', 'first', 'last', 'keys', 'json', 'quote', 'replace',
+] as const;
+
+function applyFilter(n: Expression, scope: Scope, src: string): unknown {
+  const f = n.right as Expression;
+  const name = f.type === 'Identifier' ? (f.name as string) : f.type === 'CallExpression' ? calleeName(f) : '';
+  const args = f.type === 'CallExpression' ? (f.arguments as Expression[]).map((a) => evalNode(a, scope, src)) : [];
+  let v: unknown;
+  try {
+    v = evalNode(n.left as Expression, scope, src);
+  } catch (err) {
+    if (name === 'default' && err instanceof UndefinedError) return args[0] ?? '';
+    throw err;
+  }
+  if (v instanceof Unknown || args.some((a) => a instanceof Unknown)) return new Unknown(src);
+  switch (name) {
+    case 'default':
+      return v === undefined || v === null ? (args[0] ?? '') : v;
+    case 'int': {
+      const x = Number.parseInt(stringify(v), 10);
+      if (Number.isNaN(x)) throw new ExpressionError(`int: "${stringify(v)}" is not an integer`);
+      return x;
+    }
+    case 'float':
+      return Number.parseFloat(stringify(v));
+    case 'string':
+      return stringify(v);
+    case 'bool':
+      return typeof v === 'string' ? ['true', 'yes', 'on', '1'].includes(v.toLowerCase()) : truthy(v);
+    case 'length':
+      if (Array.isArray(v) || typeof v === 'string') return v.length;
+      if (v && typeof v === 'object') return Object.keys(v).length;
+      return 0;
+    case 'lower':
+      return stringify(v).toLowerCase();
+    case 'upper':
+      return stringify(v).toUpperCase();
+    case 'trim':
+      return stringify(v).trim();
+    case 'join':
+      return (Array.isArray(v) ? v : [v]).map(stringify).join(stringify(args[0] ?? ''));
+    case 'split':
+      return stringify(v).split(args[0] === undefined ? /\s+/ : stringify(args[0]));
+    case 'first':
+      return Array.isArray(v) ? v[0] : stringify(v)[0];
+    case 'last':
+      return Array.isArray(v) ? v[v.length - 1] : stringify(v).slice(-1);
+    case 'keys':
+      return v && typeof v === 'object' ? Object.keys(v) : [];
+    case 'json':
+      return JSON.stringify(v);
+    case 'quote':
+      return quote(stringify(v));
+    case 'replace':
+      return stringify(v).split(stringify(args[0])).join(stringify(args[1] ?? ''));
+    default:
+      throw new ExpressionError(`unknown filter "${name}"; known filters: ${FILTERS.join(', ')}`);
+  }
+}

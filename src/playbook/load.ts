@@ -1,0 +1,95 @@
+// Reads YAML 1.2 (core schema) keeping a map from document paths back to line and column.
+import { readFileSync } from 'node:fs';
+import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import type { Problem } from '../errors.js';
+
+export type PathSeg = string | number;
+
+/** A parsed YAML file that can say where any value inside it came from. */
+export interface SourceDoc {
+  file: string;
+  text: string;
+  value: unknown;
+  /** Position of the value at `path`, or of its closest existing ancestor. */
+  locate(path: readonly PathSeg[], opts?: { key?: boolean }): { line: number; col: number };
+  /** A problem located at `path`. */
+  problem(path: readonly PathSeg[], message: string, opts?: { key?: boolean }): Problem;
+}
+
+/** Formats a path the way users read it: `[0].steps[2].shell.cmd`. */
+export function dotted(path: readonly PathSeg[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out ? `.${seg}` : seg;
+  }
+  return out;
+}
+
+/** Parses YAML text; syntax errors come back as problems, never as exceptions. */
+export function parseSource(file: string, text: string): { doc?: SourceDoc; problems: Problem[] } {
+  const lineCounter = new LineCounter();
+  // core schema: `yes`/`on` stay strings and `0644` is the integer 644, never octal by surprise.
+  const ydoc = parseDocument(text, { version: '1.2', schema: 'core', lineCounter, prettyErrors: false });
+  const problems: Problem[] = [];
+  for (const err of ydoc.errors) {
+    const pos = lineCounter.linePos(err.pos[0]);
+    problems.push({ file, line: pos.line, col: pos.col, path: '', message: yamlMessage(err.message) });
+  }
+  if (problems.length > 0) return { problems };
+
+  const at = (offset: number) => lineCounter.linePos(offset);
+  const locate = (path: readonly PathSeg[], opts?: { key?: boolean }) => {
+    let node: Node | null | undefined = ydoc.contents as Node | null;
+    let best = node?.range ? at(node.range[0]) : { line: 1, col: 1 };
+    for (let i = 0; i < path.length; i++) {
+      const seg = path[i]!;
+      const last = i === path.length - 1;
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === seg);
+        if (!pair) break;
+        const keyNode = pair.key as Node;
+        if (keyNode.range) best = at(keyNode.range[0]);
+        if (last && opts?.key) return best;
+        node = pair.value as Node | null;
+        if (node?.range && !(last && node.range[0] === node.range[1])) best = at(node.range[0]);
+      } else if (isSeq(node) && typeof seg === 'number') {
+        const item = node.items[seg] as Node | undefined;
+        if (!item) break;
+        node = item;
+        if (node.range) best = at(node.range[0]);
+      } else break;
+    }
+    return best;
+  };
+  const doc: SourceDoc = {
+    file,
+    text,
+    value: ydoc.toJS({ maxAliasCount: 100 }),
+    locate,
+    problem(path, message, opts) {
+      const pos = locate(path, opts);
+      return { file, line: pos.line, col: pos.col, path: dotted(path), message };
+    },
+  };
+  return { doc, problems };
+}
+
+/** Reads and parses a YAML file; a missing file is a problem at 1:1. */
+export function loadSource(file: string): { doc?: SourceDoc; problems: Problem[] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})`;
+    return { problems: [{ file, line: 1, col: 1, path: '', message: why }] };
+  }
+  return parseSource(file, text);
+}
+
+function yamlMessage(msg: string): string {
+  // The yaml library appends a code excerpt after the first line; the location is ours to print.
+  const first = msg.split('\n')[0] ?? msg;
+  return `invalid YAML: ${first.replace(/ at line \d+, column \d+:?$/, '')}`;
+}

@@ -1,0 +1,246 @@
+// Whole-file validation of a playbook: envelope, then each step type's own schema, then names.
+import { createHash } from 'node:crypto';
+import type { Problem } from '../errors.js';
+import type { Inventory } from '../inventory/inventory.js';
+import { matchHosts } from '../inventory/patterns.js';
+import { registry, stepTypes } from '../steps/registry.js';
+import { didYouMean, describe, schemaProblems } from '../util/schema-errors.js';
+import { ExpressionError, parseExpression, referencedNames, templateExpressions } from './expressions.js';
+import { loadSource, type PathSeg, type SourceDoc } from './load.js';
+import { BlockSchema, COMMON_KEYS, CommonSchema, type Node, type Play, type Playbook, PlaySchema, walk } from './model.js';
+
+/** Names every template can use without declaring them. */
+export const BUILTIN_NAMES = ['host', 'run', 'vars'] as const;
+
+/** What validation knows besides the file: an inventory and `-e` variables, both optional. */
+export interface ValidateOptions {
+  inventory?: Inventory;
+  extraVars?: Record<string, unknown>;
+}
+
+/** A validated playbook, or every problem found; `unchecked` lists names left to the inventory. */
+export interface ValidateResult {
+  playbook?: Playbook;
+  problems: Problem[];
+  unchecked: string[];
+}
+
+/** Loads and validates a playbook file, collecting every problem. */
+export function loadPlaybook(file: string, opts: ValidateOptions = {}): ValidateResult {
+  const { doc, problems } = loadSource(file);
+  if (!doc) return { problems, unchecked: [] };
+  return validatePlaybook(doc, opts);
+}
+
+/** Validates an already-parsed playbook document. */
+export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): ValidateResult {
+  const problems: Problem[] = [];
+  const root = doc.value;
+  if (!Array.isArray(root) || root.length === 0) {
+    problems.push(doc.problem([], `expected a non-empty list of plays, got ${describe(root)}`));
+    return { problems, unchecked: [] };
+  }
+  const plays: Play[] = [];
+  root.forEach((raw, i) => {
+    const path: PathSeg[] = [i];
+    const envelope = schemaProblems(PlaySchema, raw, doc, path);
+    problems.push(...envelope);
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return;
+    const p = raw as Record<string, unknown>;
+    const list = (key: string): Node[] =>
+      Array.isArray(p[key]) ? parseList(p[key] as unknown[], [...path, key], `p${i}.${key}`, doc, problems) : [];
+    plays.push({
+      index: i,
+      path,
+      name: typeof p.name === 'string' ? p.name : `play ${i + 1}`,
+      hosts: typeof p.hosts === 'string' ? p.hosts : '',
+      vars: (p.vars && typeof p.vars === 'object' ? p.vars : {}) as Record<string, unknown>,
+      forks: typeof p.forks === 'number' ? p.forks : 10,
+      serial: typeof p.serial === 'number' ? p.serial : undefined,
+      steps: list('steps'),
+      rescue: list('rescue'),
+      always: list('always'),
+    });
+  });
+  const unchecked = checkNames(plays, doc, opts, problems);
+  if (opts.inventory) checkHostPatterns(plays, doc, opts.inventory, problems);
+  problems.sort((a, b) => a.line - b.line || a.col - b.col);
+  if (problems.length > 0) return { problems, unchecked };
+  const sha256 = createHash('sha256').update(doc.text).digest('hex');
+  return { playbook: { file: doc.file, doc, sha256, plays }, problems, unchecked };
+}
+
+function parseList(items: unknown[], path: PathSeg[], address: string, doc: SourceDoc, out: Problem[]): Node[] {
+  const nodes: Node[] = [];
+  items.forEach((item, i) => {
+    const n = parseNode(item, [...path, i], `${address}.${i}`, doc, out);
+    if (n) nodes.push(n);
+  });
+  return nodes;
+}
+
+function parseNode(raw: unknown, path: PathSeg[], address: string, doc: SourceDoc, out: Problem[]): Node | undefined {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
+    out.push(doc.problem(path, `expected a step (a mapping with one step type, e.g. shell: …), got ${describe(raw)}`));
+    return undefined;
+  }
+  const obj = raw as Record<string, unknown>;
+  if ('block' in obj) {
+    out.push(...schemaProblems(BlockSchema, obj, doc, path));
+    const list = (k: string) => (Array.isArray(obj[k]) ? parseList(obj[k] as unknown[], [...path, k], `${address}.${k}`, doc, out) : []);
+    return {
+      kind: 'block',
+      address,
+      path,
+      title: typeof obj.name === 'string' ? obj.name : 'block',
+      when: typeof obj.when === 'string' ? obj.when : undefined,
+      hosts: typeof obj.hosts === 'string' ? obj.hosts : undefined,
+      block: list('block'),
+      rescue: list('rescue'),
+      always: list('always'),
+    };
+  }
+  const typeKeys = Object.keys(obj).filter((k) => !COMMON_KEYS.includes(k));
+  const common = Object.fromEntries(Object.entries(obj).filter(([k]) => COMMON_KEYS.includes(k)));
+  out.push(...schemaProblems(CommonSchema, common, doc, path));
+  if (typeKeys.length === 0) {
+    out.push(doc.problem(path, `expected one step type key (${stepTypes.join(', ')}), found none`));
+    return undefined;
+  }
+  const known = typeKeys.filter((k) => registry.has(k));
+  for (const k of typeKeys.filter((k) => !registry.has(k))) {
+    const hint = didYouMean(k, [...stepTypes, ...COMMON_KEYS]);
+    const what = known.length > 0 ? `unknown key "${k}"${hint}` : `unknown step type "${k}"${hint}`;
+    out.push(doc.problem([...path, k], what, { key: true }));
+  }
+  if (known.length > 1) {
+    out.push(doc.problem(path, `a step has exactly one step type, found ${known.join(' and ')}; split it into separate steps`));
+    return undefined;
+  }
+  const type = known[0];
+  if (!type) return undefined;
+  const def = registry.get(type)!;
+  let params = obj[type];
+  if (params === null || params === undefined) params = {};
+  if (def.shorthand && (typeof params === 'string' || Array.isArray(params))) params = { [def.shorthand]: params };
+  out.push(...schemaProblems(def.params, params, doc, [...path, type], { allowTemplates: true }));
+  return {
+    kind: 'step',
+    address,
+    path,
+    type,
+    params,
+    common,
+    title: typeof common.name === 'string' ? common.name : type,
+  };
+}
+
+/** Strings inside a value with their paths. */
+function* strings(v: unknown, path: PathSeg[]): Generator<[string, PathSeg[]]> {
+  if (typeof v === 'string') yield [v, path];
+  else if (Array.isArray(v)) for (let i = 0; i < v.length; i++) yield* strings(v[i], [...path, i]);
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) yield* strings(x, [...path, k]);
+}
+
+function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: Problem[]): string[] {
+  const unchecked = new Set<string>();
+  // Where every id/register is defined, to tell "later" from "never".
+  const definedAt = new Map<string, PathSeg[]>();
+  const ids = new Map<string, PathSeg[]>();
+  for (const play of plays) {
+    for (const s of walk([...play.steps, ...play.rescue, ...play.always])) {
+      const id = s.common.id;
+      if (typeof id === 'string') {
+        const first = ids.get(id);
+        if (first) out.push(doc.problem([...s.path, 'id'], `duplicate step id "${id}" (first used at line ${doc.locate(first).line})`));
+        else ids.set(id, [...s.path, 'id']);
+      }
+      for (const key of ['id', 'register'] as const) {
+        const name = s.common[key];
+        if (typeof name === 'string' && !definedAt.has(name)) definedAt.set(name, [...s.path, key]);
+      }
+    }
+  }
+  const inventoryVars = new Set<string>();
+  if (opts.inventory) for (const h of opts.inventory.hosts.values()) for (const k of Object.keys(h.vars)) inventoryVars.add(k);
+  const known = new Set<string>([...BUILTIN_NAMES, ...Object.keys(opts.extraVars ?? {}), ...inventoryVars]);
+
+  const check = (expr: string, path: PathSeg[], extra: readonly string[] = []) => {
+    let refs: { root: string; chain: string }[];
+    try {
+      parseExpression(expr);
+      refs = referencedNames(expr);
+    } catch (err) {
+      if (err instanceof ExpressionError) out.push(doc.problem(path, err.message));
+      return;
+    }
+    for (const { root } of refs) {
+      if (known.has(root) || extra.includes(root)) continue;
+      const later = definedAt.get(root);
+      if (later) {
+        out.push(doc.problem(path, `"${root}" is used before it exists: it is registered by a later step (line ${doc.locate(later).line})`));
+        continue;
+      }
+      const hint = didYouMean(root, [...known, ...definedAt.keys()]);
+      if (opts.inventory || hint) out.push(doc.problem(path, `undefined name "${root}"${hint}`));
+      else unchecked.add(root);
+    }
+  };
+  const checkTemplates = (v: unknown, path: PathSeg[]) => {
+    for (const [s, p] of strings(v, path)) for (const e of templateExpressions(s)) check(e, p);
+  };
+
+  for (const play of plays) {
+    for (const k of Object.keys(play.vars)) known.add(k);
+    checkTemplates(play.vars, [...play.path, 'vars']);
+    const visit = (nodes: Node[]) => {
+      for (const n of nodes) {
+        if (n.kind === 'block') {
+          if (n.when) check(n.when, [...n.path, 'when']);
+          visit(n.block);
+          visit(n.rescue);
+          visit(n.always);
+          continue;
+        }
+        const def = registry.get(n.type)!;
+        const params = (n.params ?? {}) as Record<string, unknown>;
+        for (const [k, v] of Object.entries(params)) {
+          const p = [...n.path, n.type, k];
+          if (def.rawParams?.includes(k)) for (const [s, sp] of strings(v, p)) check(s, sp);
+          else checkTemplates(v, p);
+        }
+        if (typeof n.common.when === 'string') check(n.common.when, [...n.path, 'when']);
+        if (typeof n.common.until === 'string') check(n.common.until, [...n.path, 'until'], ['result']);
+        if (typeof n.common.confirm === 'string') checkTemplates(n.common.confirm, [...n.path, 'confirm']);
+        if (typeof n.common.name === 'string') checkTemplates(n.common.name, [...n.path, 'name']);
+        for (const key of ['id', 'register'] as const) if (typeof n.common[key] === 'string') known.add(n.common[key]);
+        if (def.setsFacts) for (const k of Object.keys(params)) known.add(k);
+      }
+    };
+    visit(play.steps);
+    visit(play.rescue);
+    visit(play.always);
+  }
+  return [...unchecked].sort();
+}
+
+function checkHostPatterns(plays: Play[], doc: SourceDoc, inventory: Inventory, out: Problem[]): void {
+  const checkPattern = (pattern: string, path: PathSeg[]) => {
+    const m = matchHosts(inventory, pattern);
+    for (const t of m.unmatched) {
+      const hint = didYouMean(t, [...inventory.hosts.keys(), ...inventory.groups.keys()]);
+      out.push(doc.problem(path, `host pattern "${t}" matches no host or group in ${inventory.file}${hint}`));
+    }
+  };
+  for (const play of plays) {
+    if (play.hosts) checkPattern(play.hosts, [...play.path, 'hosts']);
+    const visit = (nodes: Node[]) => {
+      for (const n of nodes) {
+        const hosts = n.kind === 'step' ? n.common.hosts : n.hosts;
+        if (typeof hosts === 'string') checkPattern(hosts, [...n.path, 'hosts']);
+        if (n.kind === 'block') [n.block, n.rescue, n.always].forEach(visit);
+      }
+    };
+    [play.steps, play.rescue, play.always].forEach(visit);
+  }
+}

@@ -1,0 +1,50 @@
+// Plain timestamped lines for logs and non-TTY output; every line passes the secret filter.
+import { redact } from '../util/secret.js';
+import type { RunEvent, Subscriber } from '../runner/events.js';
+
+const time = (ts: string) => ts.slice(11, 19);
+
+/** Formats an event as zero or more lines. */
+export function plainLines(e: RunEvent & { ts: string }): string[] {
+  const t = time(e.ts);
+  switch (e.type) {
+    case 'run_started':
+      return [`${t} run ${e.runId}${e.resumed ? ' (resumed)' : ''}: ${e.playbook} with ${e.inventory}`];
+    case 'play_started':
+      return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];
+    case 'step_started':
+      return [`${t} ${e.host}: ▶ ${e.title}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`];
+    case 'step_output':
+      return e.text
+        .replace(/\n$/, '')
+        .split('\n')
+        .map((l) => `${t} ${e.host}: │ ${l}`);
+    case 'step_finished': {
+      const secs = (e.durationMs / 1000).toFixed(2);
+      const err = e.error ? `: ${e.error}` : '';
+      return [`${t} ${e.host}: ${e.status.toUpperCase().replace('_', ' ')} ${e.title} (${secs}s)${err}`];
+    }
+    case 'approval':
+      return [`${t} approval for "${e.title}": ${e.approved ? 'approved' : 'DECLINED'} (${e.by})`];
+    case 'undo_pushed':
+      return [`${t} ${e.host}: undo registered for "${e.title}": ${e.action}`];
+    case 'interrupted':
+      return [`${t} INTERRUPTED by ${e.signal}: stopping the current step, then clean-up and undo`];
+    case 'unwind_started':
+      return e.entries ? [`${t} unwinding ${e.entries} change(s), most recent first`] : [];
+    case 'undo_started':
+      return [`${t} ${e.host}: ↶ undo "${e.title}": ${e.action}`];
+    case 'undo_finished':
+      return [`${t} ${e.host}: undo "${e.title}" ${e.ok ? 'done' : `FAILED: ${e.error}`}`];
+    case 'run_finished':
+      return [`${t} run ${e.status.toUpperCase()} (exit ${e.exitCode})`, ...e.summary.map((s) => `  ${s}`)];
+  }
+}
+
+/** A subscriber writing plain lines to a stream. */
+export function plainReporter(write: (s: string) => void): Subscriber {
+  return (e) => {
+    const lines = plainLines(e);
+    if (lines.length) write(`${redact(lines.join('\n'))}\n`);
+  };
+}

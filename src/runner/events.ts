@@ -1,0 +1,54 @@
+// Everything a run reports, as a closed union; renderers and the journal subscribe to these.
+
+/** How a step ended on one host. */
+export type StepStatus =
+  /** applied successfully */
+  | 'ok'
+  /** failed (and was not ignored) */
+  | 'failed'
+  /** failed, but ignore_errors was set */
+  | 'ignored'
+  /** `when` was false */
+  | 'skipped'
+  /** done by an earlier attempt of this run (resume) */
+  | 'already_done';
+
+/** How a whole run ended. */
+export type RunStatus =
+  /** every step succeeded */
+  | 'ok'
+  /** a step failed; everything undoable was undone */
+  | 'failed'
+  /** SIGINT/SIGTERM; everything undoable was undone */
+  | 'interrupted'
+  /** an undo failed: the hosts need manual attention */
+  | 'compensation_failed';
+
+export type RunEvent =
+  | { type: 'run_started'; runId: string; playbook: string; playbookSha256: string; inventory: string; extraVars: Record<string, unknown>; limit?: string; resumed: boolean }
+  | { type: 'play_started'; play: number; name: string; hosts: string[] }
+  | { type: 'step_started'; address: string; title: string; stepType: string; host: string; attempt: number }
+  | { type: 'step_output'; address: string; host: string; stream: 'stdout' | 'stderr' | 'log'; text: string }
+  | { type: 'step_finished'; address: string; title: string; stepType: string; host: string; status: StepStatus; durationMs: number; outputs?: unknown; names?: string[]; facts?: boolean; error?: string }
+  | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
+  | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
+  | { type: 'interrupted'; signal: string }
+  | { type: 'unwind_started'; entries: number }
+  | { type: 'undo_started'; address: string; title: string; host: string; action: string }
+  | { type: 'undo_finished'; address: string; title: string; host: string; ok: boolean; error?: string; durationMs: number }
+  | { type: 'run_finished'; status: RunStatus; exitCode: number; summary: string[] };
+
+/** Anything that wants events: a renderer, the journal, a test. */
+export type Subscriber = (e: RunEvent & { ts: string }) => void;
+
+/** Fan-out of events to subscribers, stamping each with the time. */
+export class EventBus {
+  readonly #subs: Subscriber[] = [];
+  subscribe(s: Subscriber): void {
+    this.#subs.push(s);
+  }
+  emit(e: RunEvent): void {
+    const stamped = { ts: new Date().toISOString(), ...e };
+    for (const s of this.#subs) s(stamped);
+  }
+}

@@ -1,0 +1,387 @@
+// Runs a validated playbook: plays in order, steps in lockstep across hosts, undo on failure.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InterruptedError, messageOf, TimeoutError } from '../errors.js';
+import type { Inventory } from '../inventory/inventory.js';
+import { matchHosts } from '../inventory/patterns.js';
+import { evaluate, truthy } from '../playbook/expressions.js';
+import type { BlockNode, Node, Playbook, StepNode } from '../playbook/model.js';
+import { batchesOf, playHosts } from '../plan/plan.js';
+import { renderParams } from '../plan/render-params.js';
+import { type AnyStep, type ApplyContext, isMutating } from '../steps/define.js';
+import { registry } from '../steps/registry.js';
+import { redact } from '../util/secret.js';
+import { mapLimit } from '../util/semaphore.js';
+import { UndoStack } from './compensation.js';
+import type { ConnectionPool } from './connections.js';
+import type { EventBus, RunStatus } from './events.js';
+import { HostScope, type RunInfo } from './scope.js';
+
+/** Talks to the operator for approvals and prompts. */
+export interface Prompter {
+  /** true when a person can answer (a TTY) */
+  interactive: boolean;
+  ask(question: string): Promise<string>;
+}
+
+/** A step that completed in an earlier attempt of this run and still stands (for resume). */
+export interface DoneStep {
+  outputs: unknown;
+  names: string[];
+  facts: boolean;
+}
+
+/** Everything a run needs. */
+export interface RunOptions {
+  playbook: Playbook;
+  inventory: Inventory;
+  run: RunInfo;
+  extraVars: Record<string, unknown>;
+  limit?: string;
+  bus: EventBus;
+  connections: ConnectionPool;
+  prompter: Prompter;
+  /** pre-approve every confirm gate */
+  yes: boolean;
+  /** steps done by an earlier attempt, keyed `address@host` */
+  done?: Map<string, DoneStep>;
+}
+
+/** How the run ended. */
+export interface RunOutcome {
+  status: RunStatus;
+  exitCode: number;
+}
+
+const EXIT: Record<RunStatus, number> = { ok: 0, failed: 1, interrupted: 1, compensation_failed: 3 };
+
+/** One run of a playbook. Call `interrupt` from a signal handler. */
+export class Executor {
+  readonly #o: RunOptions;
+  readonly #undo = new UndoStack();
+  readonly #scopes = new Map<string, HostScope>();
+  readonly #interrupt = new AbortController();
+  #signalName: string | undefined;
+  /** Set when a host failed with no rescue around it: main lines stop, `always` still runs. */
+  #fatal = false;
+  #firstError: string | undefined;
+
+  constructor(opts: RunOptions) {
+    this.#o = opts;
+  }
+
+  /** Stops the run at the current step; `always` runs and the undo stack unwinds. */
+  interrupt(signal: string): void {
+    if (this.#signalName) return;
+    this.#signalName = signal;
+    this.#o.bus.emit({ type: 'interrupted', signal });
+    this.#interrupt.abort(new InterruptedError(signal));
+  }
+
+  get interrupted(): boolean {
+    return this.#signalName !== undefined;
+  }
+
+  async execute(): Promise<RunOutcome> {
+    const { playbook, inventory, bus } = this.#o;
+    try {
+      for (const play of playbook.plays) {
+        if (this.#fatal || this.interrupted) break;
+        const hosts = playHosts(play, inventory, this.#o.limit);
+        bus.emit({ type: 'play_started', play: play.index, name: play.name, hosts });
+        for (const h of hosts) {
+          if (!this.#scopes.has(h)) this.#scopes.set(h, new HostScope(inventory.hosts.get(h)!, this.#o.run, this.#o.extraVars));
+          try {
+            this.#scopes.get(h)!.enterPlay(play.vars);
+          } catch (err) {
+            this.#fail(`${h}: play vars: ${messageOf(err)}`);
+          }
+        }
+        if (this.#fatal) break;
+        const asBlock: BlockNode = {
+          kind: 'block',
+          address: `p${play.index}`,
+          path: play.path,
+          title: play.name,
+          block: play.steps,
+          rescue: play.rescue,
+          always: play.always,
+        };
+        for (const batch of batchesOf(hosts, play.serial)) {
+          const failed = await this.#runBlock(asBlock, batch, play.forks, false);
+          if (failed.size > 0) this.#fatal = true;
+          if (this.#fatal || this.interrupted) break;
+        }
+      }
+    } catch (err) {
+      this.#fail(`internal error: ${messageOf(err)}`);
+    }
+    return this.#finish();
+  }
+
+  #fail(msg: string): void {
+    this.#fatal = true;
+    this.#firstError ??= msg;
+  }
+
+  /** Runs a block; returns the hosts whose failure it did not rescue. */
+  async #runBlock(b: BlockNode, hosts: string[], forks: number, inAlways: boolean, outerRescue = false): Promise<Set<string>> {
+    let active = b.hosts ? hosts.filter((h) => matchHosts(this.#o.inventory, b.hosts!).hosts.includes(h)) : hosts;
+    if (b.when) active = active.filter((h) => this.#whenHolds(b.when!, h));
+    const rescuable = b.rescue.length > 0;
+    let failed = await this.#runList(b.block, active, forks, inAlways, rescuable || outerRescue);
+    if (failed.size > 0 && rescuable && !this.interrupted) {
+      failed = await this.#runList(b.rescue, [...failed], forks, inAlways, outerRescue);
+    }
+    if (b.always.length > 0) {
+      const alwaysFailed = await this.#runList(b.always, active, forks, true, outerRescue);
+      for (const h of alwaysFailed) failed.add(h);
+    }
+    return failed;
+  }
+
+  #whenHolds(expr: string, host: string): boolean {
+    try {
+      return truthy(evaluate(expr, this.#scopes.get(host)!.scope()));
+    } catch (err) {
+      this.#fail(`${host}: when "${expr}": ${messageOf(err)}`);
+      return false;
+    }
+  }
+
+  /** Runs nodes in lockstep; a failure outside any rescue stops every host (fail fast). */
+  async #runList(nodes: Node[], hosts: string[], forks: number, inAlways: boolean, rescuable: boolean): Promise<Set<string>> {
+    const failed = new Set<string>();
+    for (const n of nodes) {
+      if (!inAlways && (this.#fatal || this.interrupted)) break;
+      const ok = hosts.filter((h) => !failed.has(h));
+      if (ok.length === 0) break;
+      const stepFailed =
+        n.kind === 'block' ? await this.#runBlock(n, ok, forks, inAlways, rescuable) : await this.#runStep(n, ok, forks, inAlways);
+      for (const h of stepFailed) failed.add(h);
+      if (stepFailed.size > 0 && !rescuable) this.#fatal = true;
+    }
+    return failed;
+  }
+
+  async #runStep(n: StepNode, hosts: string[], forks: number, inAlways: boolean): Promise<Set<string>> {
+    const targets = n.common.hosts ? hosts.filter((h) => matchHosts(this.#o.inventory, n.common.hosts as string).hosts.includes(h)) : hosts;
+    const failed = new Set<string>();
+    if (targets.length === 0) return failed;
+    if (n.common.confirm && !targets.every((h) => this.#o.done?.has(`${n.address}@${h}`))) {
+      const approved = await this.#approve(n, targets);
+      if (!approved) {
+        this.#fail(`"${n.title}" was not approved by the operator`);
+        for (const h of targets) failed.add(h);
+        return failed;
+      }
+    }
+    await mapLimit(targets, forks, async (h) => {
+      if (!(await this.#runOnHost(n, h, inAlways))) failed.add(h);
+    });
+    return failed;
+  }
+
+  async #approve(n: StepNode, hosts: string[]): Promise<boolean> {
+    const question = `${n.common.confirm === true ? `Proceed with "${n.title}"` : String(n.common.confirm)} on ${hosts.join(', ')}? [y/N] `;
+    if (this.#o.yes) {
+      this.#o.bus.emit({ type: 'approval', address: n.address, title: n.title, approved: true, by: '--yes' });
+      return true;
+    }
+    const answer = await this.#o.prompter.ask(question);
+    const approved = /^y(es)?$/i.test(answer.trim());
+    this.#o.bus.emit({ type: 'approval', address: n.address, title: n.title, approved, by: 'prompt' });
+    return approved;
+  }
+
+  /** Runs one step on one host; returns false when it failed (and the failure was not ignored). */
+  async #runOnHost(n: StepNode, host: string, inAlways: boolean): Promise<boolean> {
+    const { bus } = this.#o;
+    const def = registry.get(n.type)!;
+    const sc = this.#scopes.get(host)!;
+    const names = [n.common.id, n.common.register].filter((x): x is string => typeof x === 'string');
+    const base = { address: n.address, title: n.title, stepType: n.type, host };
+    const started = Date.now();
+    const finish = (status: 'ok' | 'failed' | 'ignored' | 'skipped' | 'already_done', extra: { outputs?: unknown; error?: string } = {}) =>
+      bus.emit({ type: 'step_finished', ...base, status, durationMs: Date.now() - started, names, facts: def.setsFacts === true, ...extra });
+
+    const done = this.#o.done?.get(`${n.address}@${host}`);
+    if (done) {
+      for (const name of done.names) sc.facts[name] = done.outputs;
+      if (done.facts) Object.assign(sc.facts, done.outputs as object);
+      finish('already_done', { outputs: done.outputs });
+      return true;
+    }
+    if (typeof n.common.when === 'string') {
+      let holds: boolean;
+      try {
+        holds = truthy(evaluate(n.common.when, sc.scope()));
+      } catch (err) {
+        const error = `when "${n.common.when}": ${messageOf(err)}`;
+        finish('failed', { error });
+        this.#firstError ??= `${host}: ${n.title}: ${error}`;
+        return false;
+      }
+      if (!holds) {
+        for (const name of names) sc.facts[name] = { skipped: true };
+        finish('skipped');
+        return true;
+      }
+    }
+    const rendered = renderParams(def, n, sc.scope());
+    if (!rendered.ok) {
+      finish('failed', { error: rendered.error });
+      this.#firstError ??= `${host}: ${n.title}: ${rendered.error}`;
+      return n.common.ignore_errors === true;
+    }
+    const params = rendered.params;
+    const retries = (n.common.retries as number | undefined) ?? 0;
+    const delayMs = ((n.common.delay as number | undefined) ?? 1) * 1000;
+    let lastError = '';
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) {
+        try {
+          await sleep(delayMs, undefined, { signal: inAlways ? undefined : this.#interrupt.signal });
+        } catch {
+          break;
+        }
+      }
+      if (!inAlways && this.interrupted) {
+        lastError = `interrupted by ${this.#signalName}`;
+        break;
+      }
+      bus.emit({ type: 'step_started', ...base, attempt: attempt + 1 });
+      const ctl = new AbortController();
+      const onInterrupt = () => ctl.abort(this.#interrupt.signal.reason);
+      // `always` steps must finish even after Ctrl-C: they are the clean-up.
+      if (!inAlways) this.#interrupt.signal.addEventListener('abort', onInterrupt, { once: true });
+      const timeoutS = n.common.timeout as number | undefined;
+      const timer = timeoutS ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000) : undefined;
+      try {
+        const ctx = this.#context(host, n, ctl.signal);
+        const outputs = await abortable(def.apply(ctx, params), ctl.signal);
+        if (typeof n.common.until === 'string' && !truthy(evaluate(n.common.until, sc.scope({ result: outputs })))) {
+          lastError = `until "${n.common.until}" still false after ${attempt + 1} attempt(s)`;
+          continue;
+        }
+        for (const name of names) sc.facts[name] = outputs;
+        if (def.setsFacts) Object.assign(sc.facts, outputs as object);
+        finish('ok', { outputs });
+        this.#pushUndo(def, n, host, params, outputs);
+        return true;
+      } catch (err) {
+        lastError = ctl.signal.aborted ? messageOf(ctl.signal.reason) : messageOf(err);
+        if (!inAlways && this.interrupted) break;
+      } finally {
+        clearTimeout(timer);
+        this.#interrupt.signal.removeEventListener('abort', onInterrupt);
+      }
+    }
+    if (n.common.ignore_errors === true && !this.interrupted) {
+      for (const name of names) sc.facts[name] = { failed: true, msg: lastError };
+      finish('ignored', { error: lastError });
+      return true;
+    }
+    finish('failed', { error: lastError });
+    this.#firstError ??= `${host}: ${n.title}: ${lastError}`;
+    return false;
+  }
+
+  #pushUndo(def: AnyStep, n: StepNode, host: string, params: Record<string, unknown>, outputs: unknown): void {
+    if (!isMutating(def, params)) return;
+    const sc = this.#scopes.get(host)!;
+    const planned = def.plan({ host: sc.host, facts: {}, evaluate: (e) => evaluate(e, sc.scope()) }, params).undo;
+    if (!def.undo || !planned || n.common.undo === 'never') {
+      const why = n.common.undo === 'never' ? 'undo: never' : 'no undo declared';
+      this.#undo.permanent.push({ address: n.address, title: n.title, host, why });
+      return;
+    }
+    this.#undo.push({ address: n.address, title: n.title, host, type: n.type, params, outputs, action: planned.action, ops: planned.ops });
+    this.#o.bus.emit({ type: 'undo_pushed', address: n.address, title: n.title, host, action: planned.action });
+  }
+
+  #context(host: string, n: StepNode, signal: AbortSignal): ApplyContext {
+    const sc = this.#scopes.get(host)!;
+    const { bus, connections, prompter } = this.#o;
+    const h = sc.host;
+    return {
+      host: h,
+      facts: {},
+      signal,
+      evaluate: (e) => evaluate(e, sc.scope()),
+      transport: () => connections.transport(h),
+      pg: () => connections.pg(h),
+      log: (text) => bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: redact(text) }),
+      output: (stream, text) => bus.emit({ type: 'step_output', address: n.address, host, stream, text: redact(text) }),
+      prompt: (q) => (this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `)),
+    };
+  }
+
+  /** Unwinds the undo stack when the run failed, then reports the state the hosts are in. */
+  async #finish(): Promise<RunOutcome> {
+    const { bus } = this.#o;
+    const failed = this.#fatal || this.interrupted;
+    let status: RunStatus = this.interrupted ? 'interrupted' : failed ? 'failed' : 'ok';
+    const summary: string[] = [];
+    if (failed) {
+      if (this.#firstError) summary.push(`Failure: ${this.#firstError}`);
+      bus.emit({ type: 'unwind_started', entries: this.#undo.size });
+      const undone: string[] = [];
+      for (let e = this.#undo.pop(); e; e = this.#undo.pop()) {
+        const started = Date.now();
+        bus.emit({ type: 'undo_started', address: e.address, title: e.title, host: e.host, action: e.action });
+        const def = registry.get(e.type)!;
+        const node = { address: e.address, title: e.title, type: e.type } as StepNode;
+        try {
+          // A fresh signal: compensation must run to the end even after Ctrl-C.
+          await def.undo!(this.#context(e.host, node, new AbortController().signal), e.params, e.outputs);
+          bus.emit({ type: 'undo_finished', address: e.address, title: e.title, host: e.host, ok: true, durationMs: Date.now() - started });
+          undone.push(`${e.host}: ${e.title} (${e.action})`);
+        } catch (err) {
+          const error = messageOf(err);
+          bus.emit({ type: 'undo_finished', address: e.address, title: e.title, host: e.host, ok: false, error, durationMs: Date.now() - started });
+          status = 'compensation_failed';
+          summary.push(`COMPENSATION FAILED on ${e.host}: undo of "${e.title}" (${e.action}) failed: ${error}`);
+          summary.push('Manual remedy, most recent first — these changes are still in place:');
+          for (const r of [e, ...this.#undo.entries.slice().reverse()]) {
+            summary.push(`  - ${r.host}: "${r.title}" — to undo: ${r.action}`);
+            for (const op of r.ops) if (op.kind === 'command') summary.push(`      $ ${op.line}`);
+            else if (op.kind === 'sql') summary.push(`      SQL: ${op.sql}`);
+          }
+          break;
+        }
+      }
+      if (status !== 'compensation_failed') {
+        summary.push(undone.length ? `Undone, most recent first: ${undone.join('; ')}.` : 'Nothing needed undoing.');
+      }
+    }
+    if (failed && this.#undo.permanent.length) {
+      summary.push(
+        `Changes that remain (no automatic undo): ${this.#undo.permanent.map((p) => `${p.host}: "${p.title}" (${p.why})`).join('; ')}.`,
+      );
+    }
+    if (status === 'ok') summary.unshift('All steps succeeded.');
+    const exitCode = EXIT[status];
+    bus.emit({ type: 'run_finished', status, exitCode, summary });
+    await this.#o.connections.closeAll();
+    return { status, exitCode };
+  }
+}
+
+/** Rejects as soon as `signal` aborts, even if `p` ignores the signal. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,86 @@
+// The contract between the engine and a step type: schema, plan text, apply and undo side by side.
+import type { Static, TObject, TSchema } from '@sinclair/typebox';
+import type { PgFacts, PgSession } from '../connections/pg.js';
+import type { Transport } from '../connections/transport.js';
+import type { InventoryHost } from '../inventory/inventory.js';
+
+/** One thing a step will do, shown verbatim in the plan. */
+export type Operation =
+  /** a sh command line, exactly as it will be sent to the host */
+  | { kind: 'command'; line: string; stdin?: string }
+  /** a SQL statement with its bound parameters */
+  | { kind: 'sql'; sql: string; params?: unknown[] }
+  /** an HTTP request */
+  | { kind: 'http'; method: string; url: string; body?: unknown }
+  /** a wait for a condition, with its limit */
+  | { kind: 'wait'; what: string; timeoutSeconds: number }
+  /** anything else worth a line (a prompt, a fact being set) */
+  | { kind: 'note'; text: string };
+
+/** What a step will do on one host: for the plan, computed without side effects. */
+export interface StepPlan {
+  action: string;
+  ops: Operation[];
+  /** The undo it will register once it succeeds; absent when the step changes nothing. */
+  undo?: { action: string; ops: Operation[] };
+  /** Set when the step will do nothing, with the reason. */
+  noop?: string;
+}
+
+/** Read-only view of a host for plan(): settings and facts known before anything runs. */
+export interface PlanContext {
+  host: InventoryHost;
+  /** Facts learned by `plan --check` or at run start; absent in an offline plan. */
+  facts: { pg?: PgFacts };
+  /** Evaluates a bare expression in the step's scope (may yield Unknown in a plan). */
+  evaluate(expr: string): unknown;
+}
+
+/** What apply() and undo() may use: connections, logging, cancellation. */
+export interface ApplyContext extends PlanContext {
+  transport(): Promise<Transport>;
+  pg(): Promise<PgSession>;
+  /** A line for the log and the live output (already redacted by the engine). */
+  log(text: string): void;
+  /** Streams command output into the log. */
+  output(stream: 'stdout' | 'stderr', chunk: string): void;
+  /** Asks the operator; resolves false when declined. Refused up front without a TTY or --yes. */
+  prompt(question: string): Promise<string>;
+  signal: AbortSignal;
+}
+
+/** A step type. P and O are TypeBox schemas: the TypeScript types are inferred from them. */
+export interface StepDefinition<P extends TObject = TObject, O extends TSchema = TSchema> {
+  type: string;
+  summary: string;
+  params: P;
+  outputs: O;
+  /** Changes something on a host; its undo (if any) is pushed when it succeeds. */
+  mutating: boolean | ((params: Static<P>) => boolean);
+  /** One line for the docs: what the undo does, or why there is none. */
+  undoSummary: string;
+  /** Parameters holding bare expressions, not templates (e.g. assert's `that`). */
+  rawParams?: readonly string[];
+  /** `type: VALUE` (a string or list) means `type: { [shorthand]: VALUE }`. */
+  shorthand?: string;
+  /** Outputs become variables of the host (set_fact). */
+  setsFacts?: boolean;
+  /** Needs an operator at the keyboard (a prompt), so a run without a TTY needs --yes. */
+  interactive?: (params: Static<P>) => boolean;
+  plan(ctx: PlanContext, params: Static<P>): StepPlan;
+  apply(ctx: ApplyContext, params: Static<P>): Promise<Static<O>>;
+  undo?(ctx: ApplyContext, params: Static<P>, outputs: Static<O>): Promise<void>;
+}
+
+/** Whether a step with these params changes anything. */
+export function isMutating(def: AnyStep, params: unknown): boolean {
+  return typeof def.mutating === 'function' ? def.mutating(params) : def.mutating;
+}
+
+/** Declares a step type; exists so inference ties params/outputs types to the functions. */
+export function defineStep<P extends TObject, O extends TSchema>(def: StepDefinition<P, O>): StepDefinition<P, O> {
+  return def;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the registry holds step types of every shape.
+export type AnyStep = StepDefinition<any, any>;

@@ -1,0 +1,81 @@
+// `file.write`: put content at a path on the host, atomically, refusing to overwrite unless told.
+import { Type } from '@sinclair/typebox';
+import { commandLine } from '../../connections/transport.js';
+import { StepFailure } from '../../errors.js';
+import { quote } from '../../util/shell.js';
+import { defineStep, type Operation } from '../define.js';
+
+const Params = Type.Object(
+  {
+    path: Type.String({ minLength: 1, pattern: '^/', description: 'an absolute path' }),
+    content: Type.String(),
+    mode: Type.Optional(
+      Type.String({ pattern: '^0?[0-7]{3}$', description: "an octal mode in quotes, like '0640'" }),
+    ),
+    force: Type.Optional(Type.Boolean({ description: 'overwrite an existing file (kept aside for undo)' })),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  created: Type.Boolean({ description: 'the file did not exist before' }),
+  backup: Type.Optional(Type.String({ description: 'where the previous content was kept' })),
+});
+
+const EXISTS = 17;
+const backupOf = (path: string) => `${path}.pgrunbook-undo`;
+
+/** Writes stdin to a temp file beside the target and renames it, so readers never see half a file. */
+function writeScript(p: { path: string; mode?: string; force?: boolean }): string {
+  const path = quote(p.path);
+  const tmp = quote(`${p.path}.pgrunbook-tmp`);
+  const keep = p.force
+    ? `cp -p ${path} ${quote(backupOf(p.path))} && echo existed`
+    : `echo ${quote(`${p.path} exists; set force: true to overwrite it`)} >&2; exit ${EXISTS}`;
+  return [
+    'set -e',
+    `if [ -e ${path} ]; then ${keep}; fi`,
+    `(umask 077 && cat > ${tmp})`,
+    `chmod ${p.mode ?? '0644'} ${tmp}`,
+    `mv -f ${tmp} ${path}`,
+  ].join('\n');
+}
+
+function undoScript(path: string, created: boolean): string {
+  return created ? `rm -f ${quote(path)}` : `mv -f ${quote(backupOf(path))} ${quote(path)}`;
+}
+
+export default defineStep({
+  type: 'file.write',
+  summary: 'Write content to a file on the host (atomic rename); refuses to overwrite unless force: true.',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary: 'removes the file it created, or puts back the previous content it kept aside',
+  plan(ctx, p) {
+    const ops: Operation[] = [
+      { kind: 'command', line: commandLine({ script: writeScript(p) }, ctx.host.become), stdin: p.content },
+    ];
+    return {
+      action: `write ${p.path} (${Buffer.byteLength(p.content)} bytes, mode ${p.mode ?? '0644'})`,
+      ops,
+      undo: {
+        action: p.force ? 'remove the file, or restore the previous content if one existed' : 'remove the file',
+        ops: [{ kind: 'command', line: commandLine({ script: undoScript(p.path, true) }, ctx.host.become) }],
+      },
+    };
+  },
+  async apply(ctx, p) {
+    const t = await ctx.transport();
+    const r = await t.exec(commandLine({ script: writeScript(p) }, ctx.host.become), { stdin: p.content, signal: ctx.signal });
+    if (r.exitCode === EXISTS) throw new StepFailure(r.stderr.trim());
+    if (r.exitCode !== 0) throw new StepFailure(`writing ${p.path} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+    const existed = r.stdout.includes('existed');
+    return existed ? { created: false, backup: backupOf(p.path) } : { created: true };
+  },
+  async undo(ctx, p, out) {
+    const t = await ctx.transport();
+    const r = await t.exec(commandLine({ script: undoScript(p.path, out.created) }, ctx.host.become), { signal: ctx.signal });
+    if (r.exitCode !== 0) throw new StepFailure(`undoing the write of ${p.path} failed: ${r.stderr.trim()}`);
+  },
+});

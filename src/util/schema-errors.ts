@@ -1,0 +1,154 @@
+// Turns ajv's errors into one readable problem each: what was expected, what was found, where.
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { closest } from 'fastest-levenshtein';
+import type { Problem } from '../errors.js';
+import { isTemplate } from '../playbook/expressions.js';
+import type { PathSeg, SourceDoc } from '../playbook/load.js';
+
+const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false, verbose: true });
+const compiled = new WeakMap<object, ValidateFunction>();
+
+/** Compiles (once) and returns a validator for a JSON schema object. */
+export function validatorFor(schema: object): ValidateFunction {
+  let v = compiled.get(schema);
+  if (!v) {
+    v = ajv.compile(schema);
+    compiled.set(schema, v);
+  }
+  return v;
+}
+
+/** A short description of a value for "got …" in messages. */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  return `${typeof v} ${String(v)}`;
+}
+
+/** Suggests the nearest of `candidates` to `name` when it is plausibly a typo. */
+export function didYouMean(name: string, candidates: readonly string[]): string {
+  if (candidates.length === 0) return '';
+  const best = closest(name, candidates as string[]);
+  const limit = Math.max(2, Math.floor(best.length / 3));
+  return editDistance(name, best) <= limit ? ` (did you mean "${best}"?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)] as number[]);
+  for (let j = 1; j <= b.length; j++) dp[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++)
+      dp[i]![j] = Math.min(dp[i - 1]![j]! + 1, dp[i]![j - 1]! + 1, dp[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return dp[a.length]![b.length]!;
+}
+
+function pointerToPath(pointer: string, root: unknown): PathSeg[] {
+  if (!pointer) return [];
+  const out: PathSeg[] = [];
+  let cur: unknown = root;
+  for (const raw of pointer.slice(1).split('/')) {
+    const seg = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    const key: PathSeg = Array.isArray(cur) ? Number(seg) : seg;
+    out.push(key);
+    cur = cur && typeof cur === 'object' ? (cur as Record<PathSeg, unknown>)[key] : undefined;
+  }
+  return out;
+}
+
+function valueAt(root: unknown, path: readonly PathSeg[]): unknown {
+  let cur = root;
+  for (const seg of path) cur = cur && typeof cur === 'object' ? (cur as Record<PathSeg, unknown>)[seg] : undefined;
+  return cur;
+}
+
+function branchText(s: Record<string, unknown>): string {
+  if (typeof s.description === 'string' && s.description.length < 60) return s.description;
+  if (s.type === 'array') return 'a list';
+  if (s.type === 'object') return 'a mapping';
+  if (s.const !== undefined) return JSON.stringify(s.const);
+  if (Array.isArray(s.type)) return s.type.join(' or ');
+  return String(s.type ?? 'a value');
+}
+
+/**
+ * Validates `value` (found at `base` inside `doc`) and returns located problems.
+ * `label` prefixes paths (e.g. `shell`); whole `{{ expr }}` strings are accepted anywhere, to be
+ * checked again once rendered.
+ */
+export function schemaProblems(
+  schema: object,
+  value: unknown,
+  doc: SourceDoc,
+  base: readonly PathSeg[],
+  opts: { allowTemplates?: boolean } = {},
+): Problem[] {
+  const validate = validatorFor(schema);
+  if (validate(value)) return [];
+  const errors = (validate.errors ?? []) as ErrorObject[];
+  // A failed anyOf/oneOf reports every branch; keep one message at the union's own path.
+  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.schemaPath);
+  const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
+  const problems: Problem[] = [];
+  const seen = new Set<string>();
+  for (const e of kept) {
+    const rel = pointerToPath(e.instancePath, value);
+    const actual = valueAt(value, rel);
+    const path0 = [...base, ...rel];
+    // A secret put inline by mistake must not be echoed back in the error.
+    const sensitive = path0.some((p) => typeof p === 'string' && /pass|secret|token/i.test(p));
+    const here = sensitive && typeof actual === 'string' ? '<a value not shown>' : actual;
+    // Checked again after rendering, when the value is known.
+    if (opts.allowTemplates && typeof actual === 'string' && isTemplate(actual)) continue;
+    const path = path0;
+    let msg: string;
+    let key = false;
+    switch (e.keyword) {
+      case 'type': {
+        const d = (e.parentSchema as { description?: string })?.description;
+        msg = `expected ${(e.params as { type: string }).type}${d ? ` (${d})` : ''}, got ${describe(here)}`;
+        break;
+      }
+        break;
+      case 'required': {
+        const p = (e.params as { missingProperty: string }).missingProperty;
+        msg = `missing required property "${p}"`;
+        break;
+      }
+      case 'additionalProperties': {
+        const p = (e.params as { additionalProperty: string }).additionalProperty;
+        const known = Object.keys((e.parentSchema as { properties?: object })?.properties ?? {});
+        path.push(p);
+        key = true;
+        msg = `unknown property "${p}"${didYouMean(p, known)}; expected one of: ${known.join(', ')}`;
+        break;
+      }
+      case 'enum':
+        msg = `expected one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((x) => JSON.stringify(x)).join(', ')}, got ${describe(here)}`;
+        break;
+      case 'const':
+        msg = `expected ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}, got ${describe(here)}`;
+        break;
+      case 'pattern': {
+        const d = (e.parentSchema as { description?: string })?.description;
+        msg = `expected ${d ?? `a string matching /${(e.params as { pattern: string }).pattern}/`}, got ${describe(here)}`;
+        break;
+      }
+      case 'anyOf':
+      case 'oneOf': {
+        const parent = (e.parentSchema ?? {}) as { anyOf?: object[]; oneOf?: object[]; description?: string };
+        const branches = (parent[e.keyword as 'anyOf'] ?? []) as Record<string, unknown>[];
+        msg = `expected ${parent.description ?? branches.map(branchText).join(' or ')}, got ${describe(here)}`;
+        break;
+      }
+      default:
+        msg = `${e.message ?? 'invalid'}, got ${describe(here)}`;
+    }
+    const id = `${path.join('.')}|${msg}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    problems.push(doc.problem(path, msg, { key }));
+  }
+  return problems;
+}

@@ -1,0 +1,226 @@
+import { access, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { lookupUser, makeTempDir, runAs, SERVER_USER } from './osuser.js';
+import { freePort } from './ports.js';
+import { armWatchdog, shQuote, type Watchdog, waitForExit } from './procs.js';
+
+// Major versions the install script provides (13 from bullseye, 15 from bookworm).
+export type PgVersion = 13 | 15;
+
+// Options for startPostgres.
+export interface StartPostgresOptions {
+  version: PgVersion;
+  // Written last in postgresql.conf, so they override the helper's own settings.
+  settings?: Record<string, string>;
+  // Sets the superuser password and makes TCP logins use scram-sha-256; the Unix socket stays
+  // trust so helpers can still administer the cluster without it.
+  password?: string;
+}
+
+// A running test cluster; stop() shuts it down and deletes every file it had.
+export interface PgServer {
+  version: PgVersion;
+  port: number;
+  host: '127.0.0.1';
+  socketDir: string;
+  dataDir: string;
+  archiveDir: string;
+  binDir: string;
+  // Superuser name given to initdb.
+  user: 'postgres';
+  // Only when started with `password`; deliberately not part of connectionString.
+  password?: string;
+  pid: number;
+  // TCP, superuser, database postgres; no password in it even when one is set.
+  connectionString: string;
+  logFile: string;
+  // The temp directory holding data, archive, socket and log (removed by stop()).
+  rootDir: string;
+  stop(): Promise<void>;
+}
+
+// Server binaries of a major version (the pg_ctl/psql on PATH are Debian wrappers that pick 15).
+export function pgBinDir(version: PgVersion): string {
+  return `/usr/lib/postgresql/${version}/bin`;
+}
+
+// A value quoted for postgresql.conf (the GUC lexer treats backslash as an escape too).
+export function quoteConf(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+const PORT_ATTEMPTS = 3;
+
+// initdb + pg_ctl start as the server user on a free 127.0.0.1 port, archiving WAL to its own dir.
+export async function startPostgres(opts: StartPostgresOptions): Promise<PgServer> {
+  const { version } = opts;
+  const binDir = pgBinDir(version);
+  await access(join(binDir, 'initdb')).catch(() => {
+    throw new Error(`PostgreSQL ${version} is not installed (${binDir}); run scripts/install-test-deps.sh`);
+  });
+  for (const name of Object.keys(opts.settings ?? {})) {
+    if (!SETTING_NAME.test(name)) throw new Error(`startPostgres: bad setting name ${JSON.stringify(name)}`);
+  }
+
+  const rootDir = await makeTempDir(`pgrb-pg${version}-`);
+  const dataDir = join(rootDir, 'data');
+  const archiveDir = join(rootDir, 'archive');
+  const socketDir = join(rootDir, 'sock');
+  const logFile = join(rootDir, 'postgres.log');
+  const pgctl = join(binDir, 'pg_ctl');
+  let pid = 0;
+
+  try {
+    const { uid, gid } = await lookupUser(SERVER_USER);
+    for (const d of [archiveDir, socketDir]) {
+      await mkdir(d, { mode: 0o700 });
+      await chown(d, uid, gid);
+    }
+
+    const initdb = [
+      join(binDir, 'initdb'),
+      '-D',
+      dataDir,
+      '-U',
+      'postgres',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      // A throwaway cluster does not need to survive a power cut.
+      '--no-sync',
+    ];
+    const pwFile = join(rootDir, 'pwfile');
+    if (opts.password !== undefined) {
+      if (/[\r\n]/.test(opts.password))
+        throw new Error('startPostgres: password must be one line (initdb --pwfile)');
+      // A file, not argv: anything on a command line is visible in ps to every user.
+      await writeFile(pwFile, `${opts.password}\n`, { mode: 0o600 });
+      await chown(pwFile, uid, gid);
+      initdb.push(`--pwfile=${pwFile}`, '--auth-local=trust', '--auth-host=scram-sha-256');
+    } else {
+      initdb.push('--auth=trust');
+    }
+    try {
+      await runAs(SERVER_USER, initdb, { cwd: rootDir });
+    } finally {
+      await rm(pwFile, { force: true });
+    }
+
+    const confPath = join(dataDir, 'postgresql.conf');
+    const initialConf = await readFile(confPath, 'utf8');
+
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const settings: Record<string, string> = {
+        listen_addresses: '127.0.0.1',
+        port: String(port),
+        unix_socket_directories: socketDir,
+        wal_level: 'replica',
+        archive_mode: 'on',
+        archive_command: `test ! -f ${archiveDir}/%f && cp %p ${archiveDir}/%f`,
+        // 13 still defaults to md5, which a scram-sha-256 pg_hba line cannot verify.
+        ...(opts.password !== undefined ? { password_encryption: 'scram-sha-256' } : {}),
+        ...opts.settings,
+      };
+      const block = Object.entries(settings)
+        .map(([k, v]) => `${k} = ${quoteConf(v)}`)
+        .join('\n');
+      await writeFile(confPath, `${initialConf}\n# test/env/postgres.ts\n${block}\n`);
+
+      try {
+        await runAs(SERVER_USER, [pgctl, '-D', dataDir, '-l', logFile, '-w', '-t', '30', 'start'], {
+          cwd: rootDir,
+        });
+      } catch (err) {
+        const log = await readFile(logFile, 'utf8').catch(() => '');
+        // Another process can grab the port between freePort() and the bind.
+        if (attempt < PORT_ATTEMPTS && /could not bind|Address already in use/i.test(log)) {
+          await writeFile(logFile, '');
+          continue;
+        }
+        throw new Error(`${(err as Error).message}\n--- ${logFile} ---\n${log.slice(-4000)}`);
+      }
+
+      pid = await readPostmasterPid(dataDir);
+      if (pid === 0) throw new Error(`startPostgres: no postmaster.pid in ${dataDir} after start`);
+      // pg_ctl put the postmaster in its own session: if this worker dies without stop(), only
+      // the watchdog ends it (immediate shutdown of the whole group) and removes the files.
+      const watchdog = armWatchdog(
+        `kill -QUIT -- -${pid} 2>/dev/null || kill -QUIT ${pid}; i=0; ` +
+          `while kill -0 ${pid} 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; ` +
+          `rm -rf ${shQuote(rootDir)}`,
+      );
+
+      let stopping: Promise<void> | undefined;
+      const server: PgServer = {
+        version,
+        port,
+        host: '127.0.0.1',
+        socketDir,
+        dataDir,
+        archiveDir,
+        binDir,
+        user: 'postgres',
+        ...(opts.password !== undefined ? { password: opts.password } : {}),
+        pid,
+        connectionString: `postgresql://postgres@127.0.0.1:${port}/postgres`,
+        logFile,
+        rootDir,
+        stop: () => {
+          stopping ??= stopCluster(pgctl, dataDir, rootDir, pid, watchdog);
+          return stopping;
+        },
+      };
+      return server;
+    }
+  } catch (err) {
+    // pg_ctl can time out with the postmaster up after all: find it so it is not left behind.
+    if (pid === 0) pid = await readPostmasterPid(dataDir);
+    await stopCluster(pgctl, dataDir, rootDir, pid).catch(() => {});
+    throw err;
+  }
+}
+
+async function readPostmasterPid(dataDir: string): Promise<number> {
+  const text = await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '');
+  const pid = Number(text.split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : 0;
+}
+
+async function stopCluster(
+  pgctl: string,
+  dataDir: string,
+  rootDir: string,
+  pid: number,
+  watchdog?: Watchdog,
+): Promise<void> {
+  await watchdog?.disarm();
+  if (pid > 0) {
+    try {
+      await runAs(SERVER_USER, [pgctl, '-D', dataDir, '-m', 'fast', '-w', '-t', '10', 'stop'], {
+        cwd: rootDir,
+      });
+    } catch {
+      // pg_ctl start put the postmaster in its own session (setsid), so the group id is its PID:
+      // one signal reaches the backends too.
+      killGroup(pid, 'SIGQUIT');
+      if (!(await waitForExit(pid, 3000))) killGroup(pid, 'SIGKILL');
+    }
+    // pg_ctl returns once postmaster.pid is gone, which is a moment before the process is.
+    if (!(await waitForExit(pid, 10_000))) throw new Error(`postmaster ${pid} (${dataDir}) did not exit`);
+  }
+  if (process.env.PGRB_KEEP_TEST_DIRS !== '1') await rm(rootDir, { recursive: true, force: true });
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -1,0 +1,252 @@
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { makeTempDir, runAs, SERVER_USER, spawnAs } from './osuser.js';
+import { freePort } from './ports.js';
+import { armWatchdog, descendantTree, shQuote, type Watchdog } from './procs.js';
+
+// Options for startSshd.
+export interface StartSshdOptions {
+  // Omit MaxSessions/MaxStartups so OpenSSH's own limits (10, 10:30:100) apply, as on real
+  // servers: the runner's pacing must survive them.
+  defaults?: boolean;
+}
+
+// A running loopback sshd; stop() ends it and its sessions and deletes its files.
+export interface SshServer {
+  host: '127.0.0.1';
+  port: number;
+  user: typeof SERVER_USER;
+  // Unencrypted ed25519 private key (OpenSSH format), readable by the test process only.
+  identityFile: string;
+  // Holds exactly one line: `[127.0.0.1]:PORT ssh-ed25519 AAAA...`.
+  knownHostsFile: string;
+  knownHostsLine: string;
+  // `SHA256:...` exactly as ssh-keygen -l / ssh print it.
+  hostKeyFingerprint: string;
+  // `ssh-ed25519 AAAA...` (type and base64 blob, no comment).
+  hostPublicKey: string;
+  pid: number;
+  configFile: string;
+  logFile: string;
+  rootDir: string;
+  stop(): Promise<void>;
+}
+
+// OpenSSH's SHA256 fingerprint of a public key blob: unpadded base64 of its SHA-256.
+export function sshFingerprint(blob: Buffer): string {
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+}
+
+const PORT_ATTEMPTS = 3;
+const READY_TIMEOUT_MS = 10_000;
+
+// A second sshd (own config and host key, key login for SERVER_USER) on a free 127.0.0.1 port.
+export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer> {
+  // Debian's sshd refuses to start without its privilege-separation dir; systemd normally makes it.
+  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  // Owned by root: sshd reads its host key as root, and the client key is for the test process.
+  const rootDir = await makeTempDir('pgrb-sshd-', 'root');
+  const hostKey = join(rootDir, 'host_ed25519');
+  const identityFile = join(rootDir, 'client_ed25519');
+  const authorizedKeys = join(rootDir, 'authorized_keys');
+  const configFile = join(rootDir, 'sshd_config');
+  const logFile = join(rootDir, 'sshd.log');
+  const pidFile = join(rootDir, 'sshd.pid');
+  const knownHostsFile = join(rootDir, 'known_hosts');
+  let child: ChildProcess | undefined;
+
+  try {
+    const keygen = (file: string, comment: string) =>
+      runAs('root', ['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+    await Promise.all([keygen(hostKey, 'pgrb-test-host'), keygen(identityFile, 'pgrb-test-client')]);
+    // sshd opens this as the target user, hence world-readable; it holds only a public key.
+    await writeFile(authorizedKeys, await readFile(`${identityFile}.pub`, 'utf8'), { mode: 0o644 });
+
+    const [keyType, keyB64] = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/);
+    if (!keyType || !keyB64) throw new Error(`startSshd: cannot parse ${hostKey}.pub`);
+    const hostPublicKey = `${keyType} ${keyB64}`;
+    const hostKeyFingerprint = sshFingerprint(Buffer.from(keyB64, 'base64'));
+
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const lines = [
+        `Port ${port}`,
+        'ListenAddress 127.0.0.1',
+        'AddressFamily inet',
+        `HostKey ${hostKey}`,
+        `PidFile ${pidFile}`,
+        'UsePAM no',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'PubkeyAuthentication yes',
+        'AuthenticationMethods publickey',
+        `AuthorizedKeysFile ${authorizedKeys}`,
+        // StrictModes walks up to the 1777 /tmp holding the keys and refuses them.
+        'StrictModes no',
+        'UseDNS no',
+        `AllowUsers ${SERVER_USER}`,
+        'PermitRootLogin no',
+        'X11Forwarding no',
+        'PrintMotd no',
+        'PrintLastLog no',
+        'LogLevel VERBOSE',
+        'Subsystem sftp internal-sftp',
+        ...(opts.defaults ? [] : ['MaxSessions 64', 'MaxStartups 200']),
+      ];
+      await writeFile(configFile, `${lines.join('\n')}\n`, { mode: 0o644 });
+      await writeFile(logFile, '');
+
+      // -D keeps sshd in the foreground so child.pid is the listener; dieWithParent stops it
+      // if the test worker crashes before teardown.
+      const c = await spawnAs('root', ['/usr/sbin/sshd', '-D', '-f', configFile, '-E', logFile], {
+        dieWithParent: true,
+        stdio: 'ignore',
+      });
+      child = c;
+      // Must not keep the test worker alive on its own; stop() (or the death signal) ends it.
+      c.unref();
+      const exited = new Promise<string>((res) => {
+        c.once('exit', (code, sig) => res(`sshd exited (${sig ?? code})`));
+        c.once('error', (e) => res(`sshd could not start: ${e.message}`));
+      });
+      const gaveUp = new AbortController();
+      const why = await Promise.race([waitForBanner(port, gaveUp.signal), exited]);
+      gaveUp.abort();
+      if (why !== 'ready') {
+        const log = await readFile(logFile, 'utf8').catch(() => '');
+        if (attempt < PORT_ATTEMPTS && /Address already in use/i.test(log)) continue;
+        throw new Error(`startSshd: ${why}\n--- ${logFile} ---\n${log.slice(-4000)}`);
+      }
+      const pid = c.pid as number;
+      // The death signal ends the listener if this worker dies; the watchdog removes the files.
+      const watchdog = armWatchdog(`sleep 0.5; rm -rf ${shQuote(rootDir)}`);
+
+      const knownHostsLine = `[127.0.0.1]:${port} ${hostPublicKey}`;
+      await writeFile(knownHostsFile, `${knownHostsLine}\n`, { mode: 0o644 });
+
+      let stopping: Promise<void> | undefined;
+      return {
+        host: '127.0.0.1',
+        port,
+        user: SERVER_USER,
+        identityFile,
+        knownHostsFile,
+        knownHostsLine,
+        hostKeyFingerprint,
+        hostPublicKey,
+        pid,
+        configFile,
+        logFile,
+        rootDir,
+        stop: () => {
+          stopping ??= stopSshd(c, rootDir, watchdog);
+          return stopping;
+        },
+      };
+    }
+  } catch (err) {
+    await stopSshd(child, rootDir).catch(() => {});
+    throw err;
+  }
+}
+
+// Resolves 'ready' once something on the port sends an SSH identification string.
+function waitForBanner(port: number, cancel: AbortSignal): Promise<string> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  return new Promise((resolve) => {
+    const attempt = () => {
+      const sock = connect({ host: '127.0.0.1', port });
+      let buf = '';
+      let settled = false;
+      const retry = () => {
+        if (settled) return;
+        settled = true;
+        sock.destroy();
+        if (cancel.aborted) resolve('cancelled');
+        else if (Date.now() > deadline)
+          resolve(`no SSH banner on 127.0.0.1:${port} within ${READY_TIMEOUT_MS} ms`);
+        else setTimeout(attempt, 20);
+      };
+      sock.setTimeout(1000, retry);
+      sock.on('error', retry);
+      sock.on('close', retry);
+      sock.on('data', (d) => {
+        buf += d.toString('latin1');
+        if (buf.startsWith('SSH-')) {
+          settled = true;
+          sock.destroy();
+          resolve('ready');
+        }
+      });
+    };
+    attempt();
+  });
+}
+
+async function stopSshd(
+  child: ChildProcess | undefined,
+  rootDir: string,
+  watchdog?: Watchdog,
+): Promise<void> {
+  await watchdog?.disarm();
+  const pid = child?.pid ?? 0;
+  if (child && pid > 0 && child.exitCode === null && child.signalCode === null) {
+    // Node must reap the listener itself (its 'exit' event) before this worker ends: an orphaned
+    // zombie waits for PID 1, which on these VMs reaps only every ~2 s.
+    const reaped = new Promise<void>((res) => child.once('exit', () => res()));
+    await endSessions(pid);
+    signal(pid, 'SIGTERM');
+    if (!(await within(reaped, 3000))) {
+      signal(pid, 'SIGKILL');
+      if (!(await within(reaped, 5000))) throw new Error(`sshd ${pid} did not exit`);
+    }
+  }
+  if (process.env.PGRB_KEEP_TEST_DIRS !== '1') await rm(rootDir, { recursive: true, force: true });
+}
+
+// Sessions still open are ended from the leaves up, so each process is reaped by its own (still
+// living) parent instead of becoming an orphaned zombie; SIGKILL whatever is left after 3 s.
+async function endSessions(listener: number): Promise<void> {
+  const deadline = Date.now() + 3000;
+  const signalled = new Set<number>();
+  for (;;) {
+    const tree = await descendantTree(listener);
+    if (tree.size === 0) return;
+    if (Date.now() > deadline) {
+      for (const p of tree.keys()) signal(p, 'SIGKILL');
+      return;
+    }
+    const parents = new Set(tree.values());
+    for (const p of tree.keys()) {
+      if (!parents.has(p) && !signalled.has(p)) {
+        signalled.add(p);
+        signal(p, 'SIGTERM');
+      }
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// Whether `p` settles within `ms`; the timer is cleared so it cannot hold the worker open.
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((res) => {
+    t = setTimeout(() => res(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,188 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { formatProblem } from '../../../src/errors.js';
+import { type Inventory, loadInventory, resolveSecrets } from '../../../src/inventory/inventory.js';
+import { Secret } from '../../../src/util/secret.js';
+
+const path = (name: string) => fileURLToPath(new URL(`../../fixtures/inventories/${name}`, import.meta.url));
+const load = (name: string): Inventory => {
+  const r = loadInventory(path(name));
+  expect(r.problems.map(formatProblem)).toEqual([]);
+  return r.inventory!;
+};
+
+describe('groups and variables', () => {
+  const inv = load('groups.yml');
+
+  it('groups expand their children, without duplicates, in inventory order', () => {
+    expect([...inv.groups]).toEqual([
+      ['dbs', ['db1', 'db2']],
+      ['web', ['web1']],
+      ['prod', ['db1', 'db2', 'web1']],
+      ['late', ['db2']],
+    ]);
+  });
+
+  it('each host knows the groups it belongs to, directly or through children', () => {
+    expect(inv.hosts.get('db1')!.groups).toEqual(['dbs', 'prod']);
+    expect(inv.hosts.get('db2')!.groups).toEqual(['dbs', 'prod', 'late']);
+    expect(inv.hosts.get('web1')!.groups).toEqual(['web', 'prod']);
+    expect(inv.hosts.get('lonely')!.groups).toEqual([]);
+  });
+
+  it('precedence: inventory vars < group vars < host vars', () => {
+    expect(inv.hosts.get('db1')!.vars.level).toBe('host');
+    expect(inv.hosts.get('db2')!.vars.level).toBe('dbs');
+    expect(inv.hosts.get('web1')!.vars.level).toBe('inventory');
+    expect(inv.hosts.get('lonely')!.vars).toEqual({ level: 'inventory', only_inventory: 'from-inventory' });
+  });
+
+  it('vars of parent groups reach hosts of their children; inventory vars reach everyone', () => {
+    expect(inv.hosts.get('db1')!.vars.prod_var).toBe('from-prod');
+    expect(inv.hosts.get('web1')!.vars).toEqual({
+      level: 'inventory',
+      only_inventory: 'from-inventory',
+      prod_var: 'from-prod',
+      web: true,
+    });
+  });
+
+  it('between two groups, the later one in the file wins (documented "in group order")', () => {
+    expect(inv.hosts.get('db1')!.vars.group_var).toBe('from-dbs');
+    expect(inv.hosts.get('db2')!.vars.group_var).toBe('from-late');
+  });
+
+  it('defaults merge under host settings', () => {
+    const db1 = inv.hosts.get('db1')!;
+    expect(db1.transport).toBe('local');
+    expect(db1.pg).toMatchObject({ user: 'admin', port: 5433, host: '127.0.0.1', database: 'postgres', sslmode: 'prefer' });
+    expect(inv.hosts.get('db2')!.pg).toMatchObject({ user: 'admin', port: 6432 });
+  });
+
+  it('ssh settings: defaults merged, host defaults to the name, port 22, known_hosts relative to the inventory', () => {
+    const two = load('two-ssh.yml');
+    const db1 = two.hosts.get('db1')!;
+    const db2 = two.hosts.get('db2')!;
+    expect(db1.transport).toBe('ssh');
+    expect(db1.ssh).toMatchObject({ hostName: 'db1', host: '10.0.0.11', port: 22, user: 'deploy', acceptUnknownHostKey: false });
+    expect(db2.ssh).toMatchObject({ host: '10.0.0.12', port: 2222, user: 'deploy' });
+    expect(db1.ssh!.knownHostsFile).toBe(path('known_hosts-unused'));
+    // pg host follows the ssh address when not given
+    expect(db2.pg).toMatchObject({ host: '10.0.0.12', port: 5432, user: 'admin', database: 'app' });
+    expect(db2.pg!.password).toBeUndefined();
+    expect(db2.pg!.passwordSource).toEqual({ env: 'PGRB_UNIT_PG_PASSWORD' });
+  });
+});
+
+describe('inventory problems', () => {
+  it('a group cycle is reported at the group\'s children, naming the cycle', () => {
+    const r = loadInventory(path('cycle.yml'));
+    const msgs = r.problems.map(formatProblem);
+    expect(msgs.some((m) => /cycle\.yml:5:15: groups\.a\.children: group cycle: a → b → a$/.test(m))).toBe(true);
+    expect(r.inventory!.groups.get('a')).toEqual(['h1']);
+  });
+
+  it('unknown hosts and groups in a group are located, each reported once', () => {
+    const f = path('unknown-members.yml');
+    const r = loadInventory(f);
+    expect(r.problems.map(formatProblem).sort()).toEqual([
+      `${f}:5:17: groups.g.hosts[1]: unknown host "ghost"`,
+      `${f}:7:19: groups.parent.children[1]: unknown group "nogroup"`,
+    ]);
+  });
+
+  it('a name that is both a host and a group is refused', () => {
+    const r = loadInventoryText('hosts:\n  x: {}\ngroups:\n  x: { hosts: [x] }\n');
+    expect(r.problems.map(formatProblem).join('\n')).toMatch(/:4:3: groups\.x: "x" is both a host and a group/);
+  });
+
+  it('ssh without a user is refused', () => {
+    const r = loadInventoryText('hosts:\n  x: { ssh: { host: 10.0.0.1 } }\n');
+    expect(r.problems.map(formatProblem).join('\n')).toMatch(/hosts\.x: ssh transport needs ssh\.user/);
+  });
+
+  it('an inline password is refused and its value is not echoed', () => {
+    const f = path('inline-password.yml');
+    const r = loadInventory(f);
+    expect(r.inventory).toBeUndefined();
+    const text = r.problems.map(formatProblem).join('\n');
+    expect(text).toContain(`${f}:6:17: hosts.db1.pg.password: expected a secret source: {env: NAME} or {file: PATH}`);
+    expect(text).not.toContain('Tr0ub4dor');
+    expect(JSON.stringify(r.problems)).not.toContain('Tr0ub4dor');
+  });
+
+  it('a wrong type elsewhere is still shown (only sensitive paths hide values)', () => {
+    const r = loadInventoryText('hosts:\n  x: { pg: { port: "fivefourthreetwo" } }\n');
+    expect(r.problems.map(formatProblem).join('\n')).toContain('got string "fivefourthreetwo"');
+  });
+});
+
+describe('resolveSecrets', () => {
+  const saved = { ...process.env };
+  afterEach(() => {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+  });
+
+  it('reads {env} and {file} into Secrets that never print their value', () => {
+    process.env.PGRB_UNIT_SECRET_ENV = 'env-s3cret-value';
+    const inv = load('secrets.yml');
+    const problems = resolveSecrets(inv, ['from_env', 'from_file']);
+    expect(problems).toEqual([]);
+    const fromEnv = inv.hosts.get('from_env')!.pg!.password!;
+    const fromFile = inv.hosts.get('from_file')!.pg!.password!;
+    expect(fromEnv).toBeInstanceOf(Secret);
+    expect(fromEnv.reveal()).toBe('env-s3cret-value');
+    expect(fromEnv.source).toBe('env PGRB_UNIT_SECRET_ENV');
+    // the trailing newline of the file is not part of the secret
+    expect(fromFile.reveal()).toBe('file-s3cret-value');
+    for (const s of [fromEnv, fromFile]) {
+      expect(String(s)).toBe('***');
+      expect(`${s}`).toBe('***');
+      expect(JSON.stringify({ s })).toBe('{"s":"***"}');
+      expect(inspect(s)).toBe('***');
+      expect(inspect({ nested: { s } }, { depth: 5 })).not.toContain('s3cret');
+    }
+    expect(inspect(inv.hosts.get('from_env'), { depth: 10 })).not.toContain('env-s3cret-value');
+  });
+
+  it('only the hosts asked for are resolved', () => {
+    const inv = load('secrets.yml');
+    expect(resolveSecrets(inv, ['from_file'])).toEqual([]);
+    expect(inv.hosts.get('from_env')!.pg!.password).toBeUndefined();
+  });
+
+  it('a missing env var and an unreadable file are located problems', () => {
+    const f = path('secrets.yml');
+    const inv = load('secrets.yml');
+    const problems = resolveSecrets(inv, ['missing_env', 'missing_file']).map(formatProblem);
+    expect(problems).toEqual([
+      `${f}:10:21: hosts.missing_env.pg.password: environment variable PGRB_UNIT_SECRET_NEVER_SET is not set`,
+      `${f}:13:21: hosts.missing_file.pg.password: cannot read secret file ./no-such-secret.txt: ENOENT`,
+    ]);
+  });
+
+  it('a secret from defaults is reported once at defaults, however many hosts use it', () => {
+    const f = path('two-ssh.yml');
+    const inv = load('two-ssh.yml');
+    delete process.env.PGRB_UNIT_PG_PASSWORD;
+    const problems = resolveSecrets(inv, ['db1', 'db2']).map(formatProblem);
+    expect(problems).toEqual([
+      `${f}:7:47: defaults.pg.password: environment variable PGRB_UNIT_PG_PASSWORD is not set`,
+    ]);
+  });
+});
+
+function loadInventoryText(text: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgrunbook-inv-'));
+  try {
+    const f = join(dir, 'inventory.yml');
+    writeFileSync(f, text);
+    return loadInventory(f);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
