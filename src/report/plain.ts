@@ -12,6 +12,8 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
       return [`${t} run ${e.runId}${e.resumed ? ' (resumed)' : ''}: ${e.playbook} with ${e.inventory}`];
     case 'play_started':
       return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];
+    case 'batch_started':
+      return e.batch > 0 || e.hosts.length > 0 ? [`${t} batch ${e.batch + 1}: ${e.hosts.join(', ')}`] : [];
     case 'step_started':
       return [`${t} ${e.host}: ▶ ${e.title}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`];
     case 'step_output':

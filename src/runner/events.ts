@@ -27,6 +27,7 @@ export type RunStatus =
 export type RunEvent =
   | { type: 'run_started'; runId: string; playbook: string; playbookSha256: string; inventory: string; extraVars: Record<string, unknown>; limit?: string; resumed: boolean }
   | { type: 'play_started'; play: number; name: string; hosts: string[] }
+  | { type: 'batch_started'; play: number; batch: number; hosts: string[] }
   | { type: 'step_started'; address: string; title: string; stepType: string; host: string; attempt: number }
   | { type: 'step_output'; address: string; host: string; stream: 'stdout' | 'stderr' | 'log'; text: string }
   | { type: 'step_finished'; address: string; title: string; stepType: string; host: string; status: StepStatus; durationMs: number; outputs?: unknown; names?: string[]; facts?: boolean; error?: string }

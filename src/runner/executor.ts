@@ -106,7 +106,8 @@ export class Executor {
           rescue: play.rescue,
           always: play.always,
         };
-        for (const batch of batchesOf(hosts, play.serial)) {
+        for (const [i, batch] of batchesOf(hosts, play.serial).entries()) {
+          bus.emit({ type: 'batch_started', play: play.index, batch: i, hosts: batch });
           const failed = await this.#runBlock(asBlock, batch, play.forks, false);
           if (failed.size > 0) this.#fatal = true;
           if (this.#fatal || this.interrupted) break;

@@ -7,6 +7,7 @@ import { type Node, type Playbook, walk } from '../../playbook/model.js';
 import { registry } from '../../steps/registry.js';
 import { MarkdownReport } from '../../report/markdown.js';
 import { jsonReporter } from '../../report/json.js';
+import { listrReporter } from '../../report/listr.js';
 import { plainReporter } from '../../report/plain.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
@@ -77,7 +78,25 @@ export async function runCommand(playbookFile: string, opts: RunCommandOptions, 
   const journal = new Journal(join(dir, 'journal.jsonl'));
   bus.subscribe((e) => journal.write(e));
   const write = (s: string) => process.stdout.write(s);
-  bus.subscribe(output === 'json' ? jsonReporter(write) : plainReporter(write));
+  // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
+  const live = output === 'plain' && process.stdout.isTTY === true && gates.length === 0;
+  let liveDone: Promise<void> | undefined;
+  let flushHeld = () => {};
+  if (live) {
+    const tree = listrReporter(inputs.playbook, inputs.inventory, opts.limit);
+    bus.subscribe(tree.subscriber);
+    liveDone = tree.done;
+    // Undo and the outcome print as plain lines once the tree has drawn its last frame.
+    const held: string[] = [];
+    const plain = plainReporter((s) => held.push(s));
+    const after = new Set(['interrupted', 'unwind_started', 'undo_started', 'undo_finished', 'run_finished']);
+    bus.subscribe((e) => {
+      if (after.has(e.type)) plain(e);
+    });
+    flushHeld = () => {
+      for (const s of held) write(s);
+    };
+  } else bus.subscribe(output === 'json' ? jsonReporter(write) : plainReporter(write));
   const report = opts.report ? new MarkdownReport() : undefined;
   if (report) bus.subscribe(report.subscriber);
 
@@ -113,6 +132,8 @@ export async function runCommand(playbookFile: string, opts: RunCommandOptions, 
   });
   try {
     const outcome = await executor.execute();
+    await liveDone;
+    flushHeld();
     if (report && opts.report) writeFileSync(opts.report, report.render());
     process.stderr.write(`journal: ${join(dir, 'journal.jsonl')}\n`);
     if (outcome.exitCode !== 0 && outcome.status !== 'compensation_failed') {

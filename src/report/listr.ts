@@ -1,0 +1,122 @@
+// Live progress on a terminal: a listr2 task tree of plays, batches and steps, fed by run events.
+import { Listr, type ListrTask } from 'listr2';
+import type { Inventory } from '../inventory/inventory.js';
+import type { Node, Playbook } from '../playbook/model.js';
+import { batchesOf, playHosts } from '../plan/plan.js';
+import type { RunEvent, StepStatus, Subscriber } from '../runner/events.js';
+import { redact } from '../util/secret.js';
+
+interface Slot {
+  key: string;
+  title: string;
+  statuses: Map<string, StepStatus | 'running'>;
+  errors: string[];
+  lastOutput: string;
+  started: boolean;
+  settle?: () => void;
+  settled: boolean;
+  update?: () => void;
+}
+
+/** Flattens nodes in execution order: block steps, then rescue, then always. */
+function flatten(nodes: Node[], prefix: string, out: { address: string; title: string }[]): void {
+  for (const n of nodes) {
+    if (n.kind === 'step') out.push({ address: n.address, title: `${prefix}${n.title}` });
+    else {
+      flatten(n.block, prefix, out);
+      flatten(n.rescue, `${prefix}rescue › `, out);
+      flatten(n.always, `${prefix}always › `, out);
+    }
+  }
+}
+
+/**
+ * Builds the task tree up front from the playbook; each step task waits for the runner. Steps run
+ * in a fixed order within a batch, so when one starts, every earlier step that never started
+ * was not reached (skipped, or a rescue that was not needed).
+ */
+export function listrReporter(playbook: Playbook, inventory: Inventory, limit?: string): { subscriber: Subscriber; done: Promise<void> } {
+  const order: Slot[] = [];
+  const byKey = new Map<string, Slot>();
+  let play = -1;
+  let batch = 0;
+  const playTasks: ListrTask[] = playbook.plays.map((p) => {
+    const batches = batchesOf(playHosts(p, inventory, limit), p.serial);
+    const steps: { address: string; title: string }[] = [];
+    flatten([...p.steps], '', steps);
+    flatten(p.rescue, 'rescue › ', steps);
+    flatten(p.always, 'always › ', steps);
+    const batchTasks: ListrTask[] = batches.map((hosts, b) => {
+      const slots = steps.map((s) => {
+        const slot: Slot = { key: `${p.index}:${b}:${s.address}`, title: s.title, statuses: new Map(), errors: [], lastOutput: '', started: false, settled: false };
+        order.push(slot);
+        byKey.set(slot.key, slot);
+        return slot;
+      });
+      return {
+        title: batches.length > 1 ? `batch ${b + 1}: ${hosts.join(', ')}` : hosts.join(', ') || '(no hosts)',
+        task: (_ctx, task) =>
+          task.newListr(
+            slots.map((slot) => ({
+              title: slot.title,
+              task: async (_c, t) => {
+                slot.update = () => {
+                  const hs = [...slot.statuses].map(([h, st]) => `${h}:${st}`).join(' ');
+                  t.output = slot.lastOutput ? `${hs}  │ ${slot.lastOutput}` : hs;
+                };
+                await new Promise<void>((resolve) => {
+                  slot.settle = resolve;
+                  if (slot.settled) resolve();
+                });
+                // Later events for this address (its undo) must not touch a finished task.
+                slot.update = undefined;
+                const sts = [...slot.statuses.values()];
+                if (!slot.started) return t.skip(`${slot.title} (not reached)`);
+                if (sts.some((x) => x === 'failed')) throw new Error(`${slot.title}: ${redact(slot.errors.join('; '))}`);
+                if (sts.length > 0 && sts.every((x) => x === 'skipped')) return t.skip(`${slot.title} (when was false)`);
+                const done = sts.filter((x) => x === 'already_done').length;
+                if (done) t.title = `${slot.title} (already done on ${done} host${done === 1 ? '' : 's'})`;
+              },
+            })),
+            { concurrent: false, exitOnError: false },
+          ),
+      };
+    });
+    return { title: `PLAY ${p.name}`, task: (_ctx, task) => task.newListr(batchTasks, { concurrent: false, exitOnError: false }) };
+  });
+  const listr = new Listr(playTasks, {
+    concurrent: false,
+    exitOnError: false,
+    rendererOptions: { collapseSubtasks: false, showErrorMessage: true },
+  });
+  const settleUpTo = (slot: Slot | undefined) => {
+    for (const s of order) {
+      if (s === slot) break;
+      s.settled = true;
+      s.settle?.();
+    }
+  };
+  const subscriber: Subscriber = (e: RunEvent) => {
+    if (e.type === 'play_started') play = e.play;
+    if (e.type === 'batch_started') batch = e.batch;
+    if (e.type === 'step_started' || e.type === 'step_finished' || e.type === 'step_output') {
+      const slot = byKey.get(`${play}:${batch}:${e.address}`);
+      if (!slot) return;
+      if (!slot.started) {
+        slot.started = true;
+        settleUpTo(slot);
+      }
+      if (e.type === 'step_finished') {
+        slot.statuses.set(e.host, e.status);
+        if (e.error) slot.errors.push(`${e.host}: ${e.error}`);
+      } else if (e.type === 'step_output') {
+        const line = e.text.trim().split('\n').at(-1);
+        if (line) slot.lastOutput = `${e.host}: ${line}`.slice(0, 120);
+      } else slot.statuses.set(e.host, 'running');
+      slot.update?.();
+    }
+    if (e.type === 'run_finished' || e.type === 'unwind_started') settleUpTo(undefined);
+  };
+  const done = listr.run().then(() => undefined);
+  return { subscriber, done };
+}

@@ -1,0 +1,29 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { schemaFiles } from '../../../src/cli/commands/schema.js';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+
+describe('schemas/*.json are generated and up to date', () => {
+  const generated = schemaFiles();
+
+  it('the committed files are exactly the generated ones', () => {
+    const committed = readdirSync(`${root}schemas`)
+      .filter((f) => f.endsWith('.json'))
+      .map((f) => `schemas/${f}`)
+      .sort();
+    expect(committed, 'schemas/ holds a file the generator does not write (or misses one): run `npm run gen`').toEqual(
+      Object.keys(generated).sort(),
+    );
+  });
+
+  it.each(Object.keys(schemaFiles()))('%s matches byte for byte', (rel) => {
+    const onDisk = readFileSync(`${root}${rel}`, 'utf8');
+    // A plain equality check first, so that a stale file fails with the instruction, not a 30 kB diff.
+    if (onDisk !== generated[rel]) {
+      expect.fail(`${rel} is stale: it differs from what the step definitions generate. Run \`npm run gen\` and commit the result.`);
+    }
+    expect(JSON.parse(onDisk)).toBeTypeOf('object');
+  });
+});
