@@ -47,6 +47,9 @@ if ! id pgrb >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash pgrb
 fi
 usermod -p '*' pgrb
+# `become: sudo` is tested over the private sshd as this user: passwordless sudo, test machines only.
+echo 'pgrb ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/pgrb-tests
+chmod 0440 /etc/sudoers.d/pgrb-tests
 # Debian's sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
 chmod 755 /run/sshd

@@ -13,16 +13,19 @@ describe('schemas/*.json are generated and up to date', () => {
       .filter((f) => f.endsWith('.json'))
       .map((f) => `schemas/${f}`)
       .sort();
-    expect(committed, 'schemas/ holds a file the generator does not write (or misses one): run `npm run gen`').toEqual(
-      Object.keys(generated).sort(),
-    );
+    expect(
+      committed,
+      'schemas/ holds a file the generator does not write (or misses one): run `npm run gen`',
+    ).toEqual(Object.keys(generated).sort());
   });
 
   it.each(Object.keys(schemaFiles()))('%s matches byte for byte', (rel) => {
     const onDisk = readFileSync(`${root}${rel}`, 'utf8');
     // A plain equality check first, so that a stale file fails with the instruction, not a 30 kB diff.
     if (onDisk !== generated[rel]) {
-      expect.fail(`${rel} is stale: it differs from what the step definitions generate. Run \`npm run gen\` and commit the result.`);
+      expect.fail(
+        `${rel} is stale: it differs from what the step definitions generate. Run \`npm run gen\` and commit the result.`,
+      );
     }
     expect(JSON.parse(onDisk)).toBeTypeOf('object');
   });

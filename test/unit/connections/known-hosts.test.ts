@@ -3,7 +3,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkKnownHosts, fingerprint, knownHostsName, readKnownHosts } from '../../../src/connections/known-hosts.js';
+import {
+  checkKnownHosts,
+  fingerprint,
+  knownHostsName,
+  readKnownHosts,
+} from '../../../src/connections/known-hosts.js';
 
 let dir: string;
 /** `ssh-ed25519 AAAA…` of two freshly generated keys, and their raw blobs. */

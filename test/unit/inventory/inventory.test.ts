@@ -59,7 +59,13 @@ describe('groups and variables', () => {
   it('defaults merge under host settings', () => {
     const db1 = inv.hosts.get('db1')!;
     expect(db1.transport).toBe('local');
-    expect(db1.pg).toMatchObject({ user: 'admin', port: 5433, host: '127.0.0.1', database: 'postgres', sslmode: 'prefer' });
+    expect(db1.pg).toMatchObject({
+      user: 'admin',
+      port: 5433,
+      host: '127.0.0.1',
+      database: 'postgres',
+      sslmode: 'prefer',
+    });
     expect(inv.hosts.get('db2')!.pg).toMatchObject({ user: 'admin', port: 6432 });
   });
 
@@ -68,7 +74,13 @@ describe('groups and variables', () => {
     const db1 = two.hosts.get('db1')!;
     const db2 = two.hosts.get('db2')!;
     expect(db1.transport).toBe('ssh');
-    expect(db1.ssh).toMatchObject({ hostName: 'db1', host: '10.0.0.11', port: 22, user: 'deploy', acceptUnknownHostKey: false });
+    expect(db1.ssh).toMatchObject({
+      hostName: 'db1',
+      host: '10.0.0.11',
+      port: 22,
+      user: 'deploy',
+      acceptUnknownHostKey: false,
+    });
     expect(db2.ssh).toMatchObject({ host: '10.0.0.12', port: 2222, user: 'deploy' });
     expect(db1.ssh!.knownHostsFile).toBe(path('known_hosts-unused'));
     // pg host follows the ssh address when not given
@@ -79,10 +91,12 @@ describe('groups and variables', () => {
 });
 
 describe('inventory problems', () => {
-  it('a group cycle is reported at the group\'s children, naming the cycle', () => {
+  it("a group cycle is reported at the group's children, naming the cycle", () => {
     const r = loadInventory(path('cycle.yml'));
     const msgs = r.problems.map(formatProblem);
-    expect(msgs.some((m) => /cycle\.yml:5:15: groups\.a\.children: group cycle: a → b → a$/.test(m))).toBe(true);
+    expect(msgs.some((m) => /cycle\.yml:5:15: groups\.a\.children: group cycle: a → b → a$/.test(m))).toBe(
+      true,
+    );
     expect(r.inventory!.groups.get('a')).toEqual(['h1']);
   });
 
@@ -97,7 +111,9 @@ describe('inventory problems', () => {
 
   it('a name that is both a host and a group is refused', () => {
     const r = loadInventoryText('hosts:\n  x: {}\ngroups:\n  x: { hosts: [x] }\n');
-    expect(r.problems.map(formatProblem).join('\n')).toMatch(/:4:3: groups\.x: "x" is both a host and a group/);
+    expect(r.problems.map(formatProblem).join('\n')).toMatch(
+      /:4:3: groups\.x: "x" is both a host and a group/,
+    );
   });
 
   it('ssh without a user is refused', () => {
@@ -110,7 +126,9 @@ describe('inventory problems', () => {
     const r = loadInventory(f);
     expect(r.inventory).toBeUndefined();
     const text = r.problems.map(formatProblem).join('\n');
-    expect(text).toContain(`${f}:6:17: hosts.db1.pg.password: expected a secret source: {env: NAME} or {file: PATH}`);
+    expect(text).toContain(
+      `${f}:6:17: hosts.db1.pg.password: expected a secret source: {env: NAME} or {file: PATH}`,
+    );
     expect(text).not.toContain('Tr0ub4dor');
     expect(JSON.stringify(r.problems)).not.toContain('Tr0ub4dor');
   });

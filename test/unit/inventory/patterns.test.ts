@@ -3,7 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { loadInventory } from '../../../src/inventory/inventory.js';
 import { matchHosts } from '../../../src/inventory/patterns.js';
 
-const { inventory, problems } = loadInventory(fileURLToPath(new URL('../../fixtures/inventories/groups.yml', import.meta.url)));
+const { inventory, problems } = loadInventory(
+  fileURLToPath(new URL('../../fixtures/inventories/groups.yml', import.meta.url)),
+);
 
 describe('matchHosts', () => {
   it('the fixture loads', () => {

@@ -2,11 +2,17 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { formatProblem } from '../../../src/errors.js';
 import { type Inventory, loadInventory, resolveSecrets } from '../../../src/inventory/inventory.js';
-import type { Playbook } from '../../../src/playbook/model.js';
-import { loadPlaybook } from '../../../src/playbook/validate.js';
-import { buildPlan, type HostStepPlan, type Plan, type PlanNode, type PlanOptions } from '../../../src/plan/plan.js';
+import {
+  buildPlan,
+  type HostStepPlan,
+  type Plan,
+  type PlanNode,
+  type PlanOptions,
+} from '../../../src/plan/plan.js';
 import { renderPlanMarkdown } from '../../../src/plan/render-markdown.js';
 import { renderPlanText } from '../../../src/plan/render-text.js';
+import type { Playbook } from '../../../src/playbook/model.js';
+import { loadPlaybook } from '../../../src/playbook/validate.js';
 import { redactValue } from '../../../src/util/secret.js';
 
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
@@ -19,7 +25,8 @@ function planOf(playbookRel: string, inventoryRel: string, opts: PlanOptions & {
   const pb = loadPlaybook(root(playbookRel), { inventory, extraVars: opts.extraVars });
   expect(pb.problems.map(formatProblem)).toEqual([]);
   const playbook = pb.playbook as Playbook;
-  if (opts.secrets) expect(resolveSecrets(inventory, [...inventory.hosts.keys()]).map(formatProblem)).toEqual([]);
+  if (opts.secrets)
+    expect(resolveSecrets(inventory, [...inventory.hosts.keys()]).map(formatProblem)).toEqual([]);
   const plan = buildPlan(playbook, inventory, opts);
   plan.playbook = playbookRel;
   plan.inventory = inventoryRel;
@@ -28,15 +35,19 @@ function planOf(playbookRel: string, inventoryRel: string, opts: PlanOptions & {
 
 /** Every step of a plan list, depth first, with blocks opened. */
 function steps(nodes: PlanNode[]): Extract<PlanNode, { kind: 'step' }>[] {
-  return nodes.flatMap((n) => (n.kind === 'step' ? [n] : [...steps(n.block), ...steps(n.rescue), ...steps(n.always)]));
+  return nodes.flatMap((n) =>
+    n.kind === 'step' ? [n] : [...steps(n.block), ...steps(n.rescue), ...steps(n.always)],
+  );
 }
-const allSteps = (plan: Plan) => plan.plays.flatMap((p) => [...steps(p.steps), ...steps(p.rescue), ...steps(p.always)]);
+const allSteps = (plan: Plan) =>
+  plan.plays.flatMap((p) => [...steps(p.steps), ...steps(p.rescue), ...steps(p.always)]);
 const step = (plan: Plan, title: string) => {
   const s = allSteps(plan).find((x) => x.title === title);
   if (!s) throw new Error(`no step titled ${title}`);
   return s;
 };
-const on = (s: Extract<PlanNode, { kind: 'step' }>, host: string): HostStepPlan => s.hosts.find((h) => h.host === host)!;
+const on = (s: Extract<PlanNode, { kind: 'step' }>, host: string): HostStepPlan =>
+  s.hosts.find((h) => h.host === host)!;
 const opsText = (h: HostStepPlan) => JSON.stringify(h.plan);
 
 describe('plan of examples/lab-demo.yml on a local lab host', () => {
@@ -52,7 +63,9 @@ describe('plan of examples/lab-demo.yml on a local lab host', () => {
   it('is an offline plan of one play on lab, nothing in error', () => {
     expect(plan.checked).toBe(false);
     expect(plan.problems).toEqual([]);
-    expect(plan.plays.map((p) => [p.name, p.hosts, p.batches])).toEqual([['Inspect and tag the lab cluster', ['lab'], [['lab']]]]);
+    expect(plan.plays.map((p) => [p.name, p.hosts, p.batches])).toEqual([
+      ['Inspect and tag the lab cluster', ['lab'], [['lab']]],
+    ]);
     expect(allSteps(plan).flatMap((s) => s.hosts.map((h) => h.status))).toEqual(Array(9).fill('runs'));
     expect(text).toContain('(offline: no connection made)');
   });
@@ -67,7 +80,9 @@ describe('plan of examples/lab-demo.yml on a local lab host', () => {
   });
 
   it('play vars are rendered into commands', () => {
-    expect(opsText(on(step(plan, 'Make the marker directory'), 'lab'))).toContain('mkdir -p /tmp/pgrunbook-lab-markers');
+    expect(opsText(on(step(plan, 'Make the marker directory'), 'lab'))).toContain(
+      'mkdir -p /tmp/pgrunbook-lab-markers',
+    );
     expect(text).toContain('$ ls -l /tmp/pgrunbook-lab-markers');
   });
 
@@ -87,12 +102,24 @@ describe('plan of examples/lab-demo.yml on a local lab host', () => {
     const h = on(allSteps(plan)[6]!, 'lab');
     expect(h.plan!.undo).toEqual({
       action: 'run the revert statement',
-      ops: [{ kind: 'sql', sql: 'delete from pgrunbook_demo where run_id = $1', params: ['(known after apply)'] }],
+      ops: [
+        { kind: 'sql', sql: 'delete from pgrunbook_demo where run_id = $1', params: ['(known after apply)'] },
+      ],
     });
   });
 
   it('reads are not mutating, writes are', () => {
-    expect(allSteps(plan).map((s) => s.mutating)).toEqual([false, false, false, true, true, true, true, false, true]);
+    expect(allSteps(plan).map((s) => s.mutating)).toEqual([
+      false,
+      false,
+      false,
+      true,
+      true,
+      true,
+      true,
+      false,
+      true,
+    ]);
   });
 
   it('the always section is rendered after the steps', () => {
@@ -126,7 +153,9 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
 
   beforeAll(() => {
     process.env.PGRB_UNIT_PG_PASSWORD = password;
-    const r = planOf('test/fixtures/playbooks/two-hosts.yml', 'test/fixtures/inventories/two-ssh.yml', { secrets: true });
+    const r = planOf('test/fixtures/playbooks/two-hosts.yml', 'test/fixtures/inventories/two-ssh.yml', {
+      secrets: true,
+    });
     expect(r.inventory.hosts.get('db1')!.pg!.password!.reveal()).toBe(password);
     plan = r.plan;
     text = renderPlanText(plan);
@@ -150,7 +179,11 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
     // the raw plan value does hold it (it is an ordinary variable here) …
     expect(JSON.stringify(leaky)).toContain(password);
     // … but nothing rendered for people does
-    for (const out of [renderPlanText(leaky), renderPlanMarkdown(leaky), JSON.stringify(redactValue(leaky))]) {
+    for (const out of [
+      renderPlanText(leaky),
+      renderPlanMarkdown(leaky),
+      JSON.stringify(redactValue(leaky)),
+    ]) {
       expect(out).not.toContain(password);
       expect(out).toContain('/tmp/***');
     }
@@ -197,7 +230,9 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
     const s = step(plan, 'Role-specific');
     expect(on(s, 'db1').status).toBe('skipped');
     expect(on(s, 'db2').status).toBe('runs');
-    expect(on(s, 'db2').plan!.ops).toEqual([{ kind: 'wait', what: 'TCP 10.0.0.12:5432 accepts connections', timeoutSeconds: 30 }]);
+    expect(on(s, 'db2').plan!.ops).toEqual([
+      { kind: 'wait', what: 'TCP 10.0.0.12:5432 accepts connections', timeoutSeconds: 30 },
+    ]);
   });
 
   it('confirm gates: true asks a default question, a string is the question', () => {
@@ -218,9 +253,15 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
   it('templates over inventory vars and host facts are rendered per host', () => {
     const dump = on(step(plan, 'Dump the role'), 'db1');
     expect(dump.plan!.ops).toEqual([
-      { kind: 'command', line: 'export PGUSER=admin\npg_dumpall --roles-only --file /var/backups/pg/rotate/roles-db1.sql', stdin: undefined },
+      {
+        kind: 'command',
+        line: 'export PGUSER=admin\npg_dumpall --roles-only --file /var/backups/pg/rotate/roles-db1.sql',
+        stdin: undefined,
+      },
     ]);
-    expect(dump.plan!.undo!.ops).toEqual([{ kind: 'command', line: 'export PGUSER=admin\nrm -f /var/backups/pg/rotate/roles-db1.sql' }]);
+    expect(dump.plan!.undo!.ops).toEqual([
+      { kind: 'command', line: 'export PGUSER=admin\nrm -f /var/backups/pg/rotate/roles-db1.sql' },
+    ]);
   });
 
   it('undo: never replaces the revert statement', () => {
@@ -232,13 +273,16 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
   // BUG (src/playbook/expressions.ts:154 + Unknown.toString): a mixed template with an unknown part
   // is wrapped twice: "(known after apply: echo (known after apply: probe.rows | length) rows …)".
   it('a command with a registered value shows the command with a placeholder, not a wrapped one', () => {
-    const line = (on(step(plan, "Announce with the probe's result"), 'db1').plan!.ops[0] as { line: string }).line;
+    const line = (on(step(plan, "Announce with the probe's result"), 'db1').plan!.ops[0] as { line: string })
+      .line;
     expect(line).toContain('(known after apply: probe.rows | length)');
     expect(line.startsWith('echo ')).toBe(true);
   });
 
   it('--limit narrows every play', () => {
-    const limited = planOf('test/fixtures/playbooks/two-hosts.yml', 'test/fixtures/inventories/two-ssh.yml', { limit: 'db2' }).plan;
+    const limited = planOf('test/fixtures/playbooks/two-hosts.yml', 'test/fixtures/inventories/two-ssh.yml', {
+      limit: 'db2',
+    }).plan;
     expect(limited.plays[0]!.hosts).toEqual(['db2']);
     const block = limited.plays[0]!.steps[1]!;
     expect(block.kind).toBe('block');

@@ -159,20 +159,31 @@ describe('evaluate: undefined names and attributes', () => {
 });
 
 describe('evaluate: what is refused', () => {
-  it.each(['obj.__proto__', 'obj["__proto__"]', 'obj.constructor', 'obj["constructor"]', 'list.constructor', 'obj.prototype'])(
-    '%s is not accessible',
-    (expr) => {
-      expect(() => evaluate(expr, scope)).toThrow(ExpressionError);
-      expect(() => evaluate(expr, scope)).toThrow(/is not accessible/);
-    },
-  );
+  it.each([
+    'obj.__proto__',
+    'obj["__proto__"]',
+    'obj.constructor',
+    'obj["constructor"]',
+    'list.constructor',
+    'obj.prototype',
+  ])('%s is not accessible', (expr) => {
+    expect(() => evaluate(expr, scope)).toThrow(ExpressionError);
+    expect(() => evaluate(expr, scope)).toThrow(/is not accessible/);
+  });
 
   it('a bracketed key built at run time cannot reach the prototype either', () => {
     expect(() => evaluate('obj[k]', { ...scope, k: '__proto__' })).toThrow(/"__proto__" is not accessible/);
   });
 
-  it.each(['f()', 'obj.name()', 'require("fs")', 's.toUpperCase()'])('%s: function calls are refused', (expr) => {
-    expect(() => evaluate(expr, { ...scope, f: () => 1, require: () => 1 })).toThrow(/function calls are not supported/);
+  it.each([
+    'f()',
+    'obj.name()',
+    'require("fs")',
+    's.toUpperCase()',
+  ])('%s: function calls are refused', (expr) => {
+    expect(() => evaluate(expr, { ...scope, f: () => 1, require: () => 1 })).toThrow(
+      /function calls are not supported/,
+    );
   });
 
   it('a syntax error is an ExpressionError naming the expression', () => {
@@ -270,7 +281,10 @@ describe('templates', () => {
   });
 
   it('renderDeep renders strings inside lists and mappings and leaves other values alone', () => {
-    const out = renderDeep({ a: '{{ n }}', b: ['x{{ n }}', 3, null], c: { d: '{{ list }}', e: false } }, scope);
+    const out = renderDeep(
+      { a: '{{ n }}', b: ['x{{ n }}', 3, null], c: { d: '{{ list }}', e: false } },
+      scope,
+    );
     expect(out).toEqual({ a: 7, b: ['x7', 3, null], c: { d: [1, 2, 3], e: false } });
   });
 

@@ -52,7 +52,9 @@ describe('problems instead of exceptions', () => {
 
   it('a missing file is a problem at 1:1', () => {
     const r = loadSource('/nonexistent/pgrunbook/x.yml');
-    expect(r.problems).toEqual([{ file: '/nonexistent/pgrunbook/x.yml', line: 1, col: 1, path: '', message: 'file not found' }]);
+    expect(r.problems).toEqual([
+      { file: '/nonexistent/pgrunbook/x.yml', line: 1, col: 1, path: '', message: 'file not found' },
+    ]);
   });
 });
 
@@ -95,7 +97,9 @@ describe('locate', () => {
   });
 
   it('a path that does not exist points at its closest existing ancestor', () => {
-    expect(doc.locate(['plays', 0, 'steps', 1, 'pg.query', 'nope'])).toEqual(doc.locate(['plays', 0, 'steps', 1, 'pg.query']));
+    expect(doc.locate(['plays', 0, 'steps', 1, 'pg.query', 'nope'])).toEqual(
+      doc.locate(['plays', 0, 'steps', 1, 'pg.query']),
+    );
     expect(doc.locate(['plays', 7])).toEqual(doc.locate(['plays']));
   });
 

@@ -39,7 +39,9 @@ describe('loadPlaybook: every problem, precisely located', () => {
 
   it('a duplicate step id points at the second id and names the first line', () => {
     const f = fixture('duplicate-ids.yml');
-    expect(formatted(f)).toEqual([`${f}:8:11: [0].steps[2].id: duplicate step id "check" (first used at line 4)`]);
+    expect(formatted(f)).toEqual([
+      `${f}:8:11: [0].steps[2].id: duplicate step id "check" (first used at line 4)`,
+    ]);
   });
 
   it('a registered name used before its step is "used before it exists"', () => {
@@ -104,9 +106,18 @@ describe('envelopes', () => {
     ['- name: p\n  hosts: all\n  steps: []\n  tasks: []', /:4:3: \[0\]\.tasks: unknown property "tasks"/],
     ['- name: p\n  hosts: all\n  serial: 0\n  steps: []', /\[0\]\.serial: must be >= 1/],
     ['- name: p\n  hosts: all\n  steps:\n    - 42', /\[0\]\.steps\[0\]: expected a step .*got number 42/],
-    ['- name: p\n  hosts: all\n  steps:\n    - shell: x\n      undo: sometimes', /\[0\]\.steps\[0\]\.undo: expected auto or never/],
-    ['- name: p\n  hosts: all\n  steps:\n    - shell: x\n      id: "1bad"', /\[0\]\.steps\[0\]\.id: expected an identifier/],
-    ['- name: p\n  hosts: all\n  steps:\n    - shell: x\n      when: "n +"', /\[0\]\.steps\[0\]\.when: cannot parse expression/],
+    [
+      '- name: p\n  hosts: all\n  steps:\n    - shell: x\n      undo: sometimes',
+      /\[0\]\.steps\[0\]\.undo: expected auto or never/,
+    ],
+    [
+      '- name: p\n  hosts: all\n  steps:\n    - shell: x\n      id: "1bad"',
+      /\[0\]\.steps\[0\]\.id: expected an identifier/,
+    ],
+    [
+      '- name: p\n  hosts: all\n  steps:\n    - shell: x\n      when: "n +"',
+      /\[0\]\.steps\[0\]\.when: cannot parse expression/,
+    ],
     ['- name: p\n  hosts: all\n  steps:\n    - shell: "{{ f(1) }}"', /function calls are not supported/],
   ])('%j', (text, message) => {
     const r = fromText(text);
@@ -115,7 +126,9 @@ describe('envelopes', () => {
   });
 
   it('a templated value is accepted where the schema wants another type (checked again after rendering)', () => {
-    const r = fromText('- name: p\n  hosts: all\n  vars: { t: 5 }\n  steps:\n    - wait_for: { port: { port: "{{ t }}" } }');
+    const r = fromText(
+      '- name: p\n  hosts: all\n  vars: { t: 5 }\n  steps:\n    - wait_for: { port: { port: "{{ t }}" } }',
+    );
     expect(r.problems).toEqual([]);
   });
 
@@ -159,7 +172,9 @@ describe('the typed tree', () => {
   });
 
   it('shorthands expand, the sha256 is of the file bytes, defaults are applied', () => {
-    const r = fromText('- name: p\n  hosts: all\n  steps:\n    - shell: "echo"\n    - pg.query: select 1\n    - assert: "1 == 1"');
+    const r = fromText(
+      '- name: p\n  hosts: all\n  steps:\n    - shell: "echo"\n    - pg.query: select 1\n    - assert: "1 == 1"',
+    );
     const play = r.playbook!.plays[0]!;
     expect(play.forks).toBe(10);
     expect(play.serial).toBeUndefined();
@@ -185,11 +200,16 @@ describe('names and host patterns', () => {
     const inv = inventory('lab.yml');
     const r = loadPlaybook(f, { inventory: inv });
     expect(r.unchecked).toEqual([]);
-    expect(r.problems.map(formatProblem)).toEqual([`${f}:5:14: [0].steps[1].shell.cmd: undefined name "zebra_quux"`]);
+    expect(r.problems.map(formatProblem)).toEqual([
+      `${f}:5:14: [0].steps[1].shell.cmd: undefined name "zebra_quux"`,
+    ]);
   });
 
   it('-e variables are known names', () => {
-    const r = loadPlaybook(fixture('unknown-names.yml'), { inventory: inventory('lab.yml'), extraVars: { zebra_quux: 1 } });
+    const r = loadPlaybook(fixture('unknown-names.yml'), {
+      inventory: inventory('lab.yml'),
+      extraVars: { zebra_quux: 1 },
+    });
     expect(r.problems).toEqual([]);
   });
 
@@ -228,9 +248,12 @@ describe('names and host patterns', () => {
   });
 
   it('the builtin names host, run and vars are always known', () => {
-    const r = fromText('- name: p\n  hosts: all\n  steps:\n    - shell: "echo {{ host.name }} {{ run.id }} {{ vars.x }}"', {
-      inventory: inventory('lab.yml'),
-    });
+    const r = fromText(
+      '- name: p\n  hosts: all\n  steps:\n    - shell: "echo {{ host.name }} {{ run.id }} {{ vars.x }}"',
+      {
+        inventory: inventory('lab.yml'),
+      },
+    );
     expect(r.problems).toEqual([]);
   });
 

@@ -4,7 +4,11 @@ import { commandLine } from '../../../src/connections/transport.js';
 import { joinArgv, quote, Raw, sh } from '../../../src/util/shell.js';
 
 /** Runs a command line through the real /bin/sh and returns its exact stdout. */
-const run = (line: string): string => execFileSync('/bin/sh', ['-c', line], { encoding: 'utf8', env: { PATH: process.env.PATH, HOME: '/nonexistent-home' } });
+const run = (line: string): string =>
+  execFileSync('/bin/sh', ['-c', line], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH, HOME: '/nonexistent-home' },
+  });
 
 const nasty: string[] = [
   '',
@@ -41,7 +45,7 @@ const nasty: string[] = [
   '2>&1',
   '\\',
   '\\n',
-  '\\\'',
+  "\\'",
   '-n',
   '--',
   '%s %d %%',
@@ -52,7 +56,7 @@ const nasty: string[] = [
   'x=$(touch /tmp/pgrunbook-pwned)',
   'ünïcödé ✓ 🐘',
   '{a,b}',
-  "mix 'single' and \"double\" and `back` and $(sub) and \\",
+  'mix \'single\' and "double" and `back` and $(sub) and \\',
 ];
 
 describe('quote: what /bin/sh reads back is exactly the input', () => {
@@ -94,7 +98,9 @@ describe('quote: readable output', () => {
   });
 
   it('sh: numbers are stringified and quoted when needed, Raw is kept verbatim', () => {
-    expect(sh`pg_ctl -D ${'/data dir'} -t ${60} ${new Raw('>/dev/null 2>&1')}`).toBe("pg_ctl -D '/data dir' -t 60 >/dev/null 2>&1");
+    expect(sh`pg_ctl -D ${'/data dir'} -t ${60} ${new Raw('>/dev/null 2>&1')}`).toBe(
+      "pg_ctl -D '/data dir' -t 60 >/dev/null 2>&1",
+    );
     expect(sh`ls ${['a b', 'c']}`).toBe("ls 'a b' c");
     expect(sh`echo`).toBe('echo');
   });
