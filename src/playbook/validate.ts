@@ -62,6 +62,12 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
       always: list('always'),
     });
   });
+  for (const play of plays) {
+    // Hosts are resolved before any variable exists; narrowing belongs to --limit.
+    if (play.hosts.includes('{{')) {
+      problems.push(doc.problem([...play.path, 'hosts'], 'expected a host pattern without templates (narrow a run with --limit)'));
+    }
+  }
   const unchecked = checkNames(plays, doc, opts, problems);
   if (opts.inventory) checkHostPatterns(plays, doc, opts.inventory, problems);
   problems.sort((a, b) => a.line - b.line || a.col - b.col);
@@ -233,7 +239,7 @@ function checkHostPatterns(plays: Play[], doc: SourceDoc, inventory: Inventory, 
     }
   };
   for (const play of plays) {
-    if (play.hosts) checkPattern(play.hosts, [...play.path, 'hosts']);
+    if (play.hosts && !play.hosts.includes('{{')) checkPattern(play.hosts, [...play.path, 'hosts']);
     const visit = (nodes: Node[]) => {
       for (const n of nodes) {
         const hosts = n.kind === 'step' ? n.common.hosts : n.hosts;

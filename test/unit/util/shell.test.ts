@@ -24,6 +24,7 @@ const nasty: string[] = [
   '$(id -u)',
   '`id -u`',
   '$HOME',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal shell parameter expansion is the point
   '${HOME:-x}',
   '$1 $@ $*',
   'a\nb',
