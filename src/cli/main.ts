@@ -1,5 +1,6 @@
 // The command line: argv → commands. The only place that calls process.exit.
 import { formatProblem, PgrunbookError, UsageError, ValidationError } from '../errors.js';
+import { redact } from '../util/secret.js';
 import { parseCommandArgs, parseExtraVars } from './args.js';
 
 const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
@@ -78,16 +79,12 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`${n} problem${n === 1 ? '' : 's'} found; nothing was run.\n`);
       process.exit(2);
     }
-    if (err instanceof UsageError) {
-      process.stderr.write(`pgrunbook: ${err.message}\n`);
-      process.exit(2);
-    }
     if (err instanceof PgrunbookError) {
-      process.stderr.write(`pgrunbook: ${err.message}\n`);
+      process.stderr.write(`pgrunbook: ${redact(err.message)}\n`);
       process.exit(2);
     }
     // A bug of ours: the stack helps us, and the message says so.
-    process.stderr.write(`pgrunbook: internal error (please report): ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.stderr.write(`pgrunbook: internal error (please report): ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
     process.exit(70);
   },
 );

@@ -15,7 +15,7 @@ export interface InventoryHost {
   name: string;
   transport: 'local' | 'ssh';
   /** SSH settings without secrets resolved (see `resolveSecrets`). */
-  ssh?: Omit<SshSettings, 'passphrase'> & { passphraseSource?: SecretSourceFile };
+  ssh?: SshSettings & { passphraseSource?: SecretSourceFile };
   become?: 'sudo';
   pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
   /** Variables: inventory vars < group vars (in group order) < host vars. */
@@ -146,6 +146,10 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
   };
   for (const name of hostNames) {
     const h = inventory.hosts.get(name);
+    if (h?.ssh?.passphraseSource && !h.ssh.passphrase) {
+      const own = (inventory.doc.value as InventoryFile).hosts[name]?.ssh?.identity_passphrase;
+      h.ssh.passphrase = read(h.ssh.passphraseSource, own ? ['hosts', name, 'ssh', 'identity_passphrase'] : ['defaults', 'ssh', 'identity_passphrase']);
+    }
     if (h?.pg?.passwordSource && !h.pg.password) {
       const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password ? ['hosts', name, 'pg', 'password'] : ['defaults', 'pg', 'password'];
       h.pg.password = read(h.pg.passwordSource, where);

@@ -21,7 +21,7 @@ export class ConnectionPool {
       t =
         host.transport === 'local'
           ? Promise.resolve(new LocalTransport())
-          : HANDSHAKES.run(() => openSsh({ ...host.ssh!, passphrase: undefined }));
+          : HANDSHAKES.run(() => openSsh(host.ssh!));
       this.#transports.set(host.name, t);
       // A failed open is not cached: the next step may retry it.
       t.catch(() => this.#transports.delete(host.name));

@@ -38,7 +38,10 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const s = await ctx.pg();
-    const r = await s.query(p.sql, p.params ?? []);
+    // Ctrl-C or a timeout must stop the statement on the server, not just stop waiting for it.
+    const cancel = () => void s.cancel().catch(() => {});
+    ctx.signal.addEventListener('abort', cancel, { once: true });
+    const r = await s.query(p.sql, p.params ?? []).finally(() => ctx.signal.removeEventListener('abort', cancel));
     return { rows: r.rows, rowcount: r.rowCount, command: r.command };
   },
   async undo(ctx, p) {

@@ -167,6 +167,22 @@ describe('resolveSecrets', () => {
     expect(inspect(inv.hosts.get('from_env'), { depth: 10 })).not.toContain('env-s3cret-value');
   });
 
+  it('an ssh identity passphrase is a Secret too, and a missing one is located', () => {
+    const f = path('secrets.yml');
+    const inv = load('secrets.yml');
+    expect(resolveSecrets(inv, ['with_key']).map(formatProblem)).toEqual([
+      `${f}:18:28: hosts.with_key.ssh.identity_passphrase: environment variable PGRB_UNIT_SSH_PASSPHRASE is not set`,
+    ]);
+    process.env.PGRB_UNIT_SSH_PASSPHRASE = 'ssh-pass-phrase-0c9e';
+    const again = load('secrets.yml');
+    expect(resolveSecrets(again, ['with_key'])).toEqual([]);
+    const ssh = again.hosts.get('with_key')!.ssh!;
+    expect(ssh.passphrase).toBeInstanceOf(Secret);
+    expect(ssh.passphrase!.reveal()).toBe('ssh-pass-phrase-0c9e');
+    expect(ssh.identityFile).toBe(path('id_unused'));
+    expect(JSON.stringify(ssh)).not.toContain('ssh-pass-phrase-0c9e');
+  });
+
   it('only the hosts asked for are resolved', () => {
     const inv = load('secrets.yml');
     expect(resolveSecrets(inv, ['from_file'])).toEqual([]);

@@ -127,7 +127,7 @@ describe('plan of examples/lab-demo.yml on a local lab host', () => {
     expect(markdown).toContain('**Always (also after a failure or interruption):**');
   });
 
-  // BUG (src/plan/plan.ts:220-223 with src/steps/file/write.ts:355): content holding a registered
+  // BUG (src/plan/render-params.ts:41 + src/steps/file/write.ts:60): content holding a registered
   // value is Unknown, yet the plan reports the byte size of its placeholder text.
   it('a file.write whose content is only known after apply does not claim a byte count', () => {
     const h = on(step(plan, 'Record this run'), 'lab');
@@ -243,8 +243,8 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
     expect(markdown).toContain('#### 2. Dump the role (`shell, needs approval`)');
   });
 
-  // BUG (src/plan/plan.ts:238): validation checks `confirm` as a template (validate.ts:214) but the
-  // plan shows it unrendered; src/runner/executor.ts:185 asks the operator the raw text as well.
+  // BUG (src/plan/plan.ts:147): validation checks `confirm` as a template (validate.ts:220) but the
+  // plan shows it unrendered; src/runner/executor.ts:186 asks the operator the raw text as well.
   it('no raw {{ template }} reaches the rendered plan', () => {
     expect(text).not.toContain('{{');
     expect(markdown).not.toContain('{{');

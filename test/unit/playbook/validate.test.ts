@@ -258,7 +258,7 @@ describe('names and host patterns', () => {
   });
 
   // BUG: `x is defined` / `x | default(...)` exist for names that may be absent; validation with an
-  // inventory must not call them undefined (src/playbook/validate.ts:177 via referencedNames).
+  // inventory must not call them undefined (src/playbook/validate.ts:183, via referencedNames).
   it('names guarded by "is undefined" or "| default" are not errors with an inventory', () => {
     const r = loadPlaybook(fixture('optional-names.yml'), { inventory: inventory('lab.yml') });
     expect(r.problems.map(formatProblem)).toEqual([]);

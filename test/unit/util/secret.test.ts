@@ -38,7 +38,7 @@ describe('redact', () => {
     expect(redact('about a cab')).toBe('about a cab');
   });
 
-  // BUG (src/util/secret.ts:331): secrets are replaced in insertion order, so when a shorter
+  // BUG (src/util/secret.ts:35): secrets are replaced in insertion order, so when a shorter
   // secret is a prefix of a longer one registered later, the longer one's tail leaks.
   it('a secret that contains another secret is scrubbed whole', () => {
     new Secret('prefix-5e', 'short');
