@@ -25,7 +25,10 @@ function connect(cfg, privateKey, expectedKey) {
   return new Promise((resolve, reject) => {
     const c = new Client();
     c.once('ready', () => resolve(c));
-    c.once('error', (err) => reject(new Error(`floor: ssh to ${cfg.user}@${cfg.host}:${cfg.port}: ${err.message}`)));
+    // Kept for the connection's life: a later error (the server going away) must not crash us.
+    c.on('error', (err) =>
+      reject(new Error(`floor: ssh to ${cfg.user}@${cfg.host}:${cfg.port}: ${err.message}`)),
+    );
     c.connect({
       host: cfg.host,
       port: cfg.port,
@@ -75,7 +78,9 @@ export async function runFloor(cfg) {
   let error;
   let connectMs = 0;
   try {
-    const opened = await Promise.allSettled(Array.from({ length: cfg.hosts }, () => connect(cfg, privateKey, expectedKey)));
+    const opened = await Promise.allSettled(
+      Array.from({ length: cfg.hosts }, () => connect(cfg, privateKey, expectedKey)),
+    );
     for (const o of opened) if (o.status === 'fulfilled') conns.push(o.value);
     const failedOpen = opened.find((o) => o.status === 'rejected');
     if (failedOpen) throw failedOpen.reason;

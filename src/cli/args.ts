@@ -38,7 +38,8 @@ export function parseExtraVars(list: string[] | undefined): Record<string, unkno
     const eq = item.indexOf('=');
     if (eq <= 0) throw new UsageError(`-e expects key=value, got "${item}"`);
     const key = item.slice(0, eq);
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new UsageError(`-e: "${key}" is not a valid variable name`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key))
+      throw new UsageError(`-e: "${key}" is not a valid variable name`);
     const raw = item.slice(eq + 1);
     let value: unknown = raw;
     try {

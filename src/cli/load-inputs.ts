@@ -1,9 +1,9 @@
 // Loads the inventory and playbook together and collects every problem before anything runs.
 import { ValidationError } from '../errors.js';
 import { type Inventory, loadInventory, resolveSecrets } from '../inventory/inventory.js';
-import { loadPlaybook } from '../playbook/validate.js';
-import type { Playbook } from '../playbook/model.js';
 import { playHosts } from '../plan/plan.js';
+import type { Playbook } from '../playbook/model.js';
+import { loadPlaybook } from '../playbook/validate.js';
 
 /** A validated playbook with its inventory. */
 export interface Inputs {

@@ -41,11 +41,22 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'plan': {
       const { planCommand } = await import('./commands/plan.js');
-      return planCommand(need('a PLAYBOOK'), { inventory: v.inventory, extraVars, limit: v.limit, format: v.format, check: v.check }, out);
+      return planCommand(
+        need('a PLAYBOOK'),
+        { inventory: v.inventory, extraVars, limit: v.limit, format: v.format, check: v.check },
+        out,
+      );
     }
     case 'run': {
       const { runCommand } = await import('./commands/run.js');
-      return runCommand(need('a PLAYBOOK'), { inventory: v.inventory, extraVars, limit: v.limit, yes: v.yes, output: v.output, report: v.report });
+      return runCommand(need('a PLAYBOOK'), {
+        inventory: v.inventory,
+        extraVars,
+        limit: v.limit,
+        yes: v.yes,
+        output: v.output,
+        report: v.report,
+      });
     }
     case 'resume': {
       const { resumeCommand } = await import('./commands/run.js');
@@ -84,7 +95,9 @@ main(process.argv.slice(2)).then(
       process.exit(2);
     }
     // A bug of ours: the stack helps us, and the message says so.
-    process.stderr.write(`pgrunbook: internal error (please report): ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
+    process.stderr.write(
+      `pgrunbook: internal error (please report): ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`,
+    );
     process.exit(70);
   },
 );

@@ -54,7 +54,12 @@ function matches(patterns: string, name: string): boolean {
   for (const p of patterns.split(',')) {
     const negated = p.startsWith('!');
     const glob = negated ? p.slice(1) : p;
-    const re = new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+    const re = new RegExp(
+      `^${glob
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`,
+    );
     if (re.test(name)) {
       if (negated) return false;
       hit = true;

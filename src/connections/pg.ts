@@ -84,7 +84,11 @@ function clientConfig(s: PgSettings, applicationName: string): pg.ClientConfig {
 }
 
 /** Opens a session; errors name the host and never include the password. */
-export async function openPg(hostName: string, s: PgSettings, applicationName = 'pgrunbook'): Promise<PgSession> {
+export async function openPg(
+  hostName: string,
+  s: PgSettings,
+  applicationName = 'pgrunbook',
+): Promise<PgSession> {
   const client = new pg.Client(clientConfig(s, applicationName));
   // An idle session that dies must not crash the process; the next query reports it.
   client.on('error', () => {});

@@ -59,7 +59,9 @@ export async function openSsh(s: SshSettings): Promise<SshTransport> {
     try {
       privateKey = readFileSync(s.identityFile);
     } catch (err) {
-      throw new ConnectionError(`${s.hostName}: cannot read identity file ${s.identityFile}: ${(err as Error).message}`);
+      throw new ConnectionError(
+        `${s.hostName}: cannot read identity file ${s.identityFile}: ${(err as Error).message}`,
+      );
     }
   }
   await new Promise<void>((resolve, reject) => {
@@ -113,7 +115,9 @@ export class SshTransport implements Transport {
 
   #exec(line: string, opts: ExecOptions): Promise<ExecResult> {
     if (this.#lost) {
-      return Promise.reject(new ConnectionError(`${this.s.hostName}: ssh connection lost: ${this.#lost.message}`));
+      return Promise.reject(
+        new ConnectionError(`${this.s.hostName}: ssh connection lost: ${this.#lost.message}`),
+      );
     }
     // OpenSSH ignores "signal" channel requests and leaves a non-pty command running when its
     // channel closes. sshd starts each command as a session leader, so the shell's PID names the

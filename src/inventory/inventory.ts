@@ -6,8 +6,8 @@ import type { PgSettings } from '../connections/pg.js';
 import type { SshSettings } from '../connections/ssh.js';
 import type { Problem } from '../errors.js';
 import { loadSource, type SourceDoc } from '../playbook/load.js';
-import { Secret } from '../util/secret.js';
 import { schemaProblems } from '../util/schema-errors.js';
+import { Secret } from '../util/secret.js';
 import { type HostFile, type InventoryFile, InventorySchema, type SecretSourceFile } from './schema.js';
 
 /** A host with its connection settings merged from defaults and its groups' vars applied. */
@@ -18,7 +18,7 @@ export interface InventoryHost {
   ssh?: SshSettings & { passphraseSource?: SecretSourceFile };
   become?: 'sudo';
   pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
-  /** Variables: inventory vars < group vars (in group order) < host vars. */
+  /** Variables: inventory vars < group vars (parents before children) < host vars. */
   vars: Record<string, unknown>;
   groups: string[];
 }
@@ -46,35 +46,62 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
   const base = dirname(resolve(file));
   const out: Problem[] = [];
 
-  const groups = new Map<string, string[]>();
   const groupDefs = inv.groups ?? {};
-  const expand = (g: string, trail: string[]): string[] => {
-    if (trail.includes(g)) {
-      out.push(doc.problem(['groups', g, 'children'], `group cycle: ${[...trail, g].join(' → ')}`));
-      return [];
-    }
-    const def = groupDefs[g]!;
-    const names: string[] = [];
+  // References are checked once per place they are written, not once per path that reaches them.
+  for (const [g, def] of Object.entries(groupDefs)) {
+    if (inv.hosts[g])
+      out.push(doc.problem(['groups', g], `"${g}" is both a host and a group`, { key: true }));
     (def.hosts ?? []).forEach((h, i) => {
       if (!inv.hosts[h]) out.push(doc.problem(['groups', g, 'hosts', i], `unknown host "${h}"`));
-      else names.push(h);
     });
     (def.children ?? []).forEach((c, i) => {
       if (!groupDefs[c]) out.push(doc.problem(['groups', g, 'children', i], `unknown group "${c}"`));
-      else names.push(...expand(c, [...trail, g]));
     });
-    return [...new Set(names)];
-  };
-  for (const g of Object.keys(groupDefs)) {
-    if (inv.hosts[g]) out.push(doc.problem(['groups', g], `"${g}" is both a host and a group`, { key: true }));
-    groups.set(g, expand(g, []));
   }
+  const groups = new Map<string, string[]>();
+  const cycles = new Set<string>();
+  const expand = (g: string, trail: string[]): string[] => {
+    const cached = groups.get(g);
+    if (cached) return cached;
+    if (trail.includes(g)) {
+      const cycle = [...trail.slice(trail.indexOf(g)), g];
+      const key = [...new Set(cycle)].sort().join(',');
+      if (!cycles.has(key)) {
+        cycles.add(key);
+        out.push(doc.problem(['groups', g, 'children'], `group cycle: ${cycle.join(' → ')}`));
+      }
+      return [];
+    }
+    const def = groupDefs[g]!;
+    const names = (def.hosts ?? []).filter((h) => inv.hosts[h]);
+    for (const c of def.children ?? []) if (groupDefs[c]) names.push(...expand(c, [...trail, g]));
+    const result = [...new Set(names)];
+    if (trail.length === 0 || !trail.includes(g)) groups.set(g, result);
+    return result;
+  };
+  for (const g of Object.keys(groupDefs)) expand(g, []);
+  // Ansible's order: a child group's vars override its parents'; file order breaks ties.
+  const depth = new Map<string, number>();
+  const depthOf = (g: string, seen: string[] = []): number => {
+    if (depth.has(g)) return depth.get(g)!;
+    if (seen.includes(g)) return 0;
+    const parents = Object.entries(groupDefs)
+      .filter(([, d]) => d.children?.includes(g))
+      .map(([p]) => p);
+    const d = parents.length ? 1 + Math.max(...parents.map((p) => depthOf(p, [...seen, g]))) : 0;
+    depth.set(g, d);
+    return d;
+  };
+  const groupOrder = Object.keys(groupDefs)
+    .map((g, i) => ({ g, i, d: depthOf(g) }))
+    .sort((a, b) => a.d - b.d || a.i - b.i)
+    .map((x) => x.g);
 
   const hosts = new Map<string, InventoryHost>();
   for (const [name, h] of Object.entries(inv.hosts)) {
-    const memberOf = [...groups].filter(([, members]) => members.includes(name)).map(([g]) => g);
+    const memberOf = Object.keys(groupDefs).filter((g) => groups.get(g)?.includes(name));
     const vars: Record<string, unknown> = { ...(inv.vars ?? {}) };
-    for (const g of memberOf) Object.assign(vars, groupDefs[g]?.vars ?? {});
+    for (const g of groupOrder) if (memberOf.includes(g)) Object.assign(vars, groupDefs[g]?.vars ?? {});
     Object.assign(vars, h.vars ?? {});
     const host = resolveHost(name, h ?? {}, inv, base, doc, out);
     hosts.set(name, { ...host, vars, groups: memberOf });
@@ -96,7 +123,8 @@ function resolveHost(
   let ssh: InventoryHost['ssh'];
   if (transport === 'ssh') {
     const s = { ...(d.ssh ?? {}), ...(h.ssh ?? {}) };
-    if (!s.user) out.push(doc.problem(['hosts', name], 'ssh transport needs ssh.user (on the host or in defaults.ssh)'));
+    if (!s.user)
+      out.push(doc.problem(['hosts', name], 'ssh transport needs ssh.user (on the host or in defaults.ssh)'));
     ssh = {
       hostName: name,
       host: s.host ?? name,
@@ -131,16 +159,33 @@ function resolveHost(
 export function resolveSecrets(inventory: Inventory, hostNames: readonly string[]): Problem[] {
   const out: Problem[] = [];
   const base = dirname(resolve(inventory.file));
+  const cache = new Map<string, Secret | undefined>();
   const read = (src: SecretSourceFile, path: (string | number)[]): Secret | undefined => {
+    const key = path.join('.');
+    if (cache.has(key)) return cache.get(key);
+    const v = readOnce(src, path);
+    cache.set(key, v);
+    return v;
+  };
+  const readOnce = (src: SecretSourceFile, path: (string | number)[]): Secret | undefined => {
     if ('env' in src) {
       const v = process.env[src.env];
-      if (v === undefined) out.push(inventory.doc.problem(path, `environment variable ${src.env} is not set`));
+      if (v === undefined)
+        out.push(inventory.doc.problem(path, `environment variable ${src.env} is not set`));
       return v === undefined ? undefined : new Secret(v, `env ${src.env}`);
     }
     try {
-      return new Secret(readFileSync(expandHome(src.file, base), 'utf8').replace(/\r?\n$/, ''), `file ${src.file}`);
+      return new Secret(
+        readFileSync(expandHome(src.file, base), 'utf8').replace(/\r?\n$/, ''),
+        `file ${src.file}`,
+      );
     } catch (err) {
-      out.push(inventory.doc.problem(path, `cannot read secret file ${src.file}: ${(err as NodeJS.ErrnoException).code}`));
+      out.push(
+        inventory.doc.problem(
+          path,
+          `cannot read secret file ${src.file}: ${(err as NodeJS.ErrnoException).code}`,
+        ),
+      );
       return undefined;
     }
   };
@@ -148,10 +193,15 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     const h = inventory.hosts.get(name);
     if (h?.ssh?.passphraseSource && !h.ssh.passphrase) {
       const own = (inventory.doc.value as InventoryFile).hosts[name]?.ssh?.identity_passphrase;
-      h.ssh.passphrase = read(h.ssh.passphraseSource, own ? ['hosts', name, 'ssh', 'identity_passphrase'] : ['defaults', 'ssh', 'identity_passphrase']);
+      h.ssh.passphrase = read(
+        h.ssh.passphraseSource,
+        own ? ['hosts', name, 'ssh', 'identity_passphrase'] : ['defaults', 'ssh', 'identity_passphrase'],
+      );
     }
     if (h?.pg?.passwordSource && !h.pg.password) {
-      const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password ? ['hosts', name, 'pg', 'password'] : ['defaults', 'pg', 'password'];
+      const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password
+        ? ['hosts', name, 'pg', 'password']
+        : ['defaults', 'pg', 'password'];
       h.pg.password = read(h.pg.passwordSource, where);
     }
   }

@@ -15,21 +15,30 @@ export const SecretSource = Type.Union(
 /** SSH connection settings of a host (or the defaults for all hosts). */
 export const SshSchema = Type.Object(
   {
-    host: Type.Optional(Type.String({ minLength: 1, description: 'address to connect to (default: the host name)' })),
+    host: Type.Optional(
+      Type.String({ minLength: 1, description: 'address to connect to (default: the host name)' }),
+    ),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     user: Type.Optional(Type.String({ minLength: 1 })),
     identity_file: Type.Optional(Type.String({ minLength: 1 })),
     identity_passphrase: Type.Optional(SecretSource),
-    known_hosts: Type.Optional(Type.String({ minLength: 1, description: 'known_hosts file (default ~/.ssh/known_hosts)' })),
+    known_hosts: Type.Optional(
+      Type.String({ minLength: 1, description: 'known_hosts file (default ~/.ssh/known_hosts)' }),
+    ),
     host_key: Type.Optional(
-      Type.String({ pattern: '^SHA256:[A-Za-z0-9+/]{43}$', description: 'a fingerprint like SHA256:<43 base64 characters>' }),
+      Type.String({
+        pattern: '^SHA256:[A-Za-z0-9+/]{43}$',
+        description: 'a fingerprint like SHA256:<43 base64 characters>',
+      }),
     ),
     accept_unknown_host_key: Type.Optional(
       Type.Boolean({ description: 'trust a host absent from known_hosts (a changed key is still refused)' }),
     ),
     connect_timeout: Type.Optional(Type.Number({ minimum: 1, description: 'seconds' })),
     keepalive_interval: Type.Optional(Type.Number({ minimum: 1, description: 'seconds' })),
-    max_channels: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, description: 'concurrent commands per connection' })),
+    max_channels: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 64, description: 'concurrent commands per connection' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -52,7 +61,9 @@ export const PgSchema = Type.Object(
 /** One host. */
 export const HostSchema = Type.Object(
   {
-    transport: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('ssh')], { description: 'local or ssh' })),
+    transport: Type.Optional(
+      Type.Union([Type.Literal('local'), Type.Literal('ssh')], { description: 'local or ssh' }),
+    ),
     ssh: Type.Optional(SshSchema),
     become: Type.Optional(Type.Literal('sudo')),
     pg: Type.Optional(PgSchema),
@@ -89,7 +100,11 @@ export const InventorySchema = Type.Object(
     hosts: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), HostSchema),
     groups: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), GroupSchema)),
   },
-  { additionalProperties: false, $id: 'https://pgrunbook.dev/schemas/inventory.schema.json', title: 'pgrunbook inventory' },
+  {
+    additionalProperties: false,
+    $id: 'https://pgrunbook.dev/schemas/inventory.schema.json',
+    title: 'pgrunbook inventory',
+  },
 );
 
 export type InventoryFile = Static<typeof InventorySchema>;

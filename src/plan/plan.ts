@@ -2,7 +2,7 @@
 import type { PgFacts } from '../connections/pg.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
-import { evaluate, truthy, Unknown } from '../playbook/expressions.js';
+import { evaluate, renderText, truthy, Unknown } from '../playbook/expressions.js';
 import { type Node, type Play, type Playbook, walk } from '../playbook/model.js';
 import { HostScope, type RunInfo } from '../runner/scope.js';
 import { isMutating, type StepPlan } from '../steps/define.js';
@@ -36,7 +36,14 @@ export type PlanNode =
       ignoreErrors: boolean;
       hosts: HostStepPlan[];
     }
-  | { kind: 'block'; address: string; title: string; block: PlanNode[]; rescue: PlanNode[]; always: PlanNode[] };
+  | {
+      kind: 'block';
+      address: string;
+      title: string;
+      block: PlanNode[];
+      rescue: PlanNode[];
+      always: PlanNode[];
+    };
 
 /** A planned play. */
 export interface PlannedPlay {
@@ -99,7 +106,8 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
       const sc = scopes.get(h)!;
       // Registered outputs exist only after apply: in a plan they are Unknown.
       for (const s of walk([...play.steps, ...play.rescue, ...play.always])) {
-        for (const name of [s.common.id, s.common.register]) if (typeof name === 'string') sc.facts[name] = new Unknown(name);
+        for (const name of [s.common.id, s.common.register])
+          if (typeof name === 'string') sc.facts[name] = new Unknown(name);
       }
       try {
         sc.enterPlay(play.vars);
@@ -109,10 +117,18 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
     }
     const planList = (nodes: Node[], hs: string[]): PlanNode[] => nodes.map((n) => planNode(n, hs));
     const planNode = (n: Node, hs: string[]): PlanNode => {
-      const narrowed = (pattern?: string) => (pattern ? hs.filter((h) => matchHosts(inventory, pattern).hosts.includes(h)) : hs);
+      const narrowed = (pattern?: string) =>
+        pattern ? hs.filter((h) => matchHosts(inventory, pattern).hosts.includes(h)) : hs;
       if (n.kind === 'block') {
         const bh = narrowed(n.hosts);
-        return { kind: 'block', address: n.address, title: n.title, block: planList(n.block, bh), rescue: planList(n.rescue, bh), always: planList(n.always, bh) };
+        return {
+          kind: 'block',
+          address: n.address,
+          title: n.title,
+          block: planList(n.block, bh),
+          rescue: planList(n.rescue, bh),
+          always: planList(n.always, bh),
+        };
       }
       const def = registry.get(n.type)!;
       const perHost = narrowed(n.common.hosts as string | undefined).map((h): HostStepPlan => {
@@ -128,23 +144,41 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
           }
           const r = renderParams(def, n, scope);
           if (!r.ok) return { host: h, status: 'error', error: r.error };
-          const ctx = { host: sc.host, facts: facts[h] ?? {}, evaluate: (e: string) => evaluate(e, scope) };
+          const ctx = {
+            host: sc.host,
+            facts: facts[h] ?? {},
+            unknown: r.unknownParams,
+            evaluate: (e: string) => evaluate(e, scope),
+          };
           const plan = def.plan(ctx, r.params);
-          if (n.common.undo === 'never' && plan.undo) plan.undo = { action: 'none: undo: never (the change stays if the run fails)', ops: [] };
+          if (n.common.undo === 'never' && plan.undo)
+            plan.undo = { action: 'none: undo: never (the change stays if the run fails)', ops: [] };
           if (def.setsFacts && !r.unknown) Object.assign(sc.facts, r.params);
           return { host: h, status, when, plan, mutating: isMutating(def, r.params) };
         } catch (err) {
           return { host: h, status: 'error', error: (err as Error).message };
         }
       });
+      // Names and questions may use templates: show them rendered when every host agrees.
+      const shown = (text: string) => {
+        const hs = narrowed(n.common.hosts as string | undefined);
+        const texts = new Set(hs.map((h) => renderText(text, scopes.get(h)!.scope())));
+        return texts.size === 1 ? [...texts][0]! : text;
+      };
+      const title = shown(n.title);
       return {
         kind: 'step',
         address: n.address,
-        title: n.title,
+        title,
         type: n.type,
         mutating: perHost.some((h) => h.mutating),
         undoMode: (n.common.undo as 'auto' | 'never' | undefined) ?? 'auto',
-        confirm: n.common.confirm === true ? `Proceed with "${n.title}"?` : (n.common.confirm as string | undefined) || undefined,
+        confirm:
+          n.common.confirm === true
+            ? `Proceed with "${title}"?`
+            : n.common.confirm
+              ? shown(String(n.common.confirm))
+              : undefined,
         retries: n.common.retries as number | undefined,
         timeout: n.common.timeout as number | undefined,
         ignoreErrors: n.common.ignore_errors === true,
@@ -161,5 +195,12 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
       always: planList(play.always, hosts),
     });
   }
-  return { playbook: playbook.file, inventory: inventory.file, checked: opts.facts !== undefined, facts, plays, problems };
+  return {
+    playbook: playbook.file,
+    inventory: inventory.file,
+    checked: opts.facts !== undefined,
+    facts,
+    plays,
+    problems,
+  };
 }

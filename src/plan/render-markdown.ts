@@ -25,7 +25,11 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
       continue;
     }
     counter.n++;
-    const flags = [n.type, n.confirm ? 'needs approval' : '', n.mutating && n.undoMode === 'never' ? 'undo: never' : '']
+    const flags = [
+      n.type,
+      n.confirm ? 'needs approval' : '',
+      n.mutating && n.undoMode === 'never' ? 'undo: never' : '',
+    ]
       .filter(Boolean)
       .join(', ');
     out.push(`#### ${counter.n}. ${n.title} (\`${flags}\`)`, '');
@@ -43,7 +47,9 @@ export function renderPlanMarkdown(plan: Plan): string {
   const out: string[] = [];
   out.push(`## Change plan: \`${plan.playbook}\``, '');
   out.push(`- Inventory: \`${plan.inventory}\``);
-  out.push(`- Facts: ${plan.checked ? 'checked read-only on the hosts' : 'offline plan, no connection made'}`);
+  out.push(
+    `- Facts: ${plan.checked ? 'checked read-only on the hosts' : 'offline plan, no connection made'}`,
+  );
   for (const [h, f] of Object.entries(plan.facts)) {
     if (f.pg) out.push(`- \`${h}\`: PostgreSQL ${f.pg.version}, ${f.pg.inRecovery ? 'standby' : 'primary'}`);
   }

@@ -7,7 +7,7 @@ import { describe, validatorFor } from '../util/schema-errors.js';
 /** Parameters ready for plan()/apply(), or why they are not. */
 export type Rendered =
   /** all values known and valid */
-  | { ok: true; params: Record<string, unknown>; unknown: boolean }
+  | { ok: true; params: Record<string, unknown>; unknown: boolean; unknownParams: Set<string> }
   /** a rendered value breaks the step's schema */
   | { ok: false; error: string };
 
@@ -37,19 +37,25 @@ export function renderParams(def: AnyStep, node: StepNode, scope: Record<string,
   } catch (err) {
     return { ok: false, error: `${node.type}: ${(err as Error).message}` };
   }
-  const unknown = hasUnknown(out);
-  if (unknown) return { ok: true, params: displayUnknowns(out) as Record<string, unknown>, unknown };
+  const unknownParams = new Set(Object.keys(out).filter((k) => hasUnknown(out[k])));
+  const unknown = unknownParams.size > 0;
+  if (unknown)
+    return { ok: true, params: displayUnknowns(out) as Record<string, unknown>, unknown, unknownParams };
   const validate = validatorFor(def.params);
   if (!validate(out)) {
     const e = validate.errors![0]!;
     const at = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '';
-    return { ok: false, error: `${node.type}${at ? `.${at}` : ''}: after rendering templates: ${e.message}, got ${describe(valueAt(out, e.instancePath))}` };
+    return {
+      ok: false,
+      error: `${node.type}${at ? `.${at}` : ''}: after rendering templates: ${e.message}, got ${describe(valueAt(out, e.instancePath))}`,
+    };
   }
-  return { ok: true, params: out, unknown };
+  return { ok: true, params: out, unknown, unknownParams };
 }
 
 function valueAt(root: unknown, pointer: string): unknown {
   let cur = root;
-  for (const seg of pointer.split('/').slice(1)) cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[seg] : undefined;
+  for (const seg of pointer.split('/').slice(1))
+    cur = cur && typeof cur === 'object' ? (cur as Record<string, unknown>)[seg] : undefined;
   return cur;
 }

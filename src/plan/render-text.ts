@@ -13,7 +13,10 @@ export function operationLines(op: Operation): string[] {
       return out;
     }
     case 'sql': {
-      const out = op.sql.trim().split('\n').map((l, i) => (i === 0 ? `SQL: ${l}` : `     ${l}`));
+      const out = op.sql
+        .trim()
+        .split('\n')
+        .map((l, i) => (i === 0 ? `SQL: ${l}` : `     ${l}`));
       if (op.params?.length) out.push(`     params: ${JSON.stringify(op.params)}`);
       return out;
     }
@@ -96,14 +99,21 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
 /** The plan as plain text. */
 export function renderPlanText(plan: Plan): string {
   const out: string[] = [];
-  out.push(`Plan for ${plan.playbook} with ${plan.inventory}${plan.checked ? ' (facts checked on the hosts)' : ' (offline: no connection made)'}`);
+  out.push(
+    `Plan for ${plan.playbook} with ${plan.inventory}${plan.checked ? ' (facts checked on the hosts)' : ' (offline: no connection made)'}`,
+  );
   for (const [h, f] of Object.entries(plan.facts)) {
-    if (f.pg) out.push(`  ${h}: PostgreSQL ${f.pg.version} (${f.pg.versionNum}), ${f.pg.inRecovery ? 'in recovery (standby)' : 'primary'}`);
+    if (f.pg)
+      out.push(
+        `  ${h}: PostgreSQL ${f.pg.version} (${f.pg.versionNum}), ${f.pg.inRecovery ? 'in recovery (standby)' : 'primary'}`,
+      );
   }
   plan.plays.forEach((play, i) => {
     out.push('');
     out.push(`PLAY ${i + 1}: ${play.name}`);
-    out.push(`  hosts: ${play.pattern} → ${play.hosts.join(', ') || '(none)'}${play.batches.length > 1 ? `  (${play.batches.length} batches: ${play.batches.map((b) => b.join(',')).join(' | ')})` : ''}`);
+    out.push(
+      `  hosts: ${play.pattern} → ${play.hosts.join(', ') || '(none)'}${play.batches.length > 1 ? `  (${play.batches.length} batches: ${play.batches.map((b) => b.join(',')).join(' | ')})` : ''}`,
+    );
     const counter = { n: 0 };
     nodeLines(play.steps, 1, out, counter);
     if (play.rescue.length) {

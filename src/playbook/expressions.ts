@@ -15,9 +15,13 @@ jsep.removeIdentifierChar('$');
 
 /** A value only a run can know (a registered output during `plan`). */
 export class Unknown {
-  constructor(readonly expr: string) {}
+  constructor(
+    readonly expr: string,
+    /** Text to show instead, when the unknown sits inside a larger string. */
+    readonly display?: string,
+  ) {}
   toString(): string {
-    return `(known after apply: ${this.expr})`;
+    return this.display ?? `(known after apply: ${this.expr})`;
   }
 }
 
@@ -68,26 +72,46 @@ export function templateExpressions(s: string): string[] {
   return [...s.matchAll(TEMPLATE)].map((m) => m[1]!.trim());
 }
 
+/** A name an expression reads; `optional` when it sits under `is defined` or `| default`. */
+export interface NameRef {
+  root: string;
+  chain: string;
+  optional: boolean;
+}
+
+function rootOf(n: Expression): string | undefined {
+  let cur = n;
+  while (cur.type === 'MemberExpression') cur = cur.object as Expression;
+  return cur.type === 'Identifier' ? (cur.name as string) : undefined;
+}
+
 /** Root names an expression reads, with the dotted chain after each (`reg.stdout`). */
-export function referencedNames(src: string): { root: string; chain: string }[] {
-  const out: { root: string; chain: string }[] = [];
-  const walk = (n: Expression | null | undefined): void => {
+export function referencedNames(src: string): NameRef[] {
+  const out: NameRef[] = [];
+  const walk = (n: Expression | null | undefined, optional = false): void => {
     if (!n) return;
     switch (n.type) {
       case 'Identifier':
-        out.push({ root: n.name as string, chain: n.name as string });
+        out.push({ root: n.name as string, chain: n.name as string, optional });
         return;
       case 'MemberExpression': {
         const chain = memberChain(n);
-        if (chain) out.push({ root: chain.split('.')[0]!, chain });
-        else walk(n.object as Expression);
+        const root = rootOf(n);
+        if (chain && root) out.push({ root, chain, optional });
+        else walk(n.object as Expression, optional);
+        // An index expression is evaluated whatever guards the member.
         if (n.computed) walk(n.property as Expression);
         return;
       }
       case 'BinaryExpression':
-        walk(n.left as Expression);
-        if (n.operator === '|') walkFilterArgs(n.right as Expression);
-        else if (n.operator !== 'is') walk(n.right as Expression);
+        if (n.operator === 'is') walk(n.left as Expression, true);
+        else if (n.operator === '|') {
+          walk(n.left as Expression, optional || filterName(n.right as Expression) === 'default');
+          walkFilterArgs(n.right as Expression);
+        } else {
+          walk(n.left as Expression, optional);
+          walk(n.right as Expression, optional);
+        }
         return;
       case 'UnaryExpression':
         walk(n.argument as Expression);
@@ -96,7 +120,9 @@ export function referencedNames(src: string): { root: string; chain: string }[] 
         for (const e of n.elements as Expression[]) walk(e);
         return;
       case 'CallExpression':
-        throw new ExpressionError(`function calls are not supported; use a filter: value | ${calleeName(n)}(...)`);
+        throw new ExpressionError(
+          `function calls are not supported; use a filter: value | ${calleeName(n)}(...)`,
+        );
       default:
         return;
     }
@@ -119,6 +145,10 @@ function memberChain(n: Expression): string | undefined {
     return base;
   }
   return undefined;
+}
+
+function filterName(f: Expression): string {
+  return f.type === 'Identifier' ? (f.name as string) : f.type === 'CallExpression' ? calleeName(f) : '';
 }
 
 function calleeName(n: Expression): string {
@@ -151,7 +181,18 @@ export function renderTemplate(s: string, scope: Scope): unknown {
     }
     return stringify(v);
   });
-  return unknown ? new Unknown(text) : text;
+  return unknown ? new Unknown(s, text) : text;
+}
+
+/** Renders display text (a step name, a question); a template that cannot render stays as written. */
+export function renderText(s: string, scope: Scope): string {
+  if (!isTemplate(s)) return s;
+  try {
+    const v = renderTemplate(s, scope);
+    return v instanceof Unknown ? v.toString() : stringify(v);
+  } catch {
+    return s;
+  }
 }
 
 /** Renders every string inside a JSON-like value. */
@@ -205,7 +246,9 @@ function evalNode(n: Expression, scope: Scope, src: string): unknown {
     case 'BinaryExpression':
       return binary(n, scope, src);
     case 'CallExpression':
-      throw new ExpressionError(`function calls are not supported; use a filter: value | ${calleeName(n)}(...)`);
+      throw new ExpressionError(
+        `function calls are not supported; use a filter: value | ${calleeName(n)}(...)`,
+      );
     default:
       throw new ExpressionError(`unsupported syntax (${n.type}) in "${src}"`);
   }
@@ -273,7 +316,10 @@ function binary(n: Expression, scope: Scope, src: string): unknown {
 }
 
 function isTest(n: Expression, scope: Scope, src: string): boolean | Unknown {
-  const t = n.right as Expression;
+  let t = n.right as Expression;
+  // `x is not defined` parses as `x is (not defined)`.
+  const negated = t.type === 'UnaryExpression' && t.operator === 'not';
+  if (negated) t = t.argument as Expression;
   const test = t.type === 'Identifier' ? (t.name as string) : '';
   if (test !== 'defined' && test !== 'undefined') {
     throw new ExpressionError(`"is" supports "defined" and "undefined", got "${src}"`);
@@ -286,19 +332,37 @@ function isTest(n: Expression, scope: Scope, src: string): boolean | Unknown {
     if (!(err instanceof UndefinedError)) throw err;
     defined = false;
   }
-  return test === 'defined' ? defined : !defined;
+  const holds = test === 'defined' ? defined : !defined;
+  return negated ? !holds : holds;
 }
 
 /** Names of the filters expressions may use, for error messages and docs. */
 export const FILTERS = [
-  'default', 'int', 'float', 'string', 'bool', 'length', 'lower', 'upper', 'trim',
-  'join', 'split', 'first', 'last', 'keys', 'json', 'quote', 'replace',
+  'default',
+  'int',
+  'float',
+  'string',
+  'bool',
+  'length',
+  'lower',
+  'upper',
+  'trim',
+  'join',
+  'split',
+  'first',
+  'last',
+  'keys',
+  'json',
+  'quote',
+  'replace',
 ] as const;
 
 function applyFilter(n: Expression, scope: Scope, src: string): unknown {
   const f = n.right as Expression;
-  const name = f.type === 'Identifier' ? (f.name as string) : f.type === 'CallExpression' ? calleeName(f) : '';
-  const args = f.type === 'CallExpression' ? (f.arguments as Expression[]).map((a) => evalNode(a, scope, src)) : [];
+  const name =
+    f.type === 'Identifier' ? (f.name as string) : f.type === 'CallExpression' ? calleeName(f) : '';
+  const args =
+    f.type === 'CallExpression' ? (f.arguments as Expression[]).map((a) => evalNode(a, scope, src)) : [];
   let v: unknown;
   try {
     v = evalNode(n.left as Expression, scope, src);
@@ -346,7 +410,9 @@ function applyFilter(n: Expression, scope: Scope, src: string): unknown {
     case 'quote':
       return quote(stringify(v));
     case 'replace':
-      return stringify(v).split(stringify(args[0])).join(stringify(args[1] ?? ''));
+      return stringify(v)
+        .split(stringify(args[0]))
+        .join(stringify(args[1] ?? ''));
     default:
       throw new ExpressionError(`unknown filter "${name}"; known filters: ${FILTERS.join(', ')}`);
   }

@@ -5,14 +5,45 @@ import { BlockSchema, CommonSchema, PlaySchema } from './model.js';
 
 const clean = (s: unknown): unknown => JSON.parse(JSON.stringify(s));
 
+const TEMPLATE = {
+  type: 'string',
+  pattern: '\\{\\{',
+  description: 'a {{ template }}, checked once rendered',
+};
+
+/** Lets any constrained value also be a `{{ template }}`, as validation does. */
+function allowTemplates(node: unknown): unknown {
+  if (!node || typeof node !== 'object' || Array.isArray(node)) return node;
+  const s = { ...(node as Record<string, unknown>) };
+  if (s.properties) {
+    s.properties = Object.fromEntries(
+      Object.entries(s.properties as object).map(([k, v]) => [k, allowTemplates(v)]),
+    );
+  }
+  if (s.items) s.items = allowTemplates(s.items);
+  if (Array.isArray(s.anyOf)) s.anyOf = (s.anyOf as unknown[]).map(allowTemplates);
+  const constrained =
+    s.type !== 'string' || s.pattern !== undefined || s.enum !== undefined || s.const !== undefined;
+  if (!constrained || s.anyOf) return s;
+  return { anyOf: [s, TEMPLATE] };
+}
+
 /** The playbook schema: a list of plays whose steps are one of the registered step types. */
 export function playbookJsonSchema(): object {
   const common = (clean(CommonSchema) as { properties: Record<string, unknown> }).properties;
   const stepRef = { $ref: '#/$defs/step' };
   const stepVariants = [...registry.values()].map((def) => {
-    const params = clean(def.params) as object;
+    const params = allowTemplates(clean(def.params)) as object;
     const value = def.shorthand
-      ? { anyOf: [params, (params as { properties: Record<string, unknown> }).properties[def.shorthand]] }
+      ? {
+          anyOf: [
+            params,
+            (
+              (params as { anyOf?: { properties: Record<string, unknown> }[] }).anyOf?.[0] ??
+              (params as { properties: Record<string, unknown> })
+            ).properties[def.shorthand],
+          ],
+        }
       : params;
     return {
       type: 'object',

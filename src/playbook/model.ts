@@ -7,19 +7,27 @@ const Expr = (description: string) => Type.String({ minLength: 1, description })
 /** Keys every step may carry besides its one step-type key. */
 export const CommonSchema = Type.Object(
   {
-    id: Type.Optional(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'an identifier (letters, digits, _)' })),
+    id: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'an identifier (letters, digits, _)' }),
+    ),
     name: Type.Optional(Type.String({ minLength: 1 })),
     when: Type.Optional(Expr('an expression; the step is skipped on hosts where it is false')),
-    register: Type.Optional(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'an identifier (letters, digits, _)' })),
+    register: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$', description: 'an identifier (letters, digits, _)' }),
+    ),
     timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'seconds' })),
     retries: Type.Optional(Type.Integer({ minimum: 0 })),
     delay: Type.Optional(Type.Number({ minimum: 0, description: 'seconds between retries' })),
     until: Type.Optional(Expr('an expression over `result`; retried until true')),
     ignore_errors: Type.Optional(Type.Boolean()),
-    undo: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('never')], { description: 'auto or never' })),
+    undo: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('never')], { description: 'auto or never' }),
+    ),
     hosts: Type.Optional(Type.String({ minLength: 1, description: 'a host pattern narrowing the play' })),
     confirm: Type.Optional(
-      Type.Union([Type.Boolean(), Type.String({ minLength: 1 })], { description: 'true or a question for the operator' }),
+      Type.Union([Type.Boolean(), Type.String({ minLength: 1 })], {
+        description: 'true or a question for the operator',
+      }),
     ),
   },
   { additionalProperties: false },
@@ -27,7 +35,9 @@ export const CommonSchema = Type.Object(
 export type Common = Static<typeof CommonSchema>;
 export const COMMON_KEYS: readonly string[] = Object.keys(CommonSchema.properties);
 
-const StepList = Type.Array(Type.Object({}, { additionalProperties: true }), { description: 'a list of steps' });
+const StepList = Type.Array(Type.Object({}, { additionalProperties: true }), {
+  description: 'a list of steps',
+});
 
 /** A `block:` with optional `rescue:` and `always:`. */
 export const BlockSchema = Type.Object(
@@ -49,7 +59,9 @@ export const PlaySchema = Type.Object(
     hosts: Type.String({ minLength: 1, description: 'a host pattern: group, host, glob, a:b, a:!b' }),
     vars: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.Unknown())),
     forks: Type.Optional(Type.Integer({ minimum: 1, description: 'hosts worked on at once (default 10)' })),
-    serial: Type.Optional(Type.Integer({ minimum: 1, description: 'hosts per batch; the play runs batch after batch' })),
+    serial: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'hosts per batch; the play runs batch after batch' }),
+    ),
     steps: StepList,
     rescue: Type.Optional(StepList),
     always: Type.Optional(StepList),

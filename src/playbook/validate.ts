@@ -4,10 +4,25 @@ import type { Problem } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
 import { registry, stepTypes } from '../steps/registry.js';
-import { didYouMean, describe, schemaProblems } from '../util/schema-errors.js';
-import { ExpressionError, parseExpression, referencedNames, templateExpressions } from './expressions.js';
+import { describe, didYouMean, schemaProblems } from '../util/schema-errors.js';
+import {
+  ExpressionError,
+  type NameRef,
+  parseExpression,
+  referencedNames,
+  templateExpressions,
+} from './expressions.js';
 import { loadSource, type PathSeg, type SourceDoc } from './load.js';
-import { BlockSchema, COMMON_KEYS, CommonSchema, type Node, type Play, type Playbook, PlaySchema, walk } from './model.js';
+import {
+  BlockSchema,
+  COMMON_KEYS,
+  CommonSchema,
+  type Node,
+  type Play,
+  type Playbook,
+  PlaySchema,
+  walk,
+} from './model.js';
 
 /** Names every template can use without declaring them. */
 export const BUILTIN_NAMES = ['host', 'run', 'vars'] as const;
@@ -48,7 +63,9 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return;
     const p = raw as Record<string, unknown>;
     const list = (key: string): Node[] =>
-      Array.isArray(p[key]) ? parseList(p[key] as unknown[], [...path, key], `p${i}.${key}`, doc, problems) : [];
+      Array.isArray(p[key])
+        ? parseList(p[key] as unknown[], [...path, key], `p${i}.${key}`, doc, problems)
+        : [];
     plays.push({
       index: i,
       path,
@@ -65,7 +82,12 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
   for (const play of plays) {
     // Hosts are resolved before any variable exists; narrowing belongs to --limit.
     if (play.hosts.includes('{{')) {
-      problems.push(doc.problem([...play.path, 'hosts'], 'expected a host pattern without templates (narrow a run with --limit)'));
+      problems.push(
+        doc.problem(
+          [...play.path, 'hosts'],
+          'expected a host pattern without templates (narrow a run with --limit)',
+        ),
+      );
     }
   }
   const unchecked = checkNames(plays, doc, opts, problems);
@@ -76,7 +98,13 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
   return { playbook: { file: doc.file, doc, sha256, plays }, problems, unchecked };
 }
 
-function parseList(items: unknown[], path: PathSeg[], address: string, doc: SourceDoc, out: Problem[]): Node[] {
+function parseList(
+  items: unknown[],
+  path: PathSeg[],
+  address: string,
+  doc: SourceDoc,
+  out: Problem[],
+): Node[] {
   const nodes: Node[] = [];
   items.forEach((item, i) => {
     const n = parseNode(item, [...path, i], `${address}.${i}`, doc, out);
@@ -85,15 +113,27 @@ function parseList(items: unknown[], path: PathSeg[], address: string, doc: Sour
   return nodes;
 }
 
-function parseNode(raw: unknown, path: PathSeg[], address: string, doc: SourceDoc, out: Problem[]): Node | undefined {
+function parseNode(
+  raw: unknown,
+  path: PathSeg[],
+  address: string,
+  doc: SourceDoc,
+  out: Problem[],
+): Node | undefined {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
-    out.push(doc.problem(path, `expected a step (a mapping with one step type, e.g. shell: …), got ${describe(raw)}`));
+    out.push(
+      doc.problem(
+        path,
+        `expected a step (a mapping with one step type, e.g. shell: …), got ${describe(raw)}`,
+      ),
+    );
     return undefined;
   }
   const obj = raw as Record<string, unknown>;
   if ('block' in obj) {
     out.push(...schemaProblems(BlockSchema, obj, doc, path));
-    const list = (k: string) => (Array.isArray(obj[k]) ? parseList(obj[k] as unknown[], [...path, k], `${address}.${k}`, doc, out) : []);
+    const list = (k: string) =>
+      Array.isArray(obj[k]) ? parseList(obj[k] as unknown[], [...path, k], `${address}.${k}`, doc, out) : [];
     return {
       kind: 'block',
       address,
@@ -120,7 +160,12 @@ function parseNode(raw: unknown, path: PathSeg[], address: string, doc: SourceDo
     out.push(doc.problem([...path, k], what, { key: true }));
   }
   if (known.length > 1) {
-    out.push(doc.problem(path, `a step has exactly one step type, found ${known.join(' and ')}; split it into separate steps`));
+    out.push(
+      doc.problem(
+        path,
+        `a step has exactly one step type, found ${known.join(' and ')}; split it into separate steps`,
+      ),
+    );
     return undefined;
   }
   const type = known[0];
@@ -128,7 +173,8 @@ function parseNode(raw: unknown, path: PathSeg[], address: string, doc: SourceDo
   const def = registry.get(type)!;
   let params = obj[type];
   if (params === null || params === undefined) params = {};
-  if (def.shorthand && (typeof params === 'string' || Array.isArray(params))) params = { [def.shorthand]: params };
+  if (def.shorthand && (typeof params === 'string' || Array.isArray(params)))
+    params = { [def.shorthand]: params };
   out.push(...schemaProblems(def.params, params, doc, [...path, type], { allowTemplates: true }));
   return {
     kind: 'step',
@@ -145,7 +191,8 @@ function parseNode(raw: unknown, path: PathSeg[], address: string, doc: SourceDo
 function* strings(v: unknown, path: PathSeg[]): Generator<[string, PathSeg[]]> {
   if (typeof v === 'string') yield [v, path];
   else if (Array.isArray(v)) for (let i = 0; i < v.length; i++) yield* strings(v[i], [...path, i]);
-  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) yield* strings(x, [...path, k]);
+  else if (v && typeof v === 'object')
+    for (const [k, x] of Object.entries(v)) yield* strings(x, [...path, k]);
 }
 
 function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: Problem[]): string[] {
@@ -158,7 +205,13 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
       const id = s.common.id;
       if (typeof id === 'string') {
         const first = ids.get(id);
-        if (first) out.push(doc.problem([...s.path, 'id'], `duplicate step id "${id}" (first used at line ${doc.locate(first).line})`));
+        if (first)
+          out.push(
+            doc.problem(
+              [...s.path, 'id'],
+              `duplicate step id "${id}" (first used at line ${doc.locate(first).line})`,
+            ),
+          );
         else ids.set(id, [...s.path, 'id']);
       }
       for (const key of ['id', 'register'] as const) {
@@ -168,11 +221,12 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
     }
   }
   const inventoryVars = new Set<string>();
-  if (opts.inventory) for (const h of opts.inventory.hosts.values()) for (const k of Object.keys(h.vars)) inventoryVars.add(k);
+  if (opts.inventory)
+    for (const h of opts.inventory.hosts.values()) for (const k of Object.keys(h.vars)) inventoryVars.add(k);
   const known = new Set<string>([...BUILTIN_NAMES, ...Object.keys(opts.extraVars ?? {}), ...inventoryVars]);
 
   const check = (expr: string, path: PathSeg[], extra: readonly string[] = []) => {
-    let refs: { root: string; chain: string }[];
+    let refs: NameRef[];
     try {
       parseExpression(expr);
       refs = referencedNames(expr);
@@ -180,11 +234,16 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
       if (err instanceof ExpressionError) out.push(doc.problem(path, err.message));
       return;
     }
-    for (const { root } of refs) {
-      if (known.has(root) || extra.includes(root)) continue;
+    for (const { root, optional } of refs) {
+      if (optional || known.has(root) || extra.includes(root)) continue;
       const later = definedAt.get(root);
       if (later) {
-        out.push(doc.problem(path, `"${root}" is used before it exists: it is registered by a later step (line ${doc.locate(later).line})`));
+        out.push(
+          doc.problem(
+            path,
+            `"${root}" is used before it exists: it is registered by a later step (line ${doc.locate(later).line})`,
+          ),
+        );
         continue;
       }
       const hint = didYouMean(root, [...known, ...definedAt.keys()]);
@@ -219,7 +278,8 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
         if (typeof n.common.until === 'string') check(n.common.until, [...n.path, 'until'], ['result']);
         if (typeof n.common.confirm === 'string') checkTemplates(n.common.confirm, [...n.path, 'confirm']);
         if (typeof n.common.name === 'string') checkTemplates(n.common.name, [...n.path, 'name']);
-        for (const key of ['id', 'register'] as const) if (typeof n.common[key] === 'string') known.add(n.common[key]);
+        for (const key of ['id', 'register'] as const)
+          if (typeof n.common[key] === 'string') known.add(n.common[key]);
         if (def.setsFacts) for (const k of Object.keys(params)) known.add(k);
       }
     };

@@ -1,8 +1,8 @@
 // Live progress on a terminal: a listr2 task tree of plays, batches and steps, fed by run events.
 import { Listr, type ListrTask } from 'listr2';
 import type { Inventory } from '../inventory/inventory.js';
-import type { Node, Playbook } from '../playbook/model.js';
 import { batchesOf, playHosts } from '../plan/plan.js';
+import type { Node, Playbook } from '../playbook/model.js';
 import type { RunEvent, StepStatus, Subscriber } from '../runner/events.js';
 import { redact } from '../util/secret.js';
 
@@ -35,7 +35,11 @@ function flatten(nodes: Node[], prefix: string, out: { address: string; title: s
  * in a fixed order within a batch, so when one starts, every earlier step that never started
  * was not reached (skipped, or a rescue that was not needed).
  */
-export function listrReporter(playbook: Playbook, inventory: Inventory, limit?: string): { subscriber: Subscriber; done: Promise<void> } {
+export function listrReporter(
+  playbook: Playbook,
+  inventory: Inventory,
+  limit?: string,
+): { subscriber: Subscriber; done: Promise<void> } {
   const order: Slot[] = [];
   const byKey = new Map<string, Slot>();
   let play = -1;
@@ -48,7 +52,15 @@ export function listrReporter(playbook: Playbook, inventory: Inventory, limit?: 
     flatten(p.always, 'always › ', steps);
     const batchTasks: ListrTask[] = batches.map((hosts, b) => {
       const slots = steps.map((s) => {
-        const slot: Slot = { key: `${p.index}:${b}:${s.address}`, title: s.title, statuses: new Map(), errors: [], lastOutput: '', started: false, settled: false };
+        const slot: Slot = {
+          key: `${p.index}:${b}:${s.address}`,
+          title: s.title,
+          statuses: new Map(),
+          errors: [],
+          lastOutput: '',
+          started: false,
+          settled: false,
+        };
         order.push(slot);
         byKey.set(slot.key, slot);
         return slot;
@@ -72,8 +84,10 @@ export function listrReporter(playbook: Playbook, inventory: Inventory, limit?: 
                 slot.update = undefined;
                 const sts = [...slot.statuses.values()];
                 if (!slot.started) return t.skip(`${slot.title} (not reached)`);
-                if (sts.some((x) => x === 'failed')) throw new Error(`${slot.title}: ${redact(slot.errors.join('; '))}`);
-                if (sts.length > 0 && sts.every((x) => x === 'skipped')) return t.skip(`${slot.title} (when was false)`);
+                if (sts.some((x) => x === 'failed'))
+                  throw new Error(`${slot.title}: ${redact(slot.errors.join('; '))}`);
+                if (sts.length > 0 && sts.every((x) => x === 'skipped'))
+                  return t.skip(`${slot.title} (when was false)`);
                 const done = sts.filter((x) => x === 'already_done').length;
                 if (done) t.title = `${slot.title} (already done on ${done} host${done === 1 ? '' : 's'})`;
               },
@@ -82,7 +96,10 @@ export function listrReporter(playbook: Playbook, inventory: Inventory, limit?: 
           ),
       };
     });
-    return { title: `PLAY ${p.name}`, task: (_ctx, task) => task.newListr(batchTasks, { concurrent: false, exitOnError: false }) };
+    return {
+      title: `PLAY ${p.name}`,
+      task: (_ctx, task) => task.newListr(batchTasks, { concurrent: false, exitOnError: false }),
+    };
   });
   const listr = new Listr(playTasks, {
     concurrent: false,

@@ -21,19 +21,30 @@ export class MarkdownReport {
       out.push(`- Inventory: \`${start.inventory}\``);
       out.push(`- Started: ${start.ts}${start.resumed ? ' (resumed)' : ''}`);
     }
-    if (end?.type === 'run_finished') out.push(`- Finished: ${end.ts} — **${end.status}** (exit ${end.exitCode})`);
-    out.push('', '## Steps', '', '| Host | Step | Status | Duration | Outputs / error |', '|---|---|---|---|---|');
+    if (end?.type === 'run_finished')
+      out.push(`- Finished: ${end.ts} — **${end.status}** (exit ${end.exitCode})`);
+    out.push(
+      '',
+      '## Steps',
+      '',
+      '| Host | Step | Status | Duration | Outputs / error |',
+      '|---|---|---|---|---|',
+    );
     for (const e of this.events) {
       if (e.type === 'play_started') out.push(`| | **Play: ${cell(e.name)}** | | | |`);
       if (e.type === 'step_finished') {
         const detail = e.error ?? (e.outputs === undefined ? '' : summarize(e.outputs));
-        out.push(`| ${e.host} | ${cell(e.title)} | ${e.status} | ${(e.durationMs / 1000).toFixed(2)}s | ${cell(detail)} |`);
+        out.push(
+          `| ${e.host} | ${cell(e.title)} | ${e.status} | ${(e.durationMs / 1000).toFixed(2)}s | ${cell(detail)} |`,
+        );
       }
     }
     const undos = this.events.filter((e) => e.type === 'undo_finished');
     if (undos.length) {
       out.push('', '## Undo taken', '', '| Host | Step undone | Result |', '|---|---|---|');
-      for (const u of undos) if (u.type === 'undo_finished') out.push(`| ${u.host} | ${cell(u.title)} | ${u.ok ? 'done' : `FAILED: ${cell(u.error ?? '')}`} |`);
+      for (const u of undos)
+        if (u.type === 'undo_finished')
+          out.push(`| ${u.host} | ${cell(u.title)} | ${u.ok ? 'done' : `FAILED: ${cell(u.error ?? '')}`} |`);
     }
     if (end?.type === 'run_finished') out.push('', '## Outcome', '', ...end.summary.map((s) => `- ${s}`));
     return `${redact(out.join('\n'))}\n`;

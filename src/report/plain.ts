@@ -1,6 +1,7 @@
 // Plain timestamped lines for logs and non-TTY output; every line passes the secret filter.
-import { redact } from '../util/secret.js';
+
 import type { RunEvent, Subscriber } from '../runner/events.js';
+import { redact } from '../util/secret.js';
 
 const time = (ts: string) => ts.slice(11, 19);
 

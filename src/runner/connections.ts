@@ -1,7 +1,8 @@
 // Connections owned by the runner: opened on first use, one per host and kind, closed at the end.
+
+import { LocalTransport } from '../connections/local.js';
 import { openPg, type PgSession } from '../connections/pg.js';
 import { openSsh } from '../connections/ssh.js';
-import { LocalTransport } from '../connections/local.js';
 import type { Transport } from '../connections/transport.js';
 import { ConnectionError } from '../errors.js';
 import type { InventoryHost } from '../inventory/inventory.js';
@@ -30,7 +31,8 @@ export class ConnectionPool {
   }
 
   pg(host: InventoryHost): Promise<PgSession> {
-    if (!host.pg) return Promise.reject(new ConnectionError(`host ${host.name} has no pg settings in the inventory`));
+    if (!host.pg)
+      return Promise.reject(new ConnectionError(`host ${host.name} has no pg settings in the inventory`));
     let s = this.#pg.get(host.name);
     if (!s) {
       s = openPg(host.name, { ...host.pg, password: host.pg.password });

@@ -25,18 +25,47 @@ export type RunStatus =
   | 'compensation_failed';
 
 export type RunEvent =
-  | { type: 'run_started'; runId: string; playbook: string; playbookSha256: string; inventory: string; extraVars: Record<string, unknown>; limit?: string; resumed: boolean }
+  | {
+      type: 'run_started';
+      runId: string;
+      playbook: string;
+      playbookSha256: string;
+      inventory: string;
+      extraVars: Record<string, unknown>;
+      limit?: string;
+      resumed: boolean;
+    }
   | { type: 'play_started'; play: number; name: string; hosts: string[] }
   | { type: 'batch_started'; play: number; batch: number; hosts: string[] }
   | { type: 'step_started'; address: string; title: string; stepType: string; host: string; attempt: number }
   | { type: 'step_output'; address: string; host: string; stream: 'stdout' | 'stderr' | 'log'; text: string }
-  | { type: 'step_finished'; address: string; title: string; stepType: string; host: string; status: StepStatus; durationMs: number; outputs?: unknown; names?: string[]; facts?: boolean; error?: string }
+  | {
+      type: 'step_finished';
+      address: string;
+      title: string;
+      stepType: string;
+      host: string;
+      status: StepStatus;
+      durationMs: number;
+      outputs?: unknown;
+      names?: string[];
+      facts?: boolean;
+      error?: string;
+    }
   | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
   | { type: 'interrupted'; signal: string }
   | { type: 'unwind_started'; entries: number }
   | { type: 'undo_started'; address: string; title: string; host: string; action: string }
-  | { type: 'undo_finished'; address: string; title: string; host: string; ok: boolean; error?: string; durationMs: number }
+  | {
+      type: 'undo_finished';
+      address: string;
+      title: string;
+      host: string;
+      ok: boolean;
+      error?: string;
+      durationMs: number;
+    }
   | { type: 'run_finished'; status: RunStatus; exitCode: number; summary: string[] };
 
 /** Anything that wants events: a renderer, the journal, a test. */

@@ -3,10 +3,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { InterruptedError, messageOf, TimeoutError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
-import { evaluate, truthy } from '../playbook/expressions.js';
-import type { BlockNode, Node, Playbook, StepNode } from '../playbook/model.js';
 import { batchesOf, playHosts } from '../plan/plan.js';
 import { renderParams } from '../plan/render-params.js';
+import { evaluate, renderText, truthy } from '../playbook/expressions.js';
+import type { BlockNode, Node, Playbook, StepNode } from '../playbook/model.js';
 import { type AnyStep, type ApplyContext, isMutating } from '../steps/define.js';
 import { registry } from '../steps/registry.js';
 import { redact } from '../util/secret.js';
@@ -89,7 +89,8 @@ export class Executor {
         const hosts = playHosts(play, inventory, this.#o.limit);
         bus.emit({ type: 'play_started', play: play.index, name: play.name, hosts });
         for (const h of hosts) {
-          if (!this.#scopes.has(h)) this.#scopes.set(h, new HostScope(inventory.hosts.get(h)!, this.#o.run, this.#o.extraVars));
+          if (!this.#scopes.has(h))
+            this.#scopes.set(h, new HostScope(inventory.hosts.get(h)!, this.#o.run, this.#o.extraVars));
           try {
             this.#scopes.get(h)!.enterPlay(play.vars);
           } catch (err) {
@@ -125,8 +126,16 @@ export class Executor {
   }
 
   /** Runs a block; returns the hosts whose failure it did not rescue. */
-  async #runBlock(b: BlockNode, hosts: string[], forks: number, inAlways: boolean, outerRescue = false): Promise<Set<string>> {
-    let active = b.hosts ? hosts.filter((h) => matchHosts(this.#o.inventory, b.hosts!).hosts.includes(h)) : hosts;
+  async #runBlock(
+    b: BlockNode,
+    hosts: string[],
+    forks: number,
+    inAlways: boolean,
+    outerRescue = false,
+  ): Promise<Set<string>> {
+    let active = b.hosts
+      ? hosts.filter((h) => matchHosts(this.#o.inventory, b.hosts!).hosts.includes(h))
+      : hosts;
     if (b.when) active = active.filter((h) => this.#whenHolds(b.when!, h));
     const rescuable = b.rescue.length > 0;
     let failed = await this.#runList(b.block, active, forks, inAlways, rescuable || outerRescue);
@@ -150,14 +159,22 @@ export class Executor {
   }
 
   /** Runs nodes in lockstep; a failure outside any rescue stops every host (fail fast). */
-  async #runList(nodes: Node[], hosts: string[], forks: number, inAlways: boolean, rescuable: boolean): Promise<Set<string>> {
+  async #runList(
+    nodes: Node[],
+    hosts: string[],
+    forks: number,
+    inAlways: boolean,
+    rescuable: boolean,
+  ): Promise<Set<string>> {
     const failed = new Set<string>();
     for (const n of nodes) {
       if (!inAlways && (this.#fatal || this.interrupted)) break;
       const ok = hosts.filter((h) => !failed.has(h));
       if (ok.length === 0) break;
       const stepFailed =
-        n.kind === 'block' ? await this.#runBlock(n, ok, forks, inAlways, rescuable) : await this.#runStep(n, ok, forks, inAlways);
+        n.kind === 'block'
+          ? await this.#runBlock(n, ok, forks, inAlways, rescuable)
+          : await this.#runStep(n, ok, forks, inAlways);
       for (const h of stepFailed) failed.add(h);
       if (stepFailed.size > 0 && !rescuable) this.#fatal = true;
     }
@@ -165,7 +182,9 @@ export class Executor {
   }
 
   async #runStep(n: StepNode, hosts: string[], forks: number, inAlways: boolean): Promise<Set<string>> {
-    const targets = n.common.hosts ? hosts.filter((h) => matchHosts(this.#o.inventory, n.common.hosts as string).hosts.includes(h)) : hosts;
+    const targets = n.common.hosts
+      ? hosts.filter((h) => matchHosts(this.#o.inventory, n.common.hosts as string).hosts.includes(h))
+      : hosts;
     const failed = new Set<string>();
     if (targets.length === 0) return failed;
     if (n.common.confirm && !targets.every((h) => this.#o.done?.has(`${n.address}@${h}`))) {
@@ -183,7 +202,11 @@ export class Executor {
   }
 
   async #approve(n: StepNode, hosts: string[]): Promise<boolean> {
-    const question = `${n.common.confirm === true ? `Proceed with "${n.title}"` : String(n.common.confirm)} on ${hosts.join(', ')}? [y/N] `;
+    const scope = this.#scopes.get(hosts[0]!)!.scope();
+    const title = renderText(n.title, scope);
+    const asked =
+      n.common.confirm === true ? `Proceed with "${title}"` : renderText(String(n.common.confirm), scope);
+    const question = `${asked} on ${hosts.join(', ')}? [y/N] `;
     if (this.#o.yes) {
       this.#o.bus.emit({ type: 'approval', address: n.address, title: n.title, approved: true, by: '--yes' });
       return true;
@@ -200,10 +223,22 @@ export class Executor {
     const def = registry.get(n.type)!;
     const sc = this.#scopes.get(host)!;
     const names = [n.common.id, n.common.register].filter((x): x is string => typeof x === 'string');
-    const base = { address: n.address, title: n.title, stepType: n.type, host };
+    const title = renderText(n.title, sc.scope());
+    const base = { address: n.address, title, stepType: n.type, host };
     const started = Date.now();
-    const finish = (status: 'ok' | 'failed' | 'ignored' | 'skipped' | 'already_done', extra: { outputs?: unknown; error?: string } = {}) =>
-      bus.emit({ type: 'step_finished', ...base, status, durationMs: Date.now() - started, names, facts: def.setsFacts === true, ...extra });
+    const finish = (
+      status: 'ok' | 'failed' | 'ignored' | 'skipped' | 'already_done',
+      extra: { outputs?: unknown; error?: string } = {},
+    ) =>
+      bus.emit({
+        type: 'step_finished',
+        ...base,
+        status,
+        durationMs: Date.now() - started,
+        names,
+        facts: def.setsFacts === true,
+        ...extra,
+      });
 
     const done = this.#o.done?.get(`${n.address}@${host}`);
     if (done) {
@@ -219,7 +254,7 @@ export class Executor {
       } catch (err) {
         const error = `when "${n.common.when}": ${messageOf(err)}`;
         finish('failed', { error });
-        this.#firstError ??= `${host}: ${n.title}: ${error}`;
+        this.#firstError ??= `${host}: ${title}: ${error}`;
         return false;
       }
       if (!holds) {
@@ -231,7 +266,7 @@ export class Executor {
     const rendered = renderParams(def, n, sc.scope());
     if (!rendered.ok) {
       finish('failed', { error: rendered.error });
-      this.#firstError ??= `${host}: ${n.title}: ${rendered.error}`;
+      this.#firstError ??= `${host}: ${title}: ${rendered.error}`;
       return n.common.ignore_errors === true;
     }
     const params = rendered.params;
@@ -256,18 +291,23 @@ export class Executor {
       // `always` steps must finish even after Ctrl-C: they are the clean-up.
       if (!inAlways) this.#interrupt.signal.addEventListener('abort', onInterrupt, { once: true });
       const timeoutS = n.common.timeout as number | undefined;
-      const timer = timeoutS ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000) : undefined;
+      const timer = timeoutS
+        ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000)
+        : undefined;
       try {
         const ctx = this.#context(host, n, ctl.signal);
         const outputs = await abortable(def.apply(ctx, params), ctl.signal);
-        if (typeof n.common.until === 'string' && !truthy(evaluate(n.common.until, sc.scope({ result: outputs })))) {
+        if (
+          typeof n.common.until === 'string' &&
+          !truthy(evaluate(n.common.until, sc.scope({ result: outputs })))
+        ) {
           lastError = `until "${n.common.until}" still false after ${attempt + 1} attempt(s)`;
           continue;
         }
         for (const name of names) sc.facts[name] = outputs;
         if (def.setsFacts) Object.assign(sc.facts, outputs as object);
         finish('ok', { outputs });
-        this.#pushUndo(def, n, host, params, outputs);
+        this.#pushUndo(def, { ...n, title }, host, params, outputs);
         return true;
       } catch (err) {
         lastError = ctl.signal.aborted ? messageOf(ctl.signal.reason) : messageOf(err);
@@ -283,21 +323,45 @@ export class Executor {
       return true;
     }
     finish('failed', { error: lastError });
-    this.#firstError ??= `${host}: ${n.title}: ${lastError}`;
+    this.#firstError ??= `${host}: ${title}: ${lastError}`;
     return false;
   }
 
-  #pushUndo(def: AnyStep, n: StepNode, host: string, params: Record<string, unknown>, outputs: unknown): void {
+  #pushUndo(
+    def: AnyStep,
+    n: StepNode,
+    host: string,
+    params: Record<string, unknown>,
+    outputs: unknown,
+  ): void {
     if (!isMutating(def, params)) return;
     const sc = this.#scopes.get(host)!;
-    const planned = def.plan({ host: sc.host, facts: {}, evaluate: (e) => evaluate(e, sc.scope()) }, params).undo;
+    const planned = def.plan(
+      { host: sc.host, facts: {}, unknown: new Set(), evaluate: (e) => evaluate(e, sc.scope()) },
+      params,
+    ).undo;
     if (!def.undo || !planned || n.common.undo === 'never') {
       const why = n.common.undo === 'never' ? 'undo: never' : 'no undo declared';
       this.#undo.permanent.push({ address: n.address, title: n.title, host, why });
       return;
     }
-    this.#undo.push({ address: n.address, title: n.title, host, type: n.type, params, outputs, action: planned.action, ops: planned.ops });
-    this.#o.bus.emit({ type: 'undo_pushed', address: n.address, title: n.title, host, action: planned.action });
+    this.#undo.push({
+      address: n.address,
+      title: n.title,
+      host,
+      type: n.type,
+      params,
+      outputs,
+      action: planned.action,
+      ops: planned.ops,
+    });
+    this.#o.bus.emit({
+      type: 'undo_pushed',
+      address: n.address,
+      title: n.title,
+      host,
+      action: planned.action,
+    });
   }
 
   #context(host: string, n: StepNode, signal: AbortSignal): ApplyContext {
@@ -307,12 +371,15 @@ export class Executor {
     return {
       host: h,
       facts: {},
+      unknown: new Set(),
       signal,
       evaluate: (e) => evaluate(e, sc.scope()),
       transport: () => connections.transport(h),
       pg: () => connections.pg(h),
-      log: (text) => bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: redact(text) }),
-      output: (stream, text) => bus.emit({ type: 'step_output', address: n.address, host, stream, text: redact(text) }),
+      log: (text) =>
+        bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: redact(text) }),
+      output: (stream, text) =>
+        bus.emit({ type: 'step_output', address: n.address, host, stream, text: redact(text) }),
       prompt: (q) => (this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `)),
     };
   }
@@ -329,30 +396,56 @@ export class Executor {
       const undone: string[] = [];
       for (let e = this.#undo.pop(); e; e = this.#undo.pop()) {
         const started = Date.now();
-        bus.emit({ type: 'undo_started', address: e.address, title: e.title, host: e.host, action: e.action });
+        bus.emit({
+          type: 'undo_started',
+          address: e.address,
+          title: e.title,
+          host: e.host,
+          action: e.action,
+        });
         const def = registry.get(e.type)!;
         const node = { address: e.address, title: e.title, type: e.type } as StepNode;
         try {
           // A fresh signal: compensation must run to the end even after Ctrl-C.
           await def.undo!(this.#context(e.host, node, new AbortController().signal), e.params, e.outputs);
-          bus.emit({ type: 'undo_finished', address: e.address, title: e.title, host: e.host, ok: true, durationMs: Date.now() - started });
+          bus.emit({
+            type: 'undo_finished',
+            address: e.address,
+            title: e.title,
+            host: e.host,
+            ok: true,
+            durationMs: Date.now() - started,
+          });
           undone.push(`${e.host}: ${e.title} (${e.action})`);
         } catch (err) {
           const error = messageOf(err);
-          bus.emit({ type: 'undo_finished', address: e.address, title: e.title, host: e.host, ok: false, error, durationMs: Date.now() - started });
+          bus.emit({
+            type: 'undo_finished',
+            address: e.address,
+            title: e.title,
+            host: e.host,
+            ok: false,
+            error,
+            durationMs: Date.now() - started,
+          });
           status = 'compensation_failed';
-          summary.push(`COMPENSATION FAILED on ${e.host}: undo of "${e.title}" (${e.action}) failed: ${error}`);
+          summary.push(
+            `COMPENSATION FAILED on ${e.host}: undo of "${e.title}" (${e.action}) failed: ${error}`,
+          );
           summary.push('Manual remedy, most recent first — these changes are still in place:');
           for (const r of [e, ...this.#undo.entries.slice().reverse()]) {
             summary.push(`  - ${r.host}: "${r.title}" — to undo: ${r.action}`);
-            for (const op of r.ops) if (op.kind === 'command') summary.push(`      $ ${op.line}`);
-            else if (op.kind === 'sql') summary.push(`      SQL: ${op.sql}`);
+            for (const op of r.ops)
+              if (op.kind === 'command') summary.push(`      $ ${op.line}`);
+              else if (op.kind === 'sql') summary.push(`      SQL: ${op.sql}`);
           }
           break;
         }
       }
       if (status !== 'compensation_failed') {
-        summary.push(undone.length ? `Undone, most recent first: ${undone.join('; ')}.` : 'Nothing needed undoing.');
+        summary.push(
+          undone.length ? `Undone, most recent first: ${undone.join('; ')}.` : 'Nothing needed undoing.',
+        );
       }
     }
     if (failed && this.#undo.permanent.length) {

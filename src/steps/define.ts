@@ -32,6 +32,8 @@ export interface PlanContext {
   host: InventoryHost;
   /** Facts learned by `plan --check` or at run start; absent in an offline plan. */
   facts: { pg?: PgFacts };
+  /** Top-level params whose value is only known after apply (plan time only; empty when running). */
+  unknown: ReadonlySet<string>;
   /** Evaluates a bare expression in the step's scope (may yield Unknown in a plan). */
   evaluate(expr: string): unknown;
 }
@@ -78,7 +80,9 @@ export function isMutating(def: AnyStep, params: unknown): boolean {
 }
 
 /** Declares a step type; exists so inference ties params/outputs types to the functions. */
-export function defineStep<P extends TObject, O extends TSchema>(def: StepDefinition<P, O>): StepDefinition<P, O> {
+export function defineStep<P extends TObject, O extends TSchema>(
+  def: StepDefinition<P, O>,
+): StepDefinition<P, O> {
   return def;
 }
 

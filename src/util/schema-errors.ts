@@ -31,7 +31,9 @@ export function describe(v: unknown): string {
 export function didYouMean(name: string, candidates: readonly string[]): string {
   if (candidates.length === 0) return '';
   const best = closest(name, candidates as string[]);
-  const limit = Math.max(2, Math.floor(best.length / 3));
+  // Short names are close to many others: allow fewer edits so the hint stays a real typo.
+  const shorter = Math.min(name.length, best.length);
+  const limit = shorter <= 4 ? 1 : shorter <= 8 ? 2 : 3;
   return editDistance(name, best) <= limit ? ` (did you mean "${best}"?)` : '';
 }
 
@@ -40,7 +42,11 @@ function editDistance(a: string, b: string): number {
   for (let j = 1; j <= b.length; j++) dp[0]![j] = j;
   for (let i = 1; i <= a.length; i++)
     for (let j = 1; j <= b.length; j++)
-      dp[i]![j] = Math.min(dp[i - 1]![j]! + 1, dp[i]![j - 1]! + 1, dp[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      dp[i]![j] = Math.min(
+        dp[i - 1]![j]! + 1,
+        dp[i]![j - 1]! + 1,
+        dp[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
   return dp[a.length]![b.length]!;
 }
 
@@ -59,7 +65,8 @@ function pointerToPath(pointer: string, root: unknown): PathSeg[] {
 
 function valueAt(root: unknown, path: readonly PathSeg[]): unknown {
   let cur = root;
-  for (const seg of path) cur = cur && typeof cur === 'object' ? (cur as Record<PathSeg, unknown>)[seg] : undefined;
+  for (const seg of path)
+    cur = cur && typeof cur === 'object' ? (cur as Record<PathSeg, unknown>)[seg] : undefined;
   return cur;
 }
 
@@ -88,7 +95,9 @@ export function schemaProblems(
   if (validate(value)) return [];
   const errors = (validate.errors ?? []) as ErrorObject[];
   // A failed anyOf/oneOf reports every branch; keep one message at the union's own path.
-  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.schemaPath);
+  const unions = errors
+    .filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
+    .map((e) => e.schemaPath);
   const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
   const problems: Problem[] = [];
   const seen = new Set<string>();
@@ -110,7 +119,6 @@ export function schemaProblems(
         msg = `expected ${(e.params as { type: string }).type}${d ? ` (${d})` : ''}, got ${describe(here)}`;
         break;
       }
-        break;
       case 'required': {
         const p = (e.params as { missingProperty: string }).missingProperty;
         msg = `missing required property "${p}"`;

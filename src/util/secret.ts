@@ -32,7 +32,8 @@ export class Secret {
 /** Replaces every known secret value in `text` with ***. */
 export function redact(text: string): string {
   let out = text;
-  for (const s of known) {
+  // Longest first, so a secret that starts another one cannot leave the longer one's tail.
+  for (const s of [...known].sort((a, b) => b.length - a.length)) {
     if (out.includes(s)) out = out.split(s).join('***');
   }
   return out;

@@ -19,7 +19,11 @@ export class Semaphore {
 }
 
 /** Maps `items` through `fn` with at most `limit` in flight; results keep input order. */
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (t: T) => Promise<R>): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (t: T) => Promise<R>,
+): Promise<R[]> {
   const sem = new Semaphore(Math.max(1, limit));
   return Promise.all(items.map((t) => sem.run(() => fn(t))));
 }

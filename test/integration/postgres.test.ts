@@ -11,7 +11,10 @@ let pg15: PgServer;
 let pg13: PgServer;
 
 beforeAll(async () => {
-  [pg15, pg13] = await Promise.all([startPostgres({ version: 15, password: PASSWORD }), startPostgres({ version: 13 })]);
+  [pg15, pg13] = await Promise.all([
+    startPostgres({ version: 15, password: PASSWORD }),
+    startPostgres({ version: 13 }),
+  ]);
 });
 afterAll(async () => {
   await Promise.all([pg15?.stop(), pg13?.stop()]);
@@ -61,12 +64,18 @@ describe('PostgreSQL steps', () => {
       .filter((e) => e.type === 'step_finished' && e.address === 'p0.steps.0')
       .map((e) => [e.host, ((e.outputs as { rows: { num: number }[] }).rows[0]!.num / 10000) | 0]);
     expect(Object.fromEntries(versions)).toEqual({ db15: 15, db13: 13 });
-    expect(ev.filter((e) => e.type === 'undo_finished' && e.ok).map((e) => e.host).sort()).toEqual(['db13', 'db15']);
+    expect(
+      ev
+        .filter((e) => e.type === 'undo_finished' && e.ok)
+        .map((e) => e.host)
+        .sort(),
+    ).toEqual(['db13', 'db15']);
     // The table is gone again on both servers.
     const check = await runCli(['run', 'check.yml', '-i', 'inv.yml', '--output', 'json'], {
       cwd: workdir({
         'inv.yml': inventory(),
-        'check.yml': '- name: c\n  hosts: dbs\n  steps:\n    - id: n\n      pg.query: "select count(*)::int as n from pg_tables where tablename = \'t_undo\'"\n    - assert: { that: "n.rows[0].n == 0" }\n',
+        'check.yml':
+          '- name: c\n  hosts: dbs\n  steps:\n    - id: n\n      pg.query: "select count(*)::int as n from pg_tables where tablename = \'t_undo\'"\n    - assert: { that: "n.rows[0].n == 0" }\n',
       }),
       env,
     });
@@ -74,8 +83,14 @@ describe('PostgreSQL steps', () => {
   });
 
   it('plan --check learns the version and role read-only; a plain plan connects to nothing', async () => {
-    const cwd = workdir({ 'inv.yml': inventory(), 'pb.yml': '- name: p\n  hosts: dbs\n  steps:\n    - pg.query: "select 1"\n' });
-    const checked = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', 'json'], { cwd, env });
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': '- name: p\n  hosts: dbs\n  steps:\n    - pg.query: "select 1"\n',
+    });
+    const checked = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', 'json'], {
+      cwd,
+      env,
+    });
     expect(checked.code).toBe(0);
     const plan = JSON.parse(checked.stdout);
     expect(plan.facts.db15.pg.versionNum).toBeGreaterThanOrEqual(150000);
@@ -88,11 +103,16 @@ describe('PostgreSQL steps', () => {
   });
 
   it('a wrong password fails with a clear message that does not contain it', async () => {
-    const cwd = workdir({ 'inv.yml': inventory(), 'pb.yml': '- name: p\n  hosts: db15\n  steps:\n    - pg.query: "select 1"\n' });
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': '- name: p\n  hosts: db15\n  steps:\n    - pg.query: "select 1"\n',
+    });
     const wrong = 'Wr0ng-pass-never-printed';
     const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd, env: { PGRB_TEST_PASSWORD: wrong } });
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ as postgres\/postgres: password authentication failed/);
+    expect(r.stdout).toMatch(
+      /cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ as postgres\/postgres: password authentication failed/,
+    );
     expect(r.stdout + r.stderr).not.toContain(wrong);
   });
 
@@ -122,7 +142,10 @@ describe('PostgreSQL steps', () => {
     const json = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd, env });
     outputs.push(json.stdout, json.stderr);
     for (const format of ['text', 'json', 'markdown']) {
-      const p = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', format], { cwd, env });
+      const p = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', format], {
+        cwd,
+        env,
+      });
       expect(p.code).toBe(0);
       outputs.push(p.stdout, p.stderr);
     }
@@ -165,7 +188,11 @@ describe('validation before anything runs', () => {
         '',
       ].join('\n'),
     });
-    for (const cmd of [['run', 'pb.yml', '-i', 'inv.yml'], ['plan', 'pb.yml', '-i', 'inv.yml'], ['validate', 'pb.yml', '-i', 'inv.yml']]) {
+    for (const cmd of [
+      ['run', 'pb.yml', '-i', 'inv.yml'],
+      ['plan', 'pb.yml', '-i', 'inv.yml'],
+      ['validate', 'pb.yml', '-i', 'inv.yml'],
+    ]) {
       const r = await runCli(cmd, { cwd });
       expect(r.code).toBe(2);
       const lines = r.stderr.trim().split('\n');

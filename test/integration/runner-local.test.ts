@@ -4,7 +4,7 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../env/index.js';
-import { events, journalOf, runCli, workdir } from './cli.js';
+import { events, journalOf, runCli, runIds, startCli, workdir } from './cli.js';
 
 const INV = `
 vars: { color: inventory }
@@ -98,7 +98,12 @@ describe('failure handling', () => {
       shell: "true"
 `);
     expect(r.code).toBe(0);
-    expect(finished(r.ev)).toEqual(['inner fails@a:failed', 'inner always@a:ok', 'outer rescue@a:ok', 'after the block@a:ok']);
+    expect(finished(r.ev)).toEqual([
+      'inner fails@a:failed',
+      'inner always@a:ok',
+      'outer rescue@a:ok',
+      'after the block@a:ok',
+    ]);
   });
 
   it('a failing undo ends the run as compensation_failed (exit 3) and prints the manual remedy', async () => {
@@ -133,21 +138,33 @@ describe('wait_for and pause', () => {
       res.statusCode = 204;
       res.end();
     });
-    setTimeout(() => server.listen(port, '127.0.0.1'), 700);
-    try {
-      const r = await run(`
+    const cwd = workdir({
+      'inv.yml': INV,
+      'pb.yml': `
 - name: waits
   hosts: a
   steps:
     - id: tcp
-      wait_for: { port: { port: ${port} }, timeout: 10, interval: 0.1 }
+      wait_for: { port: { port: ${port} }, timeout: 20, interval: 0.1 }
     - wait_for: { http: { url: "http://127.0.0.1:${port}/", status: 204 }, timeout: 5 }
     - pause: { seconds: 0.2 }
     - assert: { that: "tcp.elapsed > 0.3" }
     - wait_for: { port: { port: 1 }, timeout: 0.3, interval: 0.1 }
-`);
+`,
+    });
+    const { done } = startCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    try {
+      // Listen only once the wait has begun, so the step really had to wait.
+      const t0 = Date.now();
+      while (!(runIds(cwd).length && journalOf(cwd).some((e) => e.type === 'step_started'))) {
+        if (Date.now() - t0 > 15_000) throw new Error('wait_for never started');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      server.listen(port, '127.0.0.1');
+      const r = await done;
       expect(r.code).toBe(1);
-      expect(finished(r.ev)).toEqual(['wait_for@a:ok', 'wait_for@a:ok', 'pause@a:ok', 'assert@a:ok', 'wait_for@a:failed']);
+      expect(finished(events(r.stdout))).toEqual(['wait_for@a:ok', 'wait_for@a:ok', 'pause@a:ok', 'assert@a:ok', 'wait_for@a:failed']);
       expect(r.stdout).toContain('timed out after 0.3s waiting for TCP 127.0.0.1:1 accepts connections');
     } finally {
       server.close();

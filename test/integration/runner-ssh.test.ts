@@ -71,12 +71,24 @@ describe('run over ssh', () => {
     });
     const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
     expect(r.code).toBe(1);
-    expect(readRemote('order.log').trim().split('\n')).toEqual(['A', 'B', 'rescue', 'always', 'undo-B', 'undo-A']);
+    expect(readRemote('order.log').trim().split('\n')).toEqual([
+      'A',
+      'B',
+      'rescue',
+      'always',
+      'undo-B',
+      'undo-A',
+    ]);
     expect(r.stdout).toContain('C-fails');
     expect(r.stdout).toMatch(/run FAILED \(exit 1\)/);
     const j = journalOf(cwd);
-    const kinds = j.map((e) => `${e.type}${e.type === 'step_finished' || e.type.toString().startsWith('undo_') ? `:${e.title}` : ''}`);
-    const pick = kinds.filter((k) => /^(step_finished|undo_pushed|undo_finished|unwind_started|run_finished)/.test(k));
+    const kinds = j.map(
+      (e) =>
+        `${e.type}${e.type === 'step_finished' || String(e.type).startsWith('undo_') ? `:${e.title}` : ''}`,
+    );
+    const pick = kinds.filter((k) =>
+      /^(step_finished|undo_pushed|undo_finished|unwind_started|run_finished)/.test(k),
+    );
     expect(pick).toEqual([
       'step_finished:change A',
       'undo_pushed:change A',
@@ -115,7 +127,8 @@ describe('run over ssh', () => {
     const t0 = Date.now();
     for (;;) {
       const ids = runIds(cwd);
-      if (ids.length && journalOf(cwd).some((e) => e.type === 'step_started' && e.title === 'long step')) break;
+      if (ids.length && journalOf(cwd).some((e) => e.type === 'step_started' && e.title === 'long step'))
+        break;
       if (Date.now() - t0 > 20_000) throw new Error('the long step never started');
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -126,7 +139,9 @@ describe('run over ssh', () => {
     expect(readRemote('sigint.log').trim().split('\n')).toEqual(['A', 'always', 'undo-A']);
     const j = journalOf(cwd);
     expect(j.some((e) => e.type === 'interrupted' && e.signal === 'SIGINT')).toBe(true);
-    expect(j.find((e) => e.type === 'step_finished' && e.title === 'long step')).toMatchObject({ status: 'failed' });
+    expect(j.find((e) => e.type === 'step_finished' && e.title === 'long step')).toMatchObject({
+      status: 'failed',
+    });
     expect(j.at(-1)).toMatchObject({ type: 'run_finished', status: 'interrupted', exitCode: 1 });
     // The remote sleep was hung up, not left running.
     await new Promise((r) => setTimeout(r, 300));
@@ -159,7 +174,9 @@ describe('run over ssh', () => {
     writeFileSync(flag, '');
     const r2 = await runCli(['resume', id!, '--output', 'json'], { cwd });
     expect(r2.code).toBe(0);
-    const st = events(r2.stdout).filter((e) => e.type === 'step_finished').map((e) => `${e.title}:${e.status}`);
+    const st = events(r2.stdout)
+      .filter((e) => e.type === 'step_finished')
+      .map((e) => `${e.title}:${e.status}`);
     expect(st).toEqual(['first step:already_done', 'needs the flag:ok', 'uses first:ok']);
     expect(readRemote('count.log').trim().split('\n')).toEqual(['once', 'got=value-1']);
     // The same journal holds both attempts.
@@ -189,7 +206,9 @@ describe('run over ssh', () => {
     });
     const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
     expect(r.code).toBe(1);
-    expect(r.stdout).toContain(`unknown host key for db1 ([127.0.0.1]:${sshd.port}): ${sshd.hostKeyFingerprint}`);
+    expect(r.stdout).toContain(
+      `unknown host key for db1 ([127.0.0.1]:${sshd.port}): ${sshd.hostKeyFingerprint}`,
+    );
     expect(r.stdout).toContain(`ssh.host_key: ${sshd.hostKeyFingerprint}`);
     expect(existsSync(marker)).toBe(false);
   });
@@ -200,10 +219,14 @@ describe('run over ssh', () => {
     const inv = (pin: string) =>
       `hosts:\n  db1:\n    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: pgrb, identity_file: ${sshd.identityFile}, known_hosts: ${empty}, host_key: "${pin}" }\n`;
     const pb = '- name: p\n  hosts: db1\n  steps:\n    - shell: "true"\n';
-    const ok = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd: workdir({ 'inv.yml': inv(sshd.hostKeyFingerprint), 'pb.yml': pb }) });
+    const ok = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+      cwd: workdir({ 'inv.yml': inv(sshd.hostKeyFingerprint), 'pb.yml': pb }),
+    });
     expect(ok.code).toBe(0);
     const wrong = `SHA256:${'A'.repeat(43)}`;
-    const bad = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd: workdir({ 'inv.yml': inv(wrong), 'pb.yml': pb }) });
+    const bad = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+      cwd: workdir({ 'inv.yml': inv(wrong), 'pb.yml': pb }),
+    });
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain(`is ${sshd.hostKeyFingerprint}, but the inventory pins ${wrong}`);
   });
@@ -256,7 +279,11 @@ describe('run over ssh', () => {
     const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect(r.code).toBe(1);
-    expect(readRemote(counter.slice(remote.length + 1)).trim().split('\n')).toHaveLength(3);
+    expect(
+      readRemote(counter.slice(remote.length + 1))
+        .trim()
+        .split('\n'),
+    ).toHaveLength(3);
     expect(r.stdout).toMatch(/FAILED slow \([\d.]+s\): timed out after 1s/);
   });
 
@@ -270,7 +297,9 @@ describe('run over ssh', () => {
       });
       const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
       expect(r.code).toBe(0);
-      expect(events(r.stdout).filter((e) => e.type === 'step_finished' && e.status === 'ok')).toHaveLength(60);
+      expect(events(r.stdout).filter((e) => e.type === 'step_finished' && e.status === 'ok')).toHaveLength(
+        60,
+      );
     } finally {
       await strict.stop();
     }

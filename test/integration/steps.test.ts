@@ -26,18 +26,24 @@ describe('file.write over ssh', () => {
     - file.write: { path: "${path}", content: "new content\\n", mode: "0640"${force ? ', force: true' : ''} }
 ${fail ? '    - shell: "exit 1"\n' : ''}`;
     const inv = sshInventory(sshd, ['db1']);
-    const first = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd: workdir({ 'inv.yml': inv, 'pb.yml': pb(false, false) }) });
+    const first = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+      cwd: workdir({ 'inv.yml': inv, 'pb.yml': pb(false, false) }),
+    });
     expect(first.code).toBe(0);
     expect(readFileSync(path, 'utf8')).toBe('new content\n');
     expect((statSync(path).mode & 0o777).toString(8)).toBe('640');
 
     writeFileSync(path, 'old content\n');
-    const refused = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd: workdir({ 'inv.yml': inv, 'pb.yml': pb(false, false) }) });
+    const refused = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+      cwd: workdir({ 'inv.yml': inv, 'pb.yml': pb(false, false) }),
+    });
     expect(refused.code).toBe(1);
     expect(refused.stdout).toContain(`${path} exists; set force: true to overwrite it`);
     expect(readFileSync(path, 'utf8')).toBe('old content\n');
 
-    const undone = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd: workdir({ 'inv.yml': inv, 'pb.yml': pb(true, true) }) });
+    const undone = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+      cwd: workdir({ 'inv.yml': inv, 'pb.yml': pb(true, true) }),
+    });
     expect(undone.code).toBe(1);
     expect(readFileSync(path, 'utf8')).toBe('old content\n');
     expect(existsSync(`${path}.pgrunbook-undo`)).toBe(false);
@@ -54,7 +60,11 @@ ${fail ? '    - shell: "exit 1"\n' : ''}`;
 describe('become: sudo over ssh', () => {
   it('runs commands through sudo -n as root', async () => {
     const inv = `${sshInventory(sshd, ['db1'])}`.replace('  db1: {}', '  db1: { become: sudo }');
-    const cwd = workdir({ 'inv.yml': inv, 'pb.yml': '- name: b\n  hosts: db1\n  steps:\n    - id: who\n      shell: id -un\n    - assert: { that: "who.stdout | trim == \'root\'" }\n' });
+    const cwd = workdir({
+      'inv.yml': inv,
+      'pb.yml':
+        '- name: b\n  hosts: db1\n  steps:\n    - id: who\n      shell: id -un\n    - assert: { that: "who.stdout | trim == \'root\'" }\n',
+    });
     const plan = await runCli(['plan', 'pb.yml', '-i', 'inv.yml'], { cwd });
     expect(plan.stdout).toContain("$ sudo -n -- sh -c 'id -un'");
     const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
@@ -92,7 +102,10 @@ describe('approval gates', () => {
     const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--yes', '--output', 'json'], { cwd });
     expect(r.code).toBe(0);
     expect(existsSync(`${marker}.2`)).toBe(true);
-    expect(events(r.stdout).find((e) => e.type === 'approval')).toMatchObject({ approved: true, by: '--yes' });
+    expect(events(r.stdout).find((e) => e.type === 'approval')).toMatchObject({
+      approved: true,
+      by: '--yes',
+    });
   });
 });
 

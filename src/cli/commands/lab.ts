@@ -25,11 +25,18 @@ function asServerUser(argv: string[]): string[] {
 
 function run(argv: string[]): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-  if (r.status !== 0) throw new PgrunbookError(`lab: ${argv.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
+  if (r.status !== 0)
+    throw new PgrunbookError(
+      `lab: ${argv.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`,
+    );
   return r.stdout;
 }
 
-export async function labCommand(args: string[], opts: { dir?: string; version?: string }, out: (s: string) => void): Promise<number> {
+export async function labCommand(
+  args: string[],
+  opts: { dir?: string; version?: string },
+  out: (s: string) => void,
+): Promise<number> {
   const dir = resolve(opts.dir ?? LAB_DIR);
   const version = opts.version ?? '15';
   const bin = `/usr/lib/postgresql/${version}/bin`;
@@ -38,16 +45,32 @@ export async function labCommand(args: string[], opts: { dir?: string; version?:
   const sub = args[0] ?? 'status';
   if (sub === 'up') {
     if (!existsSync(join(bin, 'initdb'))) {
-      throw new PgrunbookError(`lab: PostgreSQL ${version} is not installed (${bin}/initdb missing); run: sudo bash scripts/install-test-deps.sh`);
+      throw new PgrunbookError(
+        `lab: PostgreSQL ${version} is not installed (${bin}/initdb missing); run: sudo bash scripts/install-test-deps.sh`,
+      );
     }
     // Archive, socket and log directories belong to the server's OS user.
     for (const sub of ['archive', 'run', 'log']) mkdirSync(join(dir, sub), { recursive: true });
     chmodSync(dir, 0o755);
-    if (process.getuid?.() === 0) execFileSync('chown', ['postgres:postgres', ...['archive', 'run', 'log'].map((s) => join(dir, s))]);
+    if (process.getuid?.() === 0)
+      execFileSync('chown', ['postgres:postgres', ...['archive', 'run', 'log'].map((s) => join(dir, s))]);
     if (!existsSync(join(data, 'PG_VERSION'))) {
       mkdirSync(data, { recursive: true, mode: 0o700 });
       if (process.getuid?.() === 0) execFileSync('chown', ['postgres:postgres', data]);
-      run(asServerUser([`${bin}/initdb`, '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']));
+      run(
+        asServerUser([
+          `${bin}/initdb`,
+          '-D',
+          data,
+          '-U',
+          'postgres',
+          '--auth=trust',
+          '-E',
+          'UTF8',
+          '--locale=C.UTF-8',
+          '--no-sync',
+        ]),
+      );
       const port = await freePort();
       writeFileSync(
         join(data, 'postgresql.auto.conf'),
@@ -61,7 +84,8 @@ export async function labCommand(args: string[], opts: { dir?: string; version?:
           '',
         ].join('\n'),
       );
-      if (process.getuid?.() === 0) execFileSync('chown', ['postgres:postgres', join(data, 'postgresql.auto.conf')]);
+      if (process.getuid?.() === 0)
+        execFileSync('chown', ['postgres:postgres', join(data, 'postgresql.auto.conf')]);
       writeFileSync(
         inventory,
         [
@@ -78,12 +102,24 @@ export async function labCommand(args: string[], opts: { dir?: string; version?:
     }
     const [cmd, ...rest] = asServerUser([`${bin}/pg_ctl`, 'status', '-D', data]);
     const status = spawnSync(cmd!, rest, { encoding: 'utf8' });
-    if (status.status !== 0) run(asServerUser([`${bin}/pg_ctl`, 'start', '-w', '-D', data, '-l', join(dir, 'log', `pg${version}.log`)]));
+    if (status.status !== 0)
+      run(
+        asServerUser([
+          `${bin}/pg_ctl`,
+          'start',
+          '-w',
+          '-D',
+          data,
+          '-l',
+          join(dir, 'log', `pg${version}.log`),
+        ]),
+      );
     out(`lab: PostgreSQL ${version} running from ${data}\nlab: inventory ${inventory}\n`);
     return 0;
   }
   if (sub === 'down') {
-    if (existsSync(join(data, 'postmaster.pid'))) run(asServerUser([`${bin}/pg_ctl`, 'stop', '-m', 'fast', '-w', '-D', data]));
+    if (existsSync(join(data, 'postmaster.pid')))
+      run(asServerUser([`${bin}/pg_ctl`, 'stop', '-m', 'fast', '-w', '-D', data]));
     out('lab: stopped\n');
     return 0;
   }
@@ -93,7 +129,9 @@ export async function labCommand(args: string[], opts: { dir?: string; version?:
       return 1;
     }
     const running = existsSync(join(data, 'postmaster.pid'));
-    out(`lab: ${running ? 'running' : 'stopped'}; inventory ${inventory}\n${readFileSync(inventory, 'utf8')}`);
+    out(
+      `lab: ${running ? 'running' : 'stopped'}; inventory ${inventory}\n${readFileSync(inventory, 'utf8')}`,
+    );
     return running ? 0 : 1;
   }
   throw new UsageError(`lab: expected up, down or status, got "${sub}"`);

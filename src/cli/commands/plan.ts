@@ -1,22 +1,31 @@
 // `pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check]`.
 import { openPg } from '../../connections/pg.js';
 import { UsageError } from '../../errors.js';
-import { buildPlan, type Plan } from '../../plan/plan.js';
+import { buildPlan, type Plan, playHosts } from '../../plan/plan.js';
 import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
-import { playHosts } from '../../plan/plan.js';
 import { redactValue } from '../../util/secret.js';
 import { loadInputs } from '../load-inputs.js';
 
 export async function planCommand(
   playbookFile: string,
-  opts: { inventory?: string; extraVars: Record<string, unknown>; limit?: string; format?: string; check?: boolean },
+  opts: {
+    inventory?: string;
+    extraVars: Record<string, unknown>;
+    limit?: string;
+    format?: string;
+    check?: boolean;
+  },
   out: (s: string) => void,
 ): Promise<number> {
   if (!opts.inventory) throw new UsageError('plan needs an inventory: -i INVENTORY');
   const format = opts.format ?? 'text';
-  if (!['text', 'json', 'markdown'].includes(format)) throw new UsageError(`--format: expected text, json or markdown, got "${format}"`);
-  const { playbook, inventory } = loadInputs(playbookFile, opts.inventory, { ...opts, secrets: opts.check === true });
+  if (!['text', 'json', 'markdown'].includes(format))
+    throw new UsageError(`--format: expected text, json or markdown, got "${format}"`);
+  const { playbook, inventory } = loadInputs(playbookFile, opts.inventory, {
+    ...opts,
+    secrets: opts.check === true,
+  });
   let facts: Plan['facts'] | undefined;
   if (opts.check) {
     // Read-only: one short session per host to learn version and role, then closed.

@@ -4,15 +4,15 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { PgrunbookError, UsageError } from '../../errors.js';
 import { type Node, type Playbook, walk } from '../../playbook/model.js';
-import { registry } from '../../steps/registry.js';
-import { MarkdownReport } from '../../report/markdown.js';
 import { jsonReporter } from '../../report/json.js';
 import { listrReporter } from '../../report/listr.js';
+import { MarkdownReport } from '../../report/markdown.js';
 import { plainReporter } from '../../report/plain.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { type DoneStep, Executor, type Prompter } from '../../runner/executor.js';
 import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
+import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
 
 export interface RunCommandOptions {
@@ -55,11 +55,20 @@ function ttyPrompter(): Prompter {
   };
 }
 
-export async function runCommand(playbookFile: string, opts: RunCommandOptions, resumeId?: string): Promise<number> {
+export async function runCommand(
+  playbookFile: string,
+  opts: RunCommandOptions,
+  resumeId?: string,
+): Promise<number> {
   if (!opts.inventory) throw new UsageError('run needs an inventory: -i INVENTORY');
   const output = opts.output ?? 'plain';
-  if (!['plain', 'json'].includes(output)) throw new UsageError(`--output: expected plain or json, got "${output}"`);
-  const inputs = loadInputs(playbookFile, opts.inventory, { extraVars: opts.extraVars, limit: opts.limit, secrets: true });
+  if (!['plain', 'json'].includes(output))
+    throw new UsageError(`--output: expected plain or json, got "${output}"`);
+  const inputs = loadInputs(playbookFile, opts.inventory, {
+    extraVars: opts.extraVars,
+    limit: opts.limit,
+    secrets: true,
+  });
   let done: Map<string, DoneStep> | undefined;
   const runId = resumeId ?? newRunId();
   const dir = runDir(runId);
@@ -116,7 +125,10 @@ export async function runCommand(playbookFile: string, opts: RunCommandOptions, 
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) executor.interrupt(sig);
-    else process.stderr.write(`${sig} again: already unwinding; waiting for clean-up to finish (the journal records every step)\n`);
+    else
+      process.stderr.write(
+        `${sig} again: already unwinding; waiting for clean-up to finish (the journal records every step)\n`,
+      );
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -160,7 +172,11 @@ function completedSteps(journalPath: string, sha256: string): Map<string, DoneSt
   const done = new Map<string, DoneStep>();
   for (const e of events) {
     if (e.type === 'step_finished' && (e.status === 'ok' || e.status === 'already_done')) {
-      done.set(`${e.address}@${e.host}`, { outputs: e.outputs, names: e.names ?? [], facts: e.facts === true });
+      done.set(`${e.address}@${e.host}`, {
+        outputs: e.outputs,
+        names: e.names ?? [],
+        facts: e.facts === true,
+      });
     }
     if (e.type === 'undo_finished' && e.ok) done.delete(`${e.address}@${e.host}`);
   }
@@ -168,7 +184,10 @@ function completedSteps(journalPath: string, sha256: string): Map<string, DoneSt
 }
 
 /** `pgrunbook resume RUN_ID`: re-validates, refuses a changed playbook, continues after what stands. */
-export async function resumeCommand(runId: string, opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'>): Promise<number> {
+export async function resumeCommand(
+  runId: string,
+  opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'>,
+): Promise<number> {
   const path = join(runDir(runId), 'journal.jsonl');
   if (!existsSync(path)) throw new UsageError(`no run ${runId}: ${resolve(path)} does not exist`);
   const events = readJournal(path);
@@ -180,7 +199,13 @@ export async function resumeCommand(runId: string, opts: Omit<RunCommandOptions,
     return 0;
   }
   if (last?.type === 'run_finished' && last.status === 'compensation_failed') {
-    throw new PgrunbookError(`run ${runId} ended in compensation_failed: fix the hosts by hand (see its journal) before running again`);
+    throw new PgrunbookError(
+      `run ${runId} ended in compensation_failed: fix the hosts by hand (see its journal) before running again`,
+    );
   }
-  return runCommand(start.playbook, { ...opts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit }, runId);
+  return runCommand(
+    start.playbook,
+    { ...opts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit },
+    runId,
+  );
 }

@@ -1,10 +1,10 @@
 // `pgrunbook steps [TYPE] [--markdown]`: the step reference, generated from the step schemas.
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { TSchema } from '@sinclair/typebox';
-import { didYouMean } from '../../util/schema-errors.js';
 import { UsageError } from '../../errors.js';
 import type { AnyStep } from '../../steps/define.js';
 import { registry, stepTypes } from '../../steps/registry.js';
+import { didYouMean } from '../../util/schema-errors.js';
 
 interface Field {
   name: string;
@@ -38,11 +38,19 @@ export function stepMarkdown(def: AnyStep): string {
   const ps = fields(def.params);
   if (ps.length) {
     out.push('| Parameter | Type | Required | Description |', '|---|---|---|---|');
-    for (const f of ps) out.push(`| \`${f.name}\` | ${f.type.replace(/\|/g, '\\|')} | ${f.required ? 'yes' : ''} | ${f.description} |`);
+    for (const f of ps)
+      out.push(
+        `| \`${f.name}\` | ${f.type.replace(/\|/g, '\\|')} | ${f.required ? 'yes' : ''} | ${f.description} |`,
+      );
   } else out.push('Parameters: any `name: value` pairs.');
-  if (def.shorthand) out.push('', `Shorthand: \`${def.type}: VALUE\` means \`${def.type}: { ${def.shorthand}: VALUE }\`.`);
+  if (def.shorthand)
+    out.push('', `Shorthand: \`${def.type}: VALUE\` means \`${def.type}: { ${def.shorthand}: VALUE }\`.`);
   const os = fields(def.outputs);
-  if (os.length) out.push('', `Outputs (with \`register\`/\`id\`): ${os.map((f) => `\`${f.name}\` (${f.type})`).join(', ')}.`);
+  if (os.length)
+    out.push(
+      '',
+      `Outputs (with \`register\`/\`id\`): ${os.map((f) => `\`${f.name}\` (${f.type})`).join(', ')}.`,
+    );
   out.push('', `Undo: ${def.undoSummary}.`, '');
   return out.join('\n');
 }
@@ -63,7 +71,11 @@ export function readmeWithSteps(readme: string): string {
   return `${readme.slice(0, a + BEGIN.length)}\n\n${stepsMarkdown()}\n${readme.slice(b)}`;
 }
 
-export function stepsCommand(args: string[], opts: { markdown?: boolean; write?: boolean }, out: (s: string) => void): number {
+export function stepsCommand(
+  args: string[],
+  opts: { markdown?: boolean; write?: boolean },
+  out: (s: string) => void,
+): number {
   if (opts.write) {
     const text = readFileSync('README.md', 'utf8');
     writeFileSync('README.md', readmeWithSteps(text));

@@ -13,7 +13,9 @@ export function validateCommand(
   const problems = [...(inv?.problems ?? []), ...pb.problems];
   if (problems.length > 0) throw new ValidationError(problems);
   const plays = pb.playbook!.plays.length;
-  out(`${playbookFile}: valid (${plays} play${plays === 1 ? '' : 's'})${opts.inventory ? ` with ${opts.inventory}` : ''}\n`);
+  out(
+    `${playbookFile}: valid (${plays} play${plays === 1 ? '' : 's'})${opts.inventory ? ` with ${opts.inventory}` : ''}\n`,
+  );
   if (!opts.inventory) {
     out('  host patterns not checked (no inventory given)\n');
     if (pb.unchecked.length) out(`  names left to the inventory: ${pb.unchecked.join(', ')}\n`);

@@ -31,7 +31,12 @@ export default defineStep({
   plan(ctx, p) {
     const ops = list(p.that).map((e) => {
       const v = ctx.evaluate(e);
-      const verdict = v instanceof Unknown ? 'known after apply' : truthy(v) ? 'holds now' : 'FALSE NOW: the run would stop here';
+      const verdict =
+        v instanceof Unknown
+          ? 'known after apply'
+          : truthy(v)
+            ? 'holds now'
+            : 'FALSE NOW: the run would stop here';
       return { kind: 'note' as const, text: `check ${e}  (${verdict})` };
     });
     return { action: 'check assertions', ops };

@@ -6,7 +6,9 @@ import { defineStep } from '../define.js';
 const Params = Type.Object(
   {
     seconds: Type.Optional(Type.Number({ minimum: 0 })),
-    prompt: Type.Optional(Type.String({ minLength: 1, description: 'a question for the operator; the answer is registered' })),
+    prompt: Type.Optional(
+      Type.String({ minLength: 1, description: 'a question for the operator; the answer is registered' }),
+    ),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -20,7 +20,10 @@ export default defineStep({
   plan(_ctx, p) {
     return {
       action: 'set variables',
-      ops: Object.entries(p as Record<string, unknown>).map(([k, v]) => ({ kind: 'note' as const, text: `${k} = ${typeof v === 'string' ? v : stringify(v)}` })),
+      ops: Object.entries(p as Record<string, unknown>).map(([k, v]) => ({
+        kind: 'note' as const,
+        text: `${k} = ${typeof v === 'string' ? v : stringify(v)}`,
+      })),
     };
   },
   async apply(_ctx, p) {

@@ -36,7 +36,11 @@ function spec(cmd: string | string[]): CommandSpec {
 }
 
 /** The exact line sent to the host: chdir and env are prepended, then become wraps it all. */
-function line(cmd: string | string[], p: { chdir?: string; env?: Record<string, string> }, become?: 'sudo'): string {
+function line(
+  cmd: string | string[],
+  p: { chdir?: string; env?: Record<string, string> },
+  become?: 'sudo',
+): string {
   const prefix: string[] = [];
   if (p.chdir) prefix.push(`cd ${quote(p.chdir)} || exit 1`);
   for (const [k, v] of Object.entries(p.env ?? {})) prefix.push(`export ${k}=${quote(v)}`);
@@ -55,7 +59,10 @@ export default defineStep({
   plan(ctx, p) {
     const ops: Operation[] = [{ kind: 'command', line: line(p.cmd, p, ctx.host.become), stdin: p.stdin }];
     const undo = p.revert
-      ? { action: 'run the revert command', ops: [{ kind: 'command', line: line(p.revert, p, ctx.host.become) } as Operation] }
+      ? {
+          action: 'run the revert command',
+          ops: [{ kind: 'command', line: line(p.revert, p, ctx.host.become) } as Operation],
+        }
       : undefined;
     return { action: 'run command', ops, undo };
   },
@@ -71,12 +78,21 @@ export default defineStep({
       const tail = r.stderr.trim().split('\n').slice(-5).join('\n');
       throw new StepFailure(`command ${how}${tail ? `: ${tail}` : ''}`, r.stderr);
     }
-    return { rc: 0, stdout: r.stdout, stderr: r.stderr, stdout_lines: r.stdout.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1) };
+    return {
+      rc: 0,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      stdout_lines: r.stdout.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1),
+    };
   },
   async undo(ctx, p) {
     if (!p.revert) return;
     const t = await ctx.transport();
-    const r = await t.exec(line(p.revert, p, ctx.host.become), { signal: ctx.signal, onOutput: (s, c) => ctx.output(s, c) });
-    if (r.exitCode !== 0) throw new StepFailure(`revert command exited with code ${r.exitCode}: ${r.stderr.trim()}`);
+    const r = await t.exec(line(p.revert, p, ctx.host.become), {
+      signal: ctx.signal,
+      onOutput: (s, c) => ctx.output(s, c),
+    });
+    if (r.exitCode !== 0)
+      throw new StepFailure(`revert command exited with code ${r.exitCode}: ${r.stderr.trim()}`);
   },
 });

@@ -10,19 +10,29 @@ const Params = Type.Object(
   {
     port: Type.Optional(
       Type.Object(
-        { host: Type.Optional(Type.String({ minLength: 1 })), port: Type.Integer({ minimum: 1, maximum: 65535 }) },
+        {
+          host: Type.Optional(Type.String({ minLength: 1 })),
+          port: Type.Integer({ minimum: 1, maximum: 65535 }),
+        },
         { additionalProperties: false },
       ),
     ),
-    sql: Type.Optional(Type.String({ minLength: 1, description: 'a query whose first column is true when ready' })),
+    sql: Type.Optional(
+      Type.String({ minLength: 1, description: 'a query whose first column is true when ready' }),
+    ),
     http: Type.Optional(
       Type.Object(
-        { url: Type.String({ pattern: '^https?://' }), status: Type.Optional(Type.Integer({ minimum: 100, maximum: 599 })) },
+        {
+          url: Type.String({ pattern: '^https?://' }),
+          status: Type.Optional(Type.Integer({ minimum: 100, maximum: 599 })),
+        },
         { additionalProperties: false },
       ),
     ),
     timeout: Type.Optional(Type.Number({ minimum: 0, description: 'seconds (default 60)' })),
-    interval: Type.Optional(Type.Number({ minimum: 0.05, description: 'seconds between attempts (default 1)' })),
+    interval: Type.Optional(
+      Type.Number({ minimum: 0.05, description: 'seconds between attempts (default 1)' }),
+    ),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -42,7 +52,10 @@ function tcpOpen(host: string, port: number, ms: number): Promise<boolean> {
   });
 }
 
-function describeTarget(p: { port?: { host?: string; port: number }; sql?: string; http?: { url: string; status?: number } }, defaultHost: string): string {
+function describeTarget(
+  p: { port?: { host?: string; port: number }; sql?: string; http?: { url: string; status?: number } },
+  defaultHost: string,
+): string {
   if (p.port) return `TCP ${p.port.host ?? defaultHost}:${p.port.port} accepts connections`;
   if (p.sql) return `SQL returns true: ${p.sql}`;
   if (p.http) return `GET ${p.http.url} returns ${p.http.status ?? 200}`;
@@ -77,7 +90,8 @@ export default defineStep({
       try {
         if (p.port) ok = await tcpOpen(p.port.host ?? host, p.port.port, Math.min(interval * 2, 5000));
         else if (p.sql) {
-          if (!ctx.host.pg) throw new StepFailure(`host ${ctx.host.name} has no pg settings in the inventory`);
+          if (!ctx.host.pg)
+            throw new StepFailure(`host ${ctx.host.name} has no pg settings in the inventory`);
           // A fresh session per attempt: the server may be restarting between attempts.
           const s = await openPg(ctx.host.name, ctx.host.pg, 'pgrunbook-wait');
           try {
@@ -97,7 +111,9 @@ export default defineStep({
       }
       if (ok) return { elapsed: (Date.now() - started) / 1000 };
       if (Date.now() - started + interval > timeoutMs) {
-        throw new StepFailure(`timed out after ${p.timeout ?? 60}s waiting for ${describeTarget(p, host)}${last ? ` (last: ${last})` : ''}`);
+        throw new StepFailure(
+          `timed out after ${p.timeout ?? 60}s waiting for ${describeTarget(p, host)}${last ? ` (last: ${last})` : ''}`,
+        );
       }
       await sleep(interval, undefined, { signal: ctx.signal });
     }

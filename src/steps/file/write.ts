@@ -54,28 +54,40 @@ export default defineStep({
   undoSummary: 'removes the file it created, or puts back the previous content it kept aside',
   plan(ctx, p) {
     const ops: Operation[] = [
-      { kind: 'command', line: commandLine({ script: writeScript(p) }, ctx.host.become), stdin: p.content },
+      {
+        kind: 'command',
+        line: commandLine({ script: writeScript(p) }, ctx.host.become),
+        stdin: ctx.unknown.has('content') ? undefined : p.content,
+      },
     ];
     return {
-      action: `write ${p.path} (${Buffer.byteLength(p.content)} bytes, mode ${p.mode ?? '0644'})`,
+      action: `write ${p.path} (${ctx.unknown.has('content') ? 'size known after apply' : `${Buffer.byteLength(p.content)} bytes`}, mode ${p.mode ?? '0644'})`,
       ops,
       undo: {
-        action: p.force ? 'remove the file, or restore the previous content if one existed' : 'remove the file',
+        action: p.force
+          ? 'remove the file, or restore the previous content if one existed'
+          : 'remove the file',
         ops: [{ kind: 'command', line: commandLine({ script: undoScript(p.path, true) }, ctx.host.become) }],
       },
     };
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
-    const r = await t.exec(commandLine({ script: writeScript(p) }, ctx.host.become), { stdin: p.content, signal: ctx.signal });
+    const r = await t.exec(commandLine({ script: writeScript(p) }, ctx.host.become), {
+      stdin: p.content,
+      signal: ctx.signal,
+    });
     if (r.exitCode === EXISTS) throw new StepFailure(r.stderr.trim());
-    if (r.exitCode !== 0) throw new StepFailure(`writing ${p.path} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
+    if (r.exitCode !== 0)
+      throw new StepFailure(`writing ${p.path} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
     const existed = r.stdout.includes('existed');
     return existed ? { created: false, backup: backupOf(p.path) } : { created: true };
   },
   async undo(ctx, p, out) {
     const t = await ctx.transport();
-    const r = await t.exec(commandLine({ script: undoScript(p.path, out.created) }, ctx.host.become), { signal: ctx.signal });
+    const r = await t.exec(commandLine({ script: undoScript(p.path, out.created) }, ctx.host.become), {
+      signal: ctx.signal,
+    });
     if (r.exitCode !== 0) throw new StepFailure(`undoing the write of ${p.path} failed: ${r.stderr.trim()}`);
   },
 });

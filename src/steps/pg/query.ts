@@ -32,7 +32,10 @@ export default defineStep({
   plan(_ctx, p) {
     const ops: Operation[] = [{ kind: 'sql', sql: p.sql, params: p.params }];
     const undo = p.revert_sql
-      ? { action: 'run the revert statement', ops: [{ kind: 'sql', sql: p.revert_sql, params: p.revert_params } as Operation] }
+      ? {
+          action: 'run the revert statement',
+          ops: [{ kind: 'sql', sql: p.revert_sql, params: p.revert_params } as Operation],
+        }
       : undefined;
     return { action: 'run SQL', ops, undo };
   },
@@ -41,7 +44,9 @@ export default defineStep({
     // Ctrl-C or a timeout must stop the statement on the server, not just stop waiting for it.
     const cancel = () => void s.cancel().catch(() => {});
     ctx.signal.addEventListener('abort', cancel, { once: true });
-    const r = await s.query(p.sql, p.params ?? []).finally(() => ctx.signal.removeEventListener('abort', cancel));
+    const r = await s
+      .query(p.sql, p.params ?? [])
+      .finally(() => ctx.signal.removeEventListener('abort', cancel));
     return { rows: r.rows, rowcount: r.rowCount, command: r.command };
   },
   async undo(ctx, p) {

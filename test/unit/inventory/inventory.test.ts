@@ -51,9 +51,10 @@ describe('groups and variables', () => {
     });
   });
 
-  it('between two groups, the later one in the file wins (documented "in group order")', () => {
+  it('a child group overrides its parents whatever the file order; file order breaks ties', () => {
     expect(inv.hosts.get('db1')!.vars.group_var).toBe('from-dbs');
-    expect(inv.hosts.get('db2')!.vars.group_var).toBe('from-late');
+    // dbs (a child of prod) is deeper than late (top level), so it wins although late comes later.
+    expect(inv.hosts.get('db2')!.vars.group_var).toBe('from-dbs');
   });
 
   it('defaults merge under host settings', () => {

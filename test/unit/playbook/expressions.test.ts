@@ -353,11 +353,22 @@ describe('referencedNames', () => {
     ],
     ['"literal" + 1', []],
   ])('%s', (expr, expected) => {
-    expect(referencedNames(expr)).toEqual(expected);
+    expect(referencedNames(expr).map(({ root, chain }) => ({ root, chain }))).toEqual(expected);
   });
 
-  // BUG (src/playbook/expressions.ts:82): the root is taken as chain.split('.')[0], so a bracketed
-  // string key directly on the root makes the whole `vars["k"]` the "root".
+  // Names guarded by `is defined` or `| default` may be absent: validation must not call them undefined.
+  it.each<[string, Record<string, boolean>]>([
+    ['x is defined', { x: true }],
+    ['x.y is not defined', { x: true }],
+    ['x | default(y)', { x: true, y: false }],
+    ['x.y | default(1) | int', { x: true }],
+    ['x | int', { x: false }],
+    ['a and b is defined', { a: false, b: true }],
+  ])('optional names in %s', (expr, expected) => {
+    expect(Object.fromEntries(referencedNames(expr).map((r) => [r.root, r.optional]))).toEqual(expected);
+  });
+
+  // A bracketed string key directly on the root must not become part of the root's name.
   it.each<[string, string]>([
     ['vars["lab_dir"]', 'vars'],
     ['host["pg"].port', 'host'],
