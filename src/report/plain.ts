@@ -14,7 +14,7 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
     case 'play_started':
       return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];
     case 'batch_started':
-      return e.batch > 0 || e.hosts.length > 0 ? [`${t} batch ${e.batch + 1}: ${e.hosts.join(', ')}`] : [];
+      return e.of > 1 ? [`${t} batch ${e.batch + 1} of ${e.of}: ${e.hosts.join(', ')}`] : [];
     case 'step_started':
       return [`${t} ${e.host}: ▶ ${e.title}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`];
     case 'step_output':

@@ -36,7 +36,7 @@ export type RunEvent =
       resumed: boolean;
     }
   | { type: 'play_started'; play: number; name: string; hosts: string[] }
-  | { type: 'batch_started'; play: number; batch: number; hosts: string[] }
+  | { type: 'batch_started'; play: number; batch: number; of: number; hosts: string[] }
   | { type: 'step_started'; address: string; title: string; stepType: string; host: string; attempt: number }
   | { type: 'step_output'; address: string; host: string; stream: 'stdout' | 'stderr' | 'log'; text: string }
   | {

@@ -107,8 +107,9 @@ export class Executor {
           rescue: play.rescue,
           always: play.always,
         };
-        for (const [i, batch] of batchesOf(hosts, play.serial).entries()) {
-          bus.emit({ type: 'batch_started', play: play.index, batch: i, hosts: batch });
+        const batches = batchesOf(hosts, play.serial);
+        for (const [i, batch] of batches.entries()) {
+          bus.emit({ type: 'batch_started', play: play.index, batch: i, of: batches.length, hosts: batch });
           const failed = await this.#runBlock(asBlock, batch, play.forks, false);
           if (failed.size > 0) this.#fatal = true;
           if (this.#fatal || this.interrupted) break;
@@ -206,14 +207,14 @@ export class Executor {
     const title = renderText(n.title, scope);
     const asked =
       n.common.confirm === true ? `Proceed with "${title}"` : renderText(String(n.common.confirm), scope);
-    const question = `${asked} on ${hosts.join(', ')}? [y/N] `;
+    const question = `${asked.replace(/\?\s*$/, '')} — on ${hosts.join(', ')}? [y/N] `;
     if (this.#o.yes) {
-      this.#o.bus.emit({ type: 'approval', address: n.address, title: n.title, approved: true, by: '--yes' });
+      this.#o.bus.emit({ type: 'approval', address: n.address, title, approved: true, by: '--yes' });
       return true;
     }
     const answer = await this.#o.prompter.ask(question);
     const approved = /^y(es)?$/i.test(answer.trim());
-    this.#o.bus.emit({ type: 'approval', address: n.address, title: n.title, approved, by: 'prompt' });
+    this.#o.bus.emit({ type: 'approval', address: n.address, title, approved, by: 'prompt' });
     return approved;
   }
 

@@ -171,3 +171,47 @@ describe('wait_for and pause', () => {
     }
   });
 });
+
+describe('resume', () => {
+  it('re-runs undone steps and always runs the clean-up again', async () => {
+    const dir = workdir();
+    const flag = join(dir, 'flag');
+    const cwd = workdir({
+      'inv.yml': INV,
+      'pb.yml': `
+- name: resumable
+  hosts: a
+  steps:
+    - name: kept change
+      shell: "echo kept >> ${dir}/log"
+    - name: undone change
+      shell: { cmd: "echo pause >> ${dir}/log", revert: "echo resume >> ${dir}/log" }
+    - name: needs flag
+      shell: "test -f ${flag}"
+  always:
+    - name: clean-up
+      shell: "echo cleanup >> ${dir}/log"
+`,
+    });
+    const first = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
+    expect(first.code).toBe(1);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(flag, '');
+    const second = await runCli(['resume', runIds(cwd)[0]!, '--output', 'json'], { cwd });
+    expect(second.code).toBe(0);
+    expect(finished(events(second.stdout))).toEqual([
+      'kept change@a:already_done',
+      'undone change@a:ok',
+      'needs flag@a:ok',
+      'clean-up@a:ok',
+    ]);
+    expect(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')).toEqual([
+      'kept',
+      'pause',
+      'cleanup',
+      'resume',
+      'pause',
+      'cleanup',
+    ]);
+  });
+});

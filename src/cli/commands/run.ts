@@ -171,6 +171,9 @@ function completedSteps(journalPath: string, sha256: string): Map<string, DoneSt
   }
   const done = new Map<string, DoneStep>();
   for (const e of events) {
+    // Clean-up (always) and rescue steps run again on every attempt: they answer to what that
+    // attempt did, and a resumed run must end with its clean-up too.
+    if (e.type === 'step_finished' && /\.(always|rescue)\./.test(e.address)) continue;
     if (e.type === 'step_finished' && (e.status === 'ok' || e.status === 'already_done')) {
       done.set(`${e.address}@${e.host}`, {
         outputs: e.outputs,
