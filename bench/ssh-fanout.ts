@@ -579,7 +579,7 @@ function exitWith(code: number): Promise<never> {
 // ---------------------------------------------------------------------------------------------
 
 async function main(opts: Options): Promise<number> {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+  if (!existsSync(join(ROOT, 'dist', 'bundle', 'main.js'))) {
     process.stderr.write('dist/ is missing: run `npm run build` first\n');
     return 2;
   }
@@ -636,7 +636,7 @@ async function main(opts: Options): Promise<number> {
   );
   if ((loadavg()[0] ?? 0) > cores / 2) {
     process.stdout.write(
-      'WARNING: the machine is busy; wall-clock figures will be inflated (compare the CPU column)\n',
+      'WARNING: the machine is busy; wall-clock figures may be inflated (compare the CPU column)\n',
     );
   }
 

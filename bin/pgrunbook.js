@@ -1,3 +1,3 @@
 #!/usr/bin/env node
 // Thin launcher: the compiled CLI lives in dist/ so that start-up does not pay for TypeScript.
-import '../dist/cli/main.js';
+import '../dist/bundle/main.js';

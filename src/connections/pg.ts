@@ -1,5 +1,5 @@
 // PostgreSQL sessions: one client per host for ordinary queries, opened lazily.
-import pg from 'pg';
+import type pg from 'pg';
 import { ConnectionError } from '../errors.js';
 import type { Secret } from '../util/secret.js';
 
@@ -51,7 +51,8 @@ export class PgSession {
   async cancel(): Promise<void> {
     const pid = (this.client as unknown as { processID?: number }).processID;
     if (!pid) return;
-    const c = new pg.Client(clientConfig(this.settings, 'pgrunbook-cancel'));
+    const { default: driver } = await import('pg');
+    const c = new driver.Client(clientConfig(this.settings, 'pgrunbook-cancel'));
     try {
       await c.connect();
       await c.query('select pg_cancel_backend($1)', [pid]);
@@ -89,7 +90,9 @@ export async function openPg(
   s: PgSettings,
   applicationName = 'pgrunbook',
 ): Promise<PgSession> {
-  const client = new pg.Client(clientConfig(s, applicationName));
+  // Loaded on first use: runs and plans without PostgreSQL hosts never pay for the driver.
+  const { default: driver } = await import('pg');
+  const client = new driver.Client(clientConfig(s, applicationName));
   // An idle session that dies must not crash the process; the next query reports it.
   client.on('error', () => {});
   try {

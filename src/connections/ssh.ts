@@ -169,7 +169,9 @@ export class SshTransport implements Transport {
           if (exitCode === null && signal === null && opts.signal?.aborted) signal = 'TERM';
           resolve({ exitCode, signal, stdout, stderr });
         });
-        ch.end(opts.stdin ?? '');
+        // No empty data packet when there is no input: EOF alone.
+        if (opts.stdin) ch.end(opts.stdin);
+        else ch.end();
         if (opts.signal?.aborted) onAbort();
       });
     });

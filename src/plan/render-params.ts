@@ -2,7 +2,7 @@
 import { renderDeep, Unknown } from '../playbook/expressions.js';
 import type { StepNode } from '../playbook/model.js';
 import type { AnyStep } from '../steps/define.js';
-import { describe, validatorFor } from '../util/schema-errors.js';
+import { describe, isValid, validatorFor } from '../util/schema-errors.js';
 
 /** Parameters ready for plan()/apply(), or why they are not. */
 export type Rendered =
@@ -41,8 +41,9 @@ export function renderParams(def: AnyStep, node: StepNode, scope: Record<string,
   const unknown = unknownParams.size > 0;
   if (unknown)
     return { ok: true, params: displayUnknowns(out) as Record<string, unknown>, unknown, unknownParams };
-  const validate = validatorFor(def.params);
-  if (!validate(out)) {
+  if (!isValid(def.params, out)) {
+    const validate = validatorFor(def.params);
+    validate(out);
     const e = validate.errors![0]!;
     const at = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : '';
     return {

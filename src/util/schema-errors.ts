@@ -1,21 +1,47 @@
 // Turns ajv's errors into one readable problem each: what was expected, what was found, where.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { createRequire } from 'node:module';
+import type { Ajv as AjvType, ErrorObject, ValidateFunction } from 'ajv';
 import { closest } from 'fastest-levenshtein';
 import type { Problem } from '../errors.js';
 import { isTemplate } from '../playbook/expressions.js';
 import type { PathSeg, SourceDoc } from '../playbook/load.js';
 
-const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false, verbose: true });
+let ajv: AjvType | undefined;
+
+/** ajv, loaded on first need: valid input is checked without it (see isValid). */
+function getAjv(): AjvType {
+  if (!ajv) {
+    const { Ajv } = createRequire(import.meta.url)('ajv') as typeof import('ajv');
+    ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false, verbose: true });
+  }
+  return ajv;
+}
 const compiled = new WeakMap<object, ValidateFunction>();
 
-/** Compiles (once) and returns a validator for a JSON schema object. */
+/** Compiles (once) and returns ajv's validator for a JSON schema object. */
 export function validatorFor(schema: object): ValidateFunction {
   let v = compiled.get(schema);
   if (!v) {
-    v = ajv.compile(schema);
+    v = getAjv().compile(schema);
     compiled.set(schema, v);
   }
   return v;
+}
+
+/**
+ * True when `value` is valid. Compiling a schema with ajv costs tens of milliseconds, most of a
+ * CLI start: TypeBox checks the common (valid) case without compiling, and ajv, the authority,
+ * decides whenever TypeBox says no (it ignores some JSON Schema keywords, e.g. patternProperties).
+ */
+export function isValid(schema: TSchema, value: unknown): boolean {
+  try {
+    if (Value.Check(schema, value)) return true;
+  } catch {
+    // a schema TypeBox cannot check on its own: ask ajv
+  }
+  return validatorFor(schema)(value) === true;
 }
 
 /** A short description of a value for "got …" in messages. */
@@ -48,6 +74,20 @@ function editDistance(a: string, b: string): number {
         dp[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
       );
   return dp[a.length]![b.length]!;
+}
+
+/** True when TypeBox has no complaint but about `{{ template }}` strings (checked after rendering). */
+function onlyTemplateErrors(schema: TSchema, value: unknown): boolean {
+  try {
+    if (Value.Check(schema, value)) return true;
+    for (const e of Value.Errors(schema, value)) {
+      const v = valueAt(value, pointerToPath(e.path, value));
+      if (!(typeof v === 'string' && isTemplate(v))) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function pointerToPath(pointer: string, root: unknown): PathSeg[] {
@@ -91,8 +131,10 @@ export function schemaProblems(
   base: readonly PathSeg[],
   opts: { allowTemplates?: boolean } = {},
 ): Problem[] {
+  if (opts.allowTemplates && onlyTemplateErrors(schema as TSchema, value)) return [];
+  if (isValid(schema as TSchema, value)) return [];
   const validate = validatorFor(schema);
-  if (validate(value)) return [];
+  validate(value);
   const errors = (validate.errors ?? []) as ErrorObject[];
   // A failed anyOf/oneOf reports every branch; keep one message at the union's own path.
   const unions = errors

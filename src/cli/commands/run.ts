@@ -8,6 +8,7 @@ import { jsonReporter } from '../../report/json.js';
 import { listrReporter } from '../../report/listr.js';
 import { MarkdownReport } from '../../report/markdown.js';
 import { plainReporter } from '../../report/plain.js';
+import { coalescingWriter } from '../../report/sink.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { type DoneStep, Executor, type Prompter } from '../../runner/executor.js';
@@ -86,7 +87,8 @@ export async function runCommand(
   const bus = new EventBus();
   const journal = new Journal(join(dir, 'journal.jsonl'));
   bus.subscribe((e) => journal.write(e));
-  const write = (s: string) => process.stdout.write(s);
+  const sink = coalescingWriter((s) => process.stdout.write(s));
+  const write = sink.write;
   // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
   const live = output === 'plain' && process.stdout.isTTY === true && gates.length === 0;
   let liveDone: Promise<void> | undefined;
@@ -146,6 +148,7 @@ export async function runCommand(
     const outcome = await executor.execute();
     await liveDone;
     flushHeld();
+    sink.flush();
     if (report && opts.report) writeFileSync(opts.report, report.render());
     process.stderr.write(`journal: ${join(dir, 'journal.jsonl')}\n`);
     if (outcome.exitCode !== 0 && outcome.status !== 'compensation_failed') {
