@@ -2,7 +2,10 @@
 // events at once, and one write per event made stdout a large share of a run's CPU time.
 
 /** A writer that buffers within a turn and flushes on setImmediate, and on `flush()`. */
-export function coalescingWriter(write: (s: string) => void): { write: (s: string) => void; flush: () => void } {
+export function coalescingWriter(write: (s: string) => void): {
+  write: (s: string) => void;
+  flush: () => void;
+} {
   let buf: string[] = [];
   let scheduled = false;
   const flush = () => {

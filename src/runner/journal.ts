@@ -16,7 +16,12 @@ export function runDir(runId: string, base = process.cwd()): string {
  * loses no state. This costs one fsync per lockstep round instead of one per event (~600 for
  * 10 hosts × 20 steps).
  */
-const BARRIERS = new Set<RunEvent['type']>(['step_started', 'undo_started', 'unwind_started', 'run_finished']);
+const BARRIERS = new Set<RunEvent['type']>([
+  'step_started',
+  'undo_started',
+  'unwind_started',
+  'run_finished',
+]);
 const PROGRESS = new Set<RunEvent['type']>(['step_started', 'step_output', 'batch_started', 'play_started']);
 
 /** Appends events to `journal.jsonl`: every event written at once, fsync'd before the next action. */

@@ -1,7 +1,8 @@
 // Turns ajv's errors into one readable problem each: what was expected, what was found, where.
+
+import { createRequire } from 'node:module';
 import type { TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { createRequire } from 'node:module';
 import type { Ajv as AjvType, ErrorObject, ValidateFunction } from 'ajv';
 import { closest } from 'fastest-levenshtein';
 import type { Problem } from '../errors.js';

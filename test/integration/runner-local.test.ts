@@ -164,7 +164,13 @@ describe('wait_for and pause', () => {
       server.listen(port, '127.0.0.1');
       const r = await done;
       expect(r.code).toBe(1);
-      expect(finished(events(r.stdout))).toEqual(['wait_for@a:ok', 'wait_for@a:ok', 'pause@a:ok', 'assert@a:ok', 'wait_for@a:failed']);
+      expect(finished(events(r.stdout))).toEqual([
+        'wait_for@a:ok',
+        'wait_for@a:ok',
+        'pause@a:ok',
+        'assert@a:ok',
+        'wait_for@a:failed',
+      ]);
       expect(r.stdout).toContain('timed out after 0.3s waiting for TCP 127.0.0.1:1 accepts connections');
     } finally {
       server.close();

@@ -5,7 +5,6 @@ import { createInterface } from 'node:readline/promises';
 import { PgrunbookError, UsageError } from '../../errors.js';
 import { type Node, type Playbook, walk } from '../../playbook/model.js';
 import { jsonReporter } from '../../report/json.js';
-import { listrReporter } from '../../report/listr.js';
 import { MarkdownReport } from '../../report/markdown.js';
 import { plainReporter } from '../../report/plain.js';
 import { coalescingWriter } from '../../report/sink.js';
@@ -94,6 +93,8 @@ export async function runCommand(
   let liveDone: Promise<void> | undefined;
   let flushHeld = () => {};
   if (live) {
+    // listr2 is loaded only for a terminal: logs and JSON runs never pay for it.
+    const { listrReporter } = await import('../../report/listr.js');
     const tree = listrReporter(inputs.playbook, inputs.inventory, opts.limit);
     bus.subscribe(tree.subscriber);
     liveDone = tree.done;
