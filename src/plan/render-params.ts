@@ -1,6 +1,7 @@
 // Renders a step's parameters in a host's scope and checks them against the step's schema again.
 import { renderDeep, Unknown } from '../playbook/expressions.js';
 import type { StepNode } from '../playbook/model.js';
+import { renderShellTemplate } from '../playbook/shell-template.js';
 import type { AnyStep } from '../steps/define.js';
 import { describe, isValid, validatorFor } from '../util/schema-errors.js';
 
@@ -33,7 +34,11 @@ export function renderParams(def: AnyStep, node: StepNode, scope: Record<string,
   const raw = (node.params ?? {}) as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   try {
-    for (const [k, v] of Object.entries(raw)) out[k] = def.rawParams?.includes(k) ? v : renderDeep(v, scope);
+    for (const [k, v] of Object.entries(raw)) {
+      if (def.rawParams?.includes(k)) out[k] = v;
+      else if (def.shellParams?.includes(k) && typeof v === 'string') out[k] = renderShellTemplate(v, scope);
+      else out[k] = renderDeep(v, scope);
+    }
   } catch (err) {
     return { ok: false, error: `${node.type}: ${(err as Error).message}` };
   }

@@ -61,6 +61,8 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   mutating: boolean | ((params: Static<P>) => boolean);
   /** One line for the docs: what the undo does, or why there is none. */
   undoSummary: string;
+  /** Parameters holding sh scripts: templates in them are quoted for where they land. */
+  shellParams?: readonly string[];
   /** Parameters holding bare expressions, not templates (e.g. assert's `that`). */
   rawParams?: readonly string[];
   /** `type: VALUE` (a string or list) means `type: { [shorthand]: VALUE }`. */

@@ -55,6 +55,7 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   shorthand: 'cmd',
+  shellParams: ['cmd', 'revert'],
   undoSummary: 'runs `revert` when given; otherwise none (a command cannot be undone automatically)',
   plan(ctx, p) {
     const ops: Operation[] = [{ kind: 'command', line: line(p.cmd, p, ctx.host.become), stdin: p.stdin }];

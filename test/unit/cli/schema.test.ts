@@ -30,3 +30,14 @@ describe('schemas/*.json are generated and up to date', () => {
     expect(JSON.parse(onDisk)).toBeTypeOf('object');
   });
 });
+
+describe('the README step reference is generated and up to date', () => {
+  it('matches what `pgrunbook steps --write` would write', async () => {
+    const { readmeWithSteps } = await import('../../../src/cli/commands/steps.js');
+    const readme = readFileSync(`${root}README.md`, 'utf8');
+    if (readmeWithSteps(readme) !== readme) {
+      expect.fail('README.md step reference is stale: run `npm run gen` and commit the result.');
+    }
+    expect(readme).toContain('### `shell`');
+  });
+});
