@@ -29,10 +29,40 @@ export interface QueryResult {
 
 /** One open session; `query` is parameterised ($1, $2 …) and never interpolates values. */
 export class PgSession {
+  #closing = false;
+  #lost: string | undefined;
+  readonly #onLost: ((why: string) => void)[] = [];
+
   constructor(
     private readonly client: pg.Client,
     readonly settings: PgSettings,
-  ) {}
+  ) {
+    // A session can end without any query of ours: pg_terminate_backend, a restart, the network.
+    client.on('error', (err: Error) => this.#lose(err.message));
+    client.on('end', () => this.#lose('the server closed the connection'));
+  }
+
+  #lose(why: string): void {
+    if (this.#closing || this.#lost) return;
+    this.#lost = why;
+    for (const f of this.#onLost) f(why);
+  }
+
+  /** Calls `f` once if the session ends other than by `close()`. */
+  onLost(f: (why: string) => void): void {
+    if (this.#lost) f(this.#lost);
+    else this.#onLost.push(f);
+  }
+
+  /** Why the session ended unexpectedly, if it did. */
+  get lost(): string | undefined {
+    return this.#lost;
+  }
+
+  /** The server process of this session, for pg_terminate_backend and pg_stat_activity. */
+  get backendPid(): number | undefined {
+    return (this.client as unknown as { processID?: number }).processID;
+  }
 
   async query(sql: string, params: unknown[] = []): Promise<QueryResult> {
     const r = await this.client.query({ text: sql, values: params });
@@ -62,6 +92,7 @@ export class PgSession {
   }
 
   async close(): Promise<void> {
+    this.#closing = true;
     await this.client.end().catch(() => {});
   }
 }
@@ -81,6 +112,7 @@ function clientConfig(s: PgSettings, applicationName: string): pg.ClientConfig {
     application_name: applicationName,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   };
 }
 
@@ -93,7 +125,7 @@ export async function openPg(
   // Loaded on first use: runs and plans without PostgreSQL hosts never pay for the driver.
   const { default: driver } = await import('pg');
   const client = new driver.Client(clientConfig(s, applicationName));
-  // An idle session that dies must not crash the process; the next query reports it.
+  // Until PgSession takes over the events, a dying connection must not crash the process.
   client.on('error', () => {});
   try {
     await client.connect();

@@ -33,6 +33,8 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
       return [`${t} ${e.host}: undo registered for "${e.title}": ${e.action}`];
     case 'interrupted':
       return [`${t} INTERRUPTED by ${e.signal}: stopping the current step, then clean-up and undo`];
+    case 'run_aborted':
+      return [`${t} RUN ABORTED: ${e.reason}`];
     case 'unwind_started':
       return e.entries ? [`${t} unwinding ${e.entries} change(s), most recent first`] : [];
     case 'undo_started':

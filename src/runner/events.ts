@@ -55,6 +55,7 @@ export type RunEvent =
   | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
   | { type: 'interrupted'; signal: string }
+  | { type: 'run_aborted'; reason: string }
   | { type: 'unwind_started'; entries: number }
   | { type: 'undo_started'; address: string; title: string; host: string; action: string }
   | {

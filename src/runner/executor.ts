@@ -1,6 +1,6 @@
 // Runs a validated playbook: plays in order, steps in lockstep across hosts, undo on failure.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InterruptedError, messageOf, TimeoutError } from '../errors.js';
+import { InterruptedError, messageOf, StepFailure, TimeoutError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
 import { batchesOf, playHosts } from '../plan/plan.js';
@@ -59,7 +59,8 @@ export class Executor {
   readonly #o: RunOptions;
   readonly #undo = new UndoStack();
   readonly #scopes = new Map<string, HostScope>();
-  readonly #interrupt = new AbortController();
+  /** Aborted on a signal or when the run must stop at once (a held session died). */
+  readonly #stop = new AbortController();
   #signalName: string | undefined;
   /** Set when a host failed with no rescue around it: main lines stop, `always` still runs. */
   #fatal = false;
@@ -67,6 +68,8 @@ export class Executor {
 
   constructor(opts: RunOptions) {
     this.#o = opts;
+    opts.connections.onPinnedLost = (p, why) =>
+      this.failRun(`${p.host}: ${p.lostMessage} (session "${p.name}" ended: ${why})`);
   }
 
   /** Stops the run at the current step; `always` runs and the undo stack unwinds. */
@@ -74,7 +77,21 @@ export class Executor {
     if (this.#signalName) return;
     this.#signalName = signal;
     this.#o.bus.emit({ type: 'interrupted', signal });
-    this.#interrupt.abort(new InterruptedError(signal));
+    this.#stop.abort(new InterruptedError(signal));
+  }
+
+  /** Fails the run at once with `reason`: the current steps are aborted, then clean-up and undo. */
+  failRun(reason: string): void {
+    if (this.#stop.signal.aborted) return;
+    this.#fatal = true;
+    this.#firstError = reason;
+    this.#o.bus.emit({ type: 'run_aborted', reason });
+    this.#stop.abort(new StepFailure(reason));
+  }
+
+  /** True once the run is stopping (signal or failRun): main lines start nothing new. */
+  get #stopping(): boolean {
+    return this.#stop.signal.aborted;
   }
 
   get interrupted(): boolean {
@@ -140,7 +157,7 @@ export class Executor {
     if (b.when) active = active.filter((h) => this.#whenHolds(b.when!, h));
     const rescuable = b.rescue.length > 0;
     let failed = await this.#runList(b.block, active, forks, inAlways, rescuable || outerRescue);
-    if (failed.size > 0 && rescuable && !this.interrupted) {
+    if (failed.size > 0 && rescuable && !this.#stopping) {
       failed = await this.#runList(b.rescue, [...failed], forks, inAlways, outerRescue);
     }
     if (b.always.length > 0) {
@@ -277,20 +294,20 @@ export class Executor {
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
         try {
-          await sleep(delayMs, undefined, { signal: inAlways ? undefined : this.#interrupt.signal });
+          await sleep(delayMs, undefined, { signal: inAlways ? undefined : this.#stop.signal });
         } catch {
           break;
         }
       }
-      if (!inAlways && this.interrupted) {
-        lastError = `interrupted by ${this.#signalName}`;
+      if (!inAlways && this.#stopping) {
+        lastError = messageOf(this.#stop.signal.reason);
         break;
       }
       bus.emit({ type: 'step_started', ...base, attempt: attempt + 1 });
       const ctl = new AbortController();
-      const onInterrupt = () => ctl.abort(this.#interrupt.signal.reason);
+      const onInterrupt = () => ctl.abort(this.#stop.signal.reason);
       // `always` steps must finish even after Ctrl-C: they are the clean-up.
-      if (!inAlways) this.#interrupt.signal.addEventListener('abort', onInterrupt, { once: true });
+      if (!inAlways) this.#stop.signal.addEventListener('abort', onInterrupt, { once: true });
       const timeoutS = n.common.timeout as number | undefined;
       const timer = timeoutS
         ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000)
@@ -312,13 +329,13 @@ export class Executor {
         return true;
       } catch (err) {
         lastError = ctl.signal.aborted ? messageOf(ctl.signal.reason) : messageOf(err);
-        if (!inAlways && this.interrupted) break;
+        if (!inAlways && this.#stopping) break;
       } finally {
         clearTimeout(timer);
-        this.#interrupt.signal.removeEventListener('abort', onInterrupt);
+        this.#stop.signal.removeEventListener('abort', onInterrupt);
       }
     }
-    if (n.common.ignore_errors === true && !this.interrupted) {
+    if (n.common.ignore_errors === true && !this.#stopping) {
       for (const name of names) sc.facts[name] = { failed: true, msg: lastError };
       finish('ignored', { error: lastError });
       return true;
@@ -377,6 +394,12 @@ export class Executor {
       evaluate: (e) => evaluate(e, sc.scope()),
       transport: () => connections.transport(h),
       pg: () => connections.pg(h),
+      sessions: {
+        open: async (name, lostMessage, setup) =>
+          (await connections.openPinned(h, name, lostMessage, setup)).session,
+        get: (name) => connections.pinned(host, name)?.session,
+        release: (name) => connections.releasePinned(host, name),
+      },
       log: (text) =>
         bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: redact(text) }),
       output: (stream, text) =>

@@ -42,6 +42,12 @@ export interface PlanContext {
 export interface ApplyContext extends PlanContext {
   transport(): Promise<Transport>;
   pg(): Promise<PgSession>;
+  /** Dedicated sessions that outlive a step (a backup's), owned and watched by the runner. */
+  sessions: {
+    open(name: string, lostMessage: string, setup: string[]): Promise<PgSession>;
+    get(name: string): PgSession | undefined;
+    release(name: string): Promise<void>;
+  };
   /** A line for the log and the live output (already redacted by the engine). */
   log(text: string): void;
   /** Streams command output into the log. */

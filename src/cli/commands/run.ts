@@ -101,7 +101,14 @@ export async function runCommand(
     // Undo and the outcome print as plain lines once the tree has drawn its last frame.
     const held: string[] = [];
     const plain = plainReporter((s) => held.push(s));
-    const after = new Set(['interrupted', 'unwind_started', 'undo_started', 'undo_finished', 'run_finished']);
+    const after = new Set([
+      'interrupted',
+      'run_aborted',
+      'unwind_started',
+      'undo_started',
+      'undo_finished',
+      'run_finished',
+    ]);
     bus.subscribe((e) => {
       if (after.has(e.type)) plain(e);
     });
