@@ -31,6 +31,8 @@ export interface QueryResult {
 export class PgSession {
   #closing = false;
   #lost: string | undefined;
+  /** What steps sharing a held session tell each other (e.g. when a backup started). */
+  readonly notes: Record<string, unknown> = {};
   readonly #onLost: ((why: string) => void)[] = [];
 
   constructor(

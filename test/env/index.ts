@@ -1,4 +1,5 @@
-// One import for tests: servers, OS-user helpers and process checks.
+// One import for tests: servers, OS-user helpers, process checks and throwaway btrfs filesystems.
+export * from './btrfs.js';
 export * from './osuser.js';
 export * from './ports.js';
 export * from './postgres.js';

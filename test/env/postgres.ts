@@ -1,5 +1,6 @@
-import { access, chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import pg from 'pg';
 import { lookupUser, makeTempDir, runAs, SERVER_USER } from './osuser.js';
 import { freePort } from './ports.js';
 import { armWatchdog, shQuote, type Watchdog, waitForExit } from './procs.js';
@@ -15,16 +16,27 @@ export interface StartPostgresOptions {
   // Sets the superuser password and makes TCP logins use scram-sha-256; the Unix socket stays
   // trust so helpers can still administer the cluster without it.
   password?: string;
+  // An existing, empty directory owned by the server user (e.g. a btrfs subvolume) to hold the
+  // cluster instead of a fresh ROOT/data. stop() then only stops the server: the directory and
+  // its files stay for whoever made it to remove (e.g. BtrfsFs.destroy()).
+  dataDir?: string;
+  // Replaces the default archive_command (archiveCommandFor(archiveDir)); `settings` still win.
+  archiveCommand?: string;
 }
 
-// A running test cluster; stop() shuts it down and deletes every file it had.
+// A running test cluster; stop() shuts it down and deletes every file it made (rootDir), which is
+// all of them unless it was started with an outside `dataDir`.
 export interface PgServer {
   version: PgVersion;
   port: number;
   host: '127.0.0.1';
   socketDir: string;
   dataDir: string;
+  // Whether dataDir was given by the caller (and so is left in place by stop()).
+  externalDataDir: boolean;
   archiveDir: string;
+  // archive_command the server started with (setArchiveCommand(s, null) returns to it).
+  archiveCommand: string;
   binDir: string;
   // Superuser name given to initdb.
   user: 'postgres';
@@ -34,7 +46,7 @@ export interface PgServer {
   // TCP, superuser, database postgres; no password in it even when one is set.
   connectionString: string;
   logFile: string;
-  // The temp directory holding data, archive, socket and log (removed by stop()).
+  // The temp directory holding archive, socket, log and (unless given) data; removed by stop().
   rootDir: string;
   stop(): Promise<void>;
 }
@@ -47,6 +59,11 @@ export function pgBinDir(version: PgVersion): string {
 // A value quoted for postgresql.conf (the GUC lexer treats backslash as an escape too).
 export function quoteConf(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+// The default archive_command: copy each segment once into `archiveDir`.
+export function archiveCommandFor(archiveDir: string): string {
+  return `test ! -f ${archiveDir}/%f && cp %p ${archiveDir}/%f`;
 }
 
 const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
@@ -63,8 +80,10 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
     if (!SETTING_NAME.test(name)) throw new Error(`startPostgres: bad setting name ${JSON.stringify(name)}`);
   }
 
+  if (opts.dataDir !== undefined) await checkOutsideDataDir(opts.dataDir);
+
   const rootDir = await makeTempDir(`pgrb-pg${version}-`);
-  const dataDir = join(rootDir, 'data');
+  const dataDir = opts.dataDir ?? join(rootDir, 'data');
   const archiveDir = join(rootDir, 'archive');
   const socketDir = join(rootDir, 'sock');
   const logFile = join(rootDir, 'postgres.log');
@@ -112,13 +131,15 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
 
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
+      const archiveCommand =
+        opts.settings?.archive_command ?? opts.archiveCommand ?? archiveCommandFor(archiveDir);
       const settings: Record<string, string> = {
         listen_addresses: '127.0.0.1',
         port: String(port),
         unix_socket_directories: socketDir,
         wal_level: 'replica',
         archive_mode: 'on',
-        archive_command: `test ! -f ${archiveDir}/%f && cp %p ${archiveDir}/%f`,
+        archive_command: archiveCommand,
         // 13 still defaults to md5, which a scram-sha-256 pg_hba line cannot verify.
         ...(opts.password !== undefined ? { password_encryption: 'scram-sha-256' } : {}),
         ...opts.settings,
@@ -159,7 +180,9 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
         host: '127.0.0.1',
         socketDir,
         dataDir,
+        externalDataDir: opts.dataDir !== undefined,
         archiveDir,
+        archiveCommand,
         binDir,
         user: 'postgres',
         ...(opts.password !== undefined ? { password: opts.password } : {}),
@@ -179,6 +202,56 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
     if (pid === 0) pid = await readPostmasterPid(dataDir);
     await stopCluster(pgctl, dataDir, rootDir, pid).catch(() => {});
     throw err;
+  }
+}
+
+// The caller's dataDir must be ready for initdb as the server user: absolute, an empty directory,
+// owned by that user (initdb then sets mode 0700 itself).
+async function checkOutsideDataDir(dir: string): Promise<void> {
+  if (!isAbsolute(dir)) throw new Error(`startPostgres: dataDir must be absolute: ${dir}`);
+  const st = await stat(dir).catch((e: Error) => {
+    throw new Error(`startPostgres: dataDir ${dir}: ${e.message}`);
+  });
+  if (!st.isDirectory()) throw new Error(`startPostgres: dataDir ${dir} is not a directory`);
+  const { uid } = await lookupUser(SERVER_USER);
+  if (st.uid !== uid) throw new Error(`startPostgres: dataDir ${dir} must be owned by ${SERVER_USER}`);
+  if ((await readdir(dir)).length > 0) throw new Error(`startPostgres: dataDir ${dir} is not empty`);
+}
+
+// ALTER SYSTEM SET archive_command (RESET for null: back to what the server started with),
+// reload, and wait until the server reports the new value. Runs over the Unix socket, which
+// trusts the superuser even when TCP wants a password. The archiver picks the value up on its
+// next attempt (a failing one retries about every second, then waits for the reload's wake-up).
+export async function setArchiveCommand(server: PgServer, cmd: string | null): Promise<void> {
+  const client = new pg.Client({
+    host: server.socketDir,
+    port: server.port,
+    user: server.user,
+    database: 'postgres',
+  });
+  await client.connect();
+  try {
+    await client.query(
+      cmd === null
+        ? 'ALTER SYSTEM RESET archive_command'
+        : `ALTER SYSTEM SET archive_command = ${client.escapeLiteral(cmd)}`,
+    );
+    // pg_file_settings re-reads the files: the row that would win is what a reload applies.
+    const { rows } = await client.query<{ setting: string }>(
+      "select setting from pg_file_settings where name = 'archive_command' and applied",
+    );
+    const want = rows.at(-1)?.setting ?? '';
+    await client.query('select pg_reload_conf()');
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const r = await client.query<{ v: string }>("select current_setting('archive_command') as v");
+      if (r.rows[0]?.v === want) return;
+      if (Date.now() > deadline)
+        throw new Error(`setArchiveCommand: archive_command is still ${JSON.stringify(r.rows[0]?.v)}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  } finally {
+    await client.end().catch(() => {});
   }
 }
 

@@ -1,0 +1,392 @@
+// `backup.verify` and `backup.restore`: prove a backup restores. Materialise the snapshot in a
+// scratch directory, put the stored labels in place (sha256 checked), recover from the archive to
+// the first consistent point, run the checks, stop and clean up (verify) or leave it up (restore).
+import { Type } from '@sinclair/typebox';
+import type { Transport } from '../../connections/transport.js';
+import { StepFailure } from '../../errors.js';
+import { quote } from '../../util/shell.js';
+import { type ApplyContext, defineStep, type Operation } from '../define.js';
+
+const Params = Type.Object(
+  {
+    from: Type.String({
+      pattern: '^/',
+      description: 'the backup directory (manifest.json, backup_label, …)',
+    }),
+    scratch: Type.String({
+      pattern: '^/',
+      description: 'where to materialise the copy (must not exist; on the same btrfs for btrfs)',
+    }),
+    archive_dir: Type.String({ pattern: '^/', description: 'WAL archive the restore_command copies from' }),
+    data: Type.Optional(
+      Type.String({ pattern: '^/', description: "the snapshot's data (default: from the manifest)" }),
+    ),
+    bin_dir: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        description: 'PostgreSQL binaries (default /usr/lib/postgresql/MAJOR/bin)',
+      }),
+    ),
+    run_as: Type.Optional(
+      Type.String({ minLength: 1, description: 'OS user the server runs as (default postgres)' }),
+    ),
+    recovery_target: Type.Optional(
+      Type.Union([Type.Literal('immediate'), Type.Literal('latest')], {
+        description: 'immediate: stop at the end of the backup (default); latest: replay all archived WAL',
+      }),
+    ),
+    db_user: Type.Optional(
+      Type.String({ minLength: 1, description: 'database role for the checks (default postgres)' }),
+    ),
+    checks: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String({ minLength: 1 }), {
+        description: 'name → a SELECT run on the restored copy; rows are registered under checks.NAME',
+      }),
+    ),
+    timeout: Type.Optional(
+      Type.Number({ minimum: 1, description: 'seconds to reach consistency (default 120)' }),
+    ),
+    keep: Type.Optional(
+      Type.Boolean({ description: 'verify: keep the scratch copy afterwards (default false)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  backup_id: Type.String(),
+  consistent_lsn: Type.String({ description: 'where recovery reached a consistent state' }),
+  replay_lsn: Type.String(),
+  checks: Type.Record(Type.String(), Type.Array(Type.Unknown())),
+  seconds: Type.Number(),
+  scratch: Type.String(),
+});
+
+type P = {
+  from: string;
+  scratch: string;
+  archive_dir: string;
+  data?: string;
+  bin_dir?: string;
+  run_as?: string;
+  db_user?: string;
+  checks?: Record<string, string>;
+  timeout?: number;
+  keep?: boolean;
+  recovery_target?: 'immediate' | 'latest';
+};
+
+interface Manifest {
+  status: string;
+  backup_id: string;
+  pg_version_num?: number;
+  snapshots?: { provider?: string; data?: string }[];
+  files: { backup_label: { sha256: string }; tablespace_map?: { sha256: string } };
+}
+
+const sock = (p: P) => `${p.scratch}.run`;
+const log = (p: P) => `${p.scratch}.log`;
+
+/** Runs a line as the server's OS user: runuser as root, sudo -n otherwise (unless already them). */
+async function asUserFn(t: Transport, user: string): Promise<(line: string) => string> {
+  const me = (await t.exec('id -un; id -u')).stdout.trim().split('\n');
+  if (me[0] === user) return (line) => line;
+  if (me[1] === '0') return (line) => `runuser -u ${quote(user)} -- sh -c ${quote(line)}`;
+  return (line) => `sudo -n -u ${quote(user)} -- sh -c ${quote(line)}`;
+}
+
+async function sh(ctx: ApplyContext, t: Transport, script: string, what: string): Promise<string> {
+  const r = await t.exec(script, { signal: ctx.signal });
+  if (r.exitCode !== 0)
+    throw new StepFailure(
+      `${what} failed (exit ${r.exitCode ?? r.signal}): ${r.stderr.trim().split('\n').slice(-10).join('\n')}`,
+    );
+  return r.stdout;
+}
+
+function prepareScript(p: P, m: Manifest, data: string, provider: string): string {
+  const S = quote(p.scratch);
+  const settings = [
+    'port = 5432',
+    "listen_addresses = ''",
+    `unix_socket_directories = '${sock(p)}'`,
+    `hba_file = '${p.scratch}/pgrunbook_hba.conf'`,
+    `restore_command = 'cp ${p.archive_dir}/%f "%p"'`,
+    ...(p.recovery_target === 'latest'
+      ? ["recovery_target_timeline = 'latest'"]
+      : ["recovery_target = 'immediate'", "recovery_target_action = 'pause'"]),
+    "archive_mode = 'off'",
+    "hot_standby = 'on'",
+    "logging_collector = 'off'",
+    "shared_preload_libraries = ''",
+    "cluster_name = 'pgrunbook-verify'",
+  ];
+  return [
+    'set -e',
+    `if [ -e ${S} ]; then echo "${p.scratch} exists already" >&2; exit 17; fi`,
+    provider === 'btrfs'
+      ? `btrfs subvolume snapshot ${quote(data)} ${S} >/dev/null`
+      : `mkdir -p -m 700 ${S} && cp -a ${quote(`${data}/.`)} ${S}/`,
+    `rm -f ${S}/postmaster.pid ${S}/postmaster.opts ${S}/recovery.signal ${S}/standby.signal ${S}/backup_label ${S}/tablespace_map`,
+    `rm -rf ${S}/pg_wal && mkdir -p ${S}/pg_wal/archive_status`,
+    `rm -rf ${S}/pg_replslot/* ${S}/pg_stat_tmp/*`,
+    // The stored labels, byte for byte, then checked against the manifest.
+    `cp ${quote(`${p.from}/backup_label`)} ${S}/backup_label`,
+    m.files.tablespace_map ? `cp ${quote(`${p.from}/tablespace_map`)} ${S}/tablespace_map` : ':',
+    `sha256sum ${S}/backup_label${m.files.tablespace_map ? ` ${S}/tablespace_map` : ''}`,
+    `[ -f ${S}/postgresql.conf ] || : > ${S}/postgresql.conf`,
+    `printf 'local all all trust\\n' > ${S}/pgrunbook_hba.conf`,
+    `printf '%s\\n' ${settings.map(quote).join(' ')} >> ${S}/postgresql.auto.conf`,
+    `touch ${S}/recovery.signal`,
+    `mkdir -p -m 700 ${quote(sock(p))}`,
+  ].join('\n');
+}
+
+/** Settings a hot standby needs at least as high as the primary had, read from pg_control. */
+function controlSettings(controldata: string): string[] {
+  const map: Record<string, string> = {
+    'max_connections setting': 'max_connections',
+    'max_worker_processes setting': 'max_worker_processes',
+    'max_wal_senders setting': 'max_wal_senders',
+    'max_prepared_xacts setting': 'max_prepared_transactions',
+    'max_locks_per_xact setting': 'max_locks_per_transaction',
+  };
+  const out: string[] = [];
+  for (const [k, name] of Object.entries(map)) {
+    const m = controldata.match(new RegExp(`^${k}:\\s+(\\d+)$`, 'm'));
+    if (m) out.push(`${name} = ${m[1]}`);
+  }
+  return out;
+}
+
+async function materialiseAndStart(
+  ctx: ApplyContext,
+  p: P,
+): Promise<{ m: Manifest; asUser: (l: string) => string; bin: string; started: number }> {
+  const t = await ctx.transport();
+  const started = Date.now();
+  const m = JSON.parse(
+    await sh(ctx, t, `cat ${quote(`${p.from}/manifest.json`)}`, 'reading the manifest'),
+  ) as Manifest;
+  if (m.status !== 'complete')
+    throw new StepFailure(`backup in ${p.from} is "${m.status}", not complete: it cannot be trusted`);
+  const sums = await sh(
+    ctx,
+    t,
+    `sha256sum ${quote(`${p.from}/backup_label`)}${m.files.tablespace_map ? ` ${quote(`${p.from}/tablespace_map`)}` : ''}`,
+    'checking the stored labels',
+  );
+  if (!sums.startsWith(m.files.backup_label.sha256))
+    throw new StepFailure(
+      `${p.from}/backup_label does not match the manifest's sha256: refusing to restore with it`,
+    );
+  if (m.files.tablespace_map && !sums.includes(m.files.tablespace_map.sha256))
+    throw new StepFailure(`${p.from}/tablespace_map does not match the manifest's sha256`);
+  const snap = m.snapshots?.[0] ?? {};
+  const data = p.data ?? snap.data;
+  if (!data) throw new StepFailure(`no snapshot data: the manifest names none; give data:`);
+  const provider = snap.provider === 'btrfs' ? 'btrfs' : 'copy';
+  const major = Math.floor((m.pg_version_num ?? 150000) / 10000);
+  const bin = p.bin_dir ?? `/usr/lib/postgresql/${major}/bin`;
+  const user = p.run_as ?? 'postgres';
+  const asUser = await asUserFn(t, user);
+  const out = await sh(ctx, t, prepareScript(p, m, data, provider), `materialising ${data} in ${p.scratch}`);
+  if (!out.startsWith(m.files.backup_label.sha256))
+    throw new StepFailure(`backup_label in ${p.scratch} differs from the stored one`);
+  const cd = await sh(ctx, t, `${quote(`${bin}/pg_controldata`)} ${quote(p.scratch)}`, 'reading pg_control');
+  const extra = controlSettings(cd);
+  await sh(
+    ctx,
+    t,
+    [
+      extra.length
+        ? `printf '%s\\n' ${extra.map(quote).join(' ')} >> ${quote(`${p.scratch}/postgresql.auto.conf`)}`
+        : ':',
+      `if [ "$(id -u)" = 0 ]; then chown -R ${quote(user)}: ${quote(p.scratch)} ${quote(sock(p))}; touch ${quote(log(p))}; chown ${quote(user)}: ${quote(log(p))}; fi`,
+      `chmod 700 ${quote(p.scratch)}`,
+    ].join('\n'),
+    'handing the copy to the server user',
+  );
+  const timeout = p.timeout ?? 120;
+  const start = await t.exec(
+    asUser(
+      `${quote(`${bin}/pg_ctl`)} -D ${quote(p.scratch)} -l ${quote(log(p))} -w -t ${Math.ceil(timeout)} start`,
+    ),
+    { signal: ctx.signal },
+  );
+  if (start.exitCode !== 0) {
+    const tail = (await t.exec(`tail -n 25 ${quote(log(p))}`)).stdout;
+    throw new StepFailure(
+      `the restored copy did not start or reach consistency within ${timeout}s:\n${tail}`,
+    );
+  }
+  return { m, asUser, bin, started };
+}
+
+async function psqlJson(
+  ctx: ApplyContext,
+  t: Transport,
+  p: P,
+  bin: string,
+  asUser: (l: string) => string,
+  sql: string,
+): Promise<unknown[]> {
+  const wrapped = `select coalesce(json_agg(t), '[]'::json) from (${sql.trim().replace(/;\s*$/, '')}) t`;
+  const line = asUser(
+    `${quote(`${bin}/psql`)} -h ${quote(sock(p))} -p 5432 -U ${quote(p.db_user ?? 'postgres')} -d postgres -AtX -v ON_ERROR_STOP=1 -c ${quote(wrapped)}`,
+  );
+  const r = await t.exec(line, { signal: ctx.signal });
+  if (r.exitCode !== 0) throw new StepFailure(`check failed on the restored copy: ${r.stderr.trim()}`);
+  return JSON.parse(r.stdout.trim()) as unknown[];
+}
+
+function cleanupScript(p: P, bin: string, asUser: (l: string) => string, btrfs: boolean): string {
+  return [
+    `${asUser(`${quote(`${bin}/pg_ctl`)} -D ${quote(p.scratch)} -m fast -w stop`)} >/dev/null 2>&1 || true`,
+    btrfs
+      ? `btrfs subvolume delete ${quote(p.scratch)} >/dev/null 2>&1 || rm -rf -- ${quote(p.scratch)}`
+      : `rm -rf -- ${quote(p.scratch)}`,
+    `rm -rf -- ${quote(sock(p))} ${quote(log(p))}`,
+  ].join('\n');
+}
+
+async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
+  const t = await ctx.transport();
+  const { m, asUser, bin, started } = await materialiseAndStart(ctx, p);
+  const btrfs = m.snapshots?.[0]?.provider === 'btrfs';
+  try {
+    // Recovery pauses at the target (the first consistent point): wait for that, then read where.
+    const deadline = Date.now() + (p.timeout ?? 120) * 1000;
+    let state: Record<string, unknown> = {};
+    for (;;) {
+      const v = m.pg_version_num ?? 150000;
+      const paused = v >= 140000 ? "pg_get_wal_replay_pause_state() = 'paused'" : 'pg_is_wal_replay_paused()';
+      const latest = p.recovery_target === 'latest';
+      // On a promoted copy the pause functions fail: after promotion only pg_is_in_recovery counts.
+      const q = latest
+        ? 'select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as replay'
+        : `select pg_is_in_recovery() as rec, ${paused} as paused, pg_last_wal_replay_lsn()::text as replay`;
+      state = (await psqlJson(ctx, t, p, bin, asUser, q))[0] as Record<string, unknown>;
+      // immediate: recovery pauses at the target; latest: it ends (promotes) after the last WAL.
+      if (latest ? state.rec === false : state.paused === true) break;
+      if (Date.now() > deadline)
+        throw new StepFailure(
+          `recovery did not reach its target within ${p.timeout ?? 120}s (replayed to ${state.replay})`,
+        );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const logText = (await t.exec(`cat ${quote(log(p))}`)).stdout;
+    const consistent =
+      logText.match(/consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/)?.[1] ??
+      String(state.replay);
+    const checks: Record<string, unknown[]> = {};
+    for (const [name, sql] of Object.entries(p.checks ?? {}))
+      checks[name] = await psqlJson(ctx, t, p, bin, asUser, sql);
+    ctx.log(
+      `backup ${m.backup_id} restored: consistent at ${consistent}, ${Object.keys(checks).length} check(s) run`,
+    );
+    return {
+      backup_id: m.backup_id,
+      consistent_lsn: consistent,
+      replay_lsn: String(state.replay),
+      checks,
+      seconds: (Date.now() - started) / 1000,
+      scratch: p.scratch,
+    };
+  } catch (err) {
+    const tail = (await t.exec(`tail -n 15 ${quote(log(p))} 2>/dev/null`).catch(() => ({ stdout: '' })))
+      .stdout;
+    if (!p.keep) await t.exec(cleanupScript(p, bin, asUser, btrfs)).catch(() => {});
+    if (err instanceof StepFailure && tail)
+      throw new StepFailure(`${err.message}\nlast lines of the restored server's log:\n${tail}`);
+    throw err;
+  } finally {
+    if (!keepRunning && !p.keep) await t.exec(cleanupScript(p, bin, asUser, btrfs)).catch(() => {});
+  }
+}
+
+function planOps(p: P, keepRunning: boolean): Operation[] {
+  return [
+    { kind: 'command', line: `cat ${quote(`${p.from}/manifest.json`)}` },
+    {
+      kind: 'note',
+      text: `check ${p.from}/backup_label (and tablespace_map) against the manifest's sha256; refuse a void backup`,
+    },
+    {
+      kind: 'note',
+      text: `materialise the snapshot in ${p.scratch} (cp -a, or a writable btrfs snapshot); drop postmaster.pid and pg_wal; put the stored labels in place`,
+    },
+    {
+      kind: 'note',
+      text: `recovery.signal with restore_command = 'cp ${p.archive_dir}/%f "%p"', ${p.recovery_target === 'latest' ? 'replaying all archived WAL' : "recovery_target = 'immediate'"}, archive_mode = off; no TCP (socket in ${sock(p)})`,
+    },
+    {
+      kind: 'command',
+      line: `pg_ctl -D ${quote(p.scratch)} -l ${quote(log(p))} -w -t ${Math.ceil(p.timeout ?? 120)} start   (as ${p.run_as ?? 'postgres'})`,
+    },
+    ...Object.entries(p.checks ?? {}).map(
+      ([n, sql]): Operation => ({ kind: 'sql', sql: `-- check ${n} on the restored copy\n${sql}` }),
+    ),
+    {
+      kind: 'note',
+      text: keepRunning
+        ? 'leave the restored copy running'
+        : p.keep
+          ? 'stop it, keep the scratch copy'
+          : 'stop it and remove the scratch copy',
+    },
+  ];
+}
+
+/** backup.verify */
+export const verifyStep = defineStep({
+  type: 'backup.verify',
+  summary:
+    'Restore a backup into a scratch directory, recover to consistency from the archive, run checks, then stop and clean up.',
+  params: Params,
+  outputs: Outputs,
+  mutating: false,
+  undoSummary: 'none: it cleans up after itself',
+  plan(_ctx, p) {
+    return { action: `verify the backup in ${p.from} restores`, ops: planOps(p, false) };
+  },
+  apply: (ctx, p) => verifyApply(ctx, p, false),
+});
+
+/** backup.restore */
+export const restoreStep = defineStep({
+  type: 'backup.restore',
+  summary:
+    'Restore a backup into a scratch directory and leave it running (paused at consistency) for inspection.',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary: 'stops the restored server and removes the scratch copy',
+  plan(_ctx, p) {
+    return {
+      action: `restore the backup in ${p.from} to ${p.scratch}`,
+      ops: planOps(p, true),
+      undo: {
+        action: 'stop the restored copy and remove it',
+        ops: [{ kind: 'note', text: `pg_ctl stop -D ${p.scratch}; rm -rf ${p.scratch}` }],
+      },
+    };
+  },
+  apply: (ctx, p) => verifyApply(ctx, p, true),
+  async undo(ctx, p) {
+    const t = await ctx.transport();
+    const m = JSON.parse(
+      (await t.exec(`cat ${quote(`${p.from}/manifest.json`)}`)).stdout || '{}',
+    ) as Manifest;
+    const major = Math.floor((m.pg_version_num ?? 150000) / 10000);
+    const asUser = await asUserFn(t, p.run_as ?? 'postgres');
+    await t.exec(
+      cleanupScript(
+        p,
+        p.bin_dir ?? `/usr/lib/postgresql/${major}/bin`,
+        asUser,
+        m.snapshots?.[0]?.provider === 'btrfs',
+      ),
+    );
+  },
+});

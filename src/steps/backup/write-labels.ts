@@ -1,0 +1,182 @@
+// `backup.write_labels`: keep backup_label and tablespace_map exactly as PostgreSQL returned them,
+// next to the backup, with a manifest — and never inside a live data directory.
+import { createHash } from 'node:crypto';
+import { Type } from '@sinclair/typebox';
+import { StepFailure } from '../../errors.js';
+import { quote } from '../../util/shell.js';
+import { defineStep, type Operation } from '../define.js';
+import { parseLabel } from '../pg/backup-sql.js';
+import { remoteSha256, run, writeRemoteFile } from '../remote-files.js';
+import { liveDataDirectory } from './live-datadir.js';
+
+const StopOutputs = Type.Object(
+  {
+    lsn: Type.String(),
+    labelfile: Type.String({ minLength: 1 }),
+    spcmapfile: Type.String(),
+    system_identifier: Type.Optional(Type.String()),
+    version_num: Type.Optional(Type.Integer()),
+    timeline: Type.Optional(Type.Integer()),
+    stop_wal_file: Type.Optional(Type.String()),
+    stopped_at: Type.Optional(Type.String()),
+    seconds_in_backup: Type.Optional(Type.Number()),
+  },
+  { description: 'the registered outputs of pg.backup_stop, e.g. "{{ stop }}"' },
+);
+
+const Params = Type.Object(
+  {
+    to: Type.String({ pattern: '^/', description: "the backup's own directory on the host (absolute)" }),
+    from: StopOutputs,
+    snapshots: Type.Optional(
+      Type.Array(Type.Record(Type.String(), Type.Unknown()), {
+        description: 'what fs.snapshot registered, e.g. ["{{ snap }}"]',
+      }),
+    ),
+    backup_id: Type.Optional(Type.String({ minLength: 1, description: 'default: the backup label' })),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  dir: Type.String(),
+  manifest: Type.String({ description: 'path of manifest.json' }),
+  backup_id: Type.String(),
+  backup_label_sha256: Type.String(),
+  tablespace_map_sha256: Type.Optional(Type.String()),
+});
+
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+
+/** The manifest a restore reads: enough to find, check and trust every piece of the backup. */
+function manifest(
+  p: { to: string; from: Record<string, unknown>; snapshots?: unknown[]; backup_id?: string },
+  status: 'complete' | 'void',
+  extra: Record<string, unknown> = {},
+) {
+  const labelfile = String(p.from.labelfile);
+  const spcmap = String(p.from.spcmapfile ?? '');
+  const info = parseLabel(labelfile);
+  return {
+    format: 'pgrunbook-backup/1',
+    status,
+    backup_id: p.backup_id ?? info.label ?? 'backup',
+    label: info.label,
+    pg_version_num: p.from.version_num,
+    system_identifier: p.from.system_identifier,
+    timeline: p.from.timeline ?? info.startTimeline,
+    start_lsn: info.startLsn,
+    start_wal_file: info.startWalFile,
+    checkpoint_lsn: info.checkpointLsn,
+    backup_from: info.backupFrom,
+    stop_lsn: p.from.lsn,
+    stop_wal_file: p.from.stop_wal_file,
+    started_at: info.startTime,
+    stopped_at: p.from.stopped_at,
+    seconds_in_backup: p.from.seconds_in_backup,
+    snapshots: p.snapshots ?? [],
+    files: {
+      backup_label: { sha256: sha256(labelfile), bytes: Buffer.byteLength(labelfile) },
+      ...(spcmap ? { tablespace_map: { sha256: sha256(spcmap), bytes: Buffer.byteLength(spcmap) } } : {}),
+    },
+    ...extra,
+  };
+}
+
+export default defineStep({
+  type: 'backup.write_labels',
+  summary:
+    'Write backup_label, tablespace_map and manifest.json byte for byte into the backup directory; refuses a live data directory.',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary: 'rewrites manifest.json with status "void", so nothing claims a good backup',
+  plan(ctx, p) {
+    const files = ['backup_label', ...(p.from.spcmapfile ? ['tablespace_map'] : []), 'manifest.json'];
+    const ops: Operation[] = [
+      {
+        kind: 'note',
+        text: `refuse if ${p.to} is the data directory of a running PostgreSQL (postmaster.pid, data_directory)`,
+      },
+      { kind: 'command', line: `mkdir -p -m 700 ${quote(p.to)}` },
+      ...files.map(
+        (f): Operation => ({
+          kind: 'note',
+          text: `write ${p.to}/${f}${f === 'manifest.json' ? '' : ' exactly as PostgreSQL returned it'} (atomic rename)`,
+        }),
+      ),
+      {
+        kind: 'command',
+        line: `sha256sum -- ${files
+          .filter((f) => f !== 'manifest.json')
+          .map((f) => quote(`${p.to}/${f}`))
+          .join(' ')}`,
+      },
+    ];
+    void ctx;
+    return {
+      action: `keep the labels with the backup in ${p.to}`,
+      ops,
+      undo: {
+        action: 'mark manifest.json void',
+        ops: [{ kind: 'note', text: `rewrite ${p.to}/manifest.json with "status": "void"` }],
+      },
+    };
+  },
+  async apply(ctx, p) {
+    const t = await ctx.transport();
+    const become = ctx.host.become;
+    const pg = ctx.host.pg ? await ctx.pg().catch(() => undefined) : undefined;
+    const live = await liveDataDirectory(t, p.to, pg);
+    if (live)
+      throw new StepFailure(
+        `refusing to write backup_label: ${live}. Labels belong next to the backup, never in a live data directory.`,
+      );
+    const labelfile = p.from.labelfile;
+    const spcmap = p.from.spcmapfile;
+    await run(
+      t,
+      `mkdir -p -m 700 ${quote(p.to)}\nif [ -e ${quote(`${p.to}/backup_label`)} ]; then echo "${p.to}/backup_label exists: another backup lives here" >&2; exit 17; fi`,
+      `preparing ${p.to}`,
+      { become, signal: ctx.signal },
+    );
+    await writeRemoteFile(t, `${p.to}/backup_label`, labelfile, { become, signal: ctx.signal });
+    if (spcmap) await writeRemoteFile(t, `${p.to}/tablespace_map`, spcmap, { become, signal: ctx.signal });
+    // Read back what is on disk: the files must be byte for byte what PostgreSQL returned.
+    const sums = await remoteSha256(
+      t,
+      [`${p.to}/backup_label`, ...(spcmap ? [`${p.to}/tablespace_map`] : [])],
+      become,
+      ctx.signal,
+    );
+    if (sums.get(`${p.to}/backup_label`) !== sha256(labelfile))
+      throw new StepFailure(`${p.to}/backup_label on disk differs from what PostgreSQL returned`);
+    if (spcmap && sums.get(`${p.to}/tablespace_map`) !== sha256(spcmap))
+      throw new StepFailure(`${p.to}/tablespace_map on disk differs from what PostgreSQL returned`);
+    const m = manifest(p, 'complete', { written_at: new Date().toISOString() });
+    await writeRemoteFile(t, `${p.to}/manifest.json`, `${JSON.stringify(m, null, 2)}\n`, {
+      become,
+      signal: ctx.signal,
+    });
+    ctx.log(`backup ${m.backup_id}: labels and manifest in ${p.to}`);
+    return {
+      dir: p.to,
+      manifest: `${p.to}/manifest.json`,
+      backup_id: m.backup_id,
+      backup_label_sha256: sha256(labelfile),
+      ...(spcmap ? { tablespace_map_sha256: sha256(spcmap) } : {}),
+    };
+  },
+  async undo(ctx, p) {
+    const t = await ctx.transport();
+    const m = manifest(p, 'void', {
+      voided_at: new Date().toISOString(),
+      void_reason: 'the run that took this backup failed after the labels were written',
+    });
+    await writeRemoteFile(t, `${p.to}/manifest.json`, `${JSON.stringify(m, null, 2)}\n`, {
+      become: ctx.host.become,
+      signal: ctx.signal,
+    });
+    ctx.log(`backup ${m.backup_id} marked void in ${p.to}/manifest.json`);
+  },
+});

@@ -1,0 +1,152 @@
+// `fs.snapshot`: take a copy of PGDATA (and its tablespaces) while the backup is open. The
+// low-level API makes any copy method valid; providers differ in speed, not in correctness.
+import { Type } from '@sinclair/typebox';
+import { StepFailure } from '../../errors.js';
+import { quote } from '../../util/shell.js';
+import { defineStep, type Operation } from '../define.js';
+import { run } from '../remote-files.js';
+
+const Params = Type.Object(
+  {
+    provider: Type.Union([Type.Literal('copy'), Type.Literal('btrfs')], { description: 'copy or btrfs' }),
+    to: Type.String({
+      pattern: '^/',
+      description: 'copy: the backup directory (data goes to TO/data); btrfs: the snapshot path',
+    }),
+    source: Type.Optional(
+      Type.String({ pattern: '^/', description: "PGDATA (default: the server's data_directory)" }),
+    ),
+    keep: Type.Optional(
+      Type.Boolean({ description: 'keep what was taken even if the run fails (default false)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Tablespace = Type.Object({ oid: Type.String(), source: Type.String(), path: Type.String() });
+
+const Outputs = Type.Object({
+  provider: Type.String(),
+  id: Type.String({ description: 'what identifies the snapshot (its path)' }),
+  data: Type.String({ description: 'where the copy of PGDATA is' }),
+  source: Type.String(),
+  tablespaces: Type.Array(Tablespace),
+  seconds: Type.Number(),
+});
+
+// What pg_basebackup leaves out too: runtime state and WAL (the archive provides the WAL).
+const EXCLUDES = [
+  'postmaster.pid',
+  'postmaster.opts',
+  'pg_wal/*',
+  'pg_replslot/*',
+  'pg_stat_tmp/*',
+  'pgsql_tmp*',
+  'backup_label',
+  'tablespace_map',
+];
+
+function copyScript(source: string, to: string): string {
+  const ex = EXCLUDES.map((e) => `--exclude=${quote(e)}`).join(' ');
+  // rsync exit 24: files vanished during the copy, normal for a live cluster under the backup API.
+  const rsync = (from: string, dest: string) =>
+    `rsync -a ${ex} ${quote(`${from}/`)} ${quote(`${dest}/`)} || [ $? -eq 24 ]`;
+  return [
+    'set -e',
+    `mkdir -p -m 700 ${quote(`${to}/data`)}`,
+    rsync(source, `${to}/data`),
+    `mkdir -p ${quote(`${to}/data/pg_wal/archive_status`)}`,
+    // Tablespaces are symlinks in pg_tblspc: copy what they point at, report where.
+    `for l in ${quote(source)}/pg_tblspc/*; do [ -L "$l" ] || continue; oid=$(basename "$l"); target=$(readlink -f "$l");`,
+    `  mkdir -p -m 700 ${quote(`${to}/tablespaces`)}/$oid; rsync -a "$target/" ${quote(`${to}/tablespaces`)}/$oid/ || [ $? -eq 24 ]; echo "tablespace $oid $target"; done`,
+  ].join('\n');
+}
+
+function btrfsScript(source: string, to: string): string {
+  return [
+    'set -e',
+    `btrfs subvolume snapshot -r ${quote(source)} ${quote(to)} >/dev/null`,
+    `for l in ${quote(source)}/pg_tblspc/*; do [ -L "$l" ] || continue; echo "tablespace-unsupported $(basename "$l")"; done`,
+  ].join('\n');
+}
+
+function removeScript(provider: string, to: string): string {
+  return provider === 'btrfs'
+    ? `btrfs subvolume delete ${quote(to)} >/dev/null`
+    : `rm -rf -- ${quote(`${to}/data`)} ${quote(`${to}/tablespaces`)}`;
+}
+
+export default defineStep({
+  type: 'fs.snapshot',
+  summary:
+    'Snapshot PGDATA during a backup: copy (rsync of data and tablespaces) or btrfs (read-only subvolume snapshot).',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary: 'removes what it took (unless keep: true): an aborted backup leaves nothing behind',
+  plan(ctx, p) {
+    const source = p.source ?? '$PGDATA (data_directory, learned when run)';
+    const ops: Operation[] = [
+      {
+        kind: 'command',
+        line: p.provider === 'btrfs' ? btrfsScript(source, p.to) : copyScript(source, p.to),
+      },
+    ];
+    void ctx;
+    return {
+      action: `${p.provider === 'btrfs' ? 'read-only btrfs snapshot' : 'copy'} of ${source} to ${p.to}`,
+      ops,
+      undo: p.keep
+        ? { action: 'none: keep: true', ops: [] }
+        : { action: 'remove the snapshot', ops: [{ kind: 'command', line: removeScript(p.provider, p.to) }] },
+    };
+  },
+  async apply(ctx, p) {
+    const t = await ctx.transport();
+    let source = p.source;
+    if (!source) {
+      const pg = await ctx.pg();
+      source = String((await pg.query("select current_setting('data_directory') as d")).rows[0]!.d);
+    }
+    const started = Date.now();
+    const out = await run(
+      t,
+      p.provider === 'btrfs' ? btrfsScript(source, p.to) : copyScript(source, p.to),
+      `${p.provider} snapshot of ${source}`,
+      {
+        become: ctx.host.become,
+        signal: ctx.signal,
+      },
+    );
+    if (/^tablespace-unsupported /m.test(out)) {
+      throw new StepFailure(
+        'the btrfs provider snapshots one subvolume; this cluster has tablespaces elsewhere: use provider copy',
+      );
+    }
+    const tablespaces = [...out.matchAll(/^tablespace (\S+) (.*)$/gm)].map((m) => ({
+      oid: m[1]!,
+      source: m[2]!,
+      path: `${p.to}/tablespaces/${m[1]}`,
+    }));
+    const data = p.provider === 'btrfs' ? p.to : `${p.to}/data`;
+    ctx.log(
+      `${p.provider} snapshot of ${source} at ${data} in ${((Date.now() - started) / 1000).toFixed(2)}s`,
+    );
+    return {
+      provider: p.provider,
+      id: p.to,
+      data,
+      source,
+      tablespaces,
+      seconds: (Date.now() - started) / 1000,
+    };
+  },
+  async undo(ctx, p) {
+    if (p.keep) return;
+    const t = await ctx.transport();
+    await run(t, removeScript(p.provider, p.to), `removing the snapshot ${p.to}`, {
+      become: ctx.host.become,
+      signal: ctx.signal,
+    });
+  },
+});

@@ -1,0 +1,174 @@
+// `pg.backup_start`: begin a non-exclusive low-level backup on a dedicated session the runner holds.
+import { Type } from '@sinclair/typebox';
+import type { PgSession } from '../../connections/pg.js';
+import { StepFailure } from '../../errors.js';
+import { defineStep, type Operation } from '../define.js';
+import { NEW_API, pinnedSessionSetup, startBackupSql, startFunction, stopBackupSql } from './backup-sql.js';
+
+const Params = Type.Object(
+  {
+    label: Type.String({
+      minLength: 1,
+      maxLength: 1000,
+      description: 'the backup label (written into backup_label)',
+    }),
+    fast: Type.Optional(
+      Type.Boolean({ description: 'an immediate checkpoint instead of a spread one (default true)' }),
+    ),
+    session: Type.Optional(
+      Type.String({
+        pattern: '^[a-z][a-z0-9_]*$',
+        description: 'name of the held session (default "backup")',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  lsn: Type.String({ description: 'backup start LSN' }),
+  label: Type.String(),
+  version_num: Type.Integer(),
+  session: Type.String(),
+  backend_pid: Type.Integer({ description: 'server process holding the backup' }),
+  started_at: Type.String(),
+});
+
+/** The message a run fails with when the held session ends before the stop. */
+export const BACKUP_LOST =
+  'the backup was aborted by PostgreSQL when its session ended; nothing taken since backup start is a valid backup';
+
+const PREFLIGHT = `select current_setting('server_version_num')::int as version_num,
+       current_setting('wal_level') as wal_level,
+       current_setting('archive_mode') as archive_mode,
+       current_setting('archive_command') as archive_command,
+       (select setting from pg_settings where name = 'archive_library') as archive_library,
+       pg_is_in_recovery() as in_recovery,
+       a.last_archived_time::text as last_archived_time, a.last_archived_wal,
+       a.last_failed_time::text as last_failed_time, a.last_failed_wal, a.failed_count,
+       coalesce(a.last_failed_time > coalesce(a.last_archived_time, '-infinity'), false) as archiver_failing
+  from pg_stat_archiver a`;
+
+const OTHERS = `select pid, application_name, backend_start::text as since
+  from pg_stat_activity where application_name = $1 and pid <> pg_backend_pid()`;
+
+/** Every reason the server is not fit for a low-level backup, or none. */
+async function preflight(s: PgSession, appName: string): Promise<{ versionNum: number; problems: string[] }> {
+  const r = (await s.query(PREFLIGHT)).rows[0]!;
+  const versionNum = r.version_num as number;
+  const problems: string[] = [];
+  if (!['replica', 'logical'].includes(String(r.wal_level))) {
+    problems.push(`wal_level is "${r.wal_level}": a low-level backup needs replica or logical`);
+  }
+  const mode = String(r.archive_mode);
+  if (r.in_recovery ? mode !== 'always' : !['on', 'always'].includes(mode)) {
+    problems.push(
+      `archive_mode is "${mode}": the WAL from backup start to stop must be archived (${r.in_recovery ? 'a standby needs always' : 'on or always'})`,
+    );
+  }
+  const command = String(r.archive_command ?? '');
+  if ((command === '' || command === '(disabled)') && !r.archive_library) {
+    problems.push(
+      'neither archive_command nor archive_library is set: nothing would archive the WAL the backup needs',
+    );
+  }
+  if (r.archiver_failing) {
+    problems.push(
+      `the WAL archiver is failing: last failure at ${r.last_failed_time} for ${r.last_failed_wal} (${r.failed_count} failures), ` +
+        `last success ${r.last_archived_time ?? 'never'}; fix archive_command first — pg_backup_stop would wait forever for the archive`,
+    );
+  }
+  const fn = startFunction(versionNum);
+  const priv = await s.query('select has_function_privilege(current_user, $1, $2) as ok', [fn, 'execute']);
+  if (!priv.rows[0]?.ok) problems.push(`role may not run ${fn}: grant execute on it, or use a superuser`);
+  const others = await s.query(OTHERS, [appName]);
+  for (const o of others.rows) {
+    problems.push(
+      `another pgrunbook backup session is open on this server (pid ${o.pid}, since ${o.since}); finish or end it first`,
+    );
+  }
+  return { versionNum, problems };
+}
+
+export default defineStep({
+  type: 'pg.backup_start',
+  summary: 'Start a non-exclusive low-level backup on a dedicated session held open until pg.backup_stop.',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary: 'stops the backup on its session without keeping the labels, marking it void',
+  plan(ctx, p) {
+    const fast = p.fast ?? true;
+    const v = ctx.facts.pg?.versionNum;
+    const ops: Operation[] = [
+      { kind: 'sql', sql: PREFLIGHT },
+      {
+        kind: 'note',
+        text: `open a dedicated session "${p.session ?? 'backup'}" held by the runner until pg.backup_stop`,
+      },
+    ];
+    const undoOps: Operation[] = [];
+    if (v) {
+      for (const sql of pinnedSessionSetup(v)) ops.push({ kind: 'sql', sql, params: [] });
+      const start = startBackupSql(v, p.label, fast);
+      ops.push({ kind: 'sql', ...start });
+      undoOps.push({ kind: 'sql', ...stopBackupSql(v, false) });
+    } else {
+      ops.push(
+        {
+          kind: 'note',
+          text: 'PostgreSQL version unknown offline (plan --check learns it); the start is one of:',
+        },
+        { kind: 'sql', ...startBackupSql(NEW_API, p.label, fast) },
+        { kind: 'sql', ...startBackupSql(140000, p.label, fast) },
+      );
+      undoOps.push({
+        kind: 'note',
+        text: 'on the held session: pg_backup_stop(false) (15+) or pg_stop_backup(false, false) (13, 14)',
+      });
+    }
+    return {
+      action: `start backup "${p.label}"${v ? ` (PostgreSQL ${v >= NEW_API ? '15+ API' : '13/14 API'})` : ''}`,
+      ops,
+      undo: { action: 'stop the backup and mark it void', ops: undoOps },
+    };
+  },
+  async apply(ctx, p) {
+    const name = p.session ?? 'backup';
+    const check = await ctx.pg();
+    const { versionNum, problems } = await preflight(check, `pgrunbook-${name}`);
+    if (problems.length)
+      throw new StepFailure(`refusing to start the backup:\n  - ${problems.join('\n  - ')}`);
+    const s = await ctx.sessions.open(name, BACKUP_LOST, pinnedSessionSetup(versionNum));
+    const { sql, params } = startBackupSql(versionNum, p.label, p.fast ?? true);
+    try {
+      const r = await s.query(sql, params);
+      s.notes.backupStartedAt = Date.now();
+      ctx.log(`backup "${p.label}" started at ${r.rows[0]!.lsn} on session pid ${s.backendPid}`);
+      return {
+        lsn: String(r.rows[0]!.lsn),
+        label: p.label,
+        version_num: versionNum,
+        session: name,
+        backend_pid: s.backendPid ?? 0,
+        started_at: new Date().toISOString(),
+      };
+    } catch (err) {
+      await ctx.sessions.release(name);
+      throw err;
+    }
+  },
+  async undo(ctx, _p, out) {
+    const s = ctx.sessions.get(out.session);
+    // Stopped already (pg.backup_stop released it) or ended (PostgreSQL aborted the backup).
+    if (!s) return;
+    if (s.lost) {
+      await ctx.sessions.release(out.session);
+      return;
+    }
+    const { sql, params } = stopBackupSql(out.version_num, false);
+    await s.query(sql, params);
+    ctx.log(`backup "${out.label}" stopped and void: its labels were discarded`);
+    await ctx.sessions.release(out.session);
+  },
+});

@@ -1,0 +1,145 @@
+// `pg.backup_stop`: end the backup on its held session and register what PostgreSQL returned.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Type } from '@sinclair/typebox';
+import { StepFailure } from '../../errors.js';
+import { quote } from '../../util/shell.js';
+import { defineStep, type Operation } from '../define.js';
+import { NEW_API, parseLabel, stopBackupSql } from './backup-sql.js';
+import { BACKUP_LOST } from './backup-start.js';
+
+const Params = Type.Object(
+  {
+    session: Type.Optional(
+      Type.String({
+        pattern: '^[a-z][a-z0-9_]*$',
+        description: 'the session pg.backup_start held (default "backup")',
+      }),
+    ),
+    wait_for_archive: Type.Optional(
+      Type.Boolean({
+        description: 'PostgreSQL waits until the WAL up to the stop is archived (default true)',
+      }),
+    ),
+    archive_dir: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        description: 'also confirm the stop WAL segment is in this directory on the host',
+      }),
+    ),
+    archive_timeout: Type.Optional(
+      Type.Number({ minimum: 1, description: 'seconds to wait for archive_dir (default 60)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  lsn: Type.String({ description: 'backup stop LSN' }),
+  labelfile: Type.String({ description: 'backup_label, exactly as PostgreSQL returned it' }),
+  spcmapfile: Type.String({ description: 'tablespace_map, exactly as returned (empty without tablespaces)' }),
+  start_lsn: Type.String(),
+  label: Type.String(),
+  stop_wal_file: Type.String(),
+  timeline: Type.Integer(),
+  system_identifier: Type.String(),
+  version_num: Type.Integer(),
+  seconds_in_backup: Type.Number({ description: 'from backup start to stop' }),
+  stopped_at: Type.String(),
+  archived: Type.Boolean({
+    description: 'the stop segment was seen in archive_dir (or PostgreSQL waited for it)',
+  }),
+});
+
+export default defineStep({
+  type: 'pg.backup_stop',
+  summary: 'Stop the non-exclusive backup on its held session; registers lsn, labelfile and spcmapfile.',
+  params: Params,
+  outputs: Outputs,
+  mutating: false,
+  undoSummary:
+    'none: stopping ends backup mode; a backup made void later is marked so by backup.write_labels',
+  plan(ctx, p) {
+    const v = ctx.facts.pg?.versionNum;
+    const wait = p.wait_for_archive ?? true;
+    const ops: Operation[] = v
+      ? [{ kind: 'sql', ...stopBackupSql(v, wait) }]
+      : [
+          {
+            kind: 'note',
+            text: 'on the held session; PostgreSQL version unknown offline (plan --check learns it), one of:',
+          },
+          { kind: 'sql', ...stopBackupSql(NEW_API, wait) },
+          { kind: 'sql', ...stopBackupSql(140000, wait) },
+        ];
+    if (p.archive_dir) {
+      ops.push({
+        kind: 'wait',
+        what: `the stop WAL segment is in ${p.archive_dir}`,
+        timeoutSeconds: p.archive_timeout ?? 60,
+      });
+    }
+    ops.push({ kind: 'note', text: `close the held session "${p.session ?? 'backup'}"` });
+    return { action: 'stop the backup and keep backup_label/tablespace_map as returned', ops };
+  },
+  async apply(ctx, p) {
+    const name = p.session ?? 'backup';
+    const s = ctx.sessions.get(name);
+    if (!s)
+      throw new StepFailure(
+        `no backup session "${name}" is held on ${ctx.host.name}: pg.backup_start must run first in this run`,
+      );
+    if (s.lost) throw new StepFailure(`${BACKUP_LOST} (${s.lost})`);
+    const facts = await s.query(
+      "select current_setting('server_version_num')::int as v, system_identifier::text as sysid from pg_control_system()",
+    );
+    const versionNum = facts.rows[0]!.v as number;
+    const { sql, params } = stopBackupSql(versionNum, p.wait_for_archive ?? true);
+    let row: Record<string, unknown>;
+    try {
+      row = (await s.query(sql, params)).rows[0]!;
+    } catch (err) {
+      if (s.lost) throw new StepFailure(`${BACKUP_LOST} (${s.lost})`);
+      throw err;
+    }
+    const stoppedAt = new Date();
+    const startedAt = s.notes.backupStartedAt;
+    const labelfile = String(row.labelfile);
+    const info = parseLabel(labelfile);
+    const inRecovery = (await s.query('select pg_is_in_recovery() as r')).rows[0]!.r === true;
+    const stopWal = inRecovery
+      ? ''
+      : String((await s.query('select pg_walfile_name($1::pg_lsn) as f', [row.lsn])).rows[0]!.f);
+    await ctx.sessions.release(name);
+    let archived = p.wait_for_archive ?? true;
+    if (p.archive_dir && stopWal) {
+      const t = await ctx.transport();
+      const deadline = Date.now() + (p.archive_timeout ?? 60) * 1000;
+      for (;;) {
+        const r = await t.exec(`test -f ${quote(`${p.archive_dir}/${stopWal}`)}`, { signal: ctx.signal });
+        if (r.exitCode === 0) break;
+        if (Date.now() > deadline) {
+          throw new StepFailure(
+            `WAL segment ${stopWal} (the backup's stop) did not reach ${p.archive_dir} within ${p.archive_timeout ?? 60}s`,
+          );
+        }
+        await sleep(500, undefined, { signal: ctx.signal });
+      }
+      archived = true;
+    }
+    const started = typeof startedAt === 'number' ? startedAt : Number.NaN;
+    return {
+      lsn: String(row.lsn),
+      labelfile,
+      spcmapfile: String(row.spcmapfile ?? ''),
+      start_lsn: info.startLsn ?? '',
+      label: info.label ?? '',
+      stop_wal_file: stopWal,
+      timeline: info.startTimeline ?? 0,
+      system_identifier: String(facts.rows[0]!.sysid),
+      version_num: versionNum,
+      seconds_in_backup: Number.isNaN(started) ? -1 : Math.max(0, (stoppedAt.getTime() - started) / 1000),
+      stopped_at: stoppedAt.toISOString(),
+      archived,
+    };
+  },
+});

@@ -1,0 +1,312 @@
+// Snapshot backups on real PostgreSQL 13 and 15 under a concurrent writer: the held session,
+// the labels kept byte for byte, and a restore that reaches consistency with every committed row.
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PgServer, startPostgres } from '../env/index.js';
+import { events, journalOf, runCli, runIds, startCli, workdir } from './cli.js';
+
+const servers: Partial<Record<13 | 15, PgServer>> = {};
+beforeAll(async () => {
+  [servers[15], servers[13]] = await Promise.all([
+    startPostgres({ version: 15 }),
+    startPostgres({ version: 13 }),
+  ]);
+});
+afterAll(async () => {
+  await Promise.all(Object.values(servers).map((s) => s?.stop()));
+});
+
+function client(s: PgServer): pg.Client {
+  return new pg.Client({ host: s.host, port: s.port, user: 'postgres', database: 'postgres' });
+}
+
+/** A writer committing one row at a time and recording when each commit was acknowledged. */
+async function startWriter(s: PgServer) {
+  const c = client(s);
+  await c.connect();
+  await c.query('create table if not exists t (id bigserial primary key, at timestamptz default now())');
+  const acked: { id: number; at: number }[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const r = await c.query('insert into t default values returning id');
+      acked.push({ id: Number(r.rows[0].id), at: Date.now() });
+    }
+  })();
+  return {
+    acked,
+    async stop() {
+      running = false;
+      await loop;
+      await c.end();
+    },
+  };
+}
+
+function scratchRoot(): string {
+  const d = mkdtempSync(join(tmpdir(), 'pgrb-backup-'));
+  chmodSync(d, 0o755);
+  return d;
+}
+
+const inventory = (s: PgServer, root: string) => `
+hosts:
+  db:
+    transport: local
+    pg: { host: 127.0.0.1, port: ${s.port}, user: postgres, sslmode: disable }
+    vars:
+      backup_dir: ${root}/backup
+      scratch: ${root}/verify
+      archive: ${s.archiveDir}
+      bin_dir: ${s.binDir}
+`;
+
+const PLAYBOOK = `
+- name: snapshot backup with verification
+  hosts: db
+  steps:
+    - id: start
+      pg.backup_start: { label: "it-{{ run.id }}" }
+    - id: snap
+      fs.snapshot: { provider: copy, to: "{{ backup_dir }}" }
+    - pause: { seconds: 0.3 }
+    - id: stop
+      pg.backup_stop: { archive_dir: "{{ archive }}" }
+    - id: labels
+      backup.write_labels: { to: "{{ backup_dir }}", from: "{{ stop }}", snapshots: ["{{ snap }}"] }
+    - id: verify
+      backup.verify:
+        from: "{{ backup_dir }}"
+        scratch: "{{ scratch }}"
+        archive_dir: "{{ archive }}"
+        bin_dir: "{{ bin_dir }}"
+        run_as: pgrb
+        checks:
+          rows: "select max(id) as max, count(*) as n from t"
+`;
+
+describe.each([15, 13] as const)('PostgreSQL %i', (version) => {
+  it('a backup under a concurrent writer restores to consistency with every row committed before the stop', async () => {
+    // Two restores: to the end of the backup (recovery_target immediate), which holds every row
+    // committed before pg.backup_stop was called; and of all archived WAL once the writer's last
+    // segment is archived, which holds every row committed before pg.backup_stop returned.
+    const s = servers[version]!;
+    const root = scratchRoot();
+    const writer = await startWriter(s);
+    let r: Awaited<ReturnType<typeof runCli>>;
+    try {
+      await new Promise((res) => setTimeout(res, 300));
+      r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+        cwd: workdir({ 'pb.yml': PLAYBOOK, 'inv.yml': inventory(s, root) }),
+      });
+    } finally {
+      await writer.stop();
+    }
+    const c = client(s);
+    await c.connect();
+    const seg = (await c.query('select pg_walfile_name(pg_switch_wal()) as f')).rows[0].f as string;
+    await c.end();
+    const t0 = Date.now();
+    while (!existsSync(join(s.archiveDir, seg)) && Date.now() - t0 < 15_000)
+      await new Promise((res) => setTimeout(res, 100));
+    const latest = await runCli(['run', 'v.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'inv.yml': inventory(s, root),
+        'v.yml': `- name: v
+  hosts: db
+  steps:
+    - id: v
+      backup.verify:
+        from: "{{ backup_dir }}"
+        scratch: "{{ scratch }}-latest"
+        archive_dir: "{{ archive }}"
+        bin_dir: "{{ bin_dir }}"
+        run_as: pgrb
+        recovery_target: latest
+        checks: { rows: "select max(id) as max, count(*) as n from t" }
+`,
+      }),
+    });
+    expect(latest.stderr + latest.stdout.slice(-2000)).not.toContain('problem');
+    expect(latest.code).toBe(0);
+    const latestRows = (
+      events(latest.stdout).find((e) => e.type === 'step_finished')!.outputs as {
+        checks: { rows: { max: number; n: number }[] };
+      }
+    ).checks.rows[0]!;
+    const ev = events(r.stdout);
+    expect(
+      r.stdout
+        .split('\n')
+        .filter((l) => l.includes('"failed"'))
+        .join('\n'),
+    ).toBe('');
+    expect(r.code).toBe(0);
+    const fin = (id: string) =>
+      ev.find((e) => e.type === 'step_finished' && (e.names as string[]).includes(id))!;
+    const start = fin('start').outputs as { version_num: number };
+    const stop = fin('stop').outputs as { labelfile: string; lsn: string; seconds_in_backup: number };
+    expect(Math.floor(start.version_num / 10000)).toBe(version);
+    // The labels on disk are exactly what PostgreSQL returned.
+    expect(readFileSync(join(root, 'backup', 'backup_label'), 'utf8')).toBe(stop.labelfile);
+    const manifest = JSON.parse(readFileSync(join(root, 'backup', 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ status: 'complete', stop_lsn: stop.lsn });
+    const stopCalled = Date.parse(
+      ev.find((e) => e.type === 'step_started' && e.stepType === 'pg.backup_stop')!.ts as string,
+    );
+    const stopReturned = Date.parse(fin('stop').ts as string);
+    const lastBefore = (at: number) => writer.acked.filter((a) => a.at < at).at(-1)!.id;
+    expect(lastBefore(stopCalled)).toBeGreaterThan(10);
+    // At the end of the backup: every row acknowledged before pg.backup_stop was called, no gap.
+    const verify = fin('verify').outputs as {
+      consistent_lsn: string;
+      checks: { rows: { max: number; n: number }[] };
+    };
+    const restored = verify.checks.rows[0]!;
+    expect(Number(restored.max)).toBeGreaterThanOrEqual(lastBefore(stopCalled));
+    expect(Number(restored.n)).toBe(Number(restored.max));
+    // With the archive replayed: every row acknowledged before pg.backup_stop returned, no gap.
+    expect(Number(latestRows.max)).toBeGreaterThanOrEqual(lastBefore(stopReturned));
+    expect(Number(latestRows.n)).toBe(Number(latestRows.max));
+    expect(verify.consistent_lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    // Scratch copy cleaned up.
+    expect(existsSync(join(root, 'verify'))).toBe(false);
+  });
+});
+
+describe('failures around the held backup session', () => {
+  it('pg_terminate_backend of the held session fails the run with the backup message; no manifest claims a backup', async () => {
+    const s = servers[15]!;
+    const root = scratchRoot();
+    const cwd = workdir({
+      'inv.yml': inventory(s, root),
+      'pb.yml': `
+- name: killed
+  hosts: db
+  steps:
+    - id: start
+      pg.backup_start: { label: "killed" }
+    - id: snap
+      fs.snapshot: { provider: copy, to: "{{ backup_dir }}" }
+    - pause: { seconds: 20 }
+    - id: stop
+      pg.backup_stop: {}
+    - backup.write_labels: { to: "{{ backup_dir }}", from: "{{ stop }}" }
+`,
+    });
+    const { done } = startCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
+    const t0 = Date.now();
+    while (
+      !(runIds(cwd).length && journalOf(cwd).some((e) => e.type === 'step_started' && e.stepType === 'pause'))
+    ) {
+      if (Date.now() - t0 > 20_000) throw new Error('the pause never started');
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    const c = client(s);
+    await c.connect();
+    const killed = await c.query(
+      "select pg_terminate_backend(pid) as ok from pg_stat_activity where application_name = 'pgrunbook-backup'",
+    );
+    await c.end();
+    expect(killed.rows).toEqual([{ ok: true }]);
+    const r = await done;
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      'the backup was aborted by PostgreSQL when its session ended; nothing taken since backup start is a valid backup',
+    );
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    // Compensation removed the snapshot; nothing claims a backup.
+    expect(existsSync(join(root, 'backup', 'manifest.json'))).toBe(false);
+    expect(existsSync(join(root, 'backup', 'data'))).toBe(false);
+    const j = journalOf(cwd);
+    expect(j.some((e) => e.type === 'run_aborted')).toBe(true);
+    expect(j.filter((e) => e.type === 'undo_finished').map((e) => e.title)).toEqual([
+      'fs.snapshot',
+      'pg.backup_start',
+    ]);
+  });
+
+  it('a failing archive_command makes pg.backup_start refuse before starting', async () => {
+    const s = servers[13]!;
+    const c = client(s);
+    await c.connect();
+    try {
+      await c.query("alter system set archive_command = 'false'");
+      await c.query('select pg_reload_conf()');
+      await c.query('create table if not exists churn (x int)');
+      await c.query('insert into churn select generate_series(1, 1000)');
+      await c.query('select pg_switch_wal()');
+      const t0 = Date.now();
+      while (
+        Number((await c.query('select failed_count from pg_stat_archiver')).rows[0].failed_count) === 0
+      ) {
+        if (Date.now() - t0 > 15_000) throw new Error('the archiver never failed');
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      const root = scratchRoot();
+      const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+        cwd: workdir({
+          'inv.yml': inventory(s, root),
+          'pb.yml': '- name: b\n  hosts: db\n  steps:\n    - pg.backup_start: { label: x }\n',
+        }),
+      });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain('refusing to start the backup');
+      expect(r.stdout).toContain('the WAL archiver is failing');
+      const active = await c.query(
+        "select count(*)::int as n from pg_stat_activity where application_name = 'pgrunbook-backup'",
+      );
+      expect(active.rows[0].n).toBe(0);
+    } finally {
+      await c.query(
+        `alter system set archive_command = 'test ! -f ${s.archiveDir}/%f && cp %p ${s.archiveDir}/%f'`,
+      );
+      await c.query('select pg_reload_conf()');
+      await c.end();
+    }
+  });
+
+  it('backup.write_labels pointed at the live data directory is refused and nothing is written', async () => {
+    const s = servers[15]!;
+    const root = scratchRoot();
+    const cwd = workdir({
+      'inv.yml': inventory(s, root),
+      'pb.yml': `
+- name: wrong place
+  hosts: db
+  steps:
+    - id: start
+      pg.backup_start: { label: "wrong-place" }
+    - id: stop
+      pg.backup_stop: {}
+    - backup.write_labels: { to: "${s.dataDir}", from: "{{ stop }}" }
+`,
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(
+      `refusing to write backup_label: ${s.dataDir} is the data directory of a running PostgreSQL`,
+    );
+    expect(existsSync(join(s.dataDir, 'backup_label'))).toBe(false);
+    expect(existsSync(join(s.dataDir, 'manifest.json'))).toBe(false);
+  });
+
+  it('plan --check shows the exact SQL for each server version', async () => {
+    const pb =
+      '- name: b\n  hosts: all\n  steps:\n    - pg.backup_start: { label: l1 }\n    - pg.backup_stop: {}\n';
+    const inv = `hosts:\n  v13: { transport: local, pg: { port: ${servers[13]!.port}, sslmode: disable } }\n  v15: { transport: local, pg: { port: ${servers[15]!.port}, sslmode: disable } }\n`;
+    const r = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check'], {
+      cwd: workdir({ 'pb.yml': pb, 'inv.yml': inv }),
+    });
+    expect(r.code).toBe(0);
+    const on = (host: string) => r.stdout.split(`on ${host}:`)[1]!.split(/\n\s+on v|\n {2}\d+\./)[0]!;
+    expect(r.stdout).toMatch(/on v13:[\s\S]*select pg_start_backup\(\$1, \$2, false\)/);
+    expect(r.stdout).toMatch(/on v15:[\s\S]*select pg_backup_start\(\$1, \$2\)/);
+    expect(on('v13')).not.toContain('pg_backup_start');
+    expect(r.stdout).toContain('pg_stop_backup(false, $1)');
+    expect(r.stdout).toContain('pg_backup_stop($1)');
+  });
+});
