@@ -5,6 +5,7 @@ import { type Inventory, loadInventory } from '../../../src/inventory/inventory.
 import { parseSource } from '../../../src/playbook/load.js';
 import type { BlockNode, Node, StepNode } from '../../../src/playbook/model.js';
 import { loadPlaybook, validatePlaybook } from '../../../src/playbook/validate.js';
+import { stepTypes } from '../../../src/steps/registry.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../../fixtures/playbooks/${name}`, import.meta.url));
 const inventory = (name: string): Inventory => {
@@ -61,7 +62,7 @@ describe('loadPlaybook: every problem, precisely located', () => {
   it('a step with no step-type key lists the step types', () => {
     const f = fixture('no-step-type.yml');
     expect(formatted(f)).toEqual([
-      `${f}:5:7: [0].steps[1]: expected one step type key (assert, file.write, pause, pg.query, set_fact, shell, wait_for), found none`,
+      `${f}:5:7: [0].steps[1]: expected one step type key (${stepTypes.join(', ')}), found none`,
     ]);
   });
 
