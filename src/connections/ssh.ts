@@ -4,7 +4,15 @@ import { Client, type ClientChannel } from 'ssh2';
 import { ConnectionError } from '../errors.js';
 import type { Secret } from '../util/secret.js';
 import { Semaphore } from '../util/semaphore.js';
-import { checkKnownHosts, fingerprint, knownHostsName, readKnownHosts } from './known-hosts.js';
+import {
+  checkKnownHosts,
+  fingerprint,
+  hostKeyAlgorithms,
+  keyTypeOf,
+  knownHostsName,
+  knownKeyTypes,
+  readKnownHosts,
+} from './known-hosts.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
 /** Everything needed to open and trust one SSH connection. */
@@ -26,25 +34,87 @@ export interface SshSettings {
   maxChannels: number;
 }
 
+/** Why the host key of an open connection was trusted. */
+export type HostKeyTrust =
+  /** it equals the inventory's `ssh.host_key` */
+  | 'pinned'
+  /** known_hosts lists it for the host */
+  | 'known'
+  /** known_hosts does not know the host and `accept_unknown_host_key` is on: worth journaling */
+  | 'accepted-unknown';
+
+/** Options of one open beyond the inventory's settings. */
+export interface OpenSshOptions {
+  /**
+   * A fingerprint the host must present again, on top of the usual checks: a reconnect during a
+   * run after an unknown key was accepted must not accept a different unknown key.
+   */
+  sameKeyAs?: string;
+}
+
+/** How long an abort waits for the remote shell's PID before it gives up on killing the group. */
+export const PID_WAIT_MS = 5000;
+/** How long a cancelled command gets between SIGTERM and SIGKILL (enforced on the host). */
+export const KILL_GRACE_MS = 3000;
+/** How long to wait for a channel to close after the kill or a local close before giving up. */
+const CLOSE_WAIT_MS = 2000;
+
 /** Opens a verified connection; refuses unknown or changed host keys with their fingerprint. */
-export async function openSsh(s: SshSettings): Promise<SshTransport> {
+export async function openSsh(s: SshSettings, opts: OpenSshOptions = {}): Promise<SshTransport> {
   const client = new Client();
+  const name = knownHostsName(s.host, s.port);
+  let knownText = '';
+  if (!s.hostKey) {
+    try {
+      knownText = readKnownHosts(s.knownHostsFile, { mustExist: s.acceptUnknownHostKey });
+    } catch (err) {
+      throw new ConnectionError(
+        `${s.hostName}: ${(err as Error).message}` +
+          (s.acceptUnknownHostKey
+            ? '; accept_unknown_host_key needs a readable known_hosts file, or every key would count as unknown and be accepted (create it, even empty, or pin ssh.host_key)'
+            : ''),
+      );
+    }
+  }
+  const knownTypes = s.hostKey ? [] : knownKeyTypes(knownText, s.host, s.port);
   let refusal: string | undefined;
+  let trusted: { fingerprint: string; keyType: string; trust: HostKeyTrust } | undefined;
   const verify = (key: Buffer): boolean => {
     const fp = fingerprint(key);
+    const keyType = keyTypeOf(key) ?? 'unknown';
+    if (opts.sameKeyAs && fp !== opts.sameKeyAs) {
+      refusal =
+        `HOST KEY CHANGED for ${s.hostName} (${name}) during this run: it presented ${opts.sameKeyAs} ` +
+        `when first connected and now presents ${fp}; refusing to reconnect`;
+      return false;
+    }
     if (s.hostKey) {
-      if (fp === s.hostKey) return true;
+      if (fp === s.hostKey) {
+        trusted = { fingerprint: fp, keyType, trust: 'pinned' };
+        return true;
+      }
       refusal = `host key of ${s.hostName} (${s.host}:${s.port}) is ${fp}, but the inventory pins ${s.hostKey}; refusing to connect`;
       return false;
     }
-    const verdict = checkKnownHosts(readKnownHosts(s.knownHostsFile), s.host, s.port, key);
-    if (verdict === 'trusted') return true;
-    if (verdict === 'unknown' && s.acceptUnknownHostKey) return true;
-    const name = knownHostsName(s.host, s.port);
+    const verdict = checkKnownHosts(knownText, s.host, s.port, key);
+    if (verdict === 'trusted') {
+      trusted = { fingerprint: fp, keyType, trust: 'known' };
+      return true;
+    }
+    if (verdict === 'unknown' && s.acceptUnknownHostKey) {
+      trusted = { fingerprint: fp, keyType, trust: 'accepted-unknown' };
+      return true;
+    }
     if (verdict === 'unknown') {
       refusal =
         `unknown host key for ${s.hostName} (${name}): ${fp} is not in ${s.knownHostsFile}. ` +
         `If you trust it, pin it in the inventory (ssh.host_key: ${fp}) or add it with ssh-keyscan -p ${s.port} ${s.host} >> ${s.knownHostsFile}`;
+    } else if (verdict === 'changed' && !knownTypes.includes(keyType)) {
+      // The algorithms known_hosts can verify were offered first; the server has none of them.
+      refusal =
+        `cannot verify the host key of ${s.hostName} (${name}): it presents a ${keyType} key (${fp}), but ${s.knownHostsFile} ` +
+        `lists only ${knownTypes.join(', ')} keys for it, which the server no longer offers. ` +
+        'If the host was re-keyed, verify the new key out of band and replace its line';
     } else if (verdict === 'changed') {
       refusal =
         `HOST KEY CHANGED for ${s.hostName} (${name}): it now presents ${fp}, which ${s.knownHostsFile} does not list for it. ` +
@@ -64,6 +134,7 @@ export async function openSsh(s: SshSettings): Promise<SshTransport> {
       );
     }
   }
+  const serverHostKey = hostKeyAlgorithms(knownTypes);
   await new Promise<void>((resolve, reject) => {
     client.once('ready', () => resolve());
     client.once('error', (err) => {
@@ -81,32 +152,98 @@ export async function openSsh(s: SshSettings): Promise<SshTransport> {
       keepaliveInterval: s.keepaliveIntervalMs,
       keepaliveCountMax: 3,
       hostVerifier: verify,
+      // Host key types known_hosts can verify go first, as OpenSSH orders them.
+      ...(serverHostKey ? { algorithms: { serverHostKey: serverHostKey as never } } : {}),
     });
     // Without TCP_NODELAY every exec round trip waits for a delayed ACK (~44 ms instead of ~2 ms).
     client.setNoDelay(true);
   });
-  return new SshTransport(client, s);
+  if (!trusted) {
+    client.end();
+    throw new ConnectionError(`${s.hostName}: ssh connected without verifying a host key`);
+  }
+  return new SshTransport(client, s, trusted);
+}
+
+/** Resolves true if `p` settles within `ms`, false otherwise; the timer never holds the process. */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Shell text run on the host to cancel a command: SIGTERM to its process group now, then, in a
+ * detached background job that outlives this channel and even the connection, SIGKILL if any
+ * member is still alive after the grace period. `kill -SIG -PGID` without `--`: dash rejects `--`.
+ */
+export function killScript(pid: number, graceMs = KILL_GRACE_MS): string {
+  if (!Number.isSafeInteger(pid) || pid <= 1) throw new Error(`bad process group ${pid}`);
+  const ticks = Math.max(1, Math.ceil(graceMs / 100));
+  return [
+    `kill -TERM -${pid} 2>/dev/null || exit 0;`,
+    `(n=0; while kill -0 -${pid} 2>/dev/null; do`,
+    `if [ "$n" -ge ${ticks} ]; then kill -KILL -${pid} 2>/dev/null; exit 0; fi;`,
+    // Fractional sleep is not POSIX: fall back to whole seconds where it is refused.
+    'if sleep 0.1 2>/dev/null; then n=$((n+1)); else sleep 1; n=$((n+10)); fi;',
+    'done) </dev/null >/dev/null 2>&1 &',
+  ].join(' ');
 }
 
 /** An open SSH connection; exec channels are capped so OpenSSH's MaxSessions is never hit. */
 export class SshTransport implements Transport {
   readonly kind = 'ssh' as const;
   readonly #channels: Semaphore;
+  /**
+   * Kill channels are outside the exec cap (aborted commands hold exec slots until they end, so
+   * sharing it could deadlock) but serialised: each lives a few milliseconds. With the default
+   * max_channels 8, exec plus kill channels stay under OpenSSH's MaxSessions 10.
+   */
+  readonly #killSlots = new Semaphore(1);
   #closed = false;
-  readonly #pendingKills = new Set<Promise<void>>();
+  /** Channels being opened: an abort can only register once its channel is open. */
+  readonly #opening = new Set<Promise<void>>();
+  /** Cancellations until their kill is sent (or given up): close() waits for those. */
+  readonly #pendingCancels = new Set<Promise<void>>();
   #lost: Error | undefined;
+  /** The host key this connection verified, `SHA256:…`. */
+  readonly hostKeyFingerprint: string;
+  /** Its type, e.g. `ssh-ed25519`. */
+  readonly hostKeyType: string;
+  /** How it was trusted: `accepted-unknown` should be journaled. */
+  readonly hostKeyTrust: HostKeyTrust;
 
   constructor(
     private readonly client: Client,
     private readonly s: SshSettings,
+    hostKey: { fingerprint: string; keyType: string; trust: HostKeyTrust },
   ) {
+    this.hostKeyFingerprint = hostKey.fingerprint;
+    this.hostKeyType = hostKey.keyType;
+    this.hostKeyTrust = hostKey.trust;
     this.#channels = new Semaphore(s.maxChannels);
     client.on('error', (err) => {
-      this.#lost = err;
+      this.#lost ??= err;
     });
     client.on('close', () => {
       if (!this.#closed) this.#lost ??= new Error('connection closed by the server');
     });
+  }
+
+  /** Why the connection ended other than by `close()`, if it did; a lost transport runs nothing. */
+  get lost(): string | undefined {
+    return this.#lost?.message;
+  }
+
+  /** The settings this connection was opened with. */
+  get settings(): SshSettings {
+    return this.s;
   }
 
   async exec(line: string, opts: ExecOptions = {}): Promise<ExecResult> {
@@ -114,17 +251,26 @@ export class SshTransport implements Transport {
   }
 
   #exec(line: string, opts: ExecOptions): Promise<ExecResult> {
-    if (this.#lost) {
-      return Promise.reject(
-        new ConnectionError(`${this.s.hostName}: ssh connection lost: ${this.#lost.message}`),
-      );
+    if (this.#lost || this.#closed) {
+      const why = this.#lost?.message ?? 'closed by pgrunbook';
+      return Promise.reject(new ConnectionError(`${this.s.hostName}: ssh connection lost: ${why}`));
     }
+    // Aborted while waiting for a channel: never start it.
+    if (opts.signal?.aborted)
+      return Promise.resolve({ exitCode: null, signal: 'SIGTERM', stdout: '', stderr: '' });
     // OpenSSH ignores "signal" channel requests and leaves a non-pty command running when its
     // channel closes. sshd starts each command as a session leader, so the shell's PID names the
     // whole process group: learn it from the first stderr line, and kill the group on abort.
     const wrapped = `printf '%s\\n' "$$" >&2; ${line}`;
+    let opened: () => void = () => {};
+    const opening = new Promise<void>((r) => {
+      opened = r;
+    });
+    this.#opening.add(opening);
+    void opening.then(() => this.#opening.delete(opening));
     return new Promise((resolve, reject) => {
-      this.client.exec(wrapped, (err: Error | undefined, ch: ClientChannel) => {
+      const onChannel = (err: Error | undefined, ch: ClientChannel) => {
+        opened();
         if (err) {
           reject(new ConnectionError(`${this.s.hostName}: cannot open an ssh channel: ${err.message}`));
           return;
@@ -132,12 +278,35 @@ export class SshTransport implements Transport {
         let stdout = '';
         let stderr = '';
         let pidLine: string | undefined = '';
-        let pid: number | undefined;
         let exitCode: number | null = null;
         let signal: string | null = null;
+        let settled = false;
+        let setPid: (pid: number | undefined) => void = () => {};
+        const pidKnown = new Promise<number | undefined>((r) => {
+          setPid = r;
+        });
+        let markClosed: () => void = () => {};
+        const closed = new Promise<void>((r) => {
+          markClosed = r;
+        });
+        const finish = (unconfirmed = false) => {
+          if (settled) return;
+          settled = true;
+          opts.signal?.removeEventListener('abort', onAbort);
+          setPid(undefined);
+          if (exitCode === null && signal === null && opts.signal?.aborted) signal = 'SIGTERM';
+          if (unconfirmed)
+            stderr += '\n[pgrunbook: cancelled, but the host did not confirm that the command ended]\n';
+          resolve({ exitCode, signal, stdout, stderr });
+        };
         const onAbort = () => {
-          if (pid) void this.#killGroup(pid);
-          ch.close();
+          let killSent: () => void = () => {};
+          const sent = new Promise<void>((r) => {
+            killSent = r;
+          });
+          this.#pendingCancels.add(sent);
+          void sent.then(() => this.#pendingCancels.delete(sent));
+          void this.#cancel(ch, pidKnown, closed, () => finish(true), killSent).finally(killSent);
         };
         opts.signal?.addEventListener('abort', onAbort, { once: true });
         ch.on('data', (c: Buffer) => {
@@ -151,10 +320,9 @@ export class SshTransport implements Transport {
             pidLine += t;
             const nl = pidLine.indexOf('\n');
             if (nl < 0) return;
-            pid = Number.parseInt(pidLine.slice(0, nl), 10) || undefined;
+            setPid(Number.parseInt(pidLine.slice(0, nl), 10) || undefined);
             t = pidLine.slice(nl + 1);
             pidLine = undefined;
-            if (opts.signal?.aborted && pid) void this.#killGroup(pid);
             if (!t) return;
           }
           stderr += t;
@@ -165,38 +333,100 @@ export class SshTransport implements Transport {
           signal = sig ?? null;
         });
         ch.on('close', () => {
-          opts.signal?.removeEventListener('abort', onAbort);
-          if (exitCode === null && signal === null && opts.signal?.aborted) signal = 'TERM';
-          resolve({ exitCode, signal, stdout, stderr });
+          markClosed();
+          finish();
         });
         // No empty data packet when there is no input: EOF alone.
         if (opts.stdin) ch.end(opts.stdin);
         else ch.end();
         if (opts.signal?.aborted) onAbort();
-      });
+      };
+      try {
+        this.client.exec(wrapped, onChannel);
+      } catch (err) {
+        opened();
+        // ssh2 throws "Not connected" synchronously once the socket is gone.
+        this.#lost ??= err as Error;
+        reject(new ConnectionError(`${this.s.hostName}: ssh connection lost: ${(err as Error).message}`));
+      }
     });
   }
 
-  /** Terminates a remote command's process group over a fresh channel. */
-  #killGroup(pid: number): Promise<void> {
-    const p = new Promise<void>((resolve) => {
-      this.client.exec(`kill -TERM -- -${pid} 2>/dev/null; true`, (err, ch) => {
-        if (err) return resolve();
-        ch.on('close', () => resolve());
-        ch.resume();
-        ch.stderr.resume();
-        ch.end();
+  /**
+   * Cancels one running command: waits (bounded) for its PID if the abort came first, kills its
+   * process group on the host (TERM, then KILL after the grace period), and only closes the
+   * channel locally if the command still has not ended. Never rejects.
+   */
+  async #cancel(
+    ch: ClientChannel,
+    pidKnown: Promise<number | undefined>,
+    closed: Promise<void>,
+    giveUp: () => void,
+    killSent: () => void,
+  ): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const pid = await Promise.race([
+      pidKnown,
+      closed.then(() => 'closed' as const),
+      new Promise<'timeout'>((r) => {
+        timer = setTimeout(() => r('timeout'), PID_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (pid === 'closed') return;
+    if (typeof pid === 'number') {
+      const sent = await this.#killGroup(pid);
+      killSent();
+      if (sent && (await within(closed, KILL_GRACE_MS + CLOSE_WAIT_MS))) return;
+    }
+    // No PID, no kill channel, or the group outlived SIGKILL (e.g. it runs as another user).
+    try {
+      ch.close();
+    } catch {
+      // the connection is gone
+    }
+    // sshd answers a close only once the command's output is closed: do not wait for ever.
+    if (!(await within(closed, CLOSE_WAIT_MS))) giveUp();
+  }
+
+  /**
+   * Sends the kill script over a fresh channel; resolves whether it ran. Never throws: on a lost
+   * connection ssh2 throws "Not connected" synchronously, and a full server (MaxSessions) refuses
+   * the channel, which is retried until the PID deadline.
+   */
+  #killGroup(pid: number): Promise<boolean> {
+    const deadline = Date.now() + PID_WAIT_MS;
+    const once = (): Promise<boolean | 'retry'> =>
+      new Promise((resolve) => {
+        try {
+          this.client.exec(killScript(pid), (err, ch) => {
+            if (err) return resolve(this.#lost ? false : 'retry');
+            ch.on('close', () => resolve(true));
+            ch.resume();
+            ch.stderr.resume();
+            ch.end();
+          });
+        } catch {
+          resolve(false);
+        }
       });
+    return this.#killSlots.run(async () => {
+      for (;;) {
+        const r = await once();
+        if (r !== 'retry') return r;
+        if (Date.now() > deadline || this.#lost) return false;
+        await new Promise((res) => setTimeout(res, 100));
+      }
     });
-    this.#pendingKills.add(p);
-    void p.finally(() => this.#pendingKills.delete(p));
-    return p;
   }
 
   async close(): Promise<void> {
-    // Let cancellations reach the host before hanging up.
-    if (this.#pendingKills.size > 0) {
-      await Promise.race([Promise.all(this.#pendingKills), new Promise((r) => setTimeout(r, 3000).unref())]);
+    // Let cancellations reach the host before hanging up: the kill is sent only once the PID is
+    // known, and after that the host enforces the TERM → KILL escalation on its own. A channel
+    // still opening may carry an aborted command that the server is already starting.
+    if (this.#opening.size > 0) await within(Promise.all(this.#opening), this.s.connectTimeoutMs);
+    if (this.#pendingCancels.size > 0) {
+      await within(Promise.all(this.#pendingCancels), PID_WAIT_MS + CLOSE_WAIT_MS);
     }
     this.#closed = true;
     this.client.end();

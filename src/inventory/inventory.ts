@@ -21,6 +21,11 @@ export interface InventoryHost {
   /** Variables: inventory vars < group vars (parents before children) < host vars. */
   vars: Record<string, unknown>;
   groups: string[];
+  /**
+   * Environment variables the inventory reads secrets from (every host's, see `secretEnvNames`):
+   * commands run on this machine do not inherit them.
+   */
+  secretEnv?: readonly string[];
 }
 
 /** A loaded inventory. */
@@ -30,6 +35,8 @@ export interface Inventory {
   hosts: Map<string, InventoryHost>;
   /** Group name → host names (children expanded), in inventory order. */
   groups: Map<string, string[]>;
+  /** Names of the environment variables any secret source reads (`{env: NAME}`), sorted. */
+  secretEnvNames: string[];
 }
 
 const expandHome = (p: string, base: string) =>
@@ -97,6 +104,7 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
     .sort((a, b) => a.d - b.d || a.i - b.i)
     .map((x) => x.g);
 
+  const secretEnv = secretEnvNamesOf(inv);
   const hosts = new Map<string, InventoryHost>();
   for (const [name, h] of Object.entries(inv.hosts)) {
     const memberOf = Object.keys(groupDefs).filter((g) => groups.get(g)?.includes(name));
@@ -104,9 +112,33 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
     for (const g of groupOrder) if (memberOf.includes(g)) Object.assign(vars, groupDefs[g]?.vars ?? {});
     Object.assign(vars, h.vars ?? {});
     const host = resolveHost(name, h ?? {}, inv, base, doc, out);
-    hosts.set(name, { ...host, vars, groups: memberOf });
+    hosts.set(name, { ...host, vars, groups: memberOf, secretEnv });
   }
-  return { inventory: { file, doc, hosts, groups }, problems: out };
+  return { inventory: { file, doc, hosts, groups, secretEnvNames: secretEnv }, problems: out };
+}
+
+/** Every `{env: NAME}` secret source of an inventory file, wherever it is written. */
+function secretEnvNamesOf(inv: InventoryFile): string[] {
+  const names = new Set<string>();
+  const add = (src: SecretSourceFile | undefined) => {
+    if (src && 'env' in src) names.add(src.env);
+  };
+  const d = inv.defaults ?? {};
+  add(d.ssh?.identity_passphrase);
+  add(d.pg?.password);
+  for (const h of Object.values(inv.hosts)) {
+    add(h?.ssh?.identity_passphrase);
+    add(h?.pg?.password);
+  }
+  return [...names].sort();
+}
+
+/**
+ * Names of the environment variables the inventory takes secrets from: whoever starts local
+ * commands strips them from the child's environment (see LocalTransport).
+ */
+export function secretEnvNames(inventory: Inventory): string[] {
+  return [...inventory.secretEnvNames];
 }
 
 function resolveHost(
@@ -118,7 +150,15 @@ function resolveHost(
   out: Problem[],
 ): Omit<InventoryHost, 'vars' | 'groups'> {
   const d = inv.defaults ?? {};
-  const transport = h.transport ?? d.transport ?? (h.ssh || d.ssh ? 'ssh' : 'local');
+  // Never guessed: a host without any connection settings would silently run on this machine.
+  const transport = h.transport ?? d.transport ?? (h.ssh || d.ssh ? 'ssh' : undefined);
+  if (!transport)
+    out.push(
+      doc.problem(
+        ['hosts', name],
+        `host ${name}: set transport: local (to run its commands on this machine), or ssh settings`,
+      ),
+    );
   const become = h.become ?? d.become;
   let ssh: InventoryHost['ssh'];
   if (transport === 'ssh') {
@@ -149,10 +189,11 @@ function resolveHost(
       user: p.user ?? 'postgres',
       database: p.database ?? 'postgres',
       sslmode: (p.sslmode ?? 'prefer') as PgSettings['sslmode'],
+      sslrootcert: p.sslrootcert ? expandHome(p.sslrootcert, base) : undefined,
       passwordSource: p.password,
     };
   }
-  return { name, transport, ssh, become, pg };
+  return { name, transport: transport ?? 'local', ssh, become, pg };
 }
 
 /** Reads every secret the hosts need; a missing variable or unreadable file is a problem. */

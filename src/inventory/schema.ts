@@ -32,12 +32,20 @@ export const SshSchema = Type.Object(
       }),
     ),
     accept_unknown_host_key: Type.Optional(
-      Type.Boolean({ description: 'trust a host absent from known_hosts (a changed key is still refused)' }),
+      Type.Boolean({
+        description:
+          'trust a host absent from known_hosts (a changed key is still refused; the known_hosts file must exist and be readable)',
+      }),
     ),
     connect_timeout: Type.Optional(Type.Number({ minimum: 1, description: 'seconds' })),
     keepalive_interval: Type.Optional(Type.Number({ minimum: 1, description: 'seconds' })),
     max_channels: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 64, description: 'concurrent commands per connection' }),
+      Type.Integer({
+        minimum: 1,
+        maximum: 64,
+        description:
+          "concurrent commands per connection (default 8); keep it below the server's MaxSessions (OpenSSH: 10): cancelling a command needs one more channel",
+      }),
     ),
   },
   { additionalProperties: false },
@@ -51,7 +59,22 @@ export const PgSchema = Type.Object(
     user: Type.Optional(Type.String({ minLength: 1 })),
     database: Type.Optional(Type.String({ minLength: 1 })),
     sslmode: Type.Optional(
-      Type.Union(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'].map((m) => Type.Literal(m))),
+      Type.Union(
+        ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'].map((m) => Type.Literal(m)),
+        {
+          description:
+            "libpq's modes (default prefer): disable = no TLS; prefer = TLS if the server offers it, else plain; " +
+            'require = TLS, certificate not checked (unless sslrootcert is set); verify-ca = TLS, certificate chain checked; ' +
+            'verify-full = chain and host name checked',
+        },
+      ),
+    ),
+    sslrootcert: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'PEM file of the CA certificates to verify the server with (default: the system CA store); relative to the inventory file',
+      }),
     ),
     password: Type.Optional(SecretSource),
   },
@@ -62,7 +85,9 @@ export const PgSchema = Type.Object(
 export const HostSchema = Type.Object(
   {
     transport: Type.Optional(
-      Type.Union([Type.Literal('local'), Type.Literal('ssh')], { description: 'local or ssh' }),
+      Type.Union([Type.Literal('local'), Type.Literal('ssh')], {
+        description: 'local or ssh; required unless ssh settings (here or in defaults) imply ssh',
+      }),
     ),
     ssh: Type.Optional(SshSchema),
     become: Type.Optional(Type.Literal('sudo')),

@@ -59,7 +59,9 @@ export function parseExpression(src: string): Expression {
     try {
       ast = jsep(src.trim());
     } catch (err) {
-      throw new ExpressionError(`cannot parse expression "${src.trim()}": ${(err as Error).message}`);
+      const msg = (err as Error).message;
+      const hint = /Unexpected "\{"/.test(msg) ? ' (object literals {…} are not supported)' : '';
+      throw new ExpressionError(`cannot parse expression "${src.trim()}": ${msg}${hint}`);
     }
     if (ast.type === 'Compound') throw new ExpressionError(`expected one expression, got "${src.trim()}"`);
     cache.set(src, ast);
@@ -234,7 +236,10 @@ function evalNode(n: Expression, scope: Scope, src: string): unknown {
       return member(obj, key, memberChain(n) ?? src);
     }
     case 'ArrayExpression':
-      return (n.elements as Expression[]).map((e) => evalNode(e, scope, src));
+      return (n.elements as (Expression | null)[]).map((e) => {
+        if (!e) throw new ExpressionError(`an empty list element in "${src}"`);
+        return evalNode(e, scope, src);
+      });
     case 'UnaryExpression': {
       const v = evalNode(n.argument as Expression, scope, src);
       if (v instanceof Unknown) return new Unknown(src);
@@ -245,12 +250,24 @@ function evalNode(n: Expression, scope: Scope, src: string): unknown {
     }
     case 'BinaryExpression':
       return binary(n, scope, src);
-    case 'CallExpression':
-      throw new ExpressionError(
-        `function calls are not supported; use a filter: value | ${calleeName(n)}(...)`,
-      );
     default:
-      throw new ExpressionError(`unsupported syntax (${n.type}) in "${src}"`);
+      throw new ExpressionError(unsupported(n, src));
+  }
+}
+
+/** Why a node the evaluator does not handle is refused, in the author's terms. */
+function unsupported(n: Expression, src: string): string {
+  switch (n.type) {
+    case 'CallExpression':
+      return `function calls are not supported; use a filter: value | ${calleeName(n)}(...)`;
+    case 'ConditionalExpression':
+      return `the ?: conditional is not supported in "${src}"; split the step with \`when:\`, or use "cond and a or b"`;
+    case 'ThisExpression':
+      return `"this" is not supported in "${src}"; name the variable (or use vars.NAME)`;
+    case 'ObjectExpression':
+      return `object literals {…} are not supported in "${src}"`;
+    default:
+      return `unsupported syntax (${n.type}) in "${src}"`;
   }
 }
 
@@ -414,6 +431,121 @@ function applyFilter(n: Expression, scope: Scope, src: string): unknown {
         .split(stringify(args[0]))
         .join(stringify(args[1] ?? ''));
     default:
-      throw new ExpressionError(`unknown filter "${name}"; known filters: ${FILTERS.join(', ')}`);
+      throw new ExpressionError(filterMessage(name));
   }
+}
+
+function filterMessage(name: string): string {
+  if (name === 'raw') return RAW_ONLY_IN_SHELL;
+  if (!name) return `a filter is a name, like "| default(1)"; known filters: ${FILTERS.join(', ')}`;
+  return `unknown filter "${name}"; known filters: ${FILTERS.join(', ')}`;
+}
+
+const RAW_ONLY_IN_SHELL =
+  '"| raw" only applies to a template in a shell script (shell cmd/revert), as its last filter';
+
+const BINARY_OPS = new Set([
+  '|',
+  'is',
+  'and',
+  'or',
+  '&&',
+  '||',
+  '==',
+  '===',
+  '!=',
+  '!==',
+  '<',
+  '<=',
+  '>',
+  '>=',
+  '+',
+  '-',
+  '*',
+  '/',
+  '%',
+  'in',
+]);
+const UNARY_OPS = new Set(['!', 'not', '-', '+']);
+
+/**
+ * What evaluating `src` would refuse whatever the values: a parse error, syntax the evaluator does
+ * not handle (`?:`, `this`, calls), an unknown filter or test. Empty when the expression is sound.
+ * `suggest` turns a name into a " (did you mean …?)" hint.
+ */
+export function expressionProblems(
+  src: string,
+  suggest?: (name: string, candidates: readonly string[]) => string,
+): string[] {
+  let ast: Expression;
+  try {
+    ast = parseExpression(src);
+  } catch (err) {
+    if (err instanceof ExpressionError) return [err.message];
+    throw err;
+  }
+  const out: string[] = [];
+  const e = src.trim();
+  const walk = (n: Expression | null | undefined): void => {
+    if (!n) {
+      out.push(`an empty list element in "${e}"`);
+      return;
+    }
+    switch (n.type) {
+      case 'Literal':
+      case 'Identifier':
+        return;
+      case 'MemberExpression':
+        if (n.optional) out.push(`"?." is not supported in "${e}"; use "x.y | default(…)" or "x is defined"`);
+        walk(n.object as Expression);
+        if (n.computed) walk(n.property as Expression);
+        return;
+      case 'ArrayExpression':
+        for (const x of n.elements as (Expression | null)[]) walk(x);
+        return;
+      case 'UnaryExpression':
+        if (!UNARY_OPS.has(n.operator as string)) out.push(`unsupported operator "${n.operator}" in "${e}"`);
+        walk(n.argument as Expression);
+        return;
+      case 'BinaryExpression': {
+        const op = n.operator as string;
+        if (!BINARY_OPS.has(op)) {
+          out.push(`unsupported operator "${op}" in "${e}"`);
+        } else if (op === '|') {
+          walk(n.left as Expression);
+          const f = n.right as Expression;
+          const name = filterName(f);
+          const callee = f.type === 'CallExpression' ? (f.callee as Expression) : f;
+          if (callee.type !== 'Identifier') out.push(`${filterMessage('')} (in "${e}")`);
+          else if (!(FILTERS as readonly string[]).includes(name)) {
+            const hint = name === 'raw' ? '' : (suggest?.(name, FILTERS) ?? '');
+            out.push(
+              name === 'raw'
+                ? RAW_ONLY_IN_SHELL
+                : `unknown filter "${name}"${hint} in "${e}"; known filters: ${FILTERS.join(', ')}`,
+            );
+          }
+          if (f.type === 'CallExpression') for (const a of f.arguments as Expression[]) walk(a);
+          return;
+        } else if (op === 'is') {
+          walk(n.left as Expression);
+          let t = n.right as Expression;
+          if (t.type === 'UnaryExpression' && t.operator === 'not') t = t.argument as Expression;
+          const test = t.type === 'Identifier' ? (t.name as string) : '';
+          if (test !== 'defined' && test !== 'undefined') {
+            const hint = test ? (suggest?.(test, ['defined', 'undefined']) ?? '') : '';
+            out.push(`"is" supports "defined" and "undefined", got "${e}"${hint}`);
+          }
+          return;
+        }
+        walk(n.left as Expression);
+        walk(n.right as Expression);
+        return;
+      }
+      default:
+        out.push(unsupported(n, e));
+    }
+  };
+  walk(ast);
+  return out;
 }

@@ -4,6 +4,15 @@ import type { PathSeg, SourceDoc } from './load.js';
 
 const Expr = (description: string) => Type.String({ minLength: 1, description });
 
+/** Names every template can use without declaring them. */
+export const BUILTIN_NAMES = ['host', 'run', 'vars'] as const;
+
+/**
+ * Names pgrunbook sets itself (`result` inside `until`): a step id or register, a set_fact name or
+ * a play variable may not take them, or it would hide them.
+ */
+export const RESERVED_NAMES = ['run', 'host', 'vars', 'result'] as const;
+
 /** Keys every step may carry besides its one step-type key. */
 export const CommonSchema = Type.Object(
   {

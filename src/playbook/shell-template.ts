@@ -1,74 +1,540 @@
 // Templates inside sh scripts: each value is quoted for the place it lands in (bare word, '…' or
-// "…"), so a value can never become shell code. `| raw` (or an explicit `| quote`) opts out.
+// "…"), so a value can never become shell code. A template may only sit where the scanner below
+// can prove which of those three it is; anywhere else (inside $(…), backticks, $((…)), ${…},
+// [[…]], $'…', a comment, after a heredoc, in an eval or sh -c script) rendering refuses it, and
+// so does validation (see shellTemplateProblems). `| raw` opts out on purpose; `| quote` is
+// honoured as is in a bare word and refused inside quotes, where it would end them.
 
 import { quote } from '../util/shell.js';
 import {
+  ExpressionError,
   evaluate,
   isTemplate,
   isWholeTemplate,
-  renderTemplate,
   type Scope,
   stringify,
   Unknown,
 } from './expressions.js';
 
-/** Where a template sits in an sh script. */
-type Context = 'bare' | 'single' | 'double';
+/** Where a template sits in an sh script, when the scanner can prove it. */
+export type ShellContext = 'bare' | 'single' | 'double';
+
+/** How a template's value goes in: quoted for its context, as shell code, or already quoted. */
+export type ShellTemplateMode = 'quoted' | 'raw' | 'quote';
+
+/** One `{{ … }}` in an sh script, as the scanner sees it. */
+export interface ShellTemplateSite {
+  /** Offset of `{{` in the script. */
+  index: number;
+  /** The template as written, `{{ … }}`. */
+  text: string;
+  /** The expression to evaluate (`| raw` removed; `| quote` kept). */
+  expr: string;
+  mode: ShellTemplateMode;
+  /** Where the value lands; absent when the scanner cannot tell. */
+  context?: ShellContext;
+  /** Why the value cannot go in safely here; absent when it can. */
+  refusal?: string;
+}
 
 const TEMPLATE = /\{\{(.*?)\}\}/gs;
 const OPT_OUT = /\|\s*(raw|quote)\s*$/;
 
-/** The quoting context at the end of `text`, starting from `state`. */
-function scan(text: string, state: Context): Context {
-  let s = state;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (s === 'single') {
-      if (c === "'") s = 'bare';
-    } else if (s === 'double') {
-      if (c === '\\') i++;
-      else if (c === '"') s = 'bare';
-    } else if (c === '\\') i++;
-    else if (c === "'") s = 'single';
-    else if (c === '"') s = 'double';
-    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
-      // a comment runs to the end of the line
-      const nl = text.indexOf('\n', i);
-      if (nl < 0) return s;
-      i = nl;
-    }
-  }
-  return s;
+/** Splits a template expression into the expression to evaluate and how its value goes in. */
+export function shellMode(expr: string): { expr: string; mode: ShellTemplateMode } {
+  const e = expr.trim();
+  const m = OPT_OUT.exec(e);
+  if (m?.[1] === 'raw') return { expr: e.replace(OPT_OUT, '').trim(), mode: 'raw' };
+  if (m?.[1] === 'quote') return { expr: e, mode: 'quote' };
+  return { expr: e, mode: 'quoted' };
 }
 
-function escapeFor(ctx: Context, value: string): string {
+// ---------------------------------------------------------------------------------------------
+// The scanner: a small sh lexer that only tracks what decides how a value must be quoted.
+
+type FrameKind =
+  | 'sh' // the script itself, or a ( subshell ) inside it
+  | 'subst' // $( … )
+  | 'paren' // ( … ) inside a command substitution, to balance its )
+  | 'backtick' // ` … `
+  | 'arith' // $(( … )) and (( … ))
+  | 'brace' // ${ … }
+  | 'dbracket' // [[ … ]]
+  | 'single' // ' … '
+  | 'ansi' // $' … '
+  | 'double'; // " … "
+
+interface Frame {
+  kind: FrameKind;
+  /** Open ( inside $(( … )). */
+  depth: number;
+  /** Completed words of the current simple command (sh-like frames). */
+  words: string[];
+  /** The word being read, or null between words. */
+  cur: string | null;
+}
+
+const SH_LIKE: ReadonlySet<FrameKind> = new Set(['sh', 'subst', 'paren']);
+
+/** Frames inside which no value can be quoted safely, and how to say where that is. */
+const REFUSED: Partial<Record<FrameKind, string>> = {
+  subst: 'inside $(…)',
+  backtick: 'inside backticks',
+  arith: 'inside an arithmetic $((…)) or ((…))',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: sh syntax in a message
+  brace: 'inside ${…}',
+  dbracket: 'inside [[…]]',
+  ansi: "inside $'…'",
+};
+
+const SINGLE_IN_BRACE = `after '…' inside "$\{…}"`;
+
+/** Commands whose `-c` argument is itself parsed as shell code. */
+const SHELLS = new Set(['sh', 'bash', 'dash', 'ash', 'ksh', 'mksh', 'zsh', 'busybox', 'su', 'runuser']);
+/** Words that may precede a command name without being it. */
+const PREFIX_WORDS = new Set(['!', '{', 'if', 'then', 'else', 'elif', 'do', 'while', 'until', 'time']);
+const WRAPPERS = new Set(['exec', 'command', 'builtin']);
+const SPACE = /\s/;
+
+/** Follows an sh script piece by piece; literal text is fed, templates are asked about. */
+export class ShellScanner {
+  private readonly stack: Frame[] = [frame('sh')];
+  private comment = false;
+  private poison: string | undefined;
+  /** The last char fed was an unescaped `\`: the next one is escaped. */
+  private pendingEscape = false;
+  /** The last char fed was an unescaped `$` whose meaning depends on what follows. */
+  private pendingDollar = false;
+
+  /** Feeds shell code (literal script text, or a `| raw` value). */
+  feed(input: string): void {
+    let text = input;
+    if (this.pendingDollar) {
+      this.pendingDollar = false;
+      text = `$${text}`;
+    }
+    for (let i = 0; i < text.length; i++) {
+      if (this.poison) return;
+      const c = text[i]!;
+      const next = text[i + 1];
+      if (this.pendingEscape) {
+        this.pendingEscape = false;
+        // A backslash-newline joins lines; anything else escaped is part of a word.
+        if (c !== '\n') this.wordChar(c);
+        continue;
+      }
+      if (this.comment) {
+        if (c === '\n') {
+          this.comment = false;
+          this.separator();
+        }
+        continue;
+      }
+      const top = this.top();
+      switch (top.kind) {
+        case 'single':
+          if (c === "'") this.stack.pop();
+          this.wordChar(c);
+          continue;
+        case 'ansi':
+          if (c === '\\') this.pendingEscape = true;
+          else if (c === "'") this.stack.pop();
+          this.wordChar(c);
+          continue;
+        case 'backtick':
+          // The first unescaped backtick ends it, whatever quotes come before (dash and bash).
+          if (c === '\\') this.pendingEscape = true;
+          else if (c === '`') this.stack.pop();
+          continue;
+        case 'double':
+          if (c === '\\') this.pendingEscape = true;
+          else if (c === '"') this.stack.pop();
+          else if (c === '`') this.push('backtick');
+          else if (c === '$') {
+            i += this.dollar(text, i);
+            continue;
+          }
+          this.wordChar(c);
+          continue;
+        case 'brace':
+          if (c === '\\') this.pendingEscape = true;
+          else if (c === '}') this.stack.pop();
+          else if (c === "'") {
+            // '…' inside "${…}" is read differently by different shells.
+            if (this.stack.some((f) => f.kind === 'double')) this.poison = SINGLE_IN_BRACE;
+            else this.push('single');
+          } else if (c === '"') this.push('double');
+          else if (c === '`') this.push('backtick');
+          else if (c === '$') i += this.dollar(text, i);
+          continue;
+        case 'arith':
+          if (c === '\\') this.pendingEscape = true;
+          else if (c === '(') top.depth++;
+          else if (c === ')') {
+            if (top.depth > 0) top.depth--;
+            else if (next === ')') {
+              this.stack.pop();
+              this.wordChar('))');
+              i++;
+            } else this.poison = 'after an unbalanced ) inside $((…))';
+          } else if (c === "'") this.push('single');
+          else if (c === '"') this.push('double');
+          else if (c === '`') this.push('backtick');
+          else if (c === '$') i += this.dollar(text, i);
+          continue;
+        case 'dbracket':
+          if (c === '\\') this.pendingEscape = true;
+          else if (c === ']' && next === ']' && SPACE.test(text[i - 1] ?? ' ')) {
+            this.stack.pop();
+            i++;
+          } else if (c === '<' && next === '<') this.poison = 'after a << inside [[…]]';
+          else if (c === "'") this.push('single');
+          else if (c === '"') this.push('double');
+          else if (c === '`') this.push('backtick');
+          else if (c === '$') i += this.dollar(text, i);
+          continue;
+        default:
+          i += this.shellCode(top, text, i);
+      }
+    }
+  }
+
+  /** A template's value went in here: it is part of a word and changes no context. */
+  value(): void {
+    this.pendingEscape = false;
+    this.pendingDollar = false;
+    this.wordChar('\0');
+  }
+
+  /** Where a value would land now: its quoting context, or why it cannot be quoted. */
+  site(): { context: ShellContext } | { refusal: string } {
+    if (this.poison) return { refusal: this.poison };
+    if (this.comment) return { refusal: 'inside a # comment' };
+    if (this.pendingEscape) return { refusal: 'right after a backslash' };
+    if (this.pendingDollar) return { refusal: 'right after $' };
+    for (let k = this.stack.length - 1; k >= 0; k--) {
+      const where = REFUSED[this.stack[k]!.kind];
+      if (where) return { refusal: where };
+    }
+    const sh = this.shFrame();
+    const twice = parsedTwice(sh);
+    if (twice) return { refusal: twice };
+    const top = this.top().kind;
+    return { context: top === 'single' ? 'single' : top === 'double' ? 'double' : 'bare' };
+  }
+
+  private top(): Frame {
+    return this.stack[this.stack.length - 1]!;
+  }
+
+  private push(kind: FrameKind): void {
+    this.stack.push(frame(kind));
+  }
+
+  /** The innermost frame whose text is shell code (the one words belong to). */
+  private shFrame(): Frame {
+    for (let k = this.stack.length - 1; k >= 0; k--)
+      if (SH_LIKE.has(this.stack[k]!.kind)) return this.stack[k]!;
+    return this.stack[0]!;
+  }
+
+  private wordChar(c: string): void {
+    const f = this.shFrame();
+    f.cur = (f.cur ?? '') + c;
+  }
+
+  private endWord(): void {
+    const f = this.shFrame();
+    if (f.cur === null) return;
+    const w = f.cur;
+    f.cur = null;
+    // A case pattern's ) would close a $( early: past a case inside $(…), stop following.
+    if (
+      w === 'case' &&
+      f.words.length === 0 &&
+      this.stack.some((x) => x.kind === 'subst' || x.kind === 'paren')
+    )
+      this.poison = 'after a case statement inside $(…)';
+    if (f.words.length === 0 && PREFIX_WORDS.has(w)) return;
+    f.words.push(w);
+  }
+
+  private separator(): void {
+    this.endWord();
+    this.shFrame().words = [];
+  }
+
+  /** Handles `$` at text[i]; returns how many chars beyond i it consumed. */
+  private dollar(text: string, i: number): number {
+    const next = text[i + 1];
+    if (next === undefined) {
+      this.pendingDollar = true;
+      return 0;
+    }
+    this.wordChar('$');
+    if (next === '(') {
+      if (text[i + 2] === '(') {
+        this.push('arith');
+        return 2;
+      }
+      this.push('subst');
+      return 1;
+    }
+    if (next === '{') {
+      this.push('brace');
+      return 1;
+    }
+    if (next === '[') {
+      // bash's old $[ … ] arithmetic: rare enough to stop following the script.
+      this.poison = 'after a $[…] arithmetic';
+      return 1;
+    }
+    if (next === "'" && SH_LIKE.has(this.top().kind)) {
+      this.push('ansi');
+      return 1;
+    }
+    return 0;
+  }
+
+  /** One char of shell code at text[i]; returns how many chars beyond i it consumed. */
+  private shellCode(top: Frame, text: string, i: number): number {
+    const c = text[i]!;
+    const next = text[i + 1];
+    const wordStart = top.cur === null;
+    if (c === '\\') {
+      this.pendingEscape = true;
+      return 0;
+    }
+    if (c === "'") {
+      this.wordChar(c);
+      this.push('single');
+      return 0;
+    }
+    if (c === '"') {
+      this.wordChar(c);
+      this.push('double');
+      return 0;
+    }
+    if (c === '`') {
+      this.wordChar(c);
+      this.push('backtick');
+      return 0;
+    }
+    if (c === '$') return this.dollar(text, i);
+    if (c === '#' && wordStart) {
+      this.comment = true;
+      return 0;
+    }
+    if (c === '<' && next === '<') {
+      // A heredoc's body is read line by line up to a delimiter: stop following the script.
+      this.poison = 'after a << heredoc';
+      return 0;
+    }
+    if (c === '(') {
+      this.separator();
+      if (wordStart && next === '(') {
+        this.push('arith');
+        return 1;
+      }
+      this.push(top.kind === 'sh' ? 'sh' : 'paren');
+      return 0;
+    }
+    if (c === ')') {
+      this.separator();
+      if (top.kind === 'subst') {
+        // The word holding $(…) goes on after it.
+        this.stack.pop();
+        this.wordChar(c);
+      } else if (this.stack.length > 1) {
+        this.stack.pop();
+        this.separator();
+      }
+      return 0;
+    }
+    if (c === '[' && next === '[' && wordStart && SPACE.test(text[i + 2] ?? ' ')) {
+      this.push('dbracket');
+      return 1;
+    }
+    if (c === ';' || c === '&' || c === '|' || c === '\n') {
+      this.separator();
+      return 0;
+    }
+    if (c === '<' || c === '>' || SPACE.test(c)) {
+      this.endWord();
+      return 0;
+    }
+    this.wordChar(c);
+    return 0;
+  }
+}
+
+function frame(kind: FrameKind): Frame {
+  return { kind, depth: 0, words: [], cur: null };
+}
+
+/** Whether the word being read in `f` is code a command parses again (eval, trap, sh -c). */
+function parsedTwice(f: Frame): string | undefined {
+  const words = [...f.words];
+  while (words.length > 0 && WRAPPERS.has(words[0]!)) words.shift();
+  if (words[0] === 'eval') return EVAL;
+  if (words[0] === 'trap' && words.length === 1) return TRAP;
+  const shell = words.findIndex((w) => SHELLS.has(w.slice(w.lastIndexOf('/') + 1)));
+  if (shell < 0) return undefined;
+  const last = words[words.length - 1];
+  const cOption = (w: string | undefined) =>
+    w !== undefined && (/^-[A-Za-z]*c[A-Za-z]*$/.test(w) || w === '--command');
+  if (
+    (words.length - 1 > shell && cOption(last)) ||
+    f.cur?.startsWith('--command=') ||
+    /^-c./.test(f.cur ?? '')
+  )
+    return SH_C;
+  return undefined;
+}
+
+const EVAL = 'in an eval command (the value would be read as shell code again)';
+const TRAP = 'in a trap action (the value would be read as shell code again)';
+const SH_C = 'in a sh -c script (the value would be read as shell code again)';
+
+function refusalMessage(site: ShellTemplateSite): string {
+  const x = site.expr;
+  if (site.mode === 'quote' && site.context !== undefined && site.context !== 'bare')
+    return `template ${site.text} ${site.refusal}: "| quote" would end the surrounding quotes; drop "| quote" (values are quoted for where they land)`;
+  const e = site.mode === 'quote' ? x.replace(OPT_OUT, '').trim() : x;
+  const via =
+    site.refusal === SH_C
+      ? `pass it as a positional parameter (sh -c '… "$1"' sh {{ ${e} }})`
+      : site.refusal === EVAL || site.refusal === TRAP
+        ? `assign it to a shell variable first (v={{ ${e} }}) and use "$v" in the code`
+        : `pass the value as an argv list element, or assign it to a shell variable first (v={{ ${e} }}) and use "$v"`;
+  return `template ${site.text} ${site.refusal} cannot be quoted safely; ${via}, or mark it {{ ${e} | raw }} if it is meant as shell code`;
+}
+
+/**
+ * In an argv list like [sudo, -u, postgres, sh, -c, SCRIPT, …], the index of SCRIPT: the element
+ * a shell parses as code, where a template's value would run. Undefined when there is none.
+ */
+export function argvScriptIndex(argv: readonly unknown[]): number | undefined {
+  const shell = argv.findIndex((w) => typeof w === 'string' && SHELLS.has(w.slice(w.lastIndexOf('/') + 1)));
+  if (shell < 0) return undefined;
+  for (let i = shell + 1; i < argv.length; i++) {
+    const w = argv[i];
+    if (typeof w !== 'string' || !w.startsWith('-')) continue;
+    if (/^-[A-Za-z]*c[A-Za-z]*$/.test(w) || w === '--command') return i + 1 < argv.length ? i + 1 : undefined;
+    if (w.startsWith('--command=') || /^-c./.test(w)) return i;
+  }
+  return undefined;
+}
+
+/** Why templates in an argv list's sh -c script cannot go in safely, as messages. */
+export function argvTemplateProblems(argv: readonly unknown[]): { element: number; message: string }[] {
+  const i = argvScriptIndex(argv);
+  const script = i === undefined ? undefined : argv[i];
+  if (i === undefined || typeof script !== 'string') return [];
+  // (`| raw` is refused in an argv list anyway.)
+  return [...script.matchAll(TEMPLATE)]
+    .filter((m) => shellMode(m[1]!).mode !== 'raw')
+    .map((m) => ({
+      element: i,
+      message: `template ${m[0]} ${SH_C} cannot be quoted safely; pass it as a positional parameter (…, "-c", '… "$1"', "sh", "{{ ${m[1]!.trim()} }}")`,
+    }));
+}
+
+/** Every template in an sh script with where it lands; raw values count as one word. */
+export function scanShellTemplate(script: string): ShellTemplateSite[] {
+  const sites: ShellTemplateSite[] = [];
+  walkSites(script, (site) => {
+    sites.push(site);
+    return undefined;
+  });
+  return sites;
+}
+
+/** Why each template of an sh script cannot go in safely, as messages; empty when all can. */
+export function shellTemplateProblems(script: string): { index: number; text: string; message: string }[] {
+  if (!isTemplate(script) || isWholeTemplate(script)) return [];
+  return scanShellTemplate(script)
+    .filter((s) => s.refusal !== undefined)
+    .map((s) => ({ index: s.index, text: s.text, message: refusalMessage(s) }));
+}
+
+/**
+ * Walks the templates of `script` in order. `each` gets the site and may return the text a
+ * `| raw` value put into the script (so the scanner follows it), or undefined for one opaque word.
+ */
+function walkSites(script: string, each: (site: ShellTemplateSite) => string | undefined): void {
+  const scanner = new ShellScanner();
+  let last = 0;
+  for (const m of script.matchAll(TEMPLATE)) {
+    const index = m.index ?? 0;
+    scanner.feed(script.slice(last, index));
+    const { expr, mode } = shellMode(m[1]!);
+    const at = scanner.site();
+    const site: ShellTemplateSite = { index, text: m[0], expr, mode };
+    if ('context' in at) site.context = at.context;
+    if (mode === 'quote' && 'context' in at && at.context !== 'bare')
+      site.refusal = at.context === 'single' ? "inside '…'" : 'inside "…"';
+    else if (mode !== 'raw' && 'refusal' in at) site.refusal = at.refusal;
+    const raw = each(site);
+    if (raw === undefined) scanner.value();
+    else scanner.feed(raw);
+    last = index + m[0].length;
+  }
+}
+
+function escapeFor(ctx: ShellContext, value: string): string {
   if (ctx === 'single') return value.replace(/'/g, `'\\''`);
   if (ctx === 'double') return value.replace(/[\\"$`]/g, '\\$&');
-  return quote(value);
+  return quoteWord(value);
+}
+
+/** Reserved words, and NAME=… that would read as an assignment at a command's start. */
+const NOT_A_PLAIN_WORD =
+  /^(?:if|then|else|elif|fi|do|done|case|esac|while|until|for|in|function|select|time|coproc)$|=/;
+
+/** quote(), but a value that sh would read as a keyword or assignment is quoted too. */
+function quoteWord(value: string): string {
+  const q = quote(value);
+  return q === value && NOT_A_PLAIN_WORD.test(value) ? `'${value}'` : q;
 }
 
 /** Renders an sh script template with every interpolated value quoted for its context. */
 export function renderShellTemplate(script: string, scope: Scope): unknown {
   if (!isTemplate(script)) return script;
-  // A whole `{{ expr }}` is a command (or an argv list) passed in a variable, used as given.
-  if (isWholeTemplate(script)) return renderTemplate(script, scope);
+  if (isWholeTemplate(script)) return renderWhole(script, scope);
   let out = '';
-  let ctx: Context = 'bare';
   let last = 0;
   let unknown = false;
-  for (const m of script.matchAll(TEMPLATE)) {
-    const literal = script.slice(last, m.index);
-    ctx = scan(literal, ctx);
-    out += literal;
-    const expr = m[1]!.trim();
-    const optOut = OPT_OUT.exec(expr);
-    const v = evaluate(optOut?.[1] === 'raw' ? expr.replace(OPT_OUT, '') : expr, scope);
+  walkSites(script, (site) => {
+    out += script.slice(last, site.index);
+    last = site.index + site.text.length;
+    if (site.refusal !== undefined) throw new ExpressionError(refusalMessage(site));
+    const v = evaluate(site.expr, scope);
     if (v instanceof Unknown) {
       unknown = true;
       out += v.toString();
-    } else out += optOut ? stringify(v) : escapeFor(ctx, stringify(v));
-    last = (m.index ?? 0) + m[0].length;
-  }
+      return undefined;
+    }
+    const text = stringify(v);
+    if (site.mode === 'raw') {
+      out += text;
+      return text;
+    }
+    out += site.mode === 'quote' ? text : escapeFor(site.context!, text);
+    return undefined;
+  });
   out += script.slice(last);
   return unknown ? new Unknown(script, out) : out;
+}
+
+/** A whole `{{ expr }}` script: an argv list, a `| raw` command, or a `| quote`d word. */
+function renderWhole(script: string, scope: Scope): unknown {
+  const template = script.trim();
+  const { expr, mode } = shellMode(template.slice(2, -2));
+  const v = evaluate(expr, scope);
+  if (typeof v === 'string' && mode === 'quoted')
+    throw new ExpressionError(
+      `a command from a variable must be an argv list, or marked | raw: ${template} is the string ${JSON.stringify(v)}; write {{ ${expr} | raw }} to run it as shell code`,
+    );
+  return v;
 }

@@ -7,25 +7,29 @@ import { registry, stepTypes } from '../steps/registry.js';
 import { describe, didYouMean, schemaProblems } from '../util/schema-errors.js';
 import {
   ExpressionError,
+  expressionProblems,
+  isWholeTemplate,
   type NameRef,
   parseExpression,
   referencedNames,
   templateExpressions,
 } from './expressions.js';
-import { loadSource, type PathSeg, type SourceDoc } from './load.js';
+import { dotted, loadSource, type PathSeg, type SourceDoc } from './load.js';
 import {
   BlockSchema,
+  BUILTIN_NAMES,
   COMMON_KEYS,
   CommonSchema,
   type Node,
   type Play,
   type Playbook,
   PlaySchema,
+  RESERVED_NAMES,
   walk,
 } from './model.js';
+import { argvTemplateProblems, shellMode, shellTemplateProblems } from './shell-template.js';
 
-/** Names every template can use without declaring them. */
-export const BUILTIN_NAMES = ['host', 'run', 'vars'] as const;
+export { BUILTIN_NAMES } from './model.js';
 
 /** What validation knows besides the file: an inventory and `-e` variables, both optional. */
 export interface ValidateOptions {
@@ -200,6 +204,7 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   // Where every id/register is defined, to tell "later" from "never".
   const definedAt = new Map<string, PathSeg[]>();
   const ids = new Map<string, PathSeg[]>();
+  const factNames = new Set<string>();
   for (const play of plays) {
     for (const s of walk([...play.steps, ...play.rescue, ...play.always])) {
       const id = s.common.id;
@@ -216,9 +221,30 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
       }
       for (const key of ['id', 'register'] as const) {
         const name = s.common[key];
-        if (typeof name === 'string' && !definedAt.has(name)) definedAt.set(name, [...s.path, key]);
+        if (typeof name !== 'string') continue;
+        if (isReserved(name))
+          out.push(
+            doc.problem(
+              [...s.path, key],
+              reservedMessage(name, key === 'id' ? 'a step id' : 'a register name'),
+            ),
+          );
+        if (!definedAt.has(name)) definedAt.set(name, [...s.path, key]);
       }
+      if (registry.get(s.type)?.setsFacts && s.params && typeof s.params === 'object')
+        for (const k of Object.keys(s.params)) {
+          factNames.add(k);
+          if (isReserved(k))
+            out.push(
+              doc.problem([...s.path, s.type, k], reservedMessage(k, 'a set_fact name'), { key: true }),
+            );
+        }
     }
+    for (const k of Object.keys(play.vars))
+      if (isReserved(k))
+        out.push(
+          doc.problem([...play.path, 'vars', k], reservedMessage(k, 'a play variable'), { key: true }),
+        );
   }
   const inventoryVars = new Set<string>();
   if (opts.inventory)
@@ -226,6 +252,11 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   const known = new Set<string>([...BUILTIN_NAMES, ...Object.keys(opts.extraVars ?? {}), ...inventoryVars]);
 
   const check = (expr: string, path: PathSeg[], extra: readonly string[] = []) => {
+    const bad = expressionProblems(expr, didYouMean);
+    if (bad.length > 0) {
+      for (const m of bad) out.push(doc.problem(path, m));
+      return;
+    }
     let refs: NameRef[];
     try {
       parseExpression(expr);
@@ -254,6 +285,22 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   const checkTemplates = (v: unknown, path: PathSeg[]) => {
     for (const [s, p] of strings(v, path)) for (const e of templateExpressions(s)) check(e, p);
   };
+  // An sh script: `| raw` is allowed, and every template must sit where it can be quoted.
+  const checkShell = (script: string, path: PathSeg[], play: Play) => {
+    for (const e of templateExpressions(script)) check(shellMode(e).expr, path);
+    for (const p of shellTemplateProblems(script))
+      out.push(problemAt(doc, path, script, p.index, p.text, p.message));
+    if (isWholeTemplate(script)) {
+      const { expr, mode } = shellMode(templateExpressions(script)[0]!);
+      if (mode === 'quoted' && isStringExpr(expr, play, opts.extraVars ?? {}, definedAt, factNames))
+        out.push(
+          doc.problem(
+            path,
+            `a command from a variable must be an argv list, or marked | raw: {{ ${expr} }} is a string; write {{ ${expr} | raw }} to run it as shell code`,
+          ),
+        );
+    }
+  };
 
   for (const play of plays) {
     for (const k of Object.keys(play.vars)) known.add(k);
@@ -272,7 +319,13 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
         for (const [k, v] of Object.entries(params)) {
           const p = [...n.path, n.type, k];
           if (def.rawParams?.includes(k)) for (const [s, sp] of strings(v, p)) check(s, sp);
-          else checkTemplates(v, p);
+          else if (def.shellParams?.includes(k) && typeof v === 'string') checkShell(v, p, play);
+          else {
+            checkTemplates(v, p);
+            // An argv list is quoted element by element, but a `sh -c` element is code again.
+            if (def.shellParams?.includes(k) && Array.isArray(v))
+              for (const a of argvTemplateProblems(v)) out.push(doc.problem([...p, a.element], a.message));
+          }
         }
         if (typeof n.common.when === 'string') check(n.common.when, [...n.path, 'when']);
         if (typeof n.common.until === 'string') check(n.common.until, [...n.path, 'until'], ['result']);
@@ -288,6 +341,73 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
     visit(play.always);
   }
   return [...unchecked].sort();
+}
+
+function isReserved(name: string): boolean {
+  return (RESERVED_NAMES as readonly string[]).includes(name);
+}
+
+function reservedMessage(name: string, what: string): string {
+  return `"${name}" cannot be ${what}: ${RESERVED_NAMES.join(', ')} are reserved (set by pgrunbook); choose another name`;
+}
+
+/**
+ * A problem at the template itself when it can be found in the source after the value's start
+ * (plain, quoted and block scalars alike); otherwise at the value.
+ */
+function problemAt(
+  doc: SourceDoc,
+  path: PathSeg[],
+  value: string,
+  index: number,
+  text: string,
+  message: string,
+) {
+  const base = doc.locate(path);
+  const lines = doc.text.split('\n');
+  let start = 0;
+  for (let l = 0; l < base.line - 1 && l < lines.length; l++) start += lines[l]!.length + 1;
+  start += base.col - 1;
+  let nth = 0;
+  for (let k = value.indexOf(text); k >= 0 && k < index; k = value.indexOf(text, k + 1)) nth++;
+  const limit = start + value.length * 2 + 256;
+  let at = doc.text.indexOf(text, start);
+  for (; at >= 0 && nth > 0; nth--) at = doc.text.indexOf(text, at + 1);
+  if (at < 0 || at > limit) return doc.problem(path, message);
+  const before = doc.text.slice(0, at);
+  const line = before.split('\n').length;
+  const col = at - before.lastIndexOf('\n');
+  return { file: doc.file, line, col, path: dotted(path), message };
+}
+
+const STRING_FILTERS = new Set(['string', 'lower', 'upper', 'trim', 'join', 'json', 'replace']);
+
+/** Whether an expression surely evaluates to a string (a literal, a string filter, a string var). */
+function isStringExpr(
+  expr: string,
+  play: Play,
+  extraVars: Record<string, unknown>,
+  registered: Map<string, unknown>,
+  facts: Set<string>,
+): boolean {
+  let ast: ReturnType<typeof parseExpression>;
+  try {
+    ast = parseExpression(expr);
+  } catch {
+    return false;
+  }
+  if (ast.type === 'Literal') return typeof ast.value === 'string';
+  if (ast.type === 'BinaryExpression' && ast.operator === '|') {
+    const f = ast.right as { type: string; name?: string; callee?: { name?: string } };
+    const name = f.type === 'Identifier' ? f.name : f.callee?.name;
+    return STRING_FILTERS.has(name ?? '');
+  }
+  if (ast.type !== 'Identifier') return false;
+  const name = ast.name as string;
+  if (Object.hasOwn(extraVars, name)) return typeof extraVars[name] === 'string';
+  if (registered.has(name) || facts.has(name) || !Object.hasOwn(play.vars, name)) return false;
+  const v = play.vars[name];
+  return typeof v === 'string' && !isWholeTemplate(v);
 }
 
 function checkHostPatterns(plays: Play[], doc: SourceDoc, inventory: Inventory, out: Problem[]): void {

@@ -104,6 +104,8 @@ export function listrReporter(
   const listr = new Listr(playTasks, {
     concurrent: false,
     exitOnError: false,
+    // Signals belong to the runner: it must run clean-up and undo, not exit (listr2 would exit 127).
+    registerSignalListeners: false,
     rendererOptions: { collapseSubtasks: false, showErrorMessage: true },
   });
   const settleUpTo = (slot: Slot | undefined) => {

@@ -1,8 +1,8 @@
 // Connections owned by the runner: opened on first use, one per host and kind, closed at the end.
 
-import { LocalTransport } from '../connections/local.js';
+import { LocalTransport, withoutEnv } from '../connections/local.js';
 import { openPg, type PgSession } from '../connections/pg.js';
-import { openSsh } from '../connections/ssh.js';
+import { openSsh, SshTransport } from '../connections/ssh.js';
 import type { Transport } from '../connections/transport.js';
 import { ConnectionError } from '../errors.js';
 import type { InventoryHost } from '../inventory/inventory.js';
@@ -20,38 +20,99 @@ export interface PinnedSession {
   lostMessage: string;
 }
 
+/** Options of a pool. */
+export interface ConnectionPoolOptions {
+  /** More environment variable names to keep out of local commands (secret sources). */
+  hideEnv?: Iterable<string>;
+}
+
+/** A cached open (or opening) connection; `value` once it resolved. */
+interface Cached<T> {
+  promise: Promise<T>;
+  value?: T;
+}
+
 /** Lazily opened transports and PostgreSQL sessions per host, and pinned sessions by name. */
 export class ConnectionPool {
-  readonly #transports = new Map<string, Promise<Transport>>();
-  readonly #pg = new Map<string, Promise<PgSession>>();
+  readonly #transports = new Map<string, Cached<Transport>>();
+  readonly #pg = new Map<string, Cached<PgSession>>();
   readonly #pinned = new Map<string, PinnedSession>();
+  /** Connections found lost and replaced: closed with the rest at the end. */
+  readonly #retired: Promise<{ close(): Promise<void> }>[] = [];
+  readonly #hideEnv: string[];
   /** Set by the runner: a pinned session ended while held. */
   onPinnedLost: (p: PinnedSession, why: string) => void = () => {};
+  /**
+   * Set by the runner: an SSH connection was opened (`reopened` after a lost one). Its
+   * `hostKeyFingerprint` and `hostKeyTrust` say which key was trusted and why; an
+   * `accepted-unknown` key belongs in the journal.
+   */
+  onSshOpened: (host: string, t: SshTransport, reopened: boolean) => void = () => {};
 
-  transport(host: InventoryHost): Promise<Transport> {
-    let t = this.#transports.get(host.name);
-    if (!t) {
-      t =
-        host.transport === 'local'
-          ? Promise.resolve(new LocalTransport())
-          : HANDSHAKES.run(() => openSsh(host.ssh!));
-      this.#transports.set(host.name, t);
-      // A failed open is not cached: the next step may retry it.
-      t.catch(() => this.#transports.delete(host.name));
-    }
-    return t;
+  constructor(opts: ConnectionPoolOptions = {}) {
+    this.#hideEnv = [...(opts.hideEnv ?? [])];
   }
 
+  /**
+   * The host's transport, opened on first use. A cached SSH connection that was lost (network,
+   * sshd restart) is replaced by a new one, its host key verified again: later steps and undo
+   * must not all fail with "connection lost".
+   */
+  transport(host: InventoryHost): Promise<Transport> {
+    const cached = this.#transports.get(host.name);
+    const old = cached?.value;
+    if (cached && !(old instanceof SshTransport && old.lost)) return cached.promise;
+    let sameKeyAs: string | undefined;
+    if (old instanceof SshTransport) {
+      this.#retired.push(Promise.resolve(old));
+      // An unknown key accepted once must not be swapped for another unknown one on reconnect.
+      if (old.hostKeyTrust === 'accepted-unknown') sameKeyAs = old.hostKeyFingerprint;
+    }
+    const reopened = !!old;
+    const entry: Cached<Transport> = {
+      promise:
+        host.transport === 'local'
+          ? Promise.resolve(
+              new LocalTransport({ envFilter: withoutEnv([...(host.secretEnv ?? []), ...this.#hideEnv]) }),
+            )
+          : HANDSHAKES.run(() => openSsh(host.ssh!, { sameKeyAs })).then((t) => {
+              this.onSshOpened(host.name, t, reopened);
+              return t;
+            }),
+    };
+    this.#transports.set(host.name, entry);
+    entry.promise.then(
+      (t) => {
+        entry.value = t;
+      },
+      // A failed open is not cached: the next step may retry it.
+      () => {
+        if (this.#transports.get(host.name) === entry) this.#transports.delete(host.name);
+      },
+    );
+    return entry.promise;
+  }
+
+  /** The host's shared PostgreSQL session; one that ended unexpectedly is replaced. */
   pg(host: InventoryHost): Promise<PgSession> {
     if (!host.pg)
       return Promise.reject(new ConnectionError(`host ${host.name} has no pg settings in the inventory`));
-    let s = this.#pg.get(host.name);
-    if (!s) {
-      s = openPg(host.name, { ...host.pg, password: host.pg.password });
-      this.#pg.set(host.name, s);
-      s.catch(() => this.#pg.delete(host.name));
-    }
-    return s;
+    const cached = this.#pg.get(host.name);
+    if (cached && !cached.value?.lost) return cached.promise;
+    if (cached?.value) this.#retired.push(Promise.resolve(cached.value));
+    const entry: Cached<PgSession> = {
+      promise: openPg(host.name, { ...host.pg, password: host.pg.password }),
+    };
+    this.#pg.set(host.name, entry);
+    entry.promise.then(
+      (s) => {
+        entry.value = s;
+      },
+      () => {
+        if (this.#pg.get(host.name) === entry) this.#pg.delete(host.name);
+      },
+    );
+    return entry.promise;
   }
 
   /** Opens a dedicated session under `name`; it is watched until `releasePinned`. */
@@ -88,12 +149,16 @@ export class ConnectionPool {
   }
 
   async closeAll(): Promise<void> {
-    for (const p of this.#pinned.values())
-      this.#pg.set(`pinned:${p.host}/${p.name}`, Promise.resolve(p.session));
+    const all: Promise<{ close(): Promise<void> }>[] = [
+      ...[...this.#pinned.values()].map((p) => Promise.resolve(p.session)),
+      ...[...this.#transports.values()].map((c) => c.promise),
+      ...[...this.#pg.values()].map((c) => c.promise),
+      ...this.#retired,
+    ];
     this.#pinned.clear();
-    const all = [...this.#transports.values(), ...this.#pg.values()];
-    await Promise.all(all.map((p) => p.then((c) => c.close()).catch(() => {})));
     this.#transports.clear();
     this.#pg.clear();
+    this.#retired.length = 0;
+    await Promise.all(all.map((p) => p.then((c) => c.close()).catch(() => {})));
   }
 }

@@ -30,6 +30,7 @@ export type RunEvent =
       runId: string;
       playbook: string;
       playbookSha256: string;
+      inventorySha256?: string;
       inventory: string;
       extraVars: Record<string, unknown>;
       limit?: string;
@@ -74,12 +75,24 @@ export type Subscriber = (e: RunEvent & { ts: string }) => void;
 
 /** Fan-out of events to subscribers, stamping each with the time. */
 export class EventBus {
-  readonly #subs: Subscriber[] = [];
-  subscribe(s: Subscriber): void {
-    this.#subs.push(s);
+  readonly #subs: { s: Subscriber; name: string; failed: boolean }[] = [];
+  /** Told once per subscriber that throws (a full disk under the journal, a closed terminal). */
+  onSubscriberError: (name: string, err: unknown) => void = () => {};
+  subscribe(s: Subscriber, name = 'subscriber'): void {
+    this.#subs.push({ s, name, failed: false });
   }
+  /** Delivers to every subscriber; one that throws never changes the run's course by itself. */
   emit(e: RunEvent): void {
     const stamped = { ts: new Date().toISOString(), ...e };
-    for (const s of this.#subs) s(stamped);
+    for (const sub of this.#subs) {
+      try {
+        sub.s(stamped);
+      } catch (err) {
+        if (!sub.failed) {
+          sub.failed = true;
+          this.onSubscriberError(sub.name, err);
+        }
+      }
+    }
   }
 }

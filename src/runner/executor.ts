@@ -11,7 +11,7 @@ import { type AnyStep, type ApplyContext, isMutating } from '../steps/define.js'
 import { registry } from '../steps/registry.js';
 import { redact } from '../util/secret.js';
 import { mapLimit } from '../util/semaphore.js';
-import { UndoStack } from './compensation.js';
+import { type UndoEntry, UndoStack } from './compensation.js';
 import type { ConnectionPool } from './connections.js';
 import type { EventBus, RunStatus } from './events.js';
 import { HostScope, type RunInfo } from './scope.js';
@@ -20,7 +20,8 @@ import { HostScope, type RunInfo } from './scope.js';
 export interface Prompter {
   /** true when a person can answer (a TTY) */
   interactive: boolean;
-  ask(question: string): Promise<string>;
+  /** Resolves "" (declined) when `signal` aborts. */
+  ask(question: string, signal?: AbortSignal): Promise<string>;
 }
 
 /** A step that completed in an earlier attempt of this run and still stands (for resume). */
@@ -61,6 +62,10 @@ export class Executor {
   readonly #scopes = new Map<string, HostScope>();
   /** Aborted on a signal or when the run must stop at once (a held session died). */
   readonly #stop = new AbortController();
+  /** Aborted by a second signal: the operator gives up on the clean-up in progress. */
+  readonly #cleanup = new AbortController();
+  /** Mutating steps that failed or were stopped midway: their effect is unknown. */
+  readonly #unknown: { host: string; title: string; address: string; error: string }[] = [];
   #signalName: string | undefined;
   /** Set when a host failed with no rescue around it: main lines stop, `always` still runs. */
   #fatal = false;
@@ -87,6 +92,11 @@ export class Executor {
     this.#firstError = reason;
     this.#o.bus.emit({ type: 'run_aborted', reason });
     this.#stop.abort(new StepFailure(reason));
+  }
+
+  /** Abandons clean-up steps and undos in progress; what is left goes to the manual remedy. */
+  abandonCleanup(): void {
+    this.#cleanup.abort(new Error('abandoned by the operator (second signal)'));
   }
 
   /** True once the run is stopping (signal or failRun): main lines start nothing new. */
@@ -187,19 +197,26 @@ export class Executor {
     const failed = new Set<string>();
     for (const n of nodes) {
       if (!inAlways && (this.#fatal || this.interrupted)) break;
-      const ok = hosts.filter((h) => !failed.has(h));
+      // Clean-up goes on after a failed clean-up step: a failed resume must not skip the next one.
+      const ok = inAlways ? hosts : hosts.filter((h) => !failed.has(h));
       if (ok.length === 0) break;
       const stepFailed =
         n.kind === 'block'
           ? await this.#runBlock(n, ok, forks, inAlways, rescuable)
-          : await this.#runStep(n, ok, forks, inAlways);
+          : await this.#runStep(n, ok, forks, inAlways, rescuable);
       for (const h of stepFailed) failed.add(h);
       if (stepFailed.size > 0 && !rescuable) this.#fatal = true;
     }
     return failed;
   }
 
-  async #runStep(n: StepNode, hosts: string[], forks: number, inAlways: boolean): Promise<Set<string>> {
+  async #runStep(
+    n: StepNode,
+    hosts: string[],
+    forks: number,
+    inAlways: boolean,
+    rescuable = false,
+  ): Promise<Set<string>> {
     const targets = n.common.hosts
       ? hosts.filter((h) => matchHosts(this.#o.inventory, n.common.hosts as string).hosts.includes(h))
       : hosts;
@@ -214,7 +231,12 @@ export class Executor {
       }
     }
     await mapLimit(targets, forks, async (h) => {
-      if (!(await this.#runOnHost(n, h, inAlways))) failed.add(h);
+      // With fewer forks than hosts, a fatal failure on one host stops the hosts still queued.
+      if (!inAlways && (this.#stopping || (this.#fatal && !rescuable))) return;
+      if (!(await this.#runOnHost(n, h, inAlways))) {
+        failed.add(h);
+        if (!rescuable && !inAlways) this.#fatal = true;
+      }
     });
     return failed;
   }
@@ -229,7 +251,7 @@ export class Executor {
       this.#o.bus.emit({ type: 'approval', address: n.address, title, approved: true, by: '--yes' });
       return true;
     }
-    const answer = await this.#o.prompter.ask(question);
+    const answer = await this.#o.prompter.ask(question, this.#stop.signal);
     const approved = /^y(es)?$/i.test(answer.trim());
     this.#o.bus.emit({ type: 'approval', address: n.address, title, approved, by: 'prompt' });
     return approved;
@@ -305,16 +327,19 @@ export class Executor {
       }
       bus.emit({ type: 'step_started', ...base, attempt: attempt + 1 });
       const ctl = new AbortController();
-      const onInterrupt = () => ctl.abort(this.#stop.signal.reason);
+      const watched = inAlways ? this.#cleanup.signal : this.#stop.signal;
+      const onInterrupt = () => ctl.abort(watched.reason);
       // `always` steps must finish even after Ctrl-C: they are the clean-up.
-      if (!inAlways) this.#stop.signal.addEventListener('abort', onInterrupt, { once: true });
+      // `always` steps finish after Ctrl-C (they are the clean-up), unless abandoned by a second signal.
+      if (watched.aborted) ctl.abort(watched.reason);
+      else watched.addEventListener('abort', onInterrupt, { once: true });
       const timeoutS = n.common.timeout as number | undefined;
       const timer = timeoutS
         ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000)
         : undefined;
+      const ctx = this.#context(host, n, ctl.signal);
       try {
-        const ctx = this.#context(host, n, ctl.signal);
-        const outputs = await abortable(def.apply(ctx, params), ctl.signal);
+        const outputs = await abortable(def.apply(ctx, params), ctl.signal).finally(() => ctx.flushOutput());
         if (
           typeof n.common.until === 'string' &&
           !truthy(evaluate(n.common.until, sc.scope({ result: outputs })))
@@ -332,7 +357,7 @@ export class Executor {
         if (!inAlways && this.#stopping) break;
       } finally {
         clearTimeout(timer);
-        this.#stop.signal.removeEventListener('abort', onInterrupt);
+        watched.removeEventListener('abort', onInterrupt);
       }
     }
     if (n.common.ignore_errors === true && !this.#stopping) {
@@ -341,6 +366,7 @@ export class Executor {
       return true;
     }
     finish('failed', { error: lastError });
+    if (isMutating(def, params)) this.#unknown.push({ host, title, address: n.address, error: lastError });
     this.#firstError ??= `${host}: ${title}: ${lastError}`;
     return false;
   }
@@ -354,11 +380,17 @@ export class Executor {
   ): void {
     if (!isMutating(def, params)) return;
     const sc = this.#scopes.get(host)!;
-    const planned = def.plan(
-      { host: sc.host, facts: {}, unknown: new Set(), evaluate: (e) => evaluate(e, sc.scope()) },
-      params,
-    ).undo;
+    const pctx = {
+      host: sc.host,
+      facts: {},
+      unknown: new Set<string>(),
+      evaluate: (e: string) => evaluate(e, sc.scope()),
+    };
+    // What the undo will really do depends on what apply found (e.g. a file that existed).
+    const planned = def.undoPlan ? def.undoPlan(pctx, params, outputs) : def.plan(pctx, params).undo;
     if (!def.undo || !planned || n.common.undo === 'never') {
+      // Clean-up and rescue steps are the remedy, not changes to report.
+      if (/\.(always|rescue)\./.test(n.address)) return;
       const why = n.common.undo === 'never' ? 'undo: never' : 'no undo declared';
       this.#undo.permanent.push({ address: n.address, title: n.title, host, why });
       return;
@@ -382,11 +414,21 @@ export class Executor {
     });
   }
 
-  #context(host: string, n: StepNode, signal: AbortSignal): ApplyContext {
+  #context(host: string, n: StepNode, signal: AbortSignal): ApplyContext & { flushOutput(): void } {
     const sc = this.#scopes.get(host)!;
     const { bus, connections, prompter } = this.#o;
     const h = sc.host;
+    // Output is redacted line by line: a secret split across two chunks must not slip through.
+    const pending: Record<'stdout' | 'stderr', string> = { stdout: '', stderr: '' };
+    const emit = (stream: 'stdout' | 'stderr', text: string) =>
+      bus.emit({ type: 'step_output', address: n.address, host, stream, text: redact(text) });
     return {
+      flushOutput: () => {
+        for (const stream of ['stdout', 'stderr'] as const) {
+          if (pending[stream]) emit(stream, pending[stream]);
+          pending[stream] = '';
+        }
+      },
       host: h,
       facts: {},
       unknown: new Set(),
@@ -402,9 +444,18 @@ export class Executor {
       },
       log: (text) =>
         bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: redact(text) }),
-      output: (stream, text) =>
-        bus.emit({ type: 'step_output', address: n.address, host, stream, text: redact(text) }),
-      prompt: (q) => (this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `)),
+      output: (stream, text) => {
+        const all = pending[stream] + text;
+        const cut = all.lastIndexOf('\n');
+        if (cut < 0) {
+          pending[stream] = all;
+          return;
+        }
+        pending[stream] = all.slice(cut + 1);
+        emit(stream, all.slice(0, cut + 1));
+      },
+      prompt: (q) =>
+        this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `, signal),
     };
   }
 
@@ -418,7 +469,15 @@ export class Executor {
       if (this.#firstError) summary.push(`Failure: ${this.#firstError}`);
       bus.emit({ type: 'unwind_started', entries: this.#undo.size });
       const undone: string[] = [];
+      const remedy: UndoEntry[] = [];
+      const brokenHosts = new Set<string>();
       for (let e = this.#undo.pop(); e; e = this.#undo.pop()) {
+        // After an undo failed on a host, its older changes may depend on the failed one: they are
+        // left for the operator. Other hosts go on unwinding.
+        if (brokenHosts.has(e.host)) {
+          remedy.push(e);
+          continue;
+        }
         const started = Date.now();
         bus.emit({
           type: 'undo_started',
@@ -429,9 +488,12 @@ export class Executor {
         });
         const def = registry.get(e.type)!;
         const node = { address: e.address, title: e.title, type: e.type } as StepNode;
+        // A fresh signal: compensation runs to the end after Ctrl-C, within a time limit, unless
+        // the operator gives up on it with a second signal.
+        const signal = AbortSignal.any([this.#cleanup.signal, AbortSignal.timeout(UNDO_TIMEOUT_MS)]);
         try {
-          // A fresh signal: compensation must run to the end even after Ctrl-C.
-          await def.undo!(this.#context(e.host, node, new AbortController().signal), e.params, e.outputs);
+          const uctx = this.#context(e.host, node, signal);
+          await abortable(def.undo!(uctx, e.params, e.outputs), signal).finally(() => uctx.flushOutput());
           bus.emit({
             type: 'undo_finished',
             address: e.address,
@@ -442,7 +504,7 @@ export class Executor {
           });
           undone.push(`${e.host}: ${e.title} (${e.action})`);
         } catch (err) {
-          const error = messageOf(err);
+          const error = signal.aborted ? messageOf(signal.reason) : messageOf(err);
           bus.emit({
             type: 'undo_finished',
             address: e.address,
@@ -456,19 +518,25 @@ export class Executor {
           summary.push(
             `COMPENSATION FAILED on ${e.host}: undo of "${e.title}" (${e.action}) failed: ${error}`,
           );
-          summary.push('Manual remedy, most recent first — these changes are still in place:');
-          for (const r of [e, ...this.#undo.entries.slice().reverse()]) {
-            summary.push(`  - ${r.host}: "${r.title}" — to undo: ${r.action}`);
-            for (const op of r.ops)
-              if (op.kind === 'command') summary.push(`      $ ${op.line}`);
-              else if (op.kind === 'sql') summary.push(`      SQL: ${op.sql}`);
-          }
-          break;
+          brokenHosts.add(e.host);
+          remedy.push(e);
         }
       }
-      if (status !== 'compensation_failed') {
+      if (undone.length) summary.push(`Undone, most recent first: ${undone.join('; ')}.`);
+      else if (remedy.length === 0) summary.push('Nothing needed undoing.');
+      if (remedy.length) {
+        summary.push('Manual remedy, most recent first — these changes are still in place:');
+        for (const r of remedy) {
+          summary.push(`  - ${r.host}: "${r.title}" (${r.address}) — to undo: ${r.action}`);
+          for (const op of r.ops)
+            if (op.kind === 'command') summary.push(`      $ ${op.line}`);
+            else if (op.kind === 'sql') summary.push(`      SQL: ${op.sql}`);
+            else if (op.kind === 'note') summary.push(`      ${op.text}`);
+        }
+      }
+      if (this.#unknown.length) {
         summary.push(
-          undone.length ? `Undone, most recent first: ${undone.join('; ')}.` : 'Nothing needed undoing.',
+          `State unknown — these steps failed or were stopped while changing things; check them by hand: ${this.#unknown.map((u) => `${u.host}: "${u.title}" (${u.address}): ${u.error}`).join('; ')}.`,
         );
       }
     }
@@ -485,11 +553,25 @@ export class Executor {
   }
 }
 
-/** Rejects as soon as `signal` aborts, even if `p` ignores the signal. */
+/** How long an undo may take before it counts as failed (and goes to the manual remedy). */
+const UNDO_TIMEOUT_MS = 10 * 60_000;
+/** After an abort, how long a step gets to stop its work before the run moves on. */
+const ABORT_GRACE_MS = 5_000;
+
+/**
+ * Rejects once `signal` aborts and `p` has settled, or ABORT_GRACE_MS later at most: the run
+ * must not go on to clean-up while the aborted work is still changing things, nor wait forever.
+ */
 function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
+    const onAbort = () => {
+      const timer = setTimeout(() => reject(signal.reason), ABORT_GRACE_MS);
+      p.finally(() => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      }).catch(() => {});
+    };
     signal.addEventListener('abort', onAbort, { once: true });
     p.then(
       (v) => {

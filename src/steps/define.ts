@@ -80,6 +80,8 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   plan(ctx: PlanContext, params: Static<P>): StepPlan;
   apply(ctx: ApplyContext, params: Static<P>): Promise<Static<O>>;
   undo?(ctx: ApplyContext, params: Static<P>, outputs: Static<O>): Promise<void>;
+  /** The undo's description once apply has run, when it depends on what apply found. */
+  undoPlan?(ctx: PlanContext, params: Static<P>, outputs: Static<O>): StepPlan['undo'];
 }
 
 /** Whether a step with these params changes anything. */

@@ -12,6 +12,22 @@ export interface StartSshdOptions {
   // Omit MaxSessions/MaxStartups so OpenSSH's own limits (10, 10:30:100) apply, as on real
   // servers: the runner's pacing must survive them.
   defaults?: boolean;
+  // Host key types to generate, each an sshd HostKey; default ['ed25519']. The first one is the
+  // key of hostPublicKey, hostKeyFingerprint and knownHostsFile; all are in hostKeys.
+  hostKeyTypes?: HostKeyType[];
+}
+
+export type HostKeyType = 'ed25519' | 'rsa' | 'ecdsa';
+
+// One host key of a test sshd.
+export interface SshHostKey {
+  type: HostKeyType;
+  // `ssh-rsa AAAA...` (type and base64 blob, no comment).
+  publicKey: string;
+  // `SHA256:...` as ssh-keygen -l prints it.
+  fingerprint: string;
+  // `[127.0.0.1]:PORT <publicKey>`, a known_hosts line for this key alone.
+  knownHostsLine: string;
 }
 
 // A running loopback sshd; stop() ends it and its sessions and deletes its files.
@@ -28,6 +44,8 @@ export interface SshServer {
   hostKeyFingerprint: string;
   // `ssh-ed25519 AAAA...` (type and base64 blob, no comment).
   hostPublicKey: string;
+  // Every host key sshd offers, in hostKeyTypes order.
+  hostKeys: SshHostKey[];
   pid: number;
   configFile: string;
   logFile: string;
@@ -49,7 +67,10 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   // Owned by root: sshd reads its host key as root, and the client key is for the test process.
   const rootDir = await makeTempDir('pgrb-sshd-', 'root');
-  const hostKey = join(rootDir, 'host_ed25519');
+  const hostKeyTypes: HostKeyType[] = opts.hostKeyTypes?.length
+    ? [...new Set(opts.hostKeyTypes)]
+    : ['ed25519'];
+  const hostKeyFiles = hostKeyTypes.map((t) => join(rootDir, `host_${t}`));
   const identityFile = join(rootDir, 'client_ed25519');
   const authorizedKeys = join(rootDir, 'authorized_keys');
   const configFile = join(rootDir, 'sshd_config');
@@ -59,16 +80,40 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
   let child: ChildProcess | undefined;
 
   try {
-    const keygen = (file: string, comment: string) =>
-      runAs('root', ['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
-    await Promise.all([keygen(hostKey, 'pgrb-test-host'), keygen(identityFile, 'pgrb-test-client')]);
+    const keygen = (file: string, comment: string, type: HostKeyType = 'ed25519') =>
+      runAs('root', [
+        'ssh-keygen',
+        '-q',
+        '-t',
+        type,
+        ...(type === 'rsa' ? ['-b', '2048'] : []),
+        '-N',
+        '',
+        '-C',
+        comment,
+        '-f',
+        file,
+      ]);
+    await Promise.all([
+      ...hostKeyTypes.map((t, i) => keygen(hostKeyFiles[i]!, 'pgrb-test-host', t)),
+      keygen(identityFile, 'pgrb-test-client'),
+    ]);
     // sshd opens this as the target user, hence world-readable; it holds only a public key.
     await writeFile(authorizedKeys, await readFile(`${identityFile}.pub`, 'utf8'), { mode: 0o644 });
 
-    const [keyType, keyB64] = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/);
-    if (!keyType || !keyB64) throw new Error(`startSshd: cannot parse ${hostKey}.pub`);
-    const hostPublicKey = `${keyType} ${keyB64}`;
-    const hostKeyFingerprint = sshFingerprint(Buffer.from(keyB64, 'base64'));
+    const publicKeys = await Promise.all(
+      hostKeyFiles.map(async (file, i) => {
+        const [keyType, keyB64] = (await readFile(`${file}.pub`, 'utf8')).trim().split(/\s+/);
+        if (!keyType || !keyB64) throw new Error(`startSshd: cannot parse ${file}.pub`);
+        return {
+          type: hostKeyTypes[i]!,
+          publicKey: `${keyType} ${keyB64}`,
+          fingerprint: sshFingerprint(Buffer.from(keyB64, 'base64')),
+        };
+      }),
+    );
+    const hostPublicKey = publicKeys[0]!.publicKey;
+    const hostKeyFingerprint = publicKeys[0]!.fingerprint;
 
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
@@ -76,7 +121,7 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
         `Port ${port}`,
         'ListenAddress 127.0.0.1',
         'AddressFamily inet',
-        `HostKey ${hostKey}`,
+        ...hostKeyFiles.map((f) => `HostKey ${f}`),
         `PidFile ${pidFile}`,
         'UsePAM no',
         'PasswordAuthentication no',
@@ -125,6 +170,10 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
       const watchdog = armWatchdog(`sleep 0.5; rm -rf ${shQuote(rootDir)}`);
 
       const knownHostsLine = `[127.0.0.1]:${port} ${hostPublicKey}`;
+      const hostKeys = publicKeys.map((k) => ({
+        ...k,
+        knownHostsLine: `[127.0.0.1]:${port} ${k.publicKey}`,
+      }));
       await writeFile(knownHostsFile, `${knownHostsLine}\n`, { mode: 0o644 });
 
       let stopping: Promise<void> | undefined;
@@ -137,6 +186,7 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
         knownHostsLine,
         hostKeyFingerprint,
         hostPublicKey,
+        hostKeys,
         pid,
         configFile,
         logFile,

@@ -131,18 +131,23 @@ describe('PostgreSQL steps', () => {
       hosts: db15
     - name: echo the password by mistake
       hosts: db15
-      shell: { cmd: "echo $PGRB_TEST_PASSWORD; echo $PGRB_TEST_PASSWORD >&2" }
+      shell: { cmd: "echo env=[$PGRB_TEST_PASSWORD] given={{ given }}; echo given={{ given }} >&2" }
     - name: fail
       shell: "echo failing; exit 2"
 `,
     });
     const outputs: string[] = [];
-    const run = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--report', 'report.md'], { cwd, env });
+    // The password is also handed over by mistake with -e: it must still never be printed.
+    const given = ['-e', `given=${PASSWORD}`];
+    const run = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--report', 'report.md', ...given], {
+      cwd,
+      env,
+    });
     outputs.push(run.stdout, run.stderr);
-    const json = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd, env });
+    const json = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', ...given], { cwd, env });
     outputs.push(json.stdout, json.stderr);
     for (const format of ['text', 'json', 'markdown']) {
-      const p = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', format], {
+      const p = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', format, ...given], {
         cwd,
         env,
       });
@@ -157,7 +162,9 @@ describe('PostgreSQL steps', () => {
     expect(all).toContain('connected as postgres');
     expect(all).toContain('echo the password by mistake');
     expect(all).not.toContain(PASSWORD);
-    expect(all).toContain('***');
+    expect(all).toContain('given=***');
+    // The secret's environment variable is not passed on to commands at all.
+    expect(all).toContain('env=[]');
   });
 });
 

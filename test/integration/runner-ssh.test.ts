@@ -30,7 +30,7 @@ describe('run over ssh', () => {
       shell: id -un
     - name: use it
       shell:
-        cmd: ["sh", "-c", "echo \\"user={{ who.stdout | trim }}\\" > ${remote}/who.txt"]
+        cmd: ["sh", "-c", "echo \\"user=$1\\" > ${remote}/who.txt", "sh", "{{ who.stdout | trim }}"]
     - assert:
         that: who.stdout | trim == "pgrb"
 `,

@@ -46,7 +46,8 @@ ${fail ? '    - shell: "exit 1"\n' : ''}`;
     });
     expect(undone.code).toBe(1);
     expect(readFileSync(path, 'utf8')).toBe('old content\n');
-    expect(existsSync(`${path}.pgrunbook-undo`)).toBe(false);
+    const { readdirSync } = await import('node:fs');
+    expect(readdirSync(remote).filter((f) => f.includes('.pgrunbook-undo'))).toEqual([]);
 
     const fresh = join(remote, `fresh-${Date.now()}.txt`);
     const created = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {

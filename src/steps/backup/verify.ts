@@ -24,11 +24,14 @@ const Params = Type.Object(
     bin_dir: Type.Optional(
       Type.String({
         pattern: '^/',
-        description: 'PostgreSQL binaries (default /usr/lib/postgresql/MAJOR/bin)',
+        description: 'PostgreSQL binaries (default: host var pg_bin_dir, else /usr/lib/postgresql/MAJOR/bin)',
       }),
     ),
     run_as: Type.Optional(
-      Type.String({ minLength: 1, description: 'OS user the server runs as (default postgres)' }),
+      Type.String({
+        minLength: 1,
+        description: 'OS user the server runs as (default: host var pg_os_user, else postgres)',
+      }),
     ),
     recovery_target: Type.Optional(
       Type.Union([Type.Literal('immediate'), Type.Literal('latest')], {
@@ -85,6 +88,17 @@ interface Manifest {
 }
 
 const sock = (p: P) => `${p.scratch}.run`;
+
+/** Binaries: the param, else the host var pg_bin_dir (the lab sets it), else Debian's layout. */
+const binDir = (ctx: ApplyContext, p: P, major: number) =>
+  p.bin_dir ??
+  (typeof ctx.host.vars.pg_bin_dir === 'string'
+    ? ctx.host.vars.pg_bin_dir
+    : `/usr/lib/postgresql/${major}/bin`);
+
+/** The server's OS user: the param, else the host var pg_os_user, else postgres. */
+const runAs = (ctx: ApplyContext, p: P) =>
+  p.run_as ?? (typeof ctx.host.vars.pg_os_user === 'string' ? ctx.host.vars.pg_os_user : 'postgres');
 const log = (p: P) => `${p.scratch}.log`;
 
 /** Runs a line as the server's OS user: runuser as root, sudo -n otherwise (unless already them). */
@@ -187,13 +201,16 @@ async function materialiseAndStart(
   if (!data) throw new StepFailure(`no snapshot data: the manifest names none; give data:`);
   const provider = snap.provider === 'btrfs' ? 'btrfs' : 'copy';
   const major = Math.floor((m.pg_version_num ?? 150000) / 10000);
-  const bin = p.bin_dir ?? `/usr/lib/postgresql/${major}/bin`;
-  const user = p.run_as ?? 'postgres';
+  const bin = binDir(ctx, p, major);
+  const user = runAs(ctx, p);
   const asUser = await asUserFn(t, user);
   const out = await sh(ctx, t, prepareScript(p, m, data, provider), `materialising ${data} in ${p.scratch}`);
   if (!out.startsWith(m.files.backup_label.sha256))
     throw new StepFailure(`backup_label in ${p.scratch} differs from the stored one`);
-  const cd = await sh(ctx, t, `${quote(`${bin}/pg_controldata`)} ${quote(p.scratch)}`, 'reading pg_control');
+  // Not every build ships pg_controldata (embedded ones do not): then the defaults stand.
+  const cd = (
+    await t.exec(`${quote(`${bin}/pg_controldata`)} ${quote(p.scratch)} 2>/dev/null`, { signal: ctx.signal })
+  ).stdout;
   const extra = controlSettings(cd);
   await sh(
     ctx,
@@ -232,6 +249,26 @@ async function psqlJson(
   sql: string,
 ): Promise<unknown[]> {
   const wrapped = `select coalesce(json_agg(t), '[]'::json) from (${sql.trim().replace(/;\s*$/, '')}) t`;
+  if (t.kind === 'local') {
+    // Same machine: talk to the socket directly (no psql needed, e.g. with embedded binaries).
+    const { default: driver } = await import('pg');
+    const c = new driver.Client({
+      host: sock(p),
+      port: 5432,
+      user: p.db_user ?? 'postgres',
+      database: 'postgres',
+    });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      const r = await c.query(wrapped);
+      return (r.rows[0] as { coalesce: unknown[] }).coalesce;
+    } catch (err) {
+      throw new StepFailure(`check failed on the restored copy: ${(err as Error).message}`);
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }
   const line = asUser(
     `${quote(`${bin}/psql`)} -h ${quote(sock(p))} -p 5432 -U ${quote(p.db_user ?? 'postgres')} -d postgres -AtX -v ON_ERROR_STOP=1 -c ${quote(wrapped)}`,
   );
@@ -379,14 +416,7 @@ export const restoreStep = defineStep({
       (await t.exec(`cat ${quote(`${p.from}/manifest.json`)}`)).stdout || '{}',
     ) as Manifest;
     const major = Math.floor((m.pg_version_num ?? 150000) / 10000);
-    const asUser = await asUserFn(t, p.run_as ?? 'postgres');
-    await t.exec(
-      cleanupScript(
-        p,
-        p.bin_dir ?? `/usr/lib/postgresql/${major}/bin`,
-        asUser,
-        m.snapshots?.[0]?.provider === 'btrfs',
-      ),
-    );
+    const asUser = await asUserFn(t, runAs(ctx, p));
+    await t.exec(cleanupScript(p, binDir(ctx, p, major), asUser, m.snapshots?.[0]?.provider === 'btrfs'));
   },
 });

@@ -23,14 +23,17 @@ const Outputs = Type.Object({
 });
 
 const EXISTS = 17;
-const backupOf = (path: string) => `${path}.pgrunbook-undo`;
+/** A backup name of its own per write, so two forced writes of one file keep the original. */
+const backupOf = (path: string, stamp: string) => `${path}.pgrunbook-undo-${stamp}`;
+const PLAN_STAMP = 'STAMP';
 
 /** Writes stdin to a temp file beside the target and renames it, so readers never see half a file. */
-function writeScript(p: { path: string; mode?: string; force?: boolean }): string {
+function writeScript(p: { path: string; mode?: string; force?: boolean }, stamp: string): string {
   const path = quote(p.path);
   const tmp = quote(`${p.path}.pgrunbook-tmp`);
+  const backup = quote(backupOf(p.path, stamp));
   const keep = p.force
-    ? `cp -p ${path} ${quote(backupOf(p.path))} && echo existed`
+    ? `if [ -e ${backup} ]; then echo ${backup} exists >&2; exit 18; fi; cp -p ${path} ${backup} && echo existed`
     : `echo ${quote(`${p.path} exists; set force: true to overwrite it`)} >&2; exit ${EXISTS}`;
   return [
     'set -e',
@@ -41,8 +44,8 @@ function writeScript(p: { path: string; mode?: string; force?: boolean }): strin
   ].join('\n');
 }
 
-function undoScript(path: string, created: boolean): string {
-  return created ? `rm -f ${quote(path)}` : `mv -f ${quote(backupOf(path))} ${quote(path)}`;
+function undoScript(path: string, out: { created: boolean; backup?: string }): string {
+  return out.created || !out.backup ? `rm -f ${quote(path)}` : `mv -f ${quote(out.backup)} ${quote(path)}`;
 }
 
 export default defineStep({
@@ -56,7 +59,7 @@ export default defineStep({
     const ops: Operation[] = [
       {
         kind: 'command',
-        line: commandLine({ script: writeScript(p) }, ctx.host.become),
+        line: commandLine({ script: writeScript(p, PLAN_STAMP) }, ctx.host.become),
         stdin: ctx.unknown.has('content') ? undefined : p.content,
       },
     ];
@@ -67,13 +70,34 @@ export default defineStep({
         action: p.force
           ? 'remove the file, or restore the previous content if one existed'
           : 'remove the file',
-        ops: [{ kind: 'command', line: commandLine({ script: undoScript(p.path, true) }, ctx.host.become) }],
+        ops: p.force
+          ? [
+              {
+                kind: 'note',
+                text: `rm -f ${p.path}, or mv -f ${backupOf(p.path, PLAN_STAMP)} ${p.path} when it existed`,
+              },
+            ]
+          : [
+              {
+                kind: 'command',
+                line: commandLine({ script: undoScript(p.path, { created: true }) }, ctx.host.become),
+              },
+            ],
       },
+    };
+  },
+  undoPlan(ctx, p, out) {
+    return {
+      action: out.created
+        ? 'remove the file it created'
+        : `put back the previous content kept in ${out.backup}`,
+      ops: [{ kind: 'command', line: commandLine({ script: undoScript(p.path, out) }, ctx.host.become) }],
     };
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
-    const r = await t.exec(commandLine({ script: writeScript(p) }, ctx.host.become), {
+    const stamp = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    const r = await t.exec(commandLine({ script: writeScript(p, stamp) }, ctx.host.become), {
       stdin: p.content,
       signal: ctx.signal,
     });
@@ -81,11 +105,11 @@ export default defineStep({
     if (r.exitCode !== 0)
       throw new StepFailure(`writing ${p.path} failed (exit ${r.exitCode}): ${r.stderr.trim()}`);
     const existed = r.stdout.includes('existed');
-    return existed ? { created: false, backup: backupOf(p.path) } : { created: true };
+    return existed ? { created: false, backup: backupOf(p.path, stamp) } : { created: true };
   },
   async undo(ctx, p, out) {
     const t = await ctx.transport();
-    const r = await t.exec(commandLine({ script: undoScript(p.path, out.created) }, ctx.host.become), {
+    const r = await t.exec(commandLine({ script: undoScript(p.path, out) }, ctx.host.become), {
       signal: ctx.signal,
     });
     if (r.exitCode !== 0) throw new StepFailure(`undoing the write of ${p.path} failed: ${r.stderr.trim()}`);

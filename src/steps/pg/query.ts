@@ -26,7 +26,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   // Plain reads change nothing; anything else (including WITH, which may hold DML) might.
-  mutating: (p) => !READ_ONLY.test(p.sql),
+  mutating: (p) => p.revert_sql !== undefined || !READ_ONLY.test(p.sql),
   shorthand: 'sql',
   undoSummary: 'runs `revert_sql` when given; otherwise none',
   plan(_ctx, p) {

@@ -5,14 +5,20 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   checkKnownHosts,
+  DEFAULT_HOST_KEY_ALGORITHMS,
   fingerprint,
+  hostKeyAlgorithms,
+  keyTypeOf,
   knownHostsName,
+  knownKeyTypes,
   readKnownHosts,
 } from '../../../src/connections/known-hosts.js';
 
 let dir: string;
 /** `ssh-ed25519 AAAA…` of two freshly generated keys, and their raw blobs. */
 const keys: { line: string; blob: Buffer; file: string }[] = [];
+/** One rsa and one ecdsa key, for key-type tests. */
+const other: Record<'rsa' | 'ecdsa', { line: string; blob: Buffer }> = {} as never;
 
 /** Lets ssh-keygen hash a known_hosts text the way `HashKnownHosts yes` would. */
 function hashed(text: string): string {
@@ -31,6 +37,12 @@ beforeAll(() => {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', file]);
     const [type, b64] = readFileSync(`${file}.pub`, 'utf8').trim().split(' ');
     keys.push({ line: `${type} ${b64}`, blob: Buffer.from(b64!, 'base64'), file: `${file}.pub` });
+  }
+  for (const t of ['rsa', 'ecdsa'] as const) {
+    const file = join(dir, t);
+    execFileSync('ssh-keygen', ['-q', '-t', t, ...(t === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-f', file]);
+    const [type, b64] = readFileSync(`${file}.pub`, 'utf8').trim().split(' ');
+    other[t] = { line: `${type} ${b64}`, blob: Buffer.from(b64!, 'base64') };
   }
 });
 
@@ -141,5 +153,79 @@ describe('fingerprint', () => {
 describe('readKnownHosts', () => {
   it('a missing file reads as empty', () => {
     expect(readKnownHosts(join(dir, 'does-not-exist'))).toBe('');
+  });
+
+  it('a missing file is an error naming it when it must exist (accept_unknown_host_key)', () => {
+    const f = join(dir, 'does-not-exist');
+    expect(() => readKnownHosts(f, { mustExist: true })).toThrow(
+      `cannot read known_hosts file ${f}: it does not exist`,
+    );
+  });
+
+  it('an unreadable path (a directory) is an error, not an empty file', () => {
+    expect(() => readKnownHosts(dir)).toThrow(`cannot read known_hosts file ${dir}: EISDIR`);
+  });
+});
+
+describe('host key types and algorithm order', () => {
+  it('keyTypeOf reads the type a key blob names', () => {
+    expect(keyTypeOf(k1().blob)).toBe('ssh-ed25519');
+    expect(keyTypeOf(other.rsa.blob)).toBe('ssh-rsa');
+    expect(keyTypeOf(other.ecdsa.blob)).toBe('ecdsa-sha2-nistp256');
+    expect(keyTypeOf(Buffer.from([0, 0]))).toBeUndefined();
+    expect(keyTypeOf(Buffer.from([0xff, 0, 0, 0, 1]))).toBeUndefined();
+  });
+
+  it('knownKeyTypes lists the types of usable lines for this host only, in file order', () => {
+    const text = [
+      `db2 ${k1().line}`,
+      `db1 ${other.rsa.line}`,
+      `@revoked db1 ${k2().line}`,
+      `@cert-authority db1 ${other.ecdsa.line}`,
+      `db1,10.0.0.1 ${other.rsa.line}`,
+      '',
+    ].join('\n');
+    expect(knownKeyTypes(text, 'db1', 22)).toEqual(['ssh-rsa']);
+    expect(knownKeyTypes(text, 'db2', 22)).toEqual(['ssh-ed25519']);
+    expect(knownKeyTypes(text, 'db3', 22)).toEqual([]);
+    expect(knownKeyTypes(hashed(`[127.0.0.1]:2222 ${other.ecdsa.line}\n`), '127.0.0.1', 2222)).toEqual([
+      'ecdsa-sha2-nistp256',
+    ]);
+  });
+
+  it('the type comes from the key blob even if the line names another', () => {
+    const b64 = other.rsa.line.split(' ')[1];
+    expect(knownKeyTypes(`db1 ssh-ed25519 ${b64}\n`, 'db1', 22)).toEqual(['ssh-rsa']);
+  });
+
+  it('hostKeyAlgorithms puts algorithms of known types first, keeping the default order', () => {
+    expect(hostKeyAlgorithms([])).toBeUndefined();
+    expect(hostKeyAlgorithms(['ssh-dss'])).toBeUndefined();
+    expect(hostKeyAlgorithms(['ssh-rsa'])).toEqual([
+      'rsa-sha2-512',
+      'rsa-sha2-256',
+      'ssh-rsa',
+      'ssh-ed25519',
+      'ecdsa-sha2-nistp256',
+      'ecdsa-sha2-nistp384',
+      'ecdsa-sha2-nistp521',
+    ]);
+    expect(hostKeyAlgorithms(['ssh-rsa', 'ecdsa-sha2-nistp384'])!.slice(0, 4)).toEqual([
+      'ecdsa-sha2-nistp384',
+      'rsa-sha2-512',
+      'rsa-sha2-256',
+      'ssh-rsa',
+    ]);
+    expect(hostKeyAlgorithms(['ssh-ed25519'])).toEqual([...DEFAULT_HOST_KEY_ALGORITHMS]);
+    // the same set as ssh2's default, so nothing is lost, only reordered
+    for (const types of [['ssh-rsa'], ['ecdsa-sha2-nistp521'], ['ssh-ed25519', 'ssh-rsa']])
+      expect([...hostKeyAlgorithms(types)!].sort()).toEqual([...DEFAULT_HOST_KEY_ALGORITHMS].sort());
+  });
+
+  it("the default list is ssh2's own default", async () => {
+    const { createRequire } = await import('node:module');
+    const req = createRequire(import.meta.url);
+    const constants = req('ssh2/lib/protocol/constants.js') as { DEFAULT_SERVER_HOST_KEY: string[] };
+    expect([...DEFAULT_HOST_KEY_ALGORITHMS]).toEqual(constants.DEFAULT_SERVER_HOST_KEY);
   });
 });

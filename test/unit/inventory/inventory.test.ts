@@ -1,11 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatProblem } from '../../../src/errors.js';
-import { type Inventory, loadInventory, resolveSecrets } from '../../../src/inventory/inventory.js';
+import {
+  type Inventory,
+  loadInventory,
+  resolveSecrets,
+  secretEnvNames,
+} from '../../../src/inventory/inventory.js';
 import { Secret } from '../../../src/util/secret.js';
 
 const path = (name: string) => fileURLToPath(new URL(`../../fixtures/inventories/${name}`, import.meta.url));
@@ -134,9 +139,72 @@ describe('inventory problems', () => {
     expect(JSON.stringify(r.problems)).not.toContain('Tr0ub4dor');
   });
 
+  it('a host with neither transport nor ssh settings is refused, located at the host', () => {
+    const r = loadInventoryText(
+      'hosts:\n  ok: { transport: local }\n  bare: {}\n  pg_only:\n    pg: { port: 5432 }\n',
+    );
+    expect(r.problems.map(formatProblem)).toEqual([
+      expect.stringMatching(/:3:9: hosts\.bare: host bare: set transport: local .*, or ssh settings$/),
+      expect.stringMatching(/:5:5: hosts\.pg_only: host pg_only: set transport: local .*, or ssh settings$/),
+    ]);
+  });
+
+  it('transport or ssh settings in defaults, or ssh settings on the host, are explicit enough', () => {
+    const viaDefault = loadInventoryText('defaults: { transport: local }\nhosts:\n  a: {}\n');
+    expect(viaDefault.problems).toEqual([]);
+    expect(viaDefault.inventory!.hosts.get('a')!.transport).toBe('local');
+    const viaSsh = loadInventoryText(
+      'defaults: { ssh: { user: u } }\nhosts:\n  a: {}\n  b: { transport: local }\n',
+    );
+    expect(viaSsh.problems).toEqual([]);
+    expect(viaSsh.inventory!.hosts.get('a')!.transport).toBe('ssh');
+    expect(viaSsh.inventory!.hosts.get('b')!.transport).toBe('local');
+    const hostSsh = loadInventoryText('hosts:\n  a: { ssh: { user: u } }\n');
+    expect(hostSsh.problems).toEqual([]);
+    expect(hostSsh.inventory!.hosts.get('a')!.transport).toBe('ssh');
+  });
+
+  it('every shipped and fixture inventory that should load still loads', () => {
+    for (const name of ['groups.yml', 'lab.yml', 'secrets.yml', 'two-ssh.yml'])
+      expect(loadInventory(path(name)).problems.map(formatProblem)).toEqual([]);
+  });
+
   it('a wrong type elsewhere is still shown (only sensitive paths hide values)', () => {
     const r = loadInventoryText('hosts:\n  x: { pg: { port: "fivefourthreetwo" } }\n');
     expect(r.problems.map(formatProblem).join('\n')).toContain('got string "fivefourthreetwo"');
+  });
+});
+
+describe('pg TLS settings', () => {
+  it('sslmode defaults to prefer; sslrootcert is resolved against the inventory file', () => {
+    const r = loadInventoryText(
+      'hosts:\n  a: { transport: local, pg: { sslmode: verify-ca, sslrootcert: ./ca.pem } }\n  b: { transport: local, pg: {} }\n',
+    );
+    expect(r.problems).toEqual([]);
+    const a = r.inventory!.hosts.get('a')!.pg!;
+    expect(a.sslmode).toBe('verify-ca');
+    expect(a.sslrootcert).toBe(join(dirname(r.inventory!.file), 'ca.pem'));
+    expect(r.inventory!.hosts.get('b')!.pg).toMatchObject({ sslmode: 'prefer', sslrootcert: undefined });
+  });
+
+  it('an unknown sslmode is refused', () => {
+    const r = loadInventoryText('hosts:\n  a: { transport: local, pg: { sslmode: allow } }\n');
+    expect(r.problems.map(formatProblem).join('\n')).toContain('hosts.a.pg.sslmode');
+  });
+});
+
+describe('secretEnvNames', () => {
+  it('lists every {env} secret source, from defaults and hosts, once and sorted', () => {
+    const inv = load('secrets.yml');
+    expect(secretEnvNames(inv)).toEqual([
+      'PGRB_UNIT_SECRET_ENV',
+      'PGRB_UNIT_SECRET_NEVER_SET',
+      'PGRB_UNIT_SSH_PASSPHRASE',
+    ]);
+    // every host carries the inventory-wide list, so local commands of any host drop them all
+    expect(inv.hosts.get('from_file')!.secretEnv).toEqual(secretEnvNames(inv));
+    expect(secretEnvNames(load('two-ssh.yml'))).toEqual(['PGRB_UNIT_PG_PASSWORD']);
+    expect(secretEnvNames(load('groups.yml'))).toEqual([]);
   });
 });
 

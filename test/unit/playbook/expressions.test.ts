@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import {
   ExpressionError,
   evaluate,
+  expressionProblems,
+  FILTERS,
   isTemplate,
   isWholeTemplate,
   referencedNames,
@@ -379,5 +381,68 @@ describe('referencedNames', () => {
 
   it('function calls are refused here too', () => {
     expect(() => referencedNames('lookup("env", "HOME")')).toThrow(ExpressionError);
+  });
+});
+
+describe('expressionProblems: what evaluation would refuse, found without values', () => {
+  const suggest = (name: string, candidates: readonly string[]) =>
+    candidates.includes(name.slice(0, -1)) ? ` (did you mean "${name.slice(0, -1)}"?)` : '';
+
+  it.each<[string, RegExp]>([
+    [
+      'x | lengthh',
+      /^unknown filter "lengthh" \(did you mean "length"\?\) in "x \| lengthh"; known filters: default/,
+    ],
+    ['x | nope(1)', /^unknown filter "nope" in "x \| nope\(1\)"/],
+    ['x | raw', /^"\| raw" only applies to a template in a shell script/],
+    ['(x | raw) + 1', /^"\| raw" only applies/],
+    ['a ? b : c', /^the \?: conditional is not supported in "a \? b : c"/],
+    ['this', /^"this" is not supported/],
+    ['this.x', /^"this" is not supported/],
+    ["{'a': 1}", /object literals \{…\} are not supported/],
+    ['f(1)', /^function calls are not supported; use a filter: value \| f\(\.\.\.\)/],
+    ['x.upper()', /^function calls are not supported/],
+    ['[f(1)]', /^function calls are not supported/],
+    ['x | default(f(1))', /^function calls are not supported/],
+    ['x?.y', /^"\?\." is not supported/],
+    ['x ?? y', /^unsupported operator "\?\?"/],
+    ['x << 1', /^unsupported operator "<<"/],
+    ['~x', /^unsupported operator "~"/],
+    ['x is number', /^"is" supports "defined" and "undefined"/],
+    ['[1,,2]', /^an empty list element/],
+    ['x | 1', /^a filter is a name/],
+    ['x +', /^cannot parse expression/],
+  ])('%s', (src, message) => {
+    const problems = expressionProblems(src, suggest);
+    expect(problems.length).toBeGreaterThan(0);
+    expect(problems[0]).toMatch(message);
+  });
+
+  it.each([
+    'x',
+    'x.y[0]["k"]',
+    'x | default("a") | upper',
+    'x | join(", ")',
+    'not x and (y or z)',
+    'x is not defined',
+    '[1, 2] | length >= 2',
+    '-x + +y * 3 % 2 / 1',
+    'a in b && c || !d',
+    'a === b and a !== c',
+  ])('%s is fine', (src) => {
+    expect(expressionProblems(src)).toEqual([]);
+  });
+
+  it('every known filter is accepted', () => {
+    for (const f of FILTERS) expect(expressionProblems(`x | ${f}`)).toEqual([]);
+  });
+
+  it('evaluating | raw outside a shell script says where it belongs', () => {
+    expect(() => evaluate('s | raw', scope)).toThrow(/"\| raw" only applies to a template in a shell script/);
+  });
+
+  it('evaluating unsupported syntax gives the same clear message', () => {
+    expect(() => evaluate('n ? 1 : 2', scope)).toThrow(/the \?: conditional is not supported/);
+    expect(() => evaluate('this', scope)).toThrow(/"this" is not supported/);
   });
 });

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { formatProblem } from '../../../src/errors.js';
@@ -270,5 +271,231 @@ describe('names and host patterns', () => {
     const f = fixture('bracket-access.yml');
     expect(formatted(f, { inventory: inventory('lab.yml') })).toEqual([]);
     expect(loadPlaybook(f).unchecked).toEqual([]);
+  });
+});
+
+describe('shell scripts: templates sh cannot quote are refused at validation', () => {
+  it('each refused template is located at the template itself, with what to do instead', () => {
+    const f = fixture('shell-injection.yml');
+    const advice = (x: string) =>
+      `cannot be quoted safely; pass the value as an argv list element, or assign it to a shell variable first (v={{ ${x} }}) and use "$v", or mark it {{ ${x} | raw }} if it is meant as shell code`;
+    expect(formatted(f)).toEqual([
+      `${f}:8:26: [0].steps[0].shell.cmd: template {{ dir }} inside $(…) ${advice('dir')}`,
+      `${f}:9:24: [0].steps[1].shell.cmd: template {{ dir }} inside backticks ${advice('dir')}`,
+      `${f}:12:19: [0].steps[2].shell.cmd: template {{ dir }} after a << heredoc ${advice('dir')}`,
+      `${f}:14:27: [0].steps[3].shell.cmd: template {{ dir }} inside a # comment ${advice('dir')}`,
+      `${f}:15:52: [0].steps[4].shell.revert: template {{ dir }} in a sh -c script (the value would be read as shell code again) cannot be quoted safely; pass it as a positional parameter (sh -c '… "$1"' sh {{ dir }}), or mark it {{ dir | raw }} if it is meant as shell code`,
+      `${f}:16:14: [0].steps[5].shell.cmd: a command from a variable must be an argv list, or marked | raw: {{ script }} is a string; write {{ script | raw }} to run it as shell code`,
+    ]);
+  });
+
+  it('`pgrunbook validate` exits 2 and prints them; nothing runs', () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', 'validate', fixture('shell-injection.yml')],
+      { cwd: fileURLToPath(new URL('../../../', import.meta.url)), encoding: 'utf8' },
+    );
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(
+      /shell-injection\.yml:8:26: .*template \{\{ dir \}\} inside \$\(…\) cannot be quoted safely/,
+    );
+    expect(r.stderr).toMatch(/6 problems found; nothing was run\./);
+  });
+
+  it.each<[string, string]>([
+    ['a shorthand script', '    - shell: "echo \\"$(cat {{ f }})\\""'],
+    ['cmd in the long form', "    - shell: { cmd: 'x=`cat {{ f }}`' }"],
+    ['revert', '    - shell: { cmd: "true", revert: "cat <<EOF\\n{{ f }}\\nEOF" }'],
+    ['a block scalar', '    - shell: |\n        ls\n        # remove {{ f }}\n        true'],
+  ])('%s', (_what, step) => {
+    const r = fromText(`- name: p\n  hosts: all\n  vars: { f: x }\n  steps:\n${step}`);
+    expect(r.playbook).toBeUndefined();
+    expect(r.problems.map(formatProblem).join('\n')).toMatch(
+      /template \{\{ f \}\} .* cannot be quoted safely/,
+    );
+  });
+
+  it('allowed places, | raw anywhere, | quote in a bare word and argv lists are accepted', () => {
+    const r = fromText(
+      [
+        '- name: p',
+        '  hosts: all',
+        '  vars: { f: x, flags: "-l", argv: [ls] }',
+        '  steps:',
+        `    - shell: "ls {{ f }} '{{ f }}' \\"{{ f }}\\" --x={{ f }} $(date) {{ flags | raw }} {{ f | quote }}"`,
+        '    - shell: "echo \\"$(ls {{ flags | raw }})\\" # {{ f | raw }}"',
+        '    - shell: ["sh", "-c", "echo \\"$1\\"", "sh", "{{ f }}"]',
+        '    - shell: "{{ argv }}"',
+        '    - shell: "{{ f | raw }}"',
+        '    - shell: "x={{ f }}; echo \\"$(cat \\"$x\\")\\""',
+      ].join('\n'),
+    );
+    expect(r.problems.map(formatProblem)).toEqual([]);
+  });
+
+  it('a whole-template script is refused when it is surely a string; a list or an unknown type is not', () => {
+    const r = fromText(
+      [
+        '- name: p',
+        '  hosts: all',
+        '  vars: { s: "echo hi", l: [echo, hi], t: "{{ l }}" }',
+        '  steps:',
+        '    - shell: "{{ s }}"',
+        '    - shell: "{{ l | join(\' \') }}"',
+        '    - shell: "{{ \'echo hi\' }}"',
+        '    - shell: "{{ l }}"',
+        '    - shell: "{{ t }}"',
+        '    - shell: "{{ e }}"',
+      ].join('\n'),
+      { extraVars: { e: ['true'] } },
+    );
+    expect(r.problems.map((p) => `${p.line}: ${p.message}`)).toEqual([
+      '5: a command from a variable must be an argv list, or marked | raw: {{ s }} is a string; write {{ s | raw }} to run it as shell code',
+      "6: a command from a variable must be an argv list, or marked | raw: {{ l | join(' ') }} is a string; write {{ l | join(' ') | raw }} to run it as shell code",
+      "7: a command from a variable must be an argv list, or marked | raw: {{ 'echo hi' }} is a string; write {{ 'echo hi' | raw }} to run it as shell code",
+    ]);
+  });
+
+  it.each<[string, boolean]>([
+    ['["sh", "-c", "echo {{ f }}"]', true],
+    ['["sudo", "-u", "postgres", "/bin/bash", "-lc", "psql -c \\"{{ f }}\\""]', true],
+    ['["su", "postgres", "--command=echo {{ f }}"]', true],
+    ['["sh", "-c", "echo \\"$1\\"", "sh", "{{ f }}"]', false],
+    ['["echo", "-c", "{{ f }}"]', false],
+    ['["sh", "script.sh", "{{ f }}"]', false],
+  ])('an argv list whose sh -c script holds a template: %s', (argv, refused) => {
+    const r = fromText(
+      `- name: p\n  hosts: all\n  vars: { f: x }\n  steps:\n    - shell: { cmd: ${argv}, revert: ${argv} }`,
+    );
+    const messages = r.problems.map((p) => `${p.path}: ${p.message}`);
+    if (!refused) expect(messages).toEqual([]);
+    else
+      expect(messages).toEqual(
+        ['cmd', 'revert'].map((k) =>
+          expect.stringMatching(
+            new RegExp(
+              `^\\[0\\]\\.steps\\[0\\]\\.shell\\.${k}\\[\\d\\]: template \\{\\{ f \\}\\} in a sh -c script .* pass it as a positional parameter`,
+            ),
+          ),
+        ),
+      );
+  });
+
+  it('an -e string variable used as a whole script is refused', () => {
+    const r = fromText('- name: p\n  hosts: all\n  steps:\n    - shell: "{{ e }}"', {
+      extraVars: { e: 'id' },
+    });
+    expect(r.problems.map((p) => p.message)).toEqual([
+      'a command from a variable must be an argv list, or marked | raw: {{ e }} is a string; write {{ e | raw }} to run it as shell code',
+    ]);
+  });
+});
+
+describe('expressions: what would fail at run time fails at validation', () => {
+  it('each mistake is reported where it is written', () => {
+    const f = fixture('expression-mistakes.yml');
+    const reserved = (n: string, what: string) =>
+      `"${n}" cannot be ${what}: run, host, vars, result are reserved (set by pgrunbook); choose another name`;
+    expect(formatted(f)).toEqual([
+      `${f}:6:5: [0].vars.run: ${reserved('run', 'a play variable')}`,
+      `${f}:8:14: [0].steps[0].shell.cmd: unknown filter "lenght" (did you mean "length"?) in "items | lenght"; known filters: default, int, float, string, bool, length, lower, upper, trim, join, split, first, last, keys, json, quote, replace`,
+      `${f}:9:22: [0].steps[1].set_fact.a: "| raw" only applies to a template in a shell script (shell cmd/revert), as its last filter`,
+      `${f}:10:22: [0].steps[2].set_fact.b: the ?: conditional is not supported in "items ? 1 : 2"; split the step with \`when:\`, or use "cond and a or b"`,
+      `${f}:11:15: [0].steps[3].assert.that: "this" is not supported in "this.items"; name the variable (or use vars.NAME)`,
+      `${f}:12:22: [0].steps[4].set_fact.c: cannot parse expression "{'k': 1}": Unexpected "{" at character 0 (object literals {…} are not supported)`,
+      `${f}:13:22: [0].steps[5].set_fact.d: function calls are not supported; use a filter: value | len(...)`,
+      `${f}:14:11: [0].steps[6].id: ${reserved('host', 'a step id')}`,
+      `${f}:17:17: [0].steps[7].register: ${reserved('result', 'a register name')}`,
+      `${f}:18:19: [0].steps[8].set_fact.vars: ${reserved('vars', 'a set_fact name')}`,
+      `${f}:19:14: [0].steps[9].shell.cmd: "| raw" only applies to a template in a shell script (shell cmd/revert), as its last filter`,
+      `${f}:20:13: [0].steps[9].when: "is" supports "defined" and "undefined", got "items is defind" (did you mean "defined"?)`,
+    ]);
+  });
+
+  it.each<[string, RegExp]>([
+    ['when: "x | lenght > 0"', /unknown filter "lenght" \(did you mean "length"\?\)/],
+    [
+      'when: "x | nosuchfilter"',
+      /unknown filter "nosuchfilter" in "x \| nosuchfilter"; known filters: default/,
+    ],
+    ['when: "x ? true : false"', /the \?: conditional is not supported/],
+    ['when: "this"', /"this" is not supported/],
+    ['when: "x.trim()"', /function calls are not supported/],
+    ['when: "x?.y"', /"\?\." is not supported/],
+    ['when: "x & 1"', /unsupported operator "&"/],
+    ['when: "~x"', /unsupported operator "~"/],
+    ['when: "x | raw"', /"\| raw" only applies to a template in a shell script/],
+    ['until: "[1,,2]"', /an empty list element/],
+    ['when: "x | 5"', /a filter is a name/],
+    ['name: "step {{ x | lenght }}"', /unknown filter "lenght"/],
+    ['confirm: "sure about {{ x ? 1 : 2 }}?"', /\?: conditional is not supported/],
+  ])('%s', (common, message) => {
+    const r = fromText(
+      `- name: p\n  hosts: all\n  vars: { x: 1 }\n  steps:\n    - shell: ["true"]\n      ${common}`,
+    );
+    expect(r.playbook).toBeUndefined();
+    expect(r.problems.map(formatProblem).join('\n')).toMatch(message);
+  });
+
+  it('| raw in an argv list element is a problem: argv elements are always quoted', () => {
+    const r = fromText(
+      '- name: p\n  hosts: all\n  vars: { x: 1 }\n  steps:\n    - shell: ["echo", "{{ x | raw }}"]',
+    );
+    expect(r.problems.map((p) => p.message)).toEqual([
+      '"| raw" only applies to a template in a shell script (shell cmd/revert), as its last filter',
+    ]);
+  });
+
+  it('the supported language is accepted', () => {
+    const r = fromText(
+      [
+        '- name: p',
+        '  hosts: all',
+        '  vars: { x: 1, l: [1, 2], s: "a b" }',
+        '  steps:',
+        '    - assert:',
+        '        that:',
+        '          - "x + 1 == 2 and not (x > 5) or x in l"',
+        '          - "s | split | length == 2"',
+        '          - "(l | first) < (l | last)"',
+        '          - "y is undefined and x is not undefined"',
+        '          - "(y | default(3)) * 2 % 4 == 2"',
+        '          - "l[0] != -1 && !false || x >= 0"',
+        "          - \"s | replace('a', 'b') | upper == 'B B'\"",
+      ].join('\n'),
+    );
+    expect(r.problems.map(formatProblem)).toEqual([]);
+  });
+});
+
+describe('reserved names', () => {
+  it.each<[string, string, string]>([
+    ['a step id', '    - id: run\n      shell: ["true"]', '"run" cannot be a step id'],
+    ['a register name', '    - shell: ["true"]\n      register: vars', '"vars" cannot be a register name'],
+    ['a set_fact name', '    - set_fact: { result: 1 }', '"result" cannot be a set_fact name'],
+    [
+      'a set_fact name in a block',
+      '    - block:\n        - set_fact: { host: 1 }',
+      '"host" cannot be a set_fact name',
+    ],
+  ])('%s', (_what, steps, message) => {
+    const r = fromText(`- name: p\n  hosts: all\n  steps:\n${steps}`);
+    expect(r.problems.map((p) => p.message)).toEqual([
+      `${message}: run, host, vars, result are reserved (set by pgrunbook); choose another name`,
+    ]);
+  });
+
+  it('a play variable, located at its key', () => {
+    const r = fromText('- name: p\n  hosts: all\n  vars:\n    ok: 1\n    host: db1\n  steps: []');
+    expect(r.problems.map(formatProblem)).toEqual([
+      'mem.yml:5:5: [0].vars.host: "host" cannot be a play variable: run, host, vars, result are reserved (set by pgrunbook); choose another name',
+    ]);
+  });
+
+  it('names that only contain a reserved word are fine', () => {
+    const r = fromText(
+      '- name: p\n  hosts: all\n  vars: { run_dir: /x, hosts_file: y }\n  steps:\n    - id: result_1\n      set_fact: { vars_ok: 1 }',
+    );
+    expect(r.problems).toEqual([]);
   });
 });

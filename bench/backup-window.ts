@@ -1,0 +1,742 @@
+// Backup-window benchmark: how long the shipped snapshot-backup playbook (btrfs provider) holds
+// PostgreSQL in backup mode, against how long pg_basebackup takes, at pgbench scales 10 and 100.
+//
+//   npx tsx bench/backup-window.ts [--scales 10,100] [--repeat 3] [--warmup 1] [--load-tps 50]
+//                                  [--size-gib 8] [--timeout 900] [--keep]
+//
+// PGDATA of a PostgreSQL 15 cluster is a btrfs subvolume on a loop device (test/env), one cluster per
+// scale, initialised once with pgbench -i and reused for every round. Needs root and `npm run build`
+// first (it runs dist/ through bin/pgrunbook.js).
+// Exit codes: 0 every run worked (a missed target is reported, not an error); 1 a run failed
+// functionally; 2 bad arguments, no build or not root; 3 the overall time limit was hit; 130 interrupted.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { type BtrfsFs, createBtrfs, type PgServer, pgBinDir, startPostgres } from '../test/env/index.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'bin', 'pgrunbook.js');
+const PLAYBOOK = join(ROOT, 'playbooks', 'snapshot-backup.yml');
+const PG_VERSION = 15;
+const BIN = pgBinDir(PG_VERSION);
+const PGBENCH = join(BIN, 'pgbench');
+const PG_BASEBACKUP = join(BIN, 'pg_basebackup');
+// pgbench -i steps: drop, create tables, server-side data generation (no 1.5 GB through COPY on the
+// client), vacuum, primary keys. Same tables and rows as the default client-side dtgvp.
+const INIT_STEPS = 'dtGvp';
+const LOAD_CLIENTS = 2;
+
+// backup-mode seconds at the largest scale / at the smallest ≤ this: the window does not grow with size.
+const TARGET_FLAT_RATIO = 2;
+
+interface Options {
+  scales: number[];
+  repeat: number;
+  warmup: number;
+  loadTps: number;
+  sizeGiB: number;
+  timeoutS: number;
+  keep: boolean;
+}
+
+const USAGE =
+  'usage: npx tsx bench/backup-window.ts [--scales S1,S2=10,100] [--repeat R=3] [--warmup W=1]\n' +
+  '                                      [--load-tps T=50 (0: no load)] [--size-gib G=8]\n' +
+  '                                      [--timeout SECONDS=900] [--keep]\n';
+
+function parseOptions(argv: string[]): Options & { help: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scales: { type: 'string', default: '10,100' },
+      repeat: { type: 'string', default: '3' },
+      warmup: { type: 'string', default: '1' },
+      'load-tps': { type: 'string', default: '50' },
+      'size-gib': { type: 'string', default: '8' },
+      timeout: { type: 'string', default: '900' },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  const int = (name: string, v: string, min: number, max: number) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`--${name}: expected an integer ${min}..${max}, got "${v}"`);
+    return n;
+  };
+  const scales = values.scales.split(',').map((s) => int('scales', s.trim(), 1, 10_000));
+  if (new Set(scales).size !== scales.length)
+    throw new Error(`--scales: duplicate scale in "${values.scales}"`);
+  return {
+    scales: scales.sort((a, b) => a - b),
+    repeat: int('repeat', values.repeat, 1, 100),
+    warmup: int('warmup', values.warmup, 0, 10),
+    loadTps: int('load-tps', values['load-tps'], 0, 100_000),
+    sizeGiB: int('size-gib', values['size-gib'], 1, 1024),
+    timeoutS: int('timeout', values.timeout, 10, 86_400),
+    keep: values.keep,
+    help: values.help,
+  };
+}
+
+const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: timed from spawn to exit, killed (by process group) on the overall timeout.
+
+interface ChildRun {
+  /** wall clock from spawn to exit */
+  ms: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+const live = new Set<ChildProcess>();
+/** Set once clean-up has begun: no new measurement, no new child process. */
+let stopping = false;
+let deadline = Number.POSITIVE_INFINITY;
+
+function killChild(c: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+  if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
+  try {
+    process.kill(-c.pid, signal); // its own process group (detached)
+  } catch {
+    try {
+      c.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Time left before the overall limit, as a child's own limit. */
+const remainingMs = () => Math.max(1000, deadline - Date.now());
+
+function timeChild(
+  file: string,
+  args: string[],
+  opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<ChildRun> {
+  const timeoutMs = Math.min(opts.timeoutMs ?? Number.POSITIVE_INFINITY, remainingMs());
+  return new Promise((res, rej) => {
+    if (stopping) {
+      rej(new Error('stopping'));
+      return;
+    }
+    const t0 = performance.now();
+    const c = spawn(file, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    live.add(c);
+    let stdout = '';
+    let stderr = '';
+    c.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    c.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      stderr += `\n[bench] killed after ${Math.round(timeoutMs)} ms\n`;
+      killChild(c);
+    }, timeoutMs);
+    c.once('error', (err) => {
+      clearTimeout(timer);
+      live.delete(c);
+      rej(new Error(`${file}: ${err.message}`));
+    });
+    c.once('exit', (code, signal) => {
+      const ms = performance.now() - t0;
+      clearTimeout(timer);
+      let settled = false;
+      const done = () => {
+        if (settled) return;
+        settled = true;
+        live.delete(c);
+        res({ ms, code, signal, stdout, stderr });
+      };
+      // Output still in the pipes arrives before 'close'; a grandchild holding a pipe must not stall us.
+      const cap = setTimeout(done, 2000);
+      c.once('close', () => {
+        clearTimeout(cap);
+        done();
+      });
+    });
+  });
+}
+
+function tail(s: string, n = 1500): string {
+  return s.length > n ? `…${s.slice(-n)}` : s;
+}
+
+/** Runs a command to completion; throws with its output unless it exits 0. */
+async function mustRun(what: string, file: string, args: string[], cwd: string): Promise<ChildRun> {
+  const r = await timeChild(file, args, { cwd, env: pgEnv() });
+  if (r.code !== 0)
+    throw new Error(`${what}: exit ${r.code ?? r.signal}\n${tail(`${r.stderr}\n${r.stdout}`.trim())}`);
+  return r;
+}
+
+/** libpq clients (pgbench, pg_basebackup) run as root against the trust-auth test cluster. */
+function pgEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'bench' };
+  for (const k of ['PGPASSWORD', 'PGSERVICE', 'PGOPTIONS', 'PGSSLMODE', 'PGDATABASE', 'PGUSER'])
+    delete env[k];
+  return env;
+}
+const connArgs = (s: PgServer) => ['-h', s.host, '-p', String(s.port), '-U', 'postgres'];
+
+// ---------------------------------------------------------------------------------------------
+// The light load: pgbench TPC-B-like transactions at a fixed rate while the backups run.
+
+interface Load {
+  /** Why it ended early, or undefined while it runs. */
+  died(): string | undefined;
+  stop(): Promise<void>;
+}
+
+function startLoad(s: PgServer, tps: number, cwd: string): Load {
+  const args = [
+    ...connArgs(s),
+    '-n', // the tables were vacuumed by pgbench -i
+    '-c',
+    String(LOAD_CLIENTS),
+    '-j',
+    '1',
+    '-R',
+    String(tps),
+    '-T',
+    String(Math.ceil(remainingMs() / 1000) + 60), // ended by stop() long before
+    'postgres',
+  ];
+  const c = spawn(PGBENCH, args, { cwd, env: pgEnv(), stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  live.add(c);
+  let stderr = '';
+  let stopped = false;
+  let ended: string | undefined;
+  c.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    stderr = tail(stderr + d, 3000);
+  });
+  const exited = new Promise<void>((res) => {
+    c.once('error', (err) => {
+      ended = `pgbench load: ${err.message}`;
+      live.delete(c);
+      res();
+    });
+    c.once('exit', (code, signal) => {
+      live.delete(c);
+      if (!stopped) ended = `pgbench load ended by itself (exit ${code ?? signal}):\n${tail(stderr)}`;
+      res();
+    });
+  });
+  return {
+    died: () => ended,
+    stop: async () => {
+      stopped = true;
+      killChild(c, 'SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+      killChild(c);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measurements.
+
+interface SnapshotSample {
+  /** pgrunbook run, spawn → exit */
+  wallMs: number;
+  /** pg.backup_stop's seconds_in_backup: from the start's return to the stop's */
+  inBackupS: number;
+  /** the fs.snapshot step's own seconds */
+  snapshotS: number;
+  /** pg.backup_start's duration (its fast checkpoint is in here, before backup mode is counted) */
+  startMs: number;
+  /** pg.backup_stop's duration: PostgreSQL's wait for the archive is in here */
+  stopMs: number;
+}
+
+interface BaseSample {
+  wallMs: number;
+}
+
+interface ScaleResult {
+  scale: number;
+  dbBytes?: number;
+  clusterBytes?: number;
+  initMs?: number;
+  snapshot: SnapshotSample[];
+  base: BaseSample[];
+  error?: string;
+}
+
+interface ScaleCtx {
+  opts: Options;
+  scale: number;
+  server: PgServer;
+  fs: BtrfsFs;
+  work: string;
+  cwd: string;
+  inventory: string;
+  snapRoot: string;
+}
+
+function inventoryFor(server: PgServer, snapRoot: string): string {
+  // The shape of test/integration/backup-btrfs.test.ts.
+  return `hosts:
+  db:
+    transport: local
+    pg: { host: 127.0.0.1, port: ${server.port}, user: postgres, sslmode: disable }
+    vars:
+      backup_root: ${snapRoot}/labels
+      snapshot_provider: btrfs
+      snapshot_root: ${snapRoot}
+      verify_root: ${snapRoot}
+      archive_dir: ${server.archiveDir}
+      pg_bin_dir: ${server.binDir}
+      pg_os_user: pgrb
+`;
+}
+
+type Ev = Record<string, unknown> & { type?: string; status?: string; names?: string[] };
+
+async function measureSnapshot(ctx: ScaleCtx): Promise<SnapshotSample> {
+  const r = await timeChild(
+    process.execPath,
+    [CLI, 'run', PLAYBOOK, '-i', ctx.inventory, '--output', 'json', '-e', 'verify=false'],
+    { cwd: ctx.cwd },
+  );
+  const fail = (why: string) =>
+    new Error(`pgrunbook run: ${why}\n--- stderr ---\n${tail(r.stderr)}\n--- stdout ---\n${tail(r.stdout)}`);
+  if (r.code !== 0) throw fail(`exit ${r.code ?? r.signal}`);
+  const events: Ev[] = [];
+  for (const line of r.stdout.split('\n')) if (line.startsWith('{')) events.push(JSON.parse(line) as Ev);
+  const finished = (id: string) =>
+    events.find((e) => e.type === 'step_finished' && (e.names ?? []).includes(id));
+  const runStatus = events.find((e) => e.type === 'run_finished')?.status;
+  if (runStatus !== 'ok') throw fail(`run_finished ${runStatus ?? 'missing'}`);
+  const start = finished('start');
+  const snap = finished('snap');
+  const stop = finished('stop');
+  const verify = finished('verify');
+  for (const [id, e] of [
+    ['start', start],
+    ['snap', snap],
+    ['stop', stop],
+    ['labels', finished('labels')],
+  ] as const) {
+    if (e?.status !== 'ok') throw fail(`step "${id}": ${e ? `status ${e.status}` : 'no step_finished'}`);
+  }
+  // -e verify=false must skip the restore test, or the run's wall time would include it.
+  if (verify?.status !== 'skipped')
+    throw fail(`step "verify": expected skipped (-e verify=false), got ${verify?.status ?? 'nothing'}`);
+  const snapOut = snap?.outputs as { provider?: string; seconds?: number } | undefined;
+  if (snapOut?.provider !== 'btrfs') throw fail(`fs.snapshot provider ${snapOut?.provider}, expected btrfs`);
+  const inBackupS = (stop?.outputs as { seconds_in_backup?: unknown } | undefined)?.seconds_in_backup;
+  if (typeof inBackupS !== 'number' || inBackupS < 0)
+    throw fail(`pg.backup_stop seconds_in_backup is ${JSON.stringify(inBackupS)}`);
+  return {
+    wallMs: r.ms,
+    inBackupS,
+    snapshotS: Number(snapOut.seconds),
+    startMs: Number(start?.durationMs),
+    stopMs: Number(stop?.durationMs),
+  };
+}
+
+let baseRuns = 0;
+
+/**
+ * pg_basebackup -X none -c fast into a directory on the root filesystem (not the loop device):
+ * like the snapshot backup it copies no WAL (the archive provides it), and its defaults (manifest,
+ * fsync of the result) stay on, as an operator would run it.
+ */
+async function measureBasebackup(
+  ctx: ScaleCtx,
+  measureSize = false,
+): Promise<BaseSample & { bytes?: number }> {
+  const dir = join(ctx.work, `basebackup-${ctx.scale}-${++baseRuns}`);
+  try {
+    const r = await timeChild(
+      PG_BASEBACKUP,
+      [...connArgs(ctx.server), '-D', dir, '-X', 'none', '-c', 'fast', '-l', `bench ${baseRuns}`],
+      { cwd: ctx.work, env: pgEnv() },
+    );
+    if (r.code !== 0)
+      throw new Error(
+        `pg_basebackup: exit ${r.code ?? r.signal}\n${tail(`${r.stderr}\n${r.stdout}`.trim())}`,
+      );
+    const files = await readdir(dir);
+    for (const f of ['backup_label', 'backup_manifest', 'PG_VERSION', 'global'])
+      if (!files.includes(f)) throw new Error(`pg_basebackup: ${f} is missing from ${dir}`);
+    let bytes: number | undefined;
+    if (measureSize) {
+      const du = await timeChild('du', ['-sb', dir], { cwd: ctx.work });
+      bytes = Number(du.stdout.split('\t')[0]);
+    }
+    return { wallMs: r.ms, bytes };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function pgQuery<T>(server: PgServer, sql: string): Promise<T> {
+  const c = new pg.Client({
+    host: server.host,
+    port: server.port,
+    user: 'postgres',
+    database: 'postgres',
+    connectionTimeoutMillis: 10_000,
+  });
+  await c.connect();
+  try {
+    return (await c.query(sql)).rows[0] as T;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string): Promise<ScaleResult> {
+  const res: ScaleResult = { scale, snapshot: [], base: [] };
+  const localCleanups: (() => Promise<unknown>)[] = [];
+  try {
+    const data = await fs.createSubvolume(`pgdata-s${scale}`);
+    const snapRoot = await fs.createSubvolume(`snapshots-s${scale}`);
+    const server = await startPostgres({ version: PG_VERSION, dataDir: data });
+    localCleanups.push(() => server.stop());
+    cleanups.push(() => server.stop()); // idempotent: also on the time limit or Ctrl-C
+
+    const cwd = join(work, `s${scale}`);
+    await mkdir(cwd);
+    const inventory = join(cwd, 'inventory.yml');
+    await writeFile(inventory, inventoryFor(server, snapRoot));
+    const ctx: ScaleCtx = { opts, scale, server, fs, work, cwd, inventory, snapRoot };
+
+    log(
+      `scale ${scale}: pgbench -i -I ${INIT_STEPS} -s ${scale} on PostgreSQL ${PG_VERSION} (port ${server.port})`,
+    );
+    const init = await mustRun(
+      'pgbench -i',
+      PGBENCH,
+      [...connArgs(server), '-i', '-I', INIT_STEPS, '-s', String(scale), '-q', 'postgres'],
+      cwd,
+    );
+    res.initMs = init.ms;
+    // One checkpoint now, so the first round's start does not pay for the whole initialisation.
+    await pgQuery(server, 'checkpoint');
+    const sz = await pgQuery<{ db: string; n: string }>(
+      server,
+      "select pg_database_size('postgres')::text as db, (select count(*) from pgbench_accounts)::text as n",
+    );
+    res.dbBytes = Number(sz.db);
+    if (Number(sz.n) !== scale * 100_000)
+      throw new Error(`pgbench_accounts has ${sz.n} rows, expected ${scale * 100_000}`);
+    log(`scale ${scale}: initialised in ${fmtS(init.ms / 1000)}, database ${fmtBytes(res.dbBytes)}`);
+
+    let load: Load | undefined;
+    if (opts.loadTps > 0) {
+      load = startLoad(server, opts.loadTps, cwd);
+      const l = load;
+      localCleanups.push(() => l.stop());
+      await sleep(1000); // connected and running before the first backup
+      const why = load.died();
+      if (why) throw new Error(why);
+    }
+    const checkLoad = () => {
+      const why = load?.died();
+      if (why) throw new Error(why);
+    };
+
+    // Untimed warm-up of both: page cache, Node's first start, the first snapshot of this subvolume.
+    for (let w = 0; w < opts.warmup && !stopping; w++) {
+      await measureSnapshot(ctx);
+      await measureBasebackup(ctx);
+      checkLoad();
+    }
+    // Interleaved rounds, so a drift of the machine hits both alike.
+    for (let r = 0; r < opts.repeat && !stopping; r++) {
+      const s = await measureSnapshot(ctx);
+      checkLoad();
+      res.snapshot.push(s);
+      log(
+        `scale ${scale} round ${r + 1}/${opts.repeat} snapshot-backup: ${fmtS(s.inBackupS)} in backup mode ` +
+          `(snapshot ${fmtS(s.snapshotS)}, stop ${fmtS(s.stopMs / 1000)}), start ${fmtS(s.startMs / 1000)}, ` +
+          `run ${fmtS(s.wallMs / 1000)} wall`,
+      );
+      const b = await measureBasebackup(ctx, r === 0);
+      checkLoad();
+      res.base.push(b);
+      if (b.bytes !== undefined) res.clusterBytes = b.bytes;
+      log(`scale ${scale} round ${r + 1}/${opts.repeat} pg_basebackup: ${fmtS(b.wallMs / 1000)} wall`);
+    }
+  } catch (err) {
+    res.error = errText(err);
+  } finally {
+    // The next scale gets the machine to itself.
+    for (let f = localCleanups.pop(); f; f = localCleanups.pop())
+      await f().catch((err: unknown) => log(`clean-up: ${errText(err)}`));
+  }
+  return res;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+
+function median(xs: number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+const fmtS = (s: number | undefined) =>
+  s === undefined || !Number.isFinite(s) ? '—' : s >= 10 ? `${s.toFixed(1)} s` : `${s.toFixed(2)} s`;
+const fmtBytes = (b: number | undefined) =>
+  b === undefined || !Number.isFinite(b)
+    ? '—'
+    : b >= 1024 ** 3
+      ? `${(b / 1024 ** 3).toFixed(2)} GiB`
+      : `${Math.round(b / 1024 ** 2)} MiB`;
+const x = (v?: number) => (v === undefined || !Number.isFinite(v) ? '—' : `${v.toFixed(2)}×`);
+
+function table(rows: string[][], rightAlign: Set<number>): string {
+  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map(
+      (r) =>
+        `  ${r
+          .map((c, i) =>
+            rightAlign.has(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number),
+          )
+          .join('   ')
+          .trimEnd()}\n`,
+    )
+    .join('');
+}
+
+const inBackup = (r: ScaleResult) => (r.error ? undefined : median(r.snapshot.map((s) => s.inBackupS)));
+const baseS = (r: ScaleResult) => (r.error ? undefined : median(r.base.map((s) => s.wallMs / 1000)));
+
+function report(opts: Options, results: ScaleResult[]): string {
+  let out = `\nmedian of ${opts.repeat}; backup mode = pg.backup_stop's seconds_in_backup; the others are wall clock\n`;
+  out += table(
+    [
+      ['scale', 'DB size', 'backup mode', 'pg_basebackup', 'basebackup / backup mode', 'pgrunbook run'],
+      ...results.map((r) => {
+        const b = inBackup(r);
+        const p = baseS(r);
+        return [
+          String(r.scale),
+          fmtBytes(r.dbBytes),
+          r.error ? 'FAILED' : fmtS(b),
+          r.error ? 'FAILED' : fmtS(p),
+          x(p !== undefined && b !== undefined && b > 0 ? p / b : undefined),
+          r.error ? '' : fmtS(median(r.snapshot.map((s) => s.wallMs / 1000))),
+        ];
+      }),
+    ],
+    new Set([0, 1, 2, 3, 4, 5]),
+  );
+  out += '\nevery run\n';
+  out += table(
+    [
+      [
+        'scale',
+        'backup mode',
+        'fs.snapshot',
+        'pg.backup_stop',
+        'pg.backup_start',
+        'pgrunbook run',
+        'pg_basebackup',
+      ],
+      ...results.map((r) => [
+        String(r.scale),
+        r.snapshot.map((s) => s.inBackupS.toFixed(2)).join(', '),
+        r.snapshot.map((s) => s.snapshotS.toFixed(2)).join(', '),
+        r.snapshot.map((s) => (s.stopMs / 1000).toFixed(2)).join(', '),
+        r.snapshot.map((s) => (s.startMs / 1000).toFixed(2)).join(', '),
+        r.snapshot.map((s) => (s.wallMs / 1000).toFixed(2)).join(', '),
+        r.base.map((s) => (s.wallMs / 1000).toFixed(2)).join(', '),
+      ]),
+    ],
+    new Set([0]),
+  );
+  out += '\n';
+  out += table(
+    [
+      ['scale', 'pgbench -i', 'pg_basebackup copied'],
+      ...results.map((r) => [
+        String(r.scale),
+        fmtS((r.initMs ?? Number.NaN) / 1000),
+        fmtBytes(r.clusterBytes),
+      ]),
+    ],
+    new Set([0, 1, 2]),
+  );
+
+  const lo = results[0];
+  const hi = results.at(-1);
+  const verdict = (v: number | undefined, ok: (v: number) => boolean) =>
+    v === undefined || !Number.isFinite(v) ? 'n/a' : ok(v) ? 'PASS' : 'FAIL';
+  const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+  const rows: string[][] = [['check', 'value', 'target', 'verdict']];
+  if (lo && hi && lo !== hi) {
+    const rFlat = ratio(inBackup(hi), inBackup(lo));
+    const rBase = ratio(baseS(hi), baseS(lo));
+    const rSize = ratio(hi.dbBytes, lo.dbBytes);
+    rows.push(
+      [
+        `backup-mode time flat in size: scale ${hi.scale} within ${TARGET_FLAT_RATIO}× of scale ${lo.scale}`,
+        x(rFlat),
+        `≤ ${TARGET_FLAT_RATIO}×`,
+        verdict(rFlat, (v) => v <= TARGET_FLAT_RATIO),
+      ],
+      [`pg_basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, x(rBase), '(info)', ''],
+      [`database size: scale ${hi.scale} / scale ${lo.scale}`, x(rSize), '(info)', ''],
+    );
+  } else {
+    rows.push(['backup-mode time flat in size (needs two scales)', '—', `≤ ${TARGET_FLAT_RATIO}×`, 'n/a']);
+  }
+  out += '\n';
+  out += table(rows, new Set([1]));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clean-up that always runs: on success, failure, the overall time limit and Ctrl-C.
+
+const cleanups: (() => Promise<unknown>)[] = [];
+
+async function cleanUp(): Promise<void> {
+  // The test helpers unref their processes (watchdogs): without a referenced handle Node would
+  // exit in the middle of server.stop() or fs.destroy(), leaving the mount and files behind.
+  const hold = setInterval(() => {}, 1000);
+  try {
+    for (const c of live) killChild(c);
+    for (let f = cleanups.pop(); f; f = cleanups.pop()) {
+      await f().catch((err: unknown) => log(`clean-up: ${errText(err)}`));
+    }
+  } finally {
+    clearInterval(hold);
+  }
+}
+
+let exiting: Promise<never> | undefined;
+/** Cleans up once, then exits; a second call (Ctrl-C during clean-up) waits for the first. */
+function exitWith(code: number): Promise<never> {
+  stopping = true;
+  exiting ??= (async () => {
+    // Clean-up itself must not hang either.
+    setTimeout(() => process.exit(code), 60_000).unref();
+    await cleanUp();
+    process.exit(code);
+  })();
+  return exiting;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(opts: Options): Promise<number> {
+  if (!existsSync(join(ROOT, 'dist', 'bundle', 'main.js'))) {
+    process.stderr.write('dist/ is missing: run `npm run build` first\n');
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('needs root (a btrfs on a loop device, PostgreSQL as the pgrb user)\n');
+    return 2;
+  }
+  for (const f of [PGBENCH, PG_BASEBACKUP]) {
+    if (!existsSync(f)) {
+      process.stderr.write(`${f} is missing: run scripts/install-test-deps.sh\n`);
+      return 2;
+    }
+  }
+
+  // On the root filesystem: run journals, inventories and pg_basebackup's copies.
+  const work = await mkdtemp(join(tmpdir(), 'pgrb-bench-backup-'));
+  cleanups.push(async () => {
+    if (opts.keep) log(`kept ${work}`);
+    else await rm(work, { recursive: true, force: true });
+  });
+  const fs = await createBtrfs({ sizeGiB: opts.sizeGiB });
+  cleanups.push(() => fs.destroy());
+
+  const load = () =>
+    loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ');
+  const cores = availableParallelism();
+  process.stdout.write(
+    `backup window: PostgreSQL ${PG_VERSION}, PGDATA on a btrfs subvolume (${opts.sizeGiB} GiB loop device ${fs.loopDevice}); ` +
+      `pgbench scales ${opts.scales.join(', ')}; ${opts.warmup} untimed warm-up, ${opts.repeat} timed rounds\n` +
+      `snapshot-backup.yml (btrfs, -e verify=false) against pg_basebackup -X none -c fast to ${tmpdir()}; ` +
+      (opts.loadTps > 0
+        ? `pgbench load of ${opts.loadTps} tps (${LOAD_CLIENTS} clients) throughout\n`
+        : 'no load\n') +
+      `node ${process.version}, ${cores} CPUs, load average ${load()}\n`,
+  );
+  if ((loadavg()[0] ?? 0) > cores / 2) {
+    process.stdout.write('WARNING: the machine is busy; wall-clock figures may be inflated\n');
+  }
+
+  const results: ScaleResult[] = [];
+  for (const scale of opts.scales) {
+    if (stopping) break;
+    const r = await runScale(opts, scale, fs, work);
+    results.push(r);
+    if (r.error && !stopping) log(`scale ${scale} FAILED: ${r.error.split('\n')[0]}`);
+  }
+
+  if (stopping) return 3; // the time limit or a signal: exitWith is already cleaning up
+  process.stdout.write(report(opts, results));
+  process.stdout.write(`\nload average at the end: ${load()}\n`);
+  for (const r of results)
+    if (r.error) process.stderr.write(`\n[bench] scale ${r.scale} FAILED:\n${r.error}\n`);
+  return results.some((r) => r.error) ? 1 : 0;
+}
+
+let options: ReturnType<typeof parseOptions>;
+try {
+  options = parseOptions(process.argv.slice(2));
+} catch (err) {
+  process.stderr.write(`${errText(err)}\n${USAGE}`);
+  process.exit(2);
+}
+if (options.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+// A hard limit on the whole benchmark: it can never hang.
+deadline = Date.now() + options.timeoutS * 1000;
+setTimeout(() => {
+  process.stderr.write(`[bench] overall time limit of ${options.timeoutS} s reached: stopping everything\n`);
+  void exitWith(3);
+}, options.timeoutS * 1000).unref();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    process.stderr.write(`[bench] ${sig}: cleaning up\n`);
+    void exitWith(130);
+  });
+}
+
+main(options).then(
+  (code) => exitWith(code),
+  (err: unknown) => {
+    process.stderr.write(`[bench] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return exitWith(1);
+  },
+);
