@@ -33,6 +33,12 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
       return [`${t} ${e.host}: undo registered for "${e.title}": ${e.action}`];
     case 'interrupted':
       return [`${t} INTERRUPTED by ${e.signal}: stopping the current step, then clean-up and undo`];
+    case 'connected':
+      return e.trust === 'accepted-unknown'
+        ? [
+            `${t} ${e.host}: ACCEPTED UNKNOWN host key ${e.keyType} ${e.fingerprint} (accept_unknown_host_key)`,
+          ]
+        : [];
     case 'run_aborted':
       return [`${t} RUN ABORTED: ${e.reason}`];
     case 'unwind_started':

@@ -57,6 +57,14 @@ export type RunEvent =
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
   | { type: 'interrupted'; signal: string }
   | { type: 'run_aborted'; reason: string }
+  | {
+      type: 'connected';
+      host: string;
+      fingerprint: string;
+      keyType: string;
+      trust: string;
+      reopened: boolean;
+    }
   | { type: 'unwind_started'; entries: number }
   | { type: 'undo_started'; address: string; title: string; host: string; action: string }
   | {

@@ -73,6 +73,16 @@ export class Executor {
 
   constructor(opts: RunOptions) {
     this.#o = opts;
+    // Which host key each connection trusted, and why, belongs in the record of the run.
+    opts.connections.onSshOpened = (host, t, reopened) =>
+      opts.bus.emit({
+        type: 'connected',
+        host,
+        fingerprint: t.hostKeyFingerprint,
+        keyType: t.hostKeyType,
+        trust: t.hostKeyTrust,
+        reopened,
+      });
     opts.connections.onPinnedLost = (p, why) =>
       this.failRun(`${p.host}: ${p.lostMessage} (session "${p.name}" ended: ${why})`);
   }

@@ -3,6 +3,7 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PgServer, startPostgres } from '../env/index.js';
@@ -294,19 +295,65 @@ describe('failures around the held backup session', () => {
     expect(existsSync(join(s.dataDir, 'manifest.json'))).toBe(false);
   });
 
-  it('plan --check shows the exact SQL for each server version', async () => {
-    const pb =
-      '- name: b\n  hosts: all\n  steps:\n    - pg.backup_start: { label: l1 }\n    - pg.backup_stop: {}\n';
-    const inv = `hosts:\n  v13: { transport: local, pg: { port: ${servers[13]!.port}, sslmode: disable } }\n  v15: { transport: local, pg: { port: ${servers[15]!.port}, sslmode: disable } }\n`;
-    const r = await runCli(['plan', 'pb.yml', '-i', 'inv.yml', '--check'], {
-      cwd: workdir({ 'pb.yml': pb, 'inv.yml': inv }),
+  it('a plan of playbooks/snapshot-backup.yml with --check shows the SQL of each server version', async () => {
+    const playbook = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));
+    const host = (s: PgServer) =>
+      `{ transport: local, pg: { port: ${s.port}, sslmode: disable }, vars: { backup_root: /srv/b, archive_dir: ${s.archiveDir} } }`;
+    const inv = `hosts:\n  v13: ${host(servers[13]!)}\n  v15: ${host(servers[15]!)}\n`;
+    const r = await runCli(['plan', playbook, '-i', 'inv.yml', '--check'], {
+      cwd: workdir({ 'inv.yml': inv }),
     });
+    expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const on = (host: string) => r.stdout.split(`on ${host}:`)[1]!.split(/\n\s+on v|\n {2}\d+\./)[0]!;
-    expect(r.stdout).toMatch(/on v13:[\s\S]*select pg_start_backup\(\$1, \$2, false\)/);
-    expect(r.stdout).toMatch(/on v15:[\s\S]*select pg_backup_start\(\$1, \$2\)/);
-    expect(on('v13')).not.toContain('pg_backup_start');
-    expect(r.stdout).toContain('pg_stop_backup(false, $1)');
-    expect(r.stdout).toContain('pg_backup_stop($1)');
+    // Hosts differ, so each step shows one block per host: find each host's start and stop SQL.
+    const block = (host: string, step: string) => {
+      const part = r.stdout.split(step)[1]!;
+      return part.split(`on ${host}:`)[1]!.split(/\n {5}on |\n {2}\d+\. /)[0]!;
+    };
+    expect(block('v13', 'Start the backup')).toContain(
+      'SQL: select pg_start_backup($1, $2, false)::text as lsn',
+    );
+    expect(block('v15', 'Start the backup')).toContain('SQL: select pg_backup_start($1, $2)::text as lsn');
+    expect(block('v13', 'Stop the backup')).toContain('from pg_stop_backup(false, $1)');
+    expect(block('v15', 'Stop the backup')).toContain('from pg_backup_stop($1)');
+    expect(block('v13', 'Start the backup')).not.toContain('pg_backup_start');
+    expect(r.stdout).toContain('v13: PostgreSQL 13');
+    expect(r.stdout).toContain('v15: PostgreSQL 15');
+  });
+
+  it('backup.restore leaves the copy running until the run fails; its undo stops and removes it', async () => {
+    const s = servers[15]!;
+    const root = scratchRoot();
+    const cwd = workdir({
+      'inv.yml': inventory(s, root),
+      'pb.yml': `
+- name: restore and fail
+  hosts: db
+  steps:
+    - id: start
+      pg.backup_start: { label: "restore-test" }
+    - id: snap
+      fs.snapshot: { provider: copy, to: "{{ backup_dir }}", keep: true }
+    - id: stop
+      pg.backup_stop: {}
+    - backup.write_labels: { to: "{{ backup_dir }}", from: "{{ stop }}", snapshots: ["{{ snap }}"] }
+    - id: restored
+      backup.restore: { from: "{{ backup_dir }}", scratch: "{{ scratch }}", archive_dir: "{{ archive }}", bin_dir: "{{ bin_dir }}", run_as: pgrb }
+    - name: the copy is up
+      shell: "test -f {{ scratch }}/postmaster.pid && echo running"
+    - name: fail on purpose
+      shell: "exit 1"
+`,
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    expect(r.code).toBe(1);
+    const ev = events(r.stdout);
+    expect(ev.some((e) => e.type === 'step_output' && String(e.text).includes('running'))).toBe(true);
+    expect(ev.filter((e) => e.type === 'undo_finished' && e.ok).map((e) => e.stepType ?? e.title)).toContain(
+      'backup.restore',
+    );
+    expect(existsSync(join(root, 'verify'))).toBe(false);
+    // The labels were kept (keep: true on the snapshot) but the manifest now says void.
+    expect(JSON.parse(readFileSync(join(root, 'backup', 'manifest.json'), 'utf8')).status).toBe('void');
   });
 });

@@ -47,6 +47,8 @@ function ttyPrompter(): Prompter {
     async ask(question, signal) {
       if (!interactive) return '';
       const rl = createInterface({ input: process.stdin, output: process.stderr });
+      // In raw mode readline swallows ^C: hand it to the runner's own handler, which unwinds.
+      rl.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
       try {
         // Aborted by a signal (the runner's stop), the question answers "" = declined.
         return await rl.question(question, { signal }).catch(() => '');

@@ -1,0 +1,93 @@
+// On a real terminal (a pty from script(1)) Ctrl-C must unwind like SIGINT does without one:
+// the live progress tree must not take the signal for itself.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, journalOf, runIds, workdir } from './cli.js';
+
+describe('on a terminal', () => {
+  it('Ctrl-C during a step runs always, unwinds, and exits 1', async () => {
+    const dir = workdir();
+    const cwd = workdir({
+      'inv.yml': 'hosts:\n  lab: { transport: local }\n',
+      'pb.yml': `
+- name: tty
+  hosts: lab
+  steps:
+    - shell: { cmd: "echo A >> ${dir}/log", revert: "echo undo-A >> ${dir}/log" }
+    - name: long
+      shell: "sleep 30"
+  always:
+    - shell: "echo always >> ${dir}/log"
+`,
+    });
+    const child = spawn(
+      'script',
+      ['-qfec', `${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'],
+      {
+        cwd,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let screen = '';
+    child.stdout.on('data', (c) => {
+      screen += c.toString();
+    });
+    const done = new Promise<number | null>((res) => child.on('close', res));
+    const t0 = Date.now();
+    while (
+      !(runIds(cwd).length && journalOf(cwd).some((e) => e.type === 'step_started' && e.title === 'long'))
+    ) {
+      if (Date.now() - t0 > 20_000) throw new Error(`the long step never started:\n${screen}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    child.stdin.write('\x03');
+    const code = await done;
+    expect(code).toBe(1);
+    expect(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')).toEqual(['A', 'always', 'undo-A']);
+    expect(journalOf(cwd).at(-1)).toMatchObject({ type: 'run_finished', status: 'interrupted' });
+    expect(existsSync(join(dir, 'log'))).toBe(true);
+  });
+
+  it('Ctrl-C at an approval prompt declines it, runs always and unwinds', async () => {
+    const dir = workdir();
+    const cwd = workdir({
+      'inv.yml': 'hosts:\n  lab: { transport: local }\n',
+      'pb.yml': `
+- name: gate
+  hosts: lab
+  steps:
+    - shell: { cmd: "echo A >> ${dir}/log", revert: "echo undo-A >> ${dir}/log" }
+    - name: gated
+      confirm: "Really?"
+      shell: "echo gated >> ${dir}/log"
+  always:
+    - shell: "echo always >> ${dir}/log"
+`,
+    });
+    const child = spawn(
+      'script',
+      ['-qfec', `${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'],
+      {
+        cwd,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
+    let screen = '';
+    child.stdout.on('data', (c) => {
+      screen += c.toString();
+    });
+    const done = new Promise<number | null>((res) => child.on('close', res));
+    const t0 = Date.now();
+    while (!screen.includes('[y/N]')) {
+      if (Date.now() - t0 > 20_000) throw new Error(`no prompt:\n${screen}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.stdin.write('\x03');
+    const code = await Promise.race([done, new Promise((r) => setTimeout(() => r('hung'), 15_000))]);
+    expect(code).toBe(1);
+    expect(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')).toEqual(['A', 'always', 'undo-A']);
+  });
+});
