@@ -6,6 +6,29 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CLI, journalOf, runIds, workdir } from './cli.js';
 
+/** Runs the CLI on a pseudo-terminal (script(1)); the caller types into `stdin`. */
+function onTerminal(cwd: string) {
+  const child = spawn('script', ['-qfec', `${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'], {
+    cwd,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const out = { screen: '' };
+  child.stdout.on('data', (c) => {
+    out.screen += c.toString();
+  });
+  const done = new Promise<number | null>((res) => child.on('close', res));
+  return { child, out, done };
+}
+
+/** Waits until `cond` holds; after 20 s fails showing the screen. */
+async function until(what: string, cond: () => boolean, screen: () => string): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > 20_000) throw new Error(`${what}:\n${screen()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('on a terminal', () => {
   it('Ctrl-C during a step runs always, unwinds, and exits 1', async () => {
     const dir = workdir();
@@ -22,26 +45,13 @@ describe('on a terminal', () => {
     - shell: "echo always >> ${dir}/log"
 `,
     });
-    const child = spawn(
-      'script',
-      ['-qfec', `${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'],
-      {
-        cwd,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
+    const { child, out, done } = onTerminal(cwd);
+    await until(
+      'the long step never started',
+      () =>
+        runIds(cwd).length > 0 && journalOf(cwd).some((e) => e.type === 'step_started' && e.title === 'long'),
+      () => out.screen,
     );
-    let screen = '';
-    child.stdout.on('data', (c) => {
-      screen += c.toString();
-    });
-    const done = new Promise<number | null>((res) => child.on('close', res));
-    const t0 = Date.now();
-    while (
-      !(runIds(cwd).length && journalOf(cwd).some((e) => e.type === 'step_started' && e.title === 'long'))
-    ) {
-      if (Date.now() - t0 > 20_000) throw new Error(`the long step never started:\n${screen}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
     await new Promise((r) => setTimeout(r, 300));
     child.stdin.write('\x03');
     const code = await done;
@@ -67,24 +77,12 @@ describe('on a terminal', () => {
     - shell: "echo always >> ${dir}/log"
 `,
     });
-    const child = spawn(
-      'script',
-      ['-qfec', `${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'],
-      {
-        cwd,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
+    const { child, out, done } = onTerminal(cwd);
+    await until(
+      'no prompt',
+      () => out.screen.includes('[y/N]'),
+      () => out.screen,
     );
-    let screen = '';
-    child.stdout.on('data', (c) => {
-      screen += c.toString();
-    });
-    const done = new Promise<number | null>((res) => child.on('close', res));
-    const t0 = Date.now();
-    while (!screen.includes('[y/N]')) {
-      if (Date.now() - t0 > 20_000) throw new Error(`no prompt:\n${screen}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
     child.stdin.write('\x03');
     const code = await Promise.race([done, new Promise((r) => setTimeout(() => r('hung'), 15_000))]);
     expect(code).toBe(1);
