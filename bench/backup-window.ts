@@ -9,18 +9,45 @@
 // first (it runs dist/ through bin/pgrunbook.js).
 // Exit codes: 0 every run worked (a missed target is reported, not an error); 1 a run failed
 // functionally; 2 bad arguments, no build or not root; 3 the overall time limit was hit; 130 interrupted.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type BtrfsFs, createBtrfs, type PgServer, pgBinDir, startPostgres } from '../test/env/index.js';
+import {
+  atCleanUp,
+  type ChildRun,
+  CLI,
+  type CommonOptions,
+  checkBuild,
+  commonOptionSpecs,
+  errText,
+  fmtRatio,
+  intOption,
+  isStopping,
+  jsonEvents,
+  killChild,
+  liveChildren,
+  loadAverage,
+  log,
+  machineLine,
+  median,
+  ROOT,
+  ratio,
+  remainingMs,
+  runFailure,
+  runMain,
+  table,
+  tail,
+  timeChild,
+  verdict,
+  warnIfBusy,
+  workDir,
+} from './common.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'bin', 'pgrunbook.js');
 const PLAYBOOK = join(ROOT, 'playbooks', 'snapshot-backup.yml');
 const PG_VERSION = 15;
 const BIN = pgBinDir(PG_VERSION);
@@ -34,14 +61,10 @@ const LOAD_CLIENTS = 2;
 // backup-mode seconds at the largest scale / at the smallest ≤ this: the window does not grow with size.
 const TARGET_FLAT_RATIO = 2;
 
-interface Options {
+interface Options extends CommonOptions {
   scales: number[];
-  repeat: number;
-  warmup: number;
   loadTps: number;
   sizeGiB: number;
-  timeoutS: number;
-  keep: boolean;
 }
 
 const USAGE =
@@ -49,137 +72,33 @@ const USAGE =
   '                                      [--load-tps T=50 (0: no load)] [--size-gib G=8]\n' +
   '                                      [--timeout SECONDS=900] [--keep]\n';
 
-function parseOptions(argv: string[]): Options & { help: boolean } {
+function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
       scales: { type: 'string', default: '10,100' },
-      repeat: { type: 'string', default: '3' },
-      warmup: { type: 'string', default: '1' },
       'load-tps': { type: 'string', default: '50' },
       'size-gib': { type: 'string', default: '8' },
-      timeout: { type: 'string', default: '900' },
-      keep: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...commonOptionSpecs(900),
     },
     strict: true,
   });
-  const int = (name: string, v: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name}: expected an integer ${min}..${max}, got "${v}"`);
-    return n;
-  };
-  const scales = values.scales.split(',').map((s) => int('scales', s.trim(), 1, 10_000));
+  const scales = values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000));
   if (new Set(scales).size !== scales.length)
     throw new Error(`--scales: duplicate scale in "${values.scales}"`);
   return {
     scales: scales.sort((a, b) => a - b),
-    repeat: int('repeat', values.repeat, 1, 100),
-    warmup: int('warmup', values.warmup, 0, 10),
-    loadTps: int('load-tps', values['load-tps'], 0, 100_000),
-    sizeGiB: int('size-gib', values['size-gib'], 1, 1024),
-    timeoutS: int('timeout', values.timeout, 10, 86_400),
+    repeat: intOption('repeat', values.repeat, 1, 100),
+    warmup: intOption('warmup', values.warmup, 0, 10),
+    loadTps: intOption('load-tps', values['load-tps'], 0, 100_000),
+    sizeGiB: intOption('size-gib', values['size-gib'], 1, 1024),
+    timeoutS: intOption('timeout', values.timeout, 10, 86_400),
     keep: values.keep,
     help: values.help,
   };
 }
 
-const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------------------------------------
-// Child processes: timed from spawn to exit, killed (by process group) on the overall timeout.
-
-interface ChildRun {
-  /** wall clock from spawn to exit */
-  ms: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-const live = new Set<ChildProcess>();
-/** Set once clean-up has begun: no new measurement, no new child process. */
-let stopping = false;
-let deadline = Number.POSITIVE_INFINITY;
-
-function killChild(c: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
-  if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
-  try {
-    process.kill(-c.pid, signal); // its own process group (detached)
-  } catch {
-    try {
-      c.kill(signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-/** Time left before the overall limit, as a child's own limit. */
-const remainingMs = () => Math.max(1000, deadline - Date.now());
-
-function timeChild(
-  file: string,
-  args: string[],
-  opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
-): Promise<ChildRun> {
-  const timeoutMs = Math.min(opts.timeoutMs ?? Number.POSITIVE_INFINITY, remainingMs());
-  return new Promise((res, rej) => {
-    if (stopping) {
-      rej(new Error('stopping'));
-      return;
-    }
-    const t0 = performance.now();
-    const c = spawn(file, args, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    live.add(c);
-    let stdout = '';
-    let stderr = '';
-    c.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    c.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      stderr += `\n[bench] killed after ${Math.round(timeoutMs)} ms\n`;
-      killChild(c);
-    }, timeoutMs);
-    c.once('error', (err) => {
-      clearTimeout(timer);
-      live.delete(c);
-      rej(new Error(`${file}: ${err.message}`));
-    });
-    c.once('exit', (code, signal) => {
-      const ms = performance.now() - t0;
-      clearTimeout(timer);
-      let settled = false;
-      const done = () => {
-        if (settled) return;
-        settled = true;
-        live.delete(c);
-        res({ ms, code, signal, stdout, stderr });
-      };
-      // Output still in the pipes arrives before 'close'; a grandchild holding a pipe must not stall us.
-      const cap = setTimeout(done, 2000);
-      c.once('close', () => {
-        clearTimeout(cap);
-        done();
-      });
-    });
-  });
-}
-
-function tail(s: string, n = 1500): string {
-  return s.length > n ? `…${s.slice(-n)}` : s;
-}
 
 /** Runs a command to completion; throws with its output unless it exits 0. */
 async function mustRun(what: string, file: string, args: string[], cwd: string): Promise<ChildRun> {
@@ -222,7 +141,7 @@ function startLoad(s: PgServer, tps: number, cwd: string): Load {
     'postgres',
   ];
   const c = spawn(PGBENCH, args, { cwd, env: pgEnv(), stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  live.add(c);
+  liveChildren.add(c);
   let stderr = '';
   let stopped = false;
   let ended: string | undefined;
@@ -232,11 +151,11 @@ function startLoad(s: PgServer, tps: number, cwd: string): Load {
   const exited = new Promise<void>((res) => {
     c.once('error', (err) => {
       ended = `pgbench load: ${err.message}`;
-      live.delete(c);
+      liveChildren.delete(c);
       res();
     });
     c.once('exit', (code, signal) => {
-      live.delete(c);
+      liveChildren.delete(c);
       if (!stopped) ended = `pgbench load ended by itself (exit ${code ?? signal}):\n${tail(stderr)}`;
       res();
     });
@@ -318,11 +237,9 @@ async function measureSnapshot(ctx: ScaleCtx): Promise<SnapshotSample> {
     [CLI, 'run', PLAYBOOK, '-i', ctx.inventory, '--output', 'json', '-e', 'verify=false'],
     { cwd: ctx.cwd },
   );
-  const fail = (why: string) =>
-    new Error(`pgrunbook run: ${why}\n--- stderr ---\n${tail(r.stderr)}\n--- stdout ---\n${tail(r.stdout)}`);
+  const fail = (why: string) => runFailure('pgrunbook run', why, r);
   if (r.code !== 0) throw fail(`exit ${r.code ?? r.signal}`);
-  const events: Ev[] = [];
-  for (const line of r.stdout.split('\n')) if (line.startsWith('{')) events.push(JSON.parse(line) as Ev);
+  const events = jsonEvents<Ev>(r.stdout);
   const finished = (id: string) =>
     events.find((e) => e.type === 'step_finished' && (e.names ?? []).includes(id));
   const runStatus = events.find((e) => e.type === 'run_finished')?.status;
@@ -369,15 +286,12 @@ async function measureBasebackup(
 ): Promise<BaseSample & { bytes?: number }> {
   const dir = join(ctx.work, `basebackup-${ctx.scale}-${++baseRuns}`);
   try {
-    const r = await timeChild(
+    const r = await mustRun(
+      'pg_basebackup',
       PG_BASEBACKUP,
       [...connArgs(ctx.server), '-D', dir, '-X', 'none', '-c', 'fast', '-l', `bench ${baseRuns}`],
-      { cwd: ctx.work, env: pgEnv() },
+      ctx.work,
     );
-    if (r.code !== 0)
-      throw new Error(
-        `pg_basebackup: exit ${r.code ?? r.signal}\n${tail(`${r.stderr}\n${r.stdout}`.trim())}`,
-      );
     const files = await readdir(dir);
     for (const f of ['backup_label', 'backup_manifest', 'PG_VERSION', 'global'])
       if (!files.includes(f)) throw new Error(`pg_basebackup: ${f} is missing from ${dir}`);
@@ -408,8 +322,6 @@ async function pgQuery<T>(server: PgServer, sql: string): Promise<T> {
   }
 }
 
-const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-
 async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string): Promise<ScaleResult> {
   const res: ScaleResult = { scale, snapshot: [], base: [] };
   const localCleanups: (() => Promise<unknown>)[] = [];
@@ -418,7 +330,7 @@ async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string)
     const snapRoot = await fs.createSubvolume(`snapshots-s${scale}`);
     const server = await startPostgres({ version: PG_VERSION, dataDir: data });
     localCleanups.push(() => server.stop());
-    cleanups.push(() => server.stop()); // idempotent: also on the time limit or Ctrl-C
+    atCleanUp(() => server.stop()); // idempotent: also on the time limit or Ctrl-C
 
     const cwd = join(work, `s${scale}`);
     await mkdir(cwd);
@@ -462,13 +374,13 @@ async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string)
     };
 
     // Untimed warm-up of both: page cache, Node's first start, the first snapshot of this subvolume.
-    for (let w = 0; w < opts.warmup && !stopping; w++) {
+    for (let w = 0; w < opts.warmup && !isStopping(); w++) {
       await measureSnapshot(ctx);
       await measureBasebackup(ctx);
       checkLoad();
     }
     // Interleaved rounds, so a drift of the machine hits both alike.
-    for (let r = 0; r < opts.repeat && !stopping; r++) {
+    for (let r = 0; r < opts.repeat && !isStopping(); r++) {
       const s = await measureSnapshot(ctx);
       checkLoad();
       res.snapshot.push(s);
@@ -496,12 +408,6 @@ async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string)
 // ---------------------------------------------------------------------------------------------
 // Reporting.
 
-function median(xs: number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 const fmtS = (s: number | undefined) =>
   s === undefined || !Number.isFinite(s) ? '—' : s >= 10 ? `${s.toFixed(1)} s` : `${s.toFixed(2)} s`;
 const fmtBytes = (b: number | undefined) =>
@@ -510,22 +416,6 @@ const fmtBytes = (b: number | undefined) =>
     : b >= 1024 ** 3
       ? `${(b / 1024 ** 3).toFixed(2)} GiB`
       : `${Math.round(b / 1024 ** 2)} MiB`;
-const x = (v?: number) => (v === undefined || !Number.isFinite(v) ? '—' : `${v.toFixed(2)}×`);
-
-function table(rows: string[][], rightAlign: Set<number>): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map(
-      (r) =>
-        `  ${r
-          .map((c, i) =>
-            rightAlign.has(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number),
-          )
-          .join('   ')
-          .trimEnd()}\n`,
-    )
-    .join('');
-}
 
 const inBackup = (r: ScaleResult) => (r.error ? undefined : median(r.snapshot.map((s) => s.inBackupS)));
 const baseS = (r: ScaleResult) => (r.error ? undefined : median(r.base.map((s) => s.wallMs / 1000)));
@@ -543,7 +433,7 @@ function report(opts: Options, results: ScaleResult[]): string {
           fmtBytes(r.dbBytes),
           r.error ? 'FAILED' : fmtS(b),
           r.error ? 'FAILED' : fmtS(p),
-          x(p !== undefined && b !== undefined && b > 0 ? p / b : undefined),
+          fmtRatio(ratio(p, b)),
           r.error ? '' : fmtS(median(r.snapshot.map((s) => s.wallMs / 1000))),
         ];
       }),
@@ -589,9 +479,6 @@ function report(opts: Options, results: ScaleResult[]): string {
 
   const lo = results[0];
   const hi = results.at(-1);
-  const verdict = (v: number | undefined, ok: (v: number) => boolean) =>
-    v === undefined || !Number.isFinite(v) ? 'n/a' : ok(v) ? 'PASS' : 'FAIL';
-  const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
   const rows: string[][] = [['check', 'value', 'target', 'verdict']];
   if (lo && hi && lo !== hi) {
     const rFlat = ratio(inBackup(hi), inBackup(lo));
@@ -600,12 +487,12 @@ function report(opts: Options, results: ScaleResult[]): string {
     rows.push(
       [
         `backup-mode time flat in size: scale ${hi.scale} within ${TARGET_FLAT_RATIO}× of scale ${lo.scale}`,
-        x(rFlat),
+        fmtRatio(rFlat),
         `≤ ${TARGET_FLAT_RATIO}×`,
         verdict(rFlat, (v) => v <= TARGET_FLAT_RATIO),
       ],
-      [`pg_basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, x(rBase), '(info)', ''],
-      [`database size: scale ${hi.scale} / scale ${lo.scale}`, x(rSize), '(info)', ''],
+      [`pg_basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rBase), '(info)', ''],
+      [`database size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rSize), '(info)', ''],
     );
   } else {
     rows.push(['backup-mode time flat in size (needs two scales)', '—', `≤ ${TARGET_FLAT_RATIO}×`, 'n/a']);
@@ -616,44 +503,9 @@ function report(opts: Options, results: ScaleResult[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clean-up that always runs: on success, failure, the overall time limit and Ctrl-C.
-
-const cleanups: (() => Promise<unknown>)[] = [];
-
-async function cleanUp(): Promise<void> {
-  // The test helpers unref their processes (watchdogs): without a referenced handle Node would
-  // exit in the middle of server.stop() or fs.destroy(), leaving the mount and files behind.
-  const hold = setInterval(() => {}, 1000);
-  try {
-    for (const c of live) killChild(c);
-    for (let f = cleanups.pop(); f; f = cleanups.pop()) {
-      await f().catch((err: unknown) => log(`clean-up: ${errText(err)}`));
-    }
-  } finally {
-    clearInterval(hold);
-  }
-}
-
-let exiting: Promise<never> | undefined;
-/** Cleans up once, then exits; a second call (Ctrl-C during clean-up) waits for the first. */
-function exitWith(code: number): Promise<never> {
-  stopping = true;
-  exiting ??= (async () => {
-    // Clean-up itself must not hang either.
-    setTimeout(() => process.exit(code), 60_000).unref();
-    await cleanUp();
-    process.exit(code);
-  })();
-  return exiting;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 async function main(opts: Options): Promise<number> {
-  if (!existsSync(join(ROOT, 'dist', 'bundle', 'main.js'))) {
-    process.stderr.write('dist/ is missing: run `npm run build` first\n');
-    return 2;
-  }
+  if (!checkBuild()) return 2;
   if (process.getuid?.() !== 0) {
     process.stderr.write('needs root (a btrfs on a loop device, PostgreSQL as the pgrb user)\n');
     return 2;
@@ -666,19 +518,10 @@ async function main(opts: Options): Promise<number> {
   }
 
   // On the root filesystem: run journals, inventories and pg_basebackup's copies.
-  const work = await mkdtemp(join(tmpdir(), 'pgrb-bench-backup-'));
-  cleanups.push(async () => {
-    if (opts.keep) log(`kept ${work}`);
-    else await rm(work, { recursive: true, force: true });
-  });
+  const work = await workDir('pgrb-bench-backup-', opts.keep);
   const fs = await createBtrfs({ sizeGiB: opts.sizeGiB });
-  cleanups.push(() => fs.destroy());
+  atCleanUp(() => fs.destroy());
 
-  const load = () =>
-    loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ');
-  const cores = availableParallelism();
   process.stdout.write(
     `backup window: PostgreSQL ${PG_VERSION}, PGDATA on a btrfs subvolume (${opts.sizeGiB} GiB loop device ${fs.loopDevice}); ` +
       `pgbench scales ${opts.scales.join(', ')}; ${opts.warmup} untimed warm-up, ${opts.repeat} timed rounds\n` +
@@ -686,57 +529,24 @@ async function main(opts: Options): Promise<number> {
       (opts.loadTps > 0
         ? `pgbench load of ${opts.loadTps} tps (${LOAD_CLIENTS} clients) throughout\n`
         : 'no load\n') +
-      `node ${process.version}, ${cores} CPUs, load average ${load()}\n`,
+      `${machineLine()}\n`,
   );
-  if ((loadavg()[0] ?? 0) > cores / 2) {
-    process.stdout.write('WARNING: the machine is busy; wall-clock figures may be inflated\n');
-  }
+  warnIfBusy();
 
   const results: ScaleResult[] = [];
   for (const scale of opts.scales) {
-    if (stopping) break;
+    if (isStopping()) break;
     const r = await runScale(opts, scale, fs, work);
     results.push(r);
-    if (r.error && !stopping) log(`scale ${scale} FAILED: ${r.error.split('\n')[0]}`);
+    if (r.error && !isStopping()) log(`scale ${scale} FAILED: ${r.error.split('\n')[0]}`);
   }
 
-  if (stopping) return 3; // the time limit or a signal: exitWith is already cleaning up
+  if (isStopping()) return 3; // the time limit or a signal: clean-up has already begun
   process.stdout.write(report(opts, results));
-  process.stdout.write(`\nload average at the end: ${load()}\n`);
+  process.stdout.write(`\nload average at the end: ${loadAverage()}\n`);
   for (const r of results)
     if (r.error) process.stderr.write(`\n[bench] scale ${r.scale} FAILED:\n${r.error}\n`);
   return results.some((r) => r.error) ? 1 : 0;
 }
 
-let options: ReturnType<typeof parseOptions>;
-try {
-  options = parseOptions(process.argv.slice(2));
-} catch (err) {
-  process.stderr.write(`${errText(err)}\n${USAGE}`);
-  process.exit(2);
-}
-if (options.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-
-// A hard limit on the whole benchmark: it can never hang.
-deadline = Date.now() + options.timeoutS * 1000;
-setTimeout(() => {
-  process.stderr.write(`[bench] overall time limit of ${options.timeoutS} s reached: stopping everything\n`);
-  void exitWith(3);
-}, options.timeoutS * 1000).unref();
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`[bench] ${sig}: cleaning up\n`);
-    void exitWith(130);
-  });
-}
-
-main(options).then(
-  (code) => exitWith(code),
-  (err: unknown) => {
-    process.stderr.write(`[bench] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return exitWith(1);
-  },
-);
+runMain({ usage: USAGE, parse: parseOptions, main, cleanUpMs: 60_000, childrenWithinLimit: true });

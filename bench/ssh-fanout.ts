@@ -7,22 +7,43 @@
 // runners, not a network. Needs `npm run build` first (it runs dist/ through bin/pgrunbook.js).
 // Exit codes: 0 every run worked (a missed speed target is reported, not an error); 1 a run failed
 // functionally; 2 bad arguments or no build; 3 the overall time limit was hit; 130 interrupted.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type SshServer, startSshd } from '../test/env/index.js';
+import {
+  atCleanUp,
+  type ChildRun,
+  CLI,
+  type CommonOptions,
+  checkBuild,
+  commonOptionSpecs,
+  errText,
+  fmtRatio,
+  intOption,
+  isStopping,
+  jsonEvents,
+  loadAverage,
+  log,
+  machineLine,
+  measureCpuIn,
+  median,
+  ROOT,
+  ratio,
+  runFailure,
+  runMain,
+  table,
+  tail,
+  timeChild,
+  verdict,
+  warnIfBusy,
+  workDir,
+} from './common.js';
 import { type FloorConfig, type FloorResult, runFloor } from './floor.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(ROOT, 'bin', 'pgrunbook.js');
 const FLOOR = join(ROOT, 'bench', 'floor.mjs');
 const COMMAND = 'echo ok';
-// GNU time reports a child's CPU (user+sys, with the children it waited for); optional.
-const TIME_BIN = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 
 const TARGET_ANSIBLE_RATIO = 20; // ansible / pgrunbook ≥ this
 // pgrunbook / floor ≤ this. Judged process against process: pgrunbook is timed spawn → exit,
@@ -31,156 +52,40 @@ const TARGET_ANSIBLE_RATIO = 20; // ansible / pgrunbook ≥ this
 const TARGET_FLOOR_RATIO = 1.5;
 const TARGET_PLAN_MS = 300; // pgrunbook plan, wall clock ≤ this
 
-interface Options {
+interface Options extends CommonOptions {
   hosts: number;
   steps: number;
-  repeat: number;
   planHosts: number;
-  warmup: number;
-  timeoutS: number;
   ansible: boolean;
-  keep: boolean;
 }
 
 const USAGE =
   'usage: npx tsx bench/ssh-fanout.ts [--hosts N=10] [--steps M=20] [--repeat R=3] [--plan-hosts P=12]\n' +
   '                                   [--warmup W=1] [--timeout SECONDS=600] [--no-ansible] [--keep]\n';
 
-function parseOptions(argv: string[]): Options & { help: boolean } {
+function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
       hosts: { type: 'string', default: '10' },
       steps: { type: 'string', default: '20' },
-      repeat: { type: 'string', default: '3' },
       'plan-hosts': { type: 'string', default: '12' },
-      warmup: { type: 'string', default: '1' },
-      timeout: { type: 'string', default: '600' },
       'no-ansible': { type: 'boolean', default: false },
-      keep: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...commonOptionSpecs(600),
     },
     strict: true,
   });
-  const int = (name: string, v: string, min: number, max: number) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new Error(`--${name}: expected an integer ${min}..${max}, got "${v}"`);
-    return n;
-  };
   return {
-    hosts: int('hosts', values.hosts, 1, 99),
-    steps: int('steps', values.steps, 1, 10_000),
-    repeat: int('repeat', values.repeat, 1, 100),
-    planHosts: int('plan-hosts', values['plan-hosts'], 1, 99),
-    warmup: int('warmup', values.warmup, 0, 10),
-    timeoutS: int('timeout', values.timeout, 10, 86_400),
+    hosts: intOption('hosts', values.hosts, 1, 99),
+    steps: intOption('steps', values.steps, 1, 10_000),
+    repeat: intOption('repeat', values.repeat, 1, 100),
+    planHosts: intOption('plan-hosts', values['plan-hosts'], 1, 99),
+    warmup: intOption('warmup', values.warmup, 0, 10),
+    timeoutS: intOption('timeout', values.timeout, 10, 86_400),
     ansible: !values['no-ansible'],
     keep: values.keep,
     help: values.help,
   };
-}
-
-const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
-
-// ---------------------------------------------------------------------------------------------
-// Child processes: timed from spawn to exit, killed (by process group) on the overall timeout.
-
-interface ChildRun {
-  /** wall clock from spawn to exit: what a user waits for */
-  ms: number;
-  /** user+sys CPU of the process and the children it waited for (GNU time), when available */
-  cpuMs?: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-const live = new Set<ChildProcess>();
-/** Set once clean-up has begun: no new measurement, no new child process. */
-let stopping = false;
-let timeDir: string | undefined;
-let timeFiles = 0;
-
-function killChild(c: ChildProcess): void {
-  if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return;
-  try {
-    process.kill(-c.pid, 'SIGKILL'); // its own process group (detached): ansible's workers too
-  } catch {
-    try {
-      c.kill('SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-
-function timeChild(
-  file: string,
-  args: string[],
-  opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs: number; cpu?: boolean },
-): Promise<ChildRun> {
-  // GNU time around the command for its CPU figure; its own exec adds about a millisecond.
-  const cpuFile =
-    opts.cpu !== false && TIME_BIN && timeDir ? join(timeDir, `time-${++timeFiles}.txt`) : undefined;
-  const [f, a] =
-    cpuFile && TIME_BIN ? [TIME_BIN, ['-q', '-f', '%U %S', '-o', cpuFile, file, ...args]] : [file, args];
-  return new Promise((res, rej) => {
-    if (stopping) {
-      rej(new Error('stopping'));
-      return;
-    }
-    const t0 = performance.now();
-    const c = spawn(f, a, {
-      cwd: opts.cwd,
-      env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    live.add(c);
-    let stdout = '';
-    let stderr = '';
-    c.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    c.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      stderr += `\n[bench] killed after ${opts.timeoutMs} ms\n`;
-      killChild(c);
-    }, opts.timeoutMs);
-    c.once('error', (err) => {
-      clearTimeout(timer);
-      live.delete(c);
-      rej(new Error(`${file}: ${err.message}`));
-    });
-    c.once('exit', (code, signal) => {
-      const ms = performance.now() - t0;
-      clearTimeout(timer);
-      let settled = false;
-      const done = async () => {
-        if (settled) return;
-        settled = true;
-        live.delete(c);
-        let cpuMs: number | undefined;
-        if (cpuFile) {
-          const last = (await readFile(cpuFile, 'utf8').catch(() => '')).trim().split('\n').pop() ?? '';
-          const [u, s] = last.split(' ').map(Number);
-          if (Number.isFinite(u) && Number.isFinite(s)) cpuMs = ((u as number) + (s as number)) * 1000;
-        }
-        res({ ms, cpuMs, code, signal, stdout, stderr });
-      };
-      // Output still in the pipes arrives before 'close'; a grandchild holding a pipe open (an ssh
-      // ControlMaster) must not stall us, hence the cap.
-      const cap = setTimeout(() => void done(), 2000);
-      c.once('close', () => {
-        clearTimeout(cap);
-        void done();
-      });
-    });
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -260,10 +165,6 @@ interface Ctx {
   childTimeoutMs: number;
 }
 
-function tail(s: string, n = 1500): string {
-  return s.length > n ? `…${s.slice(-n)}` : s;
-}
-
 async function measurePgrunbook(ctx: Ctx): Promise<Sample> {
   const { hosts, steps } = ctx.opts;
   // Its own working directory: the run journal goes to ./.pgrunbook/runs/.
@@ -275,16 +176,13 @@ async function measurePgrunbook(ctx: Ctx): Promise<Sample> {
       timeoutMs: ctx.childTimeoutMs,
     },
   );
-  const fail = (why: string) =>
-    new Error(`pgrunbook run: ${why}\n--- stderr ---\n${tail(r.stderr)}\n--- stdout ---\n${tail(r.stdout)}`);
+  const fail = (why: string) => runFailure('pgrunbook run', why, r);
   if (r.code !== 0) throw fail(`exit ${r.code ?? r.signal}`);
   let ok = 0;
   let other = 0;
   let finished = '';
   const seen = new Set<string>();
-  for (const line of r.stdout.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const e = JSON.parse(line) as { type?: string; status?: string; host?: string };
+  for (const e of jsonEvents<{ type?: string; status?: string; host?: string }>(r.stdout)) {
     if (e.type === 'step_finished') {
       if (e.status === 'ok') {
         ok++;
@@ -452,12 +350,6 @@ async function measureNodeStart(ctx: Ctx): Promise<Sample> {
 // ---------------------------------------------------------------------------------------------
 // Reporting.
 
-function median(xs: number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 const fmtMs = (ms: number | undefined) =>
   ms === undefined ? '—' : ms >= 10_000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`;
 
@@ -473,21 +365,6 @@ const cpuMedian = (s?: Series) =>
   s && !s.error && s.samples.every((x) => x.cpuMs !== undefined)
     ? median(s.samples.map((x) => x.cpuMs as number))
     : undefined;
-
-function table(rows: string[][], rightAlign: Set<number>): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows
-    .map(
-      (r) =>
-        `  ${r
-          .map((c, i) =>
-            rightAlign.has(i) ? c.padStart(widths[i] as number) : c.padEnd(widths[i] as number),
-          )
-          .join('   ')
-          .trimEnd()}\n`,
-    )
-    .join('');
-}
 
 function report(opts: Options, series: Series[]): string {
   const by = new Map(series.map((s) => [s.key, s]));
@@ -509,10 +386,6 @@ function report(opts: Options, series: Series[]): string {
   const fl = wallMedian(by.get('floor'));
   const flp = wallMedian(by.get('floorProc'));
   const pl = wallMedian(by.get('plan'));
-  const ratio = (a?: number, b?: number) => (a !== undefined && b !== undefined ? a / b : undefined);
-  const x = (v?: number) => (v === undefined ? '—' : `${v.toFixed(2)}×`);
-  const verdict = (v: number | undefined, ok: (v: number) => boolean) =>
-    v === undefined ? 'n/a' : ok(v) ? 'PASS' : 'FAIL';
   const rA = ratio(an, pg);
   const rF = ratio(pg, fl);
   const rFP = ratio(pg, flp);
@@ -523,18 +396,18 @@ function report(opts: Options, series: Series[]): string {
       ['check', 'value', 'target', 'verdict'],
       [
         'ansible / pgrunbook (wall)',
-        x(rA),
+        fmtRatio(rA),
         `≥ ${TARGET_ANSIBLE_RATIO}×`,
         verdict(rA, (v) => v >= TARGET_ANSIBLE_RATIO),
       ],
       [
         'pgrunbook / floor node process (wall)',
-        x(rFP),
+        fmtRatio(rFP),
         `≤ ${TARGET_FLOOR_RATIO}×`,
         verdict(rFP, (v) => v <= TARGET_FLOOR_RATIO),
       ],
-      ['pgrunbook / floor in-process (wall)', x(rF), '(info)', ''],
-      ['pgrunbook / floor node process (CPU)', x(rCpu), '(info)', ''],
+      ['pgrunbook / floor in-process (wall)', fmtRatio(rF), '(info)', ''],
+      ['pgrunbook / floor node process (CPU)', fmtRatio(rCpu), '(info)', ''],
       [
         `pgrunbook plan, ${opts.planHosts} hosts (wall)`,
         fmtMs(pl),
@@ -548,55 +421,17 @@ function report(opts: Options, series: Series[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Clean-up that always runs: on success, failure, the overall time limit and Ctrl-C.
-
-const cleanups: (() => Promise<unknown>)[] = [];
-
-async function cleanUp(): Promise<void> {
-  // The test helpers unref their processes (sshd, watchdog): without a referenced handle Node would
-  // exit in the middle of sshd.stop(), leaving its files and ours behind.
-  const hold = setInterval(() => {}, 1000);
-  try {
-    for (const c of live) killChild(c);
-    for (let f = cleanups.pop(); f; f = cleanups.pop()) {
-      await f().catch((err: unknown) => process.stderr.write(`[bench] clean-up: ${errText(err)}\n`));
-    }
-  } finally {
-    clearInterval(hold);
-  }
-}
-
-let exiting: Promise<never> | undefined;
-/** Cleans up once, then exits; a second call (Ctrl-C during clean-up) waits for the first. */
-function exitWith(code: number): Promise<never> {
-  stopping = true;
-  exiting ??= (async () => {
-    // Clean-up itself must not hang either.
-    setTimeout(() => process.exit(code), 30_000).unref();
-    await cleanUp();
-    process.exit(code);
-  })();
-  return exiting;
-}
-
-// ---------------------------------------------------------------------------------------------
 
 async function main(opts: Options): Promise<number> {
-  if (!existsSync(join(ROOT, 'dist', 'bundle', 'main.js'))) {
-    process.stderr.write('dist/ is missing: run `npm run build` first\n');
-    return 2;
-  }
+  if (!checkBuild()) return 2;
   const { hosts, steps, repeat, planHosts, warmup } = opts;
 
-  const work = await mkdtemp(join(tmpdir(), 'pgrb-bench-'));
-  cleanups.push(async () => {
-    if (opts.keep) process.stderr.write(`[bench] kept ${work}\n`);
-    else await rm(work, { recursive: true, force: true });
-  });
+  const work = await workDir('pgrb-bench-', opts.keep);
   const sshd = await startSshd();
-  cleanups.push(() => sshd.stop());
+  atCleanUp(() => sshd.stop());
 
-  timeDir = join(work, 'time');
+  const timeDir = join(work, 'time');
+  measureCpuIn(timeDir);
   const ansibleDir = join(work, 'ansible');
   const ctx: Ctx = {
     opts,
@@ -627,21 +462,12 @@ async function main(opts: Options): Promise<number> {
     writeFile(join(ansibleDir, 'playbook.yml'), ansiblePlaybook(steps)),
   ]);
 
-  const load = () =>
-    loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ');
-  const cores = availableParallelism();
   process.stdout.write(
     `ssh fan-out: ${hosts} host aliases of one loopback sshd (127.0.0.1:${sshd.port}) × ${steps} steps of ` +
       `\`${COMMAND}\` = ${hosts * steps} commands, forks ${hosts}; ${warmup} untimed warm-up, ${repeat} timed rounds\n` +
-      `node ${process.version}, ${cores} CPUs, load average ${load()}\n`,
+      `${machineLine()}\n`,
   );
-  if ((loadavg()[0] ?? 0) > cores / 2) {
-    process.stdout.write(
-      'WARNING: the machine is busy; wall-clock figures may be inflated (compare the CPU column)\n',
-    );
-  }
+  warnIfBusy(' (compare the CPU column)');
 
   const measures: {
     key: string;
@@ -690,7 +516,7 @@ async function main(opts: Options): Promise<number> {
   // Untimed warm-up (page cache, sshd's first forks); not ansible, whose runs cost seconds.
   for (let w = 0; w < warmup; w++) {
     for (const [i, m] of measures.entries()) {
-      if (!m.warm || stopping) continue;
+      if (!m.warm || isStopping()) continue;
       await m.fn(ctx).catch((err: unknown) => {
         (series[i] as Series).error = errText(err);
       });
@@ -700,22 +526,20 @@ async function main(opts: Options): Promise<number> {
   for (let r = 0; r < repeat; r++) {
     for (const [i, m] of measures.entries()) {
       const s = series[i] as Series;
-      if (s.error || stopping) continue;
+      if (s.error || isStopping()) continue;
       try {
         const sample = await m.fn(ctx);
         s.samples.push(sample);
-        process.stderr.write(
-          `[bench] round ${r + 1}/${repeat} ${m.key}: ${fmtMs(sample.ms)} wall, ${fmtMs(sample.cpuMs)} CPU\n`,
-        );
+        log(`round ${r + 1}/${repeat} ${m.key}: ${fmtMs(sample.ms)} wall, ${fmtMs(sample.cpuMs)} CPU`);
       } catch (err) {
         s.error = errText(err);
       }
     }
   }
 
-  if (stopping) return 3; // the time limit or a signal: exitWith is already cleaning up
+  if (isStopping()) return 3; // the time limit or a signal: clean-up has already begun
   process.stdout.write(report(opts, series));
-  process.stdout.write(`\nload average at the end: ${load()}\n`);
+  process.stdout.write(`\nload average at the end: ${loadAverage()}\n`);
   if (opts.ansible) {
     process.stdout.write(
       'ansible: ansible.builtin.command per task (a Python module sent over ssh for each), linear strategy, pipelining,\n' +
@@ -729,34 +553,4 @@ async function main(opts: Options): Promise<number> {
   return measures.some((m, i) => m.functional && (series[i] as Series).error) ? 1 : 0;
 }
 
-let options: ReturnType<typeof parseOptions>;
-try {
-  options = parseOptions(process.argv.slice(2));
-} catch (err) {
-  process.stderr.write(`${errText(err)}\n${USAGE}`);
-  process.exit(2);
-}
-if (options.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-
-// A hard limit on the whole benchmark: it can never hang.
-setTimeout(() => {
-  process.stderr.write(`[bench] overall time limit of ${options.timeoutS} s reached: stopping everything\n`);
-  void exitWith(3);
-}, options.timeoutS * 1000).unref();
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`[bench] ${sig}: cleaning up\n`);
-    void exitWith(130);
-  });
-}
-
-main(options).then(
-  (code) => exitWith(code),
-  (err: unknown) => {
-    process.stderr.write(`[bench] ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    return exitWith(1);
-  },
-);
+runMain({ usage: USAGE, parse: parseOptions, main, cleanUpMs: 30_000 });
