@@ -2,6 +2,7 @@
 import { formatProblem, PgrunbookError, UsageError, ValidationError } from '../errors.js';
 import { redact } from '../util/secret.js';
 import { parseCommandArgs, parseExtraVars } from './args.js';
+import { outputState } from './output-state.js';
 
 const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
 
@@ -77,6 +78,16 @@ async function main(argv: string[]): Promise<number> {
     default:
       throw new UsageError(`unknown command "${command}"\n\n${USAGE}`);
   }
+}
+
+// A reader that went away (`| head`) is not an error of ours: stop quietly — but never in the
+// middle of a run, which must finish its clean-up (the journal still records everything).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    outputState.closed = true;
+    if (!outputState.running) process.exit(0);
+  });
 }
 
 main(process.argv.slice(2)).then(

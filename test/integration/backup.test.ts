@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgServer, startPostgres } from '../env/index.js';
+import { makeTempDir, type PgServer, startPostgres } from '../env/index.js';
 import { events, journalOf, runCli, runIds, startCli, workdir } from './cli.js';
 
 const servers: Partial<Record<13 | 15, PgServer>> = {};
@@ -355,5 +355,83 @@ describe('failures around the held backup session', () => {
     expect(existsSync(join(root, 'verify'))).toBe(false);
     // The labels were kept (keep: true on the snapshot) but the manifest now says void.
     expect(JSON.parse(readFileSync(join(root, 'backup', 'manifest.json'), 'utf8')).status).toBe('void');
+  });
+});
+
+describe('tablespaces', () => {
+  it('verify restores tablespaces from the backup beside the copy and never touches the live ones', async () => {
+    const s = servers[15]!;
+    const root = scratchRoot();
+    const live = await makeTempDir('pgrb-ts');
+    const c = client(s);
+    await c.connect();
+    await c.query(`create tablespace ts_it location '${live}'`);
+    await c.query("create table tt (v text) tablespace ts_it; insert into tt values ('before')");
+    const inv = inventory(s, root);
+    const backup = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'inv.yml': inv,
+        'pb.yml': `
+- name: tablespace backup
+  hosts: db
+  steps:
+    - id: start
+      pg.backup_start: { label: "ts" }
+    - id: snap
+      fs.snapshot: { provider: copy, to: "{{ backup_dir }}.snap" }
+    - pg.query: "update tt set v = 'during'"
+    - id: stop
+      pg.backup_stop: { archive_dir: "{{ archive }}" }
+    - backup.write_labels: { to: "{{ backup_dir }}", from: "{{ stop }}", snapshots: ["{{ snap }}"] }
+`,
+      }),
+    });
+    expect(backup.code).toBe(0);
+    const stop = events(backup.stdout).find(
+      (e) => e.type === 'step_finished' && (e.names as string[]).includes('stop'),
+    )!.outputs as { spcmapfile: string };
+    expect(stop.spcmapfile).toContain(live);
+    await c.query("update tt set v = 'after'");
+    await c.query('checkpoint');
+    const { execSync } = await import('node:child_process');
+    const hashLive = () => execSync(`find ${live} -type f -exec sha256sum {} + | sort`).toString();
+    const beforeVerify = hashLive();
+    const verify = await runCli(['run', 'v.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'inv.yml': inv,
+        'v.yml': `
+- name: verify
+  hosts: db
+  steps:
+    - id: v
+      backup.verify:
+        from: "{{ backup_dir }}"
+        scratch: "{{ scratch }}"
+        archive_dir: "{{ archive }}"
+        bin_dir: "{{ bin_dir }}"
+        run_as: pgrb
+        keep: true
+        recovery_target: latest
+        checks: { tt: "select v from tt" }
+`,
+      }),
+    });
+    expect(verify.code).toBe(0);
+    const out = events(verify.stdout).find((e) => e.type === 'step_finished')!.outputs as {
+      checks: { tt: { v: string }[] };
+    };
+    // The copy saw the update made during the backup, from its own tablespace copy...
+    expect(out.checks.tt).toEqual([{ v: 'during' }]);
+    // ...whose link points beside the scratch copy, not at the live directory...
+    const links = execSync(`find ${root}/verify/pg_tblspc -maxdepth 1 -type l -exec readlink {} +`)
+      .toString()
+      .trim();
+    expect(links.startsWith(`${root}/verify.tblspc/`)).toBe(true);
+    // ...and the live tablespace's files are exactly as they were.
+    expect(hashLive()).toBe(beforeVerify);
+    expect((await c.query('select v from tt')).rows).toEqual([{ v: 'after' }]);
+    await c.query('drop table tt');
+    await c.query('drop tablespace ts_it');
+    await c.end();
   });
 });

@@ -15,6 +15,7 @@ import { type DoneStep, Executor, type Prompter } from '../../runner/executor.js
 import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
 import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
+import { outputState } from '../output-state.js';
 
 export interface RunCommandOptions {
   inventory?: string;
@@ -91,7 +92,10 @@ export async function runCommand(
   const bus = new EventBus();
   const journal = new Journal(join(dir, 'journal.jsonl'));
   bus.subscribe((e) => journal.write(e), 'journal');
-  const sink = coalescingWriter((s) => process.stdout.write(s));
+  outputState.running = true;
+  const sink = coalescingWriter((s) => {
+    if (!outputState.closed) process.stdout.write(s);
+  });
   const write = sink.write;
   // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
   const live = output === 'plain' && process.stdout.isTTY === true && gates.length === 0;

@@ -1,6 +1,7 @@
 // `backup.verify` and `backup.restore`: prove a backup restores. Materialise the snapshot in a
 // scratch directory, put the stored labels in place (sha256 checked), recover from the archive to
 // the first consistent point, run the checks, stop and clean up (verify) or leave it up (restore).
+import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
@@ -83,11 +84,21 @@ interface Manifest {
   status: string;
   backup_id: string;
   pg_version_num?: number;
-  snapshots?: { provider?: string; data?: string }[];
+  snapshots?: {
+    provider?: string;
+    data?: string;
+    tablespaces?: { oid: string; source: string; path: string }[];
+  }[];
   files: { backup_label: { sha256: string }; tablespace_map?: { sha256: string } };
 }
 
-const sock = (p: P) => `${p.scratch}.run`;
+// A socket path must stay under ~107 bytes: a short, private directory named after the scratch.
+const sock = (p: P) => `/tmp/.pgrb-${createHash('sha1').update(p.scratch).digest('hex').slice(0, 12)}`;
+/** Where the scratch copy's tablespaces live: beside it, never at the source's locations. */
+const tblspc = (p: P) => `${p.scratch}.tblspc`;
+
+/** A value for postgresql.conf: single-quoted, with ' and \\ escaped. */
+const confValue = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 
 /** Binaries: the param, else the host var pg_bin_dir (the lab sets it), else Debian's layout. */
 const binDir = (ctx: ApplyContext, p: P, major: number) =>
@@ -120,12 +131,21 @@ async function sh(ctx: ApplyContext, t: Transport, script: string, what: string)
 
 function prepareScript(p: P, m: Manifest, data: string, provider: string): string {
   const S = quote(p.scratch);
+  const spaces = m.snapshots?.[0]?.tablespaces ?? [];
   const settings = [
     'port = 5432',
     "listen_addresses = ''",
-    `unix_socket_directories = '${sock(p)}'`,
-    `hba_file = '${p.scratch}/pgrunbook_hba.conf'`,
-    `restore_command = 'cp ${p.archive_dir}/%f "%p"'`,
+    `unix_socket_directories = ${confValue(sock(p))}`,
+    `hba_file = ${confValue(`${p.scratch}/pgrunbook_hba.conf`)}`,
+    `restore_command = ${confValue(`cp ${quote(p.archive_dir)}/%f "%p"`)}`,
+    // Nothing the source configured may act from the copy: no archiving, no archive clean-up,
+    // no replication to or from it, no recovery-end hook.
+    "archive_command = ''",
+    "archive_cleanup_command = ''",
+    "recovery_end_command = ''",
+    "primary_conninfo = ''",
+    "primary_slot_name = ''",
+    ...((m.pg_version_num ?? 0) >= 150000 ? ["archive_library = ''"] : []),
     ...(p.recovery_target === 'latest'
       ? ["recovery_target_timeline = 'latest'"]
       : ["recovery_target = 'immediate'", "recovery_target_action = 'pause'"]),
@@ -146,14 +166,34 @@ function prepareScript(p: P, m: Manifest, data: string, provider: string): strin
     `rm -rf ${S}/pg_replslot/* ${S}/pg_stat_tmp/*`,
     // The stored labels, byte for byte, then checked against the manifest.
     `cp ${quote(`${p.from}/backup_label`)} ${S}/backup_label`,
-    m.files.tablespace_map ? `cp ${quote(`${p.from}/tablespace_map`)} ${S}/tablespace_map` : ':',
-    `sha256sum ${S}/backup_label${m.files.tablespace_map ? ` ${S}/tablespace_map` : ''}`,
+    // Tablespaces: copy each from the backup and point a remapped tablespace_map at the copies.
+    // The stored tablespace_map names the SOURCE's directories: used as is, recovery would write
+    // into a live server's tablespaces. The stored file stays untouched (its sha256 was checked).
+    `for l in ${S}/pg_tblspc/*; do if [ -L "$l" ] || [ -e "$l" ]; then rm -rf -- "$l"; fi; done`,
+    ...spaces.map(
+      (t) =>
+        `mkdir -p -m 700 ${quote(`${tblspc(p)}/${t.oid}`)} && cp -a ${quote(`${t.path}/.`)} ${quote(`${tblspc(p)}/${t.oid}`)}/`,
+    ),
+    spaces.length
+      ? `printf '%s\n' ${spaces.map((t) => quote(`${t.oid} ${tblspc(p)}/${t.oid}`)).join(' ')} > ${S}/tablespace_map`
+      : ':',
+    `sha256sum ${S}/backup_label`,
     `[ -f ${S}/postgresql.conf ] || : > ${S}/postgresql.conf`,
     `printf 'local all all trust\\n' > ${S}/pgrunbook_hba.conf`,
     `printf '%s\\n' ${settings.map(quote).join(' ')} >> ${S}/postgresql.auto.conf`,
     `touch ${S}/recovery.signal`,
     `mkdir -p -m 700 ${quote(sock(p))}`,
   ].join('\n');
+}
+
+/** Refuses a restore whose tablespaces cannot be put beside the copy. */
+function checkTablespaces(m: Manifest): void {
+  const spaces = m.snapshots?.[0]?.tablespaces ?? [];
+  if (m.files.tablespace_map && spaces.length === 0) {
+    throw new StepFailure(
+      "the backup has a tablespace_map but the manifest names no tablespace copies: restoring would recover into the source server's tablespace directories; refusing",
+    );
+  }
 }
 
 /** Settings a hot standby needs at least as high as the primary had, read from pg_control. */
@@ -176,6 +216,7 @@ function controlSettings(controldata: string): string[] {
 async function materialiseAndStart(
   ctx: ApplyContext,
   p: P,
+  st: StartState,
 ): Promise<{ m: Manifest; asUser: (l: string) => string; bin: string; started: number }> {
   const t = await ctx.transport();
   const started = Date.now();
@@ -196,6 +237,7 @@ async function materialiseAndStart(
     );
   if (m.files.tablespace_map && !sums.includes(m.files.tablespace_map.sha256))
     throw new StepFailure(`${p.from}/tablespace_map does not match the manifest's sha256`);
+  checkTablespaces(m);
   const snap = m.snapshots?.[0] ?? {};
   const data = p.data ?? snap.data;
   if (!data) throw new StepFailure(`no snapshot data: the manifest names none; give data:`);
@@ -204,6 +246,11 @@ async function materialiseAndStart(
   const bin = binDir(ctx, p, major);
   const user = runAs(ctx, p);
   const asUser = await asUserFn(t, user);
+  // Someone else's directory is never ours to clean up.
+  const exists = await t.exec(`test -e ${quote(p.scratch)} || test -e ${quote(tblspc(p))}`);
+  if (exists.exitCode === 0)
+    throw new StepFailure(`${p.scratch} (or ${tblspc(p)}) exists already: choose another scratch`);
+  Object.assign(st, { created: true, btrfs: provider === 'btrfs', bin, asUser });
   const out = await sh(ctx, t, prepareScript(p, m, data, provider), `materialising ${data} in ${p.scratch}`);
   if (!out.startsWith(m.files.backup_label.sha256))
     throw new StepFailure(`backup_label in ${p.scratch} differs from the stored one`);
@@ -219,7 +266,7 @@ async function materialiseAndStart(
       extra.length
         ? `printf '%s\\n' ${extra.map(quote).join(' ')} >> ${quote(`${p.scratch}/postgresql.auto.conf`)}`
         : ':',
-      `if [ "$(id -u)" = 0 ]; then chown -R ${quote(user)}: ${quote(p.scratch)} ${quote(sock(p))}; touch ${quote(log(p))}; chown ${quote(user)}: ${quote(log(p))}; fi`,
+      `if [ "$(id -u)" = 0 ]; then chown -R ${quote(user)}: ${quote(p.scratch)} ${quote(sock(p))}; [ ! -d ${quote(tblspc(p))} ] || chown -R ${quote(user)}: ${quote(tblspc(p))}; touch ${quote(log(p))}; chown ${quote(user)}: ${quote(log(p))}; fi`,
       `chmod 700 ${quote(p.scratch)}`,
     ].join('\n'),
     'handing the copy to the server user',
@@ -277,21 +324,38 @@ async function psqlJson(
   return JSON.parse(r.stdout.trim()) as unknown[];
 }
 
-function cleanupScript(p: P, bin: string, asUser: (l: string) => string, btrfs: boolean): string {
+/** Stops the restored server (always) and removes the copy (unless kept). */
+function cleanupScript(
+  p: P,
+  bin: string,
+  asUser: (l: string) => string,
+  btrfs: boolean,
+  removeFiles = true,
+): string {
+  const stop = `${asUser(`${quote(`${bin}/pg_ctl`)} -D ${quote(p.scratch)} -m fast -w stop`)} >/dev/null 2>&1 || true`;
+  if (!removeFiles) return stop;
   return [
-    `${asUser(`${quote(`${bin}/pg_ctl`)} -D ${quote(p.scratch)} -m fast -w stop`)} >/dev/null 2>&1 || true`,
+    stop,
     btrfs
       ? `btrfs subvolume delete ${quote(p.scratch)} >/dev/null 2>&1 || rm -rf -- ${quote(p.scratch)}`
       : `rm -rf -- ${quote(p.scratch)}`,
-    `rm -rf -- ${quote(sock(p))} ${quote(log(p))}`,
+    `rm -rf -- ${quote(tblspc(p))} ${quote(sock(p))} ${quote(log(p))}`,
   ].join('\n');
+}
+
+/** What materialiseAndStart got as far as, so a failure cleans up exactly what it made. */
+interface StartState {
+  created: boolean;
+  btrfs: boolean;
+  bin?: string;
+  asUser?: (l: string) => string;
 }
 
 async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
   const t = await ctx.transport();
-  const { m, asUser, bin, started } = await materialiseAndStart(ctx, p);
-  const btrfs = m.snapshots?.[0]?.provider === 'btrfs';
+  const st: StartState = { created: false, btrfs: false };
   try {
+    const { m, asUser, bin, started } = await materialiseAndStart(ctx, p, st);
     // Recovery pauses at the target (the first consistent point): wait for that, then read where.
     const deadline = Date.now() + (p.timeout ?? 120) * 1000;
     let state: Record<string, unknown> = {};
@@ -322,6 +386,7 @@ async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
     ctx.log(
       `backup ${m.backup_id} restored: consistent at ${consistent}, ${Object.keys(checks).length} check(s) run`,
     );
+    if (!keepRunning) await t.exec(cleanupScript(p, bin, asUser, st.btrfs, !p.keep)).catch(() => {});
     return {
       backup_id: m.backup_id,
       consistent_lsn: consistent,
@@ -333,12 +398,13 @@ async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
   } catch (err) {
     const tail = (await t.exec(`tail -n 15 ${quote(log(p))} 2>/dev/null`).catch(() => ({ stdout: '' })))
       .stdout;
-    if (!p.keep) await t.exec(cleanupScript(p, bin, asUser, btrfs)).catch(() => {});
+    // Whatever failed, a server we started is stopped; the files go unless keep: true.
+    if (st.created && st.bin && st.asUser) {
+      await t.exec(cleanupScript(p, st.bin, st.asUser, st.btrfs, !p.keep)).catch(() => {});
+    }
     if (err instanceof StepFailure && tail)
       throw new StepFailure(`${err.message}\nlast lines of the restored server's log:\n${tail}`);
     throw err;
-  } finally {
-    if (!keepRunning && !p.keep) await t.exec(cleanupScript(p, bin, asUser, btrfs)).catch(() => {});
   }
 }
 

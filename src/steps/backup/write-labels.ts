@@ -127,7 +127,7 @@ export default defineStep({
     const t = await ctx.transport();
     const become = ctx.host.become;
     const pg = ctx.host.pg ? await ctx.pg().catch(() => undefined) : undefined;
-    const live = await liveDataDirectory(t, p.to, pg);
+    const live = await liveDataDirectory(t, p.to, pg, become);
     if (live)
       throw new StepFailure(
         `refusing to write backup_label: ${live}. Labels belong next to the backup, never in a live data directory.`,

@@ -167,7 +167,12 @@ export default defineStep({
       return;
     }
     const { sql, params } = stopBackupSql(out.version_num, false);
-    await s.query(sql, params);
+    try {
+      await s.query(sql, params);
+    } catch (err) {
+      // Stopped meanwhile (a cancelled pg.backup_stop that had already ended it): nothing to undo.
+      if (!/not in progress/i.test((err as Error).message)) throw err;
+    }
     ctx.log(`backup "${out.label}" stopped and void: its labels were discarded`);
     await ctx.sessions.release(out.session);
   },

@@ -95,11 +95,25 @@ export default defineStep({
     const versionNum = facts.rows[0]!.v as number;
     const { sql, params } = stopBackupSql(versionNum, p.wait_for_archive ?? true);
     let row: Record<string, unknown>;
+    // The stop can wait a long time for the archive: Ctrl-C or a timeout must cancel it on the
+    // server, or the undo's own stop would queue behind it on this session.
+    const cancel = () => void s.cancel().catch(() => {});
+    ctx.signal.addEventListener('abort', cancel, { once: true });
+    const waiting = setTimeout(
+      () =>
+        ctx.log(
+          'still waiting for PostgreSQL to archive the WAL the backup needs (pg_stat_archiver shows why)',
+        ),
+      10_000,
+    );
     try {
       row = (await s.query(sql, params)).rows[0]!;
     } catch (err) {
       if (s.lost) throw new StepFailure(`${BACKUP_LOST} (${s.lost})`);
       throw err;
+    } finally {
+      clearTimeout(waiting);
+      ctx.signal.removeEventListener('abort', cancel);
     }
     const stoppedAt = new Date();
     const startedAt = s.notes.backupStartedAt;
