@@ -7,7 +7,10 @@ import { quote } from '../util/shell.js';
 export function atomicWriteLine(path: string, mode: string, become?: 'sudo'): string {
   const tmp = quote(`${path}.pgrunbook-tmp`);
   return commandLine(
-    { script: `set -e\n(umask 077 && cat > ${tmp})\nchmod ${mode} ${tmp}\nmv -f ${tmp} ${quote(path)}` },
+    // sync: the file and its directory entry are on disk before anyone is told it is written.
+    {
+      script: `set -e\n(umask 077 && cat > ${tmp})\nchmod ${mode} ${tmp}\nsync -- ${tmp}\nmv -f ${tmp} ${quote(path)}\nsync -- "$(dirname ${quote(path)})"`,
+    },
     become,
   );
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempDir, type PgServer, startPostgres } from '../env/index.js';
+import { makeTempDir, type PgServer, startPostgres, startSshd } from '../env/index.js';
 import { events, journalOf, runCli, runIds, startCli, workdir } from './cli.js';
 
 const servers: Partial<Record<13 | 15, PgServer>> = {};
@@ -433,5 +433,49 @@ describe('tablespaces', () => {
     await c.query('drop table tt');
     await c.query('drop tablespace ts_it');
     await c.end();
+  });
+});
+
+describe('over ssh as an unprivileged user with become: sudo', () => {
+  it('backs up, keeps the labels and verifies the restore', async () => {
+    const s = servers[15]!;
+    const sshd = await startSshd();
+    try {
+      const root = scratchRoot();
+      const inv = `
+hosts:
+  db:
+    transport: ssh
+    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: pgrb, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
+    become: sudo
+    pg: { host: 127.0.0.1, port: ${s.port}, user: postgres, sslmode: disable }
+    vars:
+      backup_root: ${root}/backups
+      archive_dir: ${s.archiveDir}
+      pg_bin_dir: ${s.binDir}
+      pg_os_user: pgrb
+`;
+      const playbook = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));
+      const r = await runCli(['run', playbook, '-i', 'inv.yml', '--output', 'json'], {
+        cwd: workdir({ 'inv.yml': inv }),
+      });
+      expect(
+        r.stdout
+          .split('\n')
+          .filter((l) => l.includes('"status":"failed"'))
+          .join('\n'),
+      ).toBe('');
+      expect(r.code).toBe(0);
+      const labels = events(r.stdout).find(
+        (e) => e.type === 'step_finished' && (e.names as string[]).includes('labels'),
+      )!.outputs as { dir: string };
+      // Written through sudo: root-owned, private.
+      const { statSync } = await import('node:fs');
+      const st = statSync(join(labels.dir, 'backup_label'));
+      expect(st.uid).toBe(0);
+      expect((st.mode & 0o777).toString(8)).toBe('600');
+    } finally {
+      await sshd.stop();
+    }
   });
 });

@@ -3,7 +3,7 @@
 // the first consistent point, run the checks, stop and clean up (verify) or leave it up (restore).
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
-import type { Transport } from '../../connections/transport.js';
+import { commandLine, type Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
@@ -120,6 +120,21 @@ async function asUserFn(t: Transport, user: string): Promise<(line: string) => s
   return (line) => `sudo -n -u ${quote(user)} -- sh -c ${quote(line)}`;
 }
 
+/**
+ * The host's transport, through `become` when the host has it: materialising a copy, reading
+ * labels written by root and handing files to the server's user all need the privileged user.
+ */
+async function stepTransport(ctx: ApplyContext): Promise<Transport> {
+  const t = await ctx.transport();
+  const become = ctx.host.become;
+  if (!become) return t;
+  return {
+    kind: t.kind,
+    exec: (line, opts) => t.exec(commandLine({ script: line }, become), opts),
+    close: () => t.close(),
+  };
+}
+
 async function sh(ctx: ApplyContext, t: Transport, script: string, what: string): Promise<string> {
   const r = await t.exec(script, { signal: ctx.signal });
   if (r.exitCode !== 0)
@@ -218,7 +233,7 @@ async function materialiseAndStart(
   p: P,
   st: StartState,
 ): Promise<{ m: Manifest; asUser: (l: string) => string; bin: string; started: number }> {
-  const t = await ctx.transport();
+  const t = await stepTransport(ctx);
   const started = Date.now();
   const m = JSON.parse(
     await sh(ctx, t, `cat ${quote(`${p.from}/manifest.json`)}`, 'reading the manifest'),
@@ -352,7 +367,7 @@ interface StartState {
 }
 
 async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
-  const t = await ctx.transport();
+  const t = await stepTransport(ctx);
   const st: StartState = { created: false, btrfs: false };
   try {
     const { m, asUser, bin, started } = await materialiseAndStart(ctx, p, st);
@@ -477,7 +492,7 @@ export const restoreStep = defineStep({
   },
   apply: (ctx, p) => verifyApply(ctx, p, true),
   async undo(ctx, p) {
-    const t = await ctx.transport();
+    const t = await stepTransport(ctx);
     const m = JSON.parse(
       (await t.exec(`cat ${quote(`${p.from}/manifest.json`)}`)).stdout || '{}',
     ) as Manifest;

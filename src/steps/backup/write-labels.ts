@@ -20,6 +20,7 @@ const StopOutputs = Type.Object(
     stop_wal_file: Type.Optional(Type.String()),
     stopped_at: Type.Optional(Type.String()),
     seconds_in_backup: Type.Optional(Type.Number()),
+    archived: Type.Optional(Type.Boolean()),
   },
   { description: 'the registered outputs of pg.backup_stop, e.g. "{{ stop }}"' },
 );
@@ -74,6 +75,8 @@ function manifest(
     started_at: info.startTime,
     stopped_at: p.from.stopped_at,
     seconds_in_backup: p.from.seconds_in_backup,
+    // Whether the WAL from start to stop was confirmed archived (PostgreSQL waited, or archive_dir had it).
+    wal_archived: p.from.archived === true,
     snapshots: p.snapshots ?? [],
     files: {
       backup_label: { sha256: sha256(labelfile), bytes: Buffer.byteLength(labelfile) },

@@ -59,6 +59,8 @@ function copyScript(source: string, to: string): string {
     // Tablespaces are symlinks in pg_tblspc: copy what they point at, report where.
     `for l in ${quote(source)}/pg_tblspc/*; do [ -L "$l" ] || continue; oid=$(basename "$l"); target=$(readlink -f "$l");`,
     `  mkdir -p -m 700 ${quote(`${to}/tablespaces`)}/$oid; rsync -a "$target/" ${quote(`${to}/tablespaces`)}/$oid/ || [ $? -eq 24 ]; echo "tablespace $oid $target"; done`,
+    // The copy (data and tablespaces) is durable before the backup is declared complete.
+    `sync -f ${quote(`${to}/data`)}`,
   ].join('\n');
 }
 
