@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, type PgServer, startPostgres, startSshd } from '../env/index.js';
-import { events, journalOf, runCli, runIds, startCli, workdir } from './cli.js';
+import { events, journalOf, runCli, runIds, startCli, waitUntil, workdir } from './cli.js';
 
 const servers: Partial<Record<13 | 15, PgServer>> = {};
 beforeAll(async () => {
@@ -110,9 +110,7 @@ describe.each([15, 13] as const)('PostgreSQL %i', (version) => {
     await c.connect();
     const seg = (await c.query('select pg_walfile_name(pg_switch_wal()) as f')).rows[0].f as string;
     await c.end();
-    const t0 = Date.now();
-    while (!existsSync(join(s.archiveDir, seg)) && Date.now() - t0 < 15_000)
-      await new Promise((res) => setTimeout(res, 100));
+    await waitUntil(`${seg} was never archived`, () => existsSync(join(s.archiveDir, seg)));
     const latest = await runCli(['run', 'v.yml', '-i', 'inv.yml', '--output', 'json'], {
       cwd: workdir({
         'inv.yml': inventory(s, root),
@@ -200,12 +198,12 @@ describe('failures around the held backup session', () => {
     });
     const { done } = startCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
     const t0 = Date.now();
-    while (
-      !(runIds(cwd).length && journalOf(cwd).some((e) => e.type === 'step_started' && e.stepType === 'pause'))
-    ) {
-      if (Date.now() - t0 > 20_000) throw new Error('the pause never started');
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    await waitUntil(
+      'the pause never started',
+      () =>
+        runIds(cwd).length > 0 &&
+        journalOf(cwd).some((e) => e.type === 'step_started' && e.stepType === 'pause'),
+    );
     const c = client(s);
     await c.connect();
     const killed = await c.query(

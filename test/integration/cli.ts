@@ -93,3 +93,19 @@ export function sshInventory(
   for (const n of names) lines.push(`  ${n}: {}`);
   return `${lines.join('\n')}\n`;
 }
+
+/** Polls `ready` every 50 ms; after `timeoutMs` fails with `what`. */
+export async function waitUntil(what: string, ready: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const t0 = Date.now();
+  while (!ready()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(what);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The registered outputs of the step whose id or register is `name`, from JSON events. */
+export function outputsOf<T = Record<string, unknown>>(ev: Record<string, unknown>[], name: string): T {
+  const e = ev.find((x) => x.type === 'step_finished' && ((x.names as string[]) ?? []).includes(name));
+  if (!e) throw new Error(`no finished step named ${name}`);
+  return e.outputs as T;
+}
