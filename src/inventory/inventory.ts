@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import type { PatroniSettings } from '../connections/patroni.js';
 import type { PgSettings } from '../connections/pg.js';
 import type { SshSettings } from '../connections/ssh.js';
 import type { Problem } from '../errors.js';
@@ -18,6 +19,8 @@ export interface InventoryHost {
   ssh?: SshSettings & { passphraseSource?: SecretSourceFile };
   become?: 'sudo';
   pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
+  /** Patroni REST API of this member; the password is resolved with the other secrets. */
+  patroni?: Omit<PatroniSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
   /** Variables: inventory vars < group vars (parents before children) < host vars. */
   vars: Record<string, unknown>;
   groups: string[];
@@ -129,6 +132,7 @@ function secretEnvNamesOf(inv: InventoryFile): string[] {
   for (const h of Object.values(inv.hosts)) {
     add(h?.ssh?.identity_passphrase);
     add(h?.pg?.password);
+    add(h?.patroni?.password);
   }
   return [...names].sort();
 }
@@ -193,7 +197,21 @@ function resolveHost(
       passwordSource: p.password,
     };
   }
-  return { name, transport: transport ?? 'local', ssh, become, pg };
+  let patroni: InventoryHost['patroni'];
+  if (h.patroni) {
+    const p = h.patroni;
+    const file = (f?: string) => (f ? expandHome(f, base) : undefined);
+    patroni = {
+      url: p.url.replace(/\/+$/, ''),
+      username: p.username,
+      passwordSource: p.password,
+      caFile: file(p.ca_file),
+      certFile: file(p.cert_file),
+      keyFile: file(p.key_file),
+      timeoutMs: (p.timeout ?? 5) * 1000,
+    };
+  }
+  return { name, transport: transport ?? 'local', ssh, become, pg, patroni };
 }
 
 /** Reads every secret the hosts need; a missing variable or unreadable file is a problem. */
@@ -238,6 +256,9 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
         h.ssh.passphraseSource,
         own ? ['hosts', name, 'ssh', 'identity_passphrase'] : ['defaults', 'ssh', 'identity_passphrase'],
       );
+    }
+    if (h?.patroni?.passwordSource && !h.patroni.password) {
+      h.patroni.password = read(h.patroni.passwordSource, ['hosts', name, 'patroni', 'password']);
     }
     if (h?.pg?.passwordSource && !h.pg.password) {
       const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password

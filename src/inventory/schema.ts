@@ -81,6 +81,22 @@ export const PgSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** Patroni's REST API on a host (a cluster member). */
+export const PatroniSchema = Type.Object(
+  {
+    url: Type.String({ pattern: '^https?://', description: 'REST API base URL, e.g. http://10.0.0.11:8008' }),
+    username: Type.Optional(Type.String({ minLength: 1, description: 'restapi.authentication username' })),
+    password: Type.Optional(SecretSource),
+    ca_file: Type.Optional(Type.String({ minLength: 1, description: 'CA to verify an https REST API' })),
+    cert_file: Type.Optional(
+      Type.String({ minLength: 1, description: 'client certificate (restapi.verify_client)' }),
+    ),
+    key_file: Type.Optional(Type.String({ minLength: 1 })),
+    timeout: Type.Optional(Type.Number({ minimum: 0.1, description: 'seconds per request (default 5)' })),
+  },
+  { additionalProperties: false },
+);
+
 /** One host. */
 export const HostSchema = Type.Object(
   {
@@ -92,6 +108,7 @@ export const HostSchema = Type.Object(
     ssh: Type.Optional(SshSchema),
     become: Type.Optional(Type.Literal('sudo')),
     pg: Type.Optional(PgSchema),
+    patroni: Type.Optional(PatroniSchema),
     vars: Type.Optional(Vars),
   },
   { additionalProperties: false },

@@ -10,6 +10,8 @@ import waitFor from './core/wait-for.js';
 import type { AnyStep } from './define.js';
 import fileWrite from './file/write.js';
 import fsSnapshot from './fs/snapshot.js';
+import patroniPause from './patroni/pause.js';
+import patroniResume from './patroni/resume.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
 import pgQuery from './pg/query.js';
@@ -28,6 +30,8 @@ const all: AnyStep[] = [
   writeLabels,
   verifyStep,
   restoreStep,
+  patroniPause,
+  patroniResume,
 ];
 
 /** Step types by their `type` name. */

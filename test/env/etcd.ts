@@ -43,7 +43,9 @@ export function httpRequest(
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
         res.on('error', reject);
       },
     );
@@ -158,7 +160,12 @@ async function stopEtcd(
   watchdog: Watchdog | undefined,
   removeFiles: boolean,
 ): Promise<void> {
-  await watchdog?.disarm();
+  if (watchdog) {
+    // disarm() waits on an unref'd child: a ref'd timer keeps a plain script (not vitest) from
+    // finding the event loop empty and exiting with code 13 in the middle of the stop.
+    const keep = setInterval(() => {}, 1000);
+    await watchdog.disarm().finally(() => clearInterval(keep));
+  }
   const pid = child?.pid ?? 0;
   if (child && pid > 0 && child.exitCode === null && child.signalCode === null) {
     // Reaped by this process (the 'exit' event), so no zombie is left for PID 1.
@@ -170,7 +177,8 @@ async function stopEtcd(
   } else if (pid > 0) {
     await waitForExit(pid, 5000);
   }
-  if (removeFiles && process.env.PGRB_KEEP_TEST_DIRS !== '1') await rm(rootDir, { recursive: true, force: true });
+  if (removeFiles && process.env.PGRB_KEEP_TEST_DIRS !== '1')
+    await rm(rootDir, { recursive: true, force: true });
 }
 
 function signal(pid: number, sig: NodeJS.Signals): void {

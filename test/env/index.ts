@@ -1,6 +1,8 @@
 // One import for tests: servers, OS-user helpers, process checks and throwaway btrfs filesystems.
 export * from './btrfs.js';
+export * from './etcd.js';
 export * from './osuser.js';
+export * from './patroni.js';
 export * from './ports.js';
 export * from './postgres.js';
 export * from './procs.js';

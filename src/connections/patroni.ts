@@ -1,0 +1,149 @@
+// Patroni's REST API: member and cluster status, and the dynamic configuration (pause).
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { ConnectionError } from '../errors.js';
+import type { Secret } from '../util/secret.js';
+
+/** How to reach one member's REST API. */
+export interface PatroniSettings {
+  url: string;
+  username?: string;
+  password?: Secret;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  timeoutMs: number;
+}
+
+/** A member as GET /cluster lists it (Patroni 3.x and 4.x). */
+export interface ClusterMember {
+  name: string;
+  /** leader, replica, sync_standby, standby_leader (4.x adds quorum_standby) */
+  role: string;
+  state: string;
+  apiUrl?: string;
+  host?: string;
+  port?: number;
+  timeline?: number;
+  /** replication lag in bytes, when Patroni reports it */
+  lag?: number | string;
+}
+
+/** GET /cluster, normalised. */
+export interface ClusterStatus {
+  scope?: string;
+  paused: boolean;
+  leader?: string;
+  members: ClusterMember[];
+}
+
+/** One HTTP response. */
+interface Reply {
+  status: number;
+  body: string;
+}
+
+/** A REST client for one member; basic auth is sent on requests that change things. */
+export class PatroniClient {
+  constructor(
+    readonly memberName: string,
+    private readonly s: PatroniSettings,
+  ) {}
+
+  get url(): string {
+    return this.s.url;
+  }
+
+  /** Sends a request; resolves with any HTTP status, rejects only when the member is unreachable. */
+  send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Reply> {
+    const target = new URL(path, `${this.s.url}/`);
+    const https = target.protocol === 'https:';
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(payload));
+    }
+    if (method !== 'GET' && this.s.username) {
+      const pw = this.s.password?.reveal() ?? '';
+      headers.authorization = `Basic ${Buffer.from(`${this.s.username}:${pw}`).toString('base64')}`;
+    }
+    const tls = https
+      ? {
+          ca: this.s.caFile ? readFileSync(this.s.caFile) : undefined,
+          cert: this.s.certFile ? readFileSync(this.s.certFile) : undefined,
+          key: this.s.keyFile ? readFileSync(this.s.keyFile) : undefined,
+        }
+      : {};
+    const fn = https ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = fn(target, { method, headers, timeout: this.s.timeoutMs, signal, ...tls }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.s.timeoutMs / 1000}s`)));
+      req.on('error', (err) =>
+        reject(
+          new ConnectionError(
+            `Patroni REST API of ${this.memberName} at ${this.s.url} unreachable: ${err.message}`,
+          ),
+        ),
+      );
+      req.end(payload);
+    });
+  }
+
+  async json(path: string, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const r = await this.send('GET', path, undefined, signal);
+    try {
+      return JSON.parse(r.body) as Record<string, unknown>;
+    } catch {
+      throw new ConnectionError(`Patroni ${this.memberName}: GET ${path} answered ${r.status} without JSON`);
+    }
+  }
+
+  /** GET /patroni: this member's own view (`pause: true` only while paused). */
+  memberStatus(signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return this.json('/patroni', signal);
+  }
+
+  async cluster(signal?: AbortSignal): Promise<ClusterStatus> {
+    const c = await this.json('/cluster', signal);
+    const members = ((c.members as Record<string, unknown>[] | undefined) ?? []).map((m) => ({
+      name: String(m.name),
+      role: String(m.role),
+      state: String(m.state),
+      apiUrl: typeof m.api_url === 'string' ? m.api_url.replace(/\/patroni$/, '') : undefined,
+      host: typeof m.host === 'string' ? m.host : undefined,
+      port: typeof m.port === 'number' ? m.port : undefined,
+      timeline: typeof m.timeline === 'number' ? m.timeline : undefined,
+      lag: (m.lag ?? m.lag_in_mb) as number | string | undefined,
+    }));
+    return {
+      scope: typeof c.scope === 'string' ? c.scope : undefined,
+      paused: c.pause === true,
+      leader: members.find((m) => m.role === 'leader' || m.role === 'standby_leader')?.name,
+      members,
+    };
+  }
+
+  /** PATCH /config: changes the dynamic configuration in the DCS. */
+  async patchConfig(body: Record<string, unknown>, signal?: AbortSignal): Promise<void> {
+    const r = await this.send('PATCH', '/config', body, signal);
+    if (r.status === 401 || r.status === 403) {
+      throw new ConnectionError(
+        `Patroni ${this.memberName}: PATCH /config refused (${r.status}): check patroni.username/password`,
+      );
+    }
+    if (r.status < 200 || r.status >= 300) {
+      throw new ConnectionError(
+        `Patroni ${this.memberName}: PATCH /config answered ${r.status}: ${r.body.trim().slice(0, 200)}`,
+      );
+    }
+  }
+}

@@ -1,0 +1,88 @@
+// `patroni.pause`: put the cluster in maintenance mode (no automatic failover), verified on
+// every member; undone by a resume only if this run paused it.
+import { Type } from '@sinclair/typebox';
+import { StepFailure } from '../../errors.js';
+import { defineStep } from '../define.js';
+import { clientOf, waitForPause } from './members.js';
+
+const Params = Type.Object(
+  {
+    timeout: Type.Optional(
+      Type.Number({ minimum: 1, description: 'seconds for every member to acknowledge (default 30)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  paused_by_run: Type.Boolean({
+    description: 'false when the cluster was already paused (then it is left paused)',
+  }),
+  scope: Type.String(),
+  leader: Type.String(),
+  members: Type.Array(Type.String()),
+});
+
+export default defineStep({
+  type: 'patroni.pause',
+  summary: 'Pause Patroni (maintenance mode) and verify every member acknowledges it.',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary:
+    'resume (verified on every member) — only if this run paused it; a cluster found paused stays paused',
+  plan(ctx, p) {
+    const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
+    return {
+      action: 'pause Patroni through the REST API (a cluster already paused is left as it is)',
+      ops: [
+        { kind: 'http', method: 'GET', url: `${url}/cluster` },
+        { kind: 'http', method: 'PATCH', url: `${url}/config`, body: { pause: true } },
+        {
+          kind: 'wait',
+          what: 'GET /patroni on every member reports "pause": true',
+          timeoutSeconds: p.timeout ?? 30,
+        },
+      ],
+      undo: {
+        action: 'resume, only if this run paused it',
+        ops: [
+          { kind: 'http', method: 'PATCH', url: `${url}/config`, body: { pause: null } },
+          { kind: 'wait', what: 'no member reports "pause": true', timeoutSeconds: p.timeout ?? 30 },
+        ],
+      },
+    };
+  },
+  async apply(ctx, p) {
+    const client = clientOf(ctx);
+    const cluster = await client.cluster(ctx.signal);
+    const base = {
+      scope: cluster.scope ?? '',
+      leader: cluster.leader ?? '',
+      members: cluster.members.map((m) => m.name),
+    };
+    if (cluster.paused) {
+      ctx.log(`cluster ${cluster.scope} was already paused: left paused, and this run will not resume it`);
+      return { paused_by_run: false, ...base };
+    }
+    await client.patchConfig({ pause: true }, ctx.signal);
+    try {
+      await waitForPause(ctx, cluster, true, p.timeout ?? 30);
+    } catch (err) {
+      // Half a pause is worse than none: nothing after this step runs, so take it back.
+      await client.patchConfig({ pause: null }).catch(() => {});
+      throw new StepFailure(
+        `${(err as Error).message}; the pause was withdrawn (PATCH /config {"pause": null})`,
+      );
+    }
+    ctx.log(`cluster ${cluster.scope} paused; acknowledged by ${base.members.join(', ')}`);
+    return { paused_by_run: true, ...base };
+  },
+  async undo(ctx, p, out) {
+    if (!out.paused_by_run) return;
+    const client = clientOf(ctx);
+    await client.patchConfig({ pause: null }, ctx.signal);
+    await waitForPause(ctx, await client.cluster(ctx.signal), false, p.timeout ?? 30);
+    ctx.log(`cluster ${out.scope} resumed (this run had paused it)`);
+  },
+});

@@ -1,0 +1,56 @@
+// `patroni.resume`: leave maintenance mode, verified on every member. By default only a pause
+// made by this run is resumed, so a clean-up in `always` never unpauses someone else's pause.
+import { Type } from '@sinclair/typebox';
+import { defineStep } from '../define.js';
+import { clientOf, waitForPause } from './members.js';
+
+const Params = Type.Object(
+  {
+    paused_by: Type.Optional(
+      Type.Record(Type.String(), Type.Unknown(), {
+        description:
+          'the outputs of the patroni.pause step, e.g. "{{ pause }}": resume only if it paused the cluster',
+      }),
+    ),
+    timeout: Type.Optional(
+      Type.Number({ minimum: 1, description: 'seconds for every member to acknowledge (default 30)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({ resumed: Type.Boolean(), reason: Type.String() });
+
+export default defineStep({
+  type: 'patroni.resume',
+  summary: 'Resume Patroni (leave maintenance mode) and verify no member reports a pause any more.',
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary: 'none (resuming is itself the clean-up)',
+  plan(ctx, p) {
+    const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
+    return {
+      action: p.paused_by ? 'resume Patroni if the given pause step paused it' : 'resume Patroni',
+      ops: [
+        { kind: 'http', method: 'PATCH', url: `${url}/config`, body: { pause: null } },
+        { kind: 'wait', what: 'no member reports "pause": true', timeoutSeconds: p.timeout ?? 30 },
+      ],
+    };
+  },
+  async apply(ctx, p) {
+    if (p.paused_by && p.paused_by.paused_by_run !== true) {
+      const why = p.paused_by.skipped
+        ? 'the pause step did not run'
+        : 'the cluster was already paused before this run';
+      ctx.log(`not resuming: ${why}`);
+      return { resumed: false, reason: why };
+    }
+    const client = clientOf(ctx);
+    const cluster = await client.cluster(ctx.signal);
+    if (!cluster.paused) return { resumed: false, reason: 'the cluster is not paused' };
+    await client.patchConfig({ pause: null }, ctx.signal);
+    await waitForPause(ctx, cluster, false, p.timeout ?? 30);
+    return { resumed: true, reason: 'resumed' };
+  },
+});

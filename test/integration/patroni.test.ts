@@ -1,0 +1,117 @@
+// patroni.pause / patroni.resume against a real etcd and a two-member Patroni cluster.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type EtcdServer,
+  httpRequest,
+  type PatroniCluster,
+  startEtcd,
+  startPatroniCluster,
+} from '../env/index.js';
+import { events, journalOf, runCli, workdir } from './cli.js';
+
+let etcd: EtcdServer;
+let cluster: PatroniCluster;
+
+beforeAll(async () => {
+  etcd = await startEtcd();
+  cluster = await startPatroniCluster({ etcd, members: 2 });
+}, 90_000);
+afterAll(async () => {
+  await cluster?.stop();
+  await etcd?.stop();
+});
+
+const inventory = () =>
+  `hosts:\n${cluster.members.map((m) => `  ${m.name}: { transport: local, patroni: { url: "${m.restUrl}", timeout: 2 } }`).join('\n')}\n`;
+
+async function pausedOn(): Promise<Record<string, boolean>> {
+  const out: Record<string, boolean> = {};
+  for (const m of cluster.members)
+    out[m.name] = JSON.parse((await httpRequest('GET', `${m.restUrl}/patroni`)).body).pause === true;
+  return out;
+}
+
+const PLAYBOOK = (after: string) => `
+- name: maintenance
+  hosts: ${'{{FIRST}}'}
+  steps:
+    - id: pause
+      patroni.pause: { timeout: 10 }
+    - id: seen
+      shell: "echo paused"
+${after}
+  always:
+    - patroni.resume: { paused_by: "{{ pause }}" }
+`;
+
+function playbook(after = '') {
+  return PLAYBOOK(after).replace('{{FIRST}}', cluster.members[0]!.name);
+}
+
+describe('patroni.pause and patroni.resume', () => {
+  it('pause is acknowledged by every member, and the clean-up resume clears it everywhere', async () => {
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': playbook('    - name: check\n      shell: "true"\n'),
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    expect(r.code).toBe(0);
+    const pause = events(r.stdout).find((e) => e.type === 'step_finished' && e.stepType === 'patroni.pause')!;
+    expect(pause.outputs).toMatchObject({ paused_by_run: true, members: cluster.members.map((m) => m.name) });
+    expect(await pausedOn()).toEqual(Object.fromEntries(cluster.members.map((m) => [m.name, false])));
+  });
+
+  it('a run that fails after the pause leaves the cluster resumed, and the journal says so', async () => {
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': playbook('    - name: breaks\n      shell: "exit 1"\n').replace(/ {2}always:\n.*\n$/s, ''),
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
+    expect(r.code).toBe(1);
+    expect(await pausedOn()).toEqual(Object.fromEntries(cluster.members.map((m) => [m.name, false])));
+    const undo = journalOf(cwd).find((e) => e.type === 'undo_finished');
+    expect(undo).toMatchObject({ title: 'patroni.pause', ok: true });
+  });
+
+  it('a cluster already paused before the run is still paused after it', async () => {
+    await httpRequest('PATCH', `${cluster.members[0]!.restUrl}/config`, { pause: true });
+    // Paused by someone else, and settled: every member says so before the run starts.
+    const t0 = Date.now();
+    while (Object.values(await pausedOn()).includes(false) && Date.now() - t0 < 10_000)
+      await new Promise((r) => setTimeout(r, 100));
+    try {
+      const cwd = workdir({
+        'inv.yml': inventory(),
+        'pb.yml': playbook('    - name: breaks\n      shell: "exit 1"\n'),
+      });
+      const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain('was already paused');
+      expect(await pausedOn()).toEqual(Object.fromEntries(cluster.members.map((m) => [m.name, true])));
+    } finally {
+      await httpRequest('PATCH', `${cluster.members[0]!.restUrl}/config`, { pause: null });
+    }
+  });
+
+  it('a member whose REST API does not answer: pause fails naming it, is withdrawn, and nothing after it runs', async () => {
+    const replica = cluster.members[1]!;
+    process.kill(replica.pid, 'SIGSTOP');
+    try {
+      const cwd = workdir({
+        'inv.yml': inventory(),
+        'pb.yml': playbook().replace('timeout: 10', 'timeout: 3'),
+      });
+      const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+      expect(r.code).toBe(1);
+      const failed = events(r.stdout).find((e) => e.type === 'step_finished' && e.status === 'failed')!;
+      expect(failed.stepType).toBe('patroni.pause');
+      expect(String(failed.error)).toContain(`not acknowledged within 3s by: ${replica.name}`);
+      expect(String(failed.error)).toContain('the pause was withdrawn');
+      expect(events(r.stdout).some((e) => e.type === 'step_started' && e.stepType === 'shell')).toBe(false);
+    } finally {
+      process.kill(replica.pid, 'SIGCONT');
+    }
+    const leader = cluster.members[0]!;
+    expect(JSON.parse((await httpRequest('GET', `${leader.restUrl}/patroni`)).body).pause).toBeUndefined();
+  });
+});
