@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
-import { clientOf, waitForPause } from './members.js';
+import { clientOf, memberClient, waitForPause } from './members.js';
 
 const Params = Type.Object(
   {
@@ -61,7 +61,17 @@ export default defineStep({
       leader: cluster.leader ?? '',
       members: cluster.members.map((m) => m.name),
     };
-    if (cluster.paused) {
+    // One member's /cluster can lag a pause made elsewhere by up to loop_wait: ask every member.
+    const views = await Promise.all(
+      cluster.members.map((m) =>
+        m.apiUrl
+          ? memberClient(ctx, m.name, m.apiUrl)
+              .memberStatus(ctx.signal)
+              .catch(() => ({}))
+          : Promise.resolve({}),
+      ),
+    );
+    if (cluster.paused || views.some((v) => (v as { pause?: unknown }).pause === true)) {
       ctx.log(`cluster ${cluster.scope} was already paused: left paused, and this run will not resume it`);
       return { paused_by_run: false, ...base };
     }
