@@ -90,11 +90,16 @@ describe('patroni.pause and patroni.resume', () => {
       expect(await pausedOn()).toEqual(Object.fromEntries(cluster.members.map((m) => [m.name, true])));
     } finally {
       await httpRequest('PATCH', `${cluster.members[0]!.restUrl}/config`, { pause: null });
+      // The next test starts from a cluster every member sees as running.
+      const t1 = Date.now();
+      while (Object.values(await pausedOn()).includes(true) && Date.now() - t1 < 10_000)
+        await new Promise((r) => setTimeout(r, 100));
     }
   });
 
   it('a member whose REST API does not answer: pause fails naming it, is withdrawn, and nothing after it runs', async () => {
     const replica = cluster.members[1]!;
+    expect(Object.values(await pausedOn())).not.toContain(true);
     process.kill(replica.pid, 'SIGSTOP');
     try {
       const cwd = workdir({
@@ -113,5 +118,36 @@ describe('patroni.pause and patroni.resume', () => {
     }
     const leader = cluster.members[0]!;
     expect(JSON.parse((await httpRequest('GET', `${leader.restUrl}/patroni`)).body).pause).toBeUndefined();
+  });
+  it('an existing pause one member cannot confirm fails the step, and that pause is left in place', async () => {
+    const leader = cluster.members[0]!;
+    const replica = cluster.members[1]!;
+    await httpRequest('PATCH', `${leader.restUrl}/config`, { pause: true });
+    const t0 = Date.now();
+    while (Object.values(await pausedOn()).includes(false) && Date.now() - t0 < 10_000)
+      await new Promise((r) => setTimeout(r, 100));
+    try {
+      process.kill(replica.pid, 'SIGSTOP');
+      try {
+        const cwd = workdir({
+          'inv.yml': inventory(),
+          'pb.yml': playbook().replace('timeout: 10', 'timeout: 3'),
+        });
+        const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+        expect(r.code).toBe(1);
+        const failed = events(r.stdout).find((e) => e.type === 'step_finished' && e.status === 'failed')!;
+        expect(String(failed.error)).toContain('already paused by someone else');
+        expect(String(failed.error)).toContain(`not acknowledged within 3s by: ${replica.name}`);
+        expect(events(r.stdout).some((e) => e.type === 'step_started' && e.stepType === 'shell')).toBe(false);
+      } finally {
+        process.kill(replica.pid, 'SIGCONT');
+      }
+      expect(JSON.parse((await httpRequest('GET', `${leader.restUrl}/patroni`)).body).pause).toBe(true);
+    } finally {
+      await httpRequest('PATCH', `${leader.restUrl}/config`, { pause: null });
+      const t1 = Date.now();
+      while (Object.values(await pausedOn()).includes(true) && Date.now() - t1 < 10_000)
+        await new Promise((r) => setTimeout(r, 100));
+    }
   });
 });

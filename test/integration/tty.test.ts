@@ -8,10 +8,17 @@ import { CLI, journalOf, runIds, workdir } from './cli.js';
 
 /** Runs the CLI on a pseudo-terminal (script(1)); the caller types into `stdin`. */
 function onTerminal(cwd: string) {
-  const child = spawn('script', ['-qfec', `${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'], {
-    cwd,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  // script(1) runs the command with $SHELL -c; dash forks rather than execs it and dies of the
+  // Ctrl-C itself, so `exec` makes the CLI the terminal's foreground process whatever the shell.
+  const child = spawn(
+    'script',
+    ['-qfec', `exec ${process.execPath} ${CLI} run pb.yml -i inv.yml`, '/dev/null'],
+    {
+      cwd,
+      env: { ...process.env, SHELL: '/bin/sh' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   const out = { screen: '' };
   child.stdout.on('data', (c) => {
     out.screen += c.toString();

@@ -72,6 +72,14 @@ export default defineStep({
       ),
     );
     if (cluster.paused || views.some((v) => (v as { pause?: unknown }).pause === true)) {
+      // Someone else's pause still has to hold on every member before anything relies on it.
+      try {
+        await waitForPause(ctx, cluster, true, p.timeout ?? 30);
+      } catch (err) {
+        throw new StepFailure(
+          `the cluster was already paused by someone else, but ${(err as Error).message}; that pause was left as it is`,
+        );
+      }
       ctx.log(`cluster ${cluster.scope} was already paused: left paused, and this run will not resume it`);
       return { paused_by_run: false, ...base };
     }
