@@ -14,6 +14,11 @@ export interface PatroniSettings {
   certFile?: string;
   keyFile?: string;
   timeoutMs: number;
+  /** the member's Patroni name (default: the inventory host name) */
+  member: string;
+  /** patroni.yml on the host and the patronictl command, for patronictl-only operations */
+  config?: string;
+  patronictl: string;
 }
 
 /** A member as GET /cluster lists it (Patroni 3.x and 4.x). */
@@ -56,7 +61,14 @@ export class PatroniClient {
   }
 
   /** Sends a request; resolves with any HTTP status, rejects only when the member is unreachable. */
-  send(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<Reply> {
+  send(
+    method: string,
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+    timeoutMs?: number,
+  ): Promise<Reply> {
+    const limit = timeoutMs ?? this.s.timeoutMs;
     const target = new URL(path, `${this.s.url}/`);
     const https = target.protocol === 'https:';
     const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -78,7 +90,7 @@ export class PatroniClient {
       : {};
     const fn = https ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const req = fn(target, { method, headers, timeout: this.s.timeoutMs, signal, ...tls }, (res) => {
+      const req = fn(target, { method, headers, timeout: limit, signal, ...tls }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
@@ -86,7 +98,7 @@ export class PatroniClient {
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.s.timeoutMs / 1000}s`)));
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${limit / 1000}s`)));
       req.on('error', (err) =>
         reject(
           new ConnectionError(
@@ -124,8 +136,15 @@ export class PatroniClient {
       timeline: typeof m.timeline === 'number' ? m.timeline : undefined,
       lag: (m.lag ?? m.lag_in_mb) as number | string | undefined,
     }));
+    // Patroni before 3.1 leaves the scope out of /cluster; /patroni has it.
+    let scope = typeof c.scope === 'string' ? c.scope : undefined;
+    if (scope === undefined) {
+      const me = await this.memberStatus(signal).catch(() => ({}) as Record<string, unknown>);
+      const p = me.patroni as { scope?: unknown } | undefined;
+      if (typeof p?.scope === 'string') scope = p.scope;
+    }
     return {
-      scope: typeof c.scope === 'string' ? c.scope : undefined,
+      scope,
       paused: c.pause === true,
       leader: members.find((m) => m.role === 'leader' || m.role === 'standby_leader')?.name,
       members,

@@ -31,6 +31,9 @@ export interface InventoryHost {
   secretEnv?: readonly string[];
 }
 
+/** Groups filled at run start from the Patroni REST API (see src/inventory/patroni-groups.ts). */
+export const DYNAMIC_GROUPS: readonly string[] = ['patroni_leader', 'patroni_replicas'];
+
 /** A loaded inventory. */
 export interface Inventory {
   file: string;
@@ -40,6 +43,24 @@ export interface Inventory {
   groups: Map<string, string[]>;
   /** Names of the environment variables any secret source reads (`{env: NAME}`), sorted. */
   secretEnvNames: string[];
+  /**
+   * Dynamic groups once resolved (also entered in `groups`). Before that, a pattern naming one
+   * matches every host with Patroni settings: the candidates.
+   */
+  dynamic?: PatroniGroups;
+}
+
+/** What resolving the Patroni groups found: per cluster, the leader and the replicas. */
+export interface PatroniGroups {
+  at: string;
+  clusters: {
+    scope: string;
+    leader?: string;
+    timeline?: number;
+    replicas: string[];
+    unknownMembers: string[];
+  }[];
+  groups: Record<string, string[]>;
 }
 
 const expandHome = (p: string, base: string) =>
@@ -59,6 +80,12 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
   const groupDefs = inv.groups ?? {};
   // References are checked once per place they are written, not once per path that reaches them.
   for (const [g, def] of Object.entries(groupDefs)) {
+    if (DYNAMIC_GROUPS.includes(g))
+      out.push(
+        doc.problem(['groups', g], `"${g}" is a dynamic group, resolved from Patroni at run start`, {
+          key: true,
+        }),
+      );
     if (inv.hosts[g])
       out.push(doc.problem(['groups', g], `"${g}" is both a host and a group`, { key: true }));
     (def.hosts ?? []).forEach((h, i) => {
@@ -209,6 +236,9 @@ function resolveHost(
       certFile: file(p.cert_file),
       keyFile: file(p.key_file),
       timeoutMs: (p.timeout ?? 5) * 1000,
+      member: p.member ?? name,
+      config: p.config,
+      patronictl: p.patronictl ?? 'patronictl',
     };
   }
   return { name, transport: transport ?? 'local', ssh, become, pg, patroni };

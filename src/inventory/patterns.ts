@@ -1,10 +1,12 @@
 // Host patterns, Ansible-shaped: `all`, names, groups, globs, `a:b` union, `a:&b` and `a:!b`.
-import type { Inventory } from './inventory.js';
+import { DYNAMIC_GROUPS, type Inventory } from './inventory.js';
 
 /** Result of matching a pattern: hosts in inventory order, and the terms that matched nothing. */
 export interface PatternMatch {
   hosts: string[];
   unmatched: string[];
+  /** Dynamic groups named but not resolved yet: their candidates (hosts with Patroni) stand in. */
+  unresolved: string[];
 }
 
 function globToRegExp(glob: string): RegExp {
@@ -19,9 +21,14 @@ function globToRegExp(glob: string): RegExp {
 /** Resolves `pattern` against the inventory. */
 export function matchHosts(inventory: Inventory, pattern: string): PatternMatch {
   const all = [...inventory.hosts.keys()];
+  const unresolved: string[] = [];
   const termHosts = (term: string): string[] => {
     if (term === 'all' || term === '*') return all;
     if (inventory.groups.has(term)) return inventory.groups.get(term)!;
+    if (DYNAMIC_GROUPS.includes(term)) {
+      unresolved.push(term);
+      return all.filter((h) => inventory.hosts.get(h)!.patroni);
+    }
     if (inventory.hosts.has(term)) return [term];
     if (/[*?]/.test(term)) {
       const re = globToRegExp(term);
@@ -45,5 +52,5 @@ export function matchHosts(inventory: Inventory, pattern: string): PatternMatch 
     else if (op === '&') selected = new Set([...selected].filter((h) => hs.includes(h)));
     else for (const h of hs) selected.add(h);
   }
-  return { hosts: all.filter((h) => selected.has(h)), unmatched };
+  return { hosts: all.filter((h) => selected.has(h)), unmatched, unresolved };
 }

@@ -93,6 +93,22 @@ export const PatroniSchema = Type.Object(
     ),
     key_file: Type.Optional(Type.String({ minLength: 1 })),
     timeout: Type.Optional(Type.Number({ minimum: 0.1, description: 'seconds per request (default 5)' })),
+    member: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: "the member's Patroni `name` (default: the inventory host name)",
+      }),
+    ),
+    config: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'patroni.yml on the host, for what the REST API cannot do (patronictl remove), e.g. /etc/patroni/patroni.yml',
+      }),
+    ),
+    patronictl: Type.Optional(
+      Type.String({ minLength: 1, description: 'patronictl command on the host (default patronictl)' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -1,11 +1,18 @@
 // Expands a playbook × inventory into a Plan value: per play, per step, per host, what will happen.
 import type { PgFacts } from '../connections/pg.js';
 import type { Inventory } from '../inventory/inventory.js';
+import { describePatroniGroups, usesDynamicGroups } from '../inventory/patroni-groups.js';
 import { matchHosts } from '../inventory/patterns.js';
 import { evaluate, renderText, truthy, Unknown } from '../playbook/expressions.js';
 import { type Node, type Play, type Playbook, walk } from '../playbook/model.js';
 import { HostScope, type RunInfo } from '../runner/scope.js';
-import { isMutating, type StepPlan } from '../steps/define.js';
+import {
+  confirmOf,
+  isMutating,
+  type PreviewContext,
+  type StepPlan,
+  type StepPreview,
+} from '../steps/define.js';
 import { registry } from '../steps/registry.js';
 import { renderParams } from './render-params.js';
 
@@ -19,6 +26,15 @@ export interface HostStepPlan {
   mutating?: boolean;
   plan?: StepPlan;
   error?: string;
+  /** `plan --check`: what the host says apply would change (e.g. chef-client --why-run) */
+  preview?: StepPreview | { error: string };
+}
+
+/** A read-only preview `plan --check` runs once the plan is built (see src/plan/previews.ts). */
+export interface PreviewRequest {
+  host: string;
+  target: HostStepPlan;
+  run(ctx: Pick<PreviewContext, 'transport' | 'signal'>): Promise<StepPreview>;
 }
 
 /** A planned step or block. */
@@ -34,6 +50,8 @@ export type PlanNode =
       retries?: number;
       timeout?: number;
       ignoreErrors: boolean;
+      /** requires_leader: Patroni is asked just before the step that the host still leads */
+      requiresLeader?: boolean;
       hosts: HostStepPlan[];
     }
   | {
@@ -64,6 +82,8 @@ export interface Plan {
   facts: Record<string, { pg?: PgFacts }>;
   plays: PlannedPlay[];
   problems: string[];
+  /** patroni_leader / patroni_replicas: as Patroni described them (`--check`), or still open */
+  dynamicGroups?: { resolved: boolean; lines: string[]; groups?: Record<string, string[]> };
 }
 
 /** Options of a plan. */
@@ -72,6 +92,8 @@ export interface PlanOptions {
   extraVars?: Record<string, unknown>;
   /** Facts per host from `--check`. */
   facts?: Record<string, { pg?: PgFacts }>;
+  /** `--check`: collects the previews of steps that offer one, for the caller to run. */
+  previews?: PreviewRequest[];
 }
 
 /** The hosts a play runs on after --limit, in inventory order. */
@@ -154,7 +176,20 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
           if (n.common.undo === 'never' && plan.undo)
             plan.undo = { action: 'none: undo: never (the change stays if the run fails)', ops: [] };
           if (def.setsFacts && !r.unknown) Object.assign(sc.facts, r.params);
-          return { host: h, status, when, plan, mutating: isMutating(def, r.params) };
+          const hp: HostStepPlan = { host: h, status, when, plan, mutating: isMutating(def, r.params) };
+          if (opts.previews && def.preview && !plan.noop) {
+            if (r.unknownParams.size > 0)
+              hp.preview = {
+                error: `not previewed: ${[...r.unknownParams].join(', ')} known only after apply`,
+              };
+            else
+              opts.previews.push({
+                host: h,
+                target: hp,
+                run: (c) => def.preview!({ ...ctx, ...c }, r.params),
+              });
+          }
+          return hp;
         } catch (err) {
           return { host: h, status: 'error', error: (err as Error).message };
         }
@@ -173,15 +208,18 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
         type: n.type,
         mutating: perHost.some((h) => h.mutating),
         undoMode: (n.common.undo as 'auto' | 'never' | undefined) ?? 'auto',
-        confirm:
-          n.common.confirm === true
-            ? `Proceed with "${title}"?`
-            : n.common.confirm
-              ? shown(String(n.common.confirm))
-              : undefined,
+        confirm: ((gate) => (gate === true ? `Proceed with "${title}"?` : gate ? shown(gate) : undefined))(
+          confirmOf(def, n.common, n.params),
+        ),
         retries: n.common.retries as number | undefined,
         timeout: n.common.timeout as number | undefined,
         ignoreErrors: n.common.ignore_errors === true,
+        requiresLeader:
+          n.common.requires_leader === true ||
+          (n.common.requires_leader === 'if_patroni' &&
+            perHost.some((h) => inventory.hosts.get(h.host)?.patroni))
+            ? true
+            : undefined,
         hosts: perHost,
       };
     };
@@ -195,6 +233,22 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
       always: planList(play.always, hosts),
     });
   }
+  let dynamicGroups: Plan['dynamicGroups'];
+  if (usesDynamicGroups(playbook.plays, opts.limit)) {
+    const candidates = [...inventory.hosts.values()].filter((h) => h.patroni).map((h) => h.name);
+    dynamicGroups = inventory.dynamic
+      ? {
+          resolved: true,
+          lines: describePatroniGroups(inventory.dynamic),
+          groups: inventory.dynamic.groups,
+        }
+      : {
+          resolved: false,
+          lines: [
+            `patroni_leader and patroni_replicas are resolved from the Patroni REST API at run start; until then every host with patroni settings stands in (${candidates.join(', ') || 'none'}). plan --check asks Patroni now.`,
+          ],
+        };
+  }
   return {
     playbook: playbook.file,
     inventory: inventory.file,
@@ -202,5 +256,6 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
     facts,
     plays,
     problems,
+    dynamicGroups,
   };
 }

@@ -28,6 +28,7 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
     const flags = [
       n.type,
       n.confirm ? 'needs approval' : '',
+      n.requiresLeader ? 'requires leader' : '',
       n.mutating && n.undoMode === 'never' ? 'undo: never' : '',
     ]
       .filter(Boolean)
@@ -53,6 +54,7 @@ export function renderPlanMarkdown(plan: Plan): string {
   for (const [h, f] of Object.entries(plan.facts)) {
     if (f.pg) out.push(`- \`${h}\`: PostgreSQL ${f.pg.version}, ${f.pg.inRecovery ? 'standby' : 'primary'}`);
   }
+  for (const l of plan.dynamicGroups?.lines ?? []) out.push(`- ${l}`);
   out.push('');
   plan.plays.forEach((play, i) => {
     out.push(`### Play ${i + 1}: ${play.name}`, '');

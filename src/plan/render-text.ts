@@ -43,7 +43,18 @@ function hostLines(h: HostStepPlan): string[] {
     out.push(`undo on failure: ${p.undo.action}`);
     for (const op of p.undo.ops) out.push(...operationLines(op).map((l) => `  ${l}`));
   }
+  out.push(...previewLines(h));
   return out;
+}
+
+/** What `plan --check` learned from the host about this step (e.g. chef-client --why-run). */
+export function previewLines(h: HostStepPlan): string[] {
+  if (!h.preview) return [];
+  if ('error' in h.preview) return [`preview: ${h.preview.error}`];
+  return [
+    `preview (asked the host, nothing changed): ${h.preview.summary}`,
+    ...h.preview.lines.map((l) => `  ${l}`),
+  ];
 }
 
 /** Hosts whose plan text is identical, grouped, in first-seen order. */
@@ -62,6 +73,7 @@ export function groupHosts(hosts: HostStepPlan[]): { hosts: string[]; lines: str
 function stepHeader(n: Extract<PlanNode, { kind: 'step' }>): string {
   const tags: string[] = [n.type];
   if (n.confirm) tags.push('needs approval');
+  if (n.requiresLeader) tags.push('only while this host is the Patroni leader');
   if (n.retries) tags.push(`retries ${n.retries}`);
   if (n.timeout) tags.push(`timeout ${n.timeout}s`);
   if (n.ignoreErrors) tags.push('errors ignored');
@@ -88,6 +100,10 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
     counter.n++;
     out.push(`${pad}${counter.n}. ${stepHeader(n)}`);
     if (n.confirm) out.push(`${pad}   approval: ${n.confirm}`);
+    if (n.requiresLeader)
+      out.push(
+        `${pad}   guard: GET /patroni and GET /cluster just before; refused if the host no longer leads`,
+      );
     if (n.hosts.length === 0) out.push(`${pad}   (no hosts)`);
     for (const g of groupHosts(n.hosts)) {
       out.push(`${pad}   on ${g.hosts.join(', ')}:`);
@@ -108,6 +124,7 @@ export function renderPlanText(plan: Plan): string {
         `  ${h}: PostgreSQL ${f.pg.version} (${f.pg.versionNum}), ${f.pg.inRecovery ? 'in recovery (standby)' : 'primary'}`,
       );
   }
+  for (const l of plan.dynamicGroups?.lines ?? []) out.push(`  ${l}`);
   plan.plays.forEach((play, i) => {
     out.push('');
     out.push(`PLAY ${i + 1}: ${play.name}`);

@@ -278,8 +278,10 @@ function member(obj: unknown, key: unknown, chain: string): unknown {
     if (typeof obj === 'string' && key === 'length') return obj.length;
     throw new UndefinedError(`undefined attribute "${chain}"`);
   }
-  if (!Object.hasOwn(obj, key)) throw new UndefinedError(`undefined attribute "${chain}"`);
-  return (obj as Record<string | number, unknown>)[key];
+  // An attribute set to undefined (host.patroni on a host without Patroni) is not defined.
+  const v = Object.hasOwn(obj, key) ? (obj as Record<string | number, unknown>)[key] : undefined;
+  if (v === undefined) throw new UndefinedError(`undefined attribute "${chain}"`);
+  return v;
 }
 
 function binary(n: Expression, scope: Scope, src: string): unknown {

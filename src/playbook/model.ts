@@ -38,6 +38,13 @@ export const CommonSchema = Type.Object(
         description: 'true or a question for the operator',
       }),
     ),
+    requires_leader: Type.Optional(
+      Type.Union([Type.Boolean(), Type.Literal('if_patroni')], {
+        description:
+          'true: just before the step, ask Patroni that this host still leads, and refuse the step if not; ' +
+          'if_patroni: the same on hosts with patroni settings, no check on hosts without (single servers)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

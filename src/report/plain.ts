@@ -13,6 +13,8 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
       return [`${t} run ${e.runId}${e.resumed ? ' (resumed)' : ''}: ${e.playbook} with ${e.inventory}`];
     case 'play_started':
       return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];
+    case 'groups_resolved':
+      return e.clusters.map((c) => `${t} ${c}`);
     case 'batch_started':
       return e.of > 1 ? [`${t} batch ${e.batch + 1} of ${e.of}: ${e.hosts.join(', ')}`] : [];
     case 'step_started':

@@ -37,6 +37,8 @@ export type RunEvent =
       resumed: boolean;
     }
   | { type: 'play_started'; play: number; name: string; hosts: string[] }
+  /** patroni_leader / patroni_replicas as the REST API described them (run start, each play) */
+  | { type: 'groups_resolved'; groups: Record<string, string[]>; clusters: string[] }
   | { type: 'batch_started'; play: number; batch: number; of: number; hosts: string[] }
   | { type: 'step_started'; address: string; title: string; stepType: string; host: string; attempt: number }
   | { type: 'step_output'; address: string; host: string; stream: 'stdout' | 'stderr' | 'log'; text: string }

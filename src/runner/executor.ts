@@ -2,18 +2,25 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InterruptedError, messageOf, StepFailure, TimeoutError } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
+import {
+  applyPatroniGroups,
+  describePatroniGroups,
+  resolvePatroniGroups,
+  usesDynamicGroups,
+} from '../inventory/patroni-groups.js';
 import { matchHosts } from '../inventory/patterns.js';
 import { batchesOf, playHosts } from '../plan/plan.js';
 import { renderParams } from '../plan/render-params.js';
 import { evaluate, renderText, truthy } from '../playbook/expressions.js';
 import type { BlockNode, Node, Playbook, StepNode } from '../playbook/model.js';
-import { type AnyStep, type ApplyContext, isMutating } from '../steps/define.js';
+import { type AnyStep, type ApplyContext, confirmOf, isMutating } from '../steps/define.js';
 import { registry } from '../steps/registry.js';
 import { redact } from '../util/secret.js';
 import { mapLimit } from '../util/semaphore.js';
 import { type UndoEntry, UndoStack } from './compensation.js';
 import type { ConnectionPool } from './connections.js';
 import type { EventBus, RunStatus } from './events.js';
+import { checkLeader } from './leader-guard.js';
 import { HostScope, type RunInfo } from './scope.js';
 
 /** Talks to the operator for approvals and prompts. */
@@ -45,6 +52,8 @@ export interface RunOptions {
   yes: boolean;
   /** steps done by an earlier attempt, keyed `address@host` */
   done?: Map<string, DoneStep>;
+  /** the dynamic groups were resolved just before the run (the first play using them uses that) */
+  groupsResolvedAtStart?: boolean;
 }
 
 /** How the run ended. */
@@ -67,12 +76,15 @@ export class Executor {
   /** Mutating steps that failed or were stopped midway: their effect is unknown. */
   readonly #unknown: { host: string; title: string; address: string; error: string }[] = [];
   #signalName: string | undefined;
+  /** The dynamic groups resolved before the run still hold for the first play that uses them. */
+  #groupsFresh: boolean;
   /** Set when a host failed with no rescue around it: main lines stop, `always` still runs. */
   #fatal = false;
   #firstError: string | undefined;
 
   constructor(opts: RunOptions) {
     this.#o = opts;
+    this.#groupsFresh = opts.groupsResolvedAtStart === true;
     // Which host key each connection trusted, and why, belongs in the record of the run.
     opts.connections.onSshOpened = (host, t, reopened) =>
       opts.bus.emit({
@@ -123,6 +135,20 @@ export class Executor {
     try {
       for (const play of playbook.plays) {
         if (this.#fatal || this.interrupted) break;
+        if (usesDynamicGroups([play], this.#o.limit)) {
+          // Who leads is a fact of the moment: a later play asks again (the run may have switched over).
+          if (this.#groupsFresh) this.#groupsFresh = false;
+          else {
+            try {
+              const g = await resolvePatroniGroups(inventory, this.#stop.signal);
+              applyPatroniGroups(inventory, g);
+              bus.emit({ type: 'groups_resolved', groups: g.groups, clusters: describePatroniGroups(g) });
+            } catch (err) {
+              this.#fail(`play "${play.name}": ${messageOf(err)}`);
+              break;
+            }
+          }
+        }
         const hosts = playHosts(play, inventory, this.#o.limit);
         bus.emit({ type: 'play_started', play: play.index, name: play.name, hosts });
         for (const h of hosts) {
@@ -232,8 +258,9 @@ export class Executor {
       : hosts;
     const failed = new Set<string>();
     if (targets.length === 0) return failed;
-    if (n.common.confirm && !targets.every((h) => this.#o.done?.has(`${n.address}@${h}`))) {
-      const approved = await this.#approve(n, targets);
+    const gate = confirmOf(registry.get(n.type)!, n.common, n.params);
+    if (gate && !targets.every((h) => this.#o.done?.has(`${n.address}@${h}`))) {
+      const approved = await this.#approve(n, targets, gate);
       if (!approved) {
         this.#fail(`"${n.title}" was not approved by the operator`);
         for (const h of targets) failed.add(h);
@@ -251,11 +278,10 @@ export class Executor {
     return failed;
   }
 
-  async #approve(n: StepNode, hosts: string[]): Promise<boolean> {
+  async #approve(n: StepNode, hosts: string[], gate: true | string): Promise<boolean> {
     const scope = this.#scopes.get(hosts[0]!)!.scope();
     const title = renderText(n.title, scope);
-    const asked =
-      n.common.confirm === true ? `Proceed with "${title}"` : renderText(String(n.common.confirm), scope);
+    const asked = gate === true ? `Proceed with "${title}"` : renderText(gate, scope);
     const question = `${asked.replace(/\?\s*$/, '')} — on ${hosts.join(', ')}? [y/N] `;
     if (this.#o.yes) {
       this.#o.bus.emit({ type: 'approval', address: n.address, title, approved: true, by: '--yes' });
@@ -320,6 +346,19 @@ export class Executor {
       return n.common.ignore_errors === true;
     }
     const params = rendered.params;
+    const guard = n.common.requires_leader;
+    if (guard === true || (guard === 'if_patroni' && sc.host.patroni)) {
+      // Re-asked just before the step, never retried: a leader that moved is a reason to stop.
+      try {
+        const seen = await checkLeader(sc.host, inAlways ? undefined : this.#stop.signal);
+        bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: seen });
+      } catch (err) {
+        const error = messageOf(err);
+        finish('failed', { error });
+        this.#firstError ??= `${host}: ${title}: ${error}`;
+        return false;
+      }
+    }
     const retries = (n.common.retries as number | undefined) ?? 0;
     const delayMs = ((n.common.delay as number | undefined) ?? 1) * 1000;
     let lastError = '';

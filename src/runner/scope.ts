@@ -42,6 +42,7 @@ export class HostScope {
         transport: h.transport,
         address: h.ssh?.host ?? 'localhost',
         pg: h.pg ? { host: h.pg.host, port: h.pg.port, user: h.pg.user, database: h.pg.database } : undefined,
+        patroni: h.patroni ? { url: h.patroni.url, member: h.patroni.member } : undefined,
         vars: h.vars,
       },
       ...extra,

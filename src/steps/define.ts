@@ -38,6 +38,20 @@ export interface PlanContext {
   evaluate(expr: string): unknown;
 }
 
+/** What preview() may use at `plan --check`: the host's transport for read-only commands. */
+export interface PreviewContext extends PlanContext {
+  transport(): Promise<Transport>;
+  signal: AbortSignal;
+}
+
+/** What a step would change, learned read-only by `plan --check` (e.g. chef-client --why-run). */
+export interface StepPreview {
+  /** one line, e.g. "2/31 resources would be updated" */
+  summary: string;
+  /** the details a reviewer reads (resources that would change), shown under the step */
+  lines: string[];
+}
+
 /** What apply() and undo() may use: connections, logging, cancellation. */
 export interface ApplyContext extends PlanContext {
   transport(): Promise<Transport>;
@@ -75,9 +89,16 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   shorthand?: string;
   /** Outputs become variables of the host (set_fact). */
   setsFacts?: boolean;
+  /**
+   * Always behind an approval gate, even without `confirm:` in the playbook (a switchover, wiping
+   * a cluster's DCS state): the question to ask, a template over the raw params.
+   */
+  confirm?: (params: Record<string, unknown>) => string;
   /** Needs an operator at the keyboard (a prompt), so a run without a TTY needs --yes. */
   interactive?: (params: Static<P>) => boolean;
   plan(ctx: PlanContext, params: Static<P>): StepPlan;
+  /** `plan --check` only: asks the host what apply would change, without changing anything. */
+  preview?(ctx: PreviewContext, params: Static<P>): Promise<StepPreview>;
   apply(ctx: ApplyContext, params: Static<P>): Promise<Static<O>>;
   undo?(ctx: ApplyContext, params: Static<P>, outputs: Static<O>): Promise<void>;
   /** The undo's description once apply has run, when it depends on what apply found. */
@@ -98,3 +119,22 @@ export function defineStep<P extends TObject, O extends TSchema>(
 
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds step types of every shape.
 export type AnyStep = StepDefinition<any, any>;
+
+/**
+ * The approval a step needs: the playbook's `confirm:` (true or a question), else the step
+ * type's own gate; undefined when it runs without asking.
+ */
+export function confirmOf(
+  def: AnyStep,
+  common: { confirm?: unknown },
+  params: unknown,
+): true | string | undefined {
+  if (common.confirm === true) return true;
+  if (typeof common.confirm === 'string' && common.confirm) return common.confirm;
+  // `confirm: false` cannot lift a step type's own gate.
+  return def.confirm?.(asRecord(params));
+}
+
+function asRecord(v: unknown): Record<string, unknown> {
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}

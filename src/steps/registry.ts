@@ -2,6 +2,9 @@
 
 import { restoreStep, verifyStep } from './backup/verify.js';
 import writeLabels from './backup/write-labels.js';
+import chefDisable from './chef/disable.js';
+import chefEnable from './chef/enable.js';
+import chefRun from './chef/run.js';
 import assertStep from './core/assert.js';
 import pause from './core/pause.js';
 import setFact from './core/set-fact.js';
@@ -11,7 +14,12 @@ import type { AnyStep } from './define.js';
 import fileWrite from './file/write.js';
 import fsSnapshot from './fs/snapshot.js';
 import patroniPause from './patroni/pause.js';
+import patroniReinit from './patroni/reinit.js';
+import patroniRemoveCluster from './patroni/remove-cluster.js';
+import patroniRestart from './patroni/restart.js';
 import patroniResume from './patroni/resume.js';
+import patroniStatus from './patroni/status.js';
+import patroniSwitchover from './patroni/switchover.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
 import pgQuery from './pg/query.js';
@@ -30,8 +38,16 @@ const all: AnyStep[] = [
   writeLabels,
   verifyStep,
   restoreStep,
+  chefDisable,
+  chefEnable,
+  chefRun,
   patroniPause,
   patroniResume,
+  patroniStatus,
+  patroniSwitchover,
+  patroniRestart,
+  patroniReinit,
+  patroniRemoveCluster,
 ];
 
 /** Step types by their `type` name. */

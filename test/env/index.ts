@@ -1,5 +1,6 @@
 // One import for tests: servers, OS-user helpers, process checks and throwaway btrfs filesystems.
 export * from './btrfs.js';
+export * from './chef.js';
 export * from './etcd.js';
 export * from './osuser.js';
 export * from './patroni.js';

@@ -1,7 +1,13 @@
 // `pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check]`.
 import { openPg } from '../../connections/pg.js';
 import { UsageError } from '../../errors.js';
-import { buildPlan, type Plan, playHosts } from '../../plan/plan.js';
+import {
+  applyPatroniGroups,
+  resolvePatroniGroups,
+  usesDynamicGroups,
+} from '../../inventory/patroni-groups.js';
+import { buildPlan, type Plan, type PreviewRequest, playHosts } from '../../plan/plan.js';
+import { runPreviews } from '../../plan/previews.js';
 import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
 import { redactValue } from '../../util/secret.js';
@@ -27,6 +33,9 @@ export async function planCommand(
     secrets: opts.check === true,
   });
   let facts: Plan['facts'] | undefined;
+  // Who leads decides which hosts the plays touch: --check asks Patroni (read-only GET /cluster).
+  if (opts.check && usesDynamicGroups(playbook.plays, opts.limit))
+    applyPatroniGroups(inventory, await resolvePatroniGroups(inventory));
   if (opts.check) {
     // Read-only: one short session per host to learn version and role, then closed.
     facts = {};
@@ -43,11 +52,25 @@ export async function planCommand(
       }
     }
   }
-  const plan = buildPlan(playbook, inventory, { limit: opts.limit, extraVars: opts.extraVars, facts });
+  const previews: PreviewRequest[] | undefined = opts.check ? [] : undefined;
+  const plan = buildPlan(playbook, inventory, {
+    limit: opts.limit,
+    extraVars: opts.extraVars,
+    facts,
+    previews,
+  });
+  const previewsFailed = previews ? await runPreviews(previews, inventory) : 0;
   if (format === 'json') out(`${JSON.stringify(redactValue(plan), null, 2)}\n`);
   else if (format === 'markdown') out(renderPlanMarkdown(plan));
   else out(renderPlanText(plan));
-  return plan.problems.length > 0 || hasErrors(plan) ? 2 : 0;
+  if (plan.problems.length > 0 || hasErrors(plan)) return 2;
+  if (previewsFailed > 0) {
+    process.stderr.write(
+      `pgrunbook: ${previewsFailed} preview(s) failed; see "preview failed" in the plan\n`,
+    );
+    return 1;
+  }
+  return 0;
 }
 
 function hasErrors(plan: Plan): boolean {

@@ -4,6 +4,12 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { PgrunbookError, UsageError } from '../../errors.js';
+import {
+  applyPatroniGroups,
+  describePatroniGroups,
+  resolvePatroniGroups,
+  usesDynamicGroups,
+} from '../../inventory/patroni-groups.js';
 import { type Node, type Playbook, walk } from '../../playbook/model.js';
 import { jsonReporter } from '../../report/json.js';
 import { MarkdownReport } from '../../report/markdown.js';
@@ -13,6 +19,7 @@ import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { type DoneStep, Executor, type Prompter } from '../../runner/executor.js';
 import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
+import { confirmOf } from '../../steps/define.js';
 import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
 import { outputState } from '../output-state.js';
@@ -33,9 +40,10 @@ function interactiveSteps(playbook: Playbook): string[] {
   for (const s of walk(all)) {
     const def = registry.get(s.type)!;
     const prompt = def.interactive?.((s.params ?? {}) as never) === true;
-    if (s.common.confirm || prompt) {
+    const gate = confirmOf(def, s.common, s.params);
+    if (gate || prompt) {
       const { line, col } = playbook.doc.locate(s.path);
-      out.push(`${playbook.file}:${line}:${col}: ${s.title} (${s.common.confirm ? 'confirm' : 'prompt'})`);
+      out.push(`${playbook.file}:${line}:${col}: ${s.title} (${gate ? 'confirm' : 'prompt'})`);
     }
   }
   return out;
@@ -79,6 +87,12 @@ export async function runCommand(
   const dir = runDir(runId);
   const inventorySha = createHash('sha256').update(inputs.inventory.doc.text).digest('hex');
   if (resumeId) done = completedSteps(join(dir, 'journal.jsonl'), inputs.playbook.sha256, inventorySha);
+
+  // Before anything is drawn or run: the plays' hosts depend on who leads now.
+  const groups = usesDynamicGroups(inputs.playbook.plays, opts.limit)
+    ? await resolvePatroniGroups(inputs.inventory)
+    : undefined;
+  if (groups) applyPatroniGroups(inputs.inventory, groups);
 
   const prompter = ttyPrompter();
   const gates = interactiveSteps(inputs.playbook);
@@ -139,6 +153,7 @@ export async function runCommand(
     prompter,
     yes: opts.yes === true,
     done,
+    groupsResolvedAtStart: groups !== undefined,
   });
   bus.onSubscriberError = (name, err) => {
     if (name !== 'journal') return;
@@ -179,6 +194,8 @@ export async function runCommand(
     limit: opts.limit,
     resumed: resumeId !== undefined,
   });
+  if (groups)
+    bus.emit({ type: 'groups_resolved', groups: groups.groups, clusters: describePatroniGroups(groups) });
   try {
     const outcome = await executor.execute();
     await liveDone;

@@ -58,3 +58,53 @@ export async function waitForPause(
     await sleep(200, undefined, { signal: ctx.signal });
   }
 }
+
+/**
+ * Polls one member's GET /patroni until `done` holds; on timeout fails with `what` and the last
+ * state seen (or why the member did not answer).
+ */
+export async function waitForMember(
+  ctx: ApplyContext,
+  name: string,
+  url: string,
+  what: string,
+  done: (st: Record<string, unknown>) => boolean,
+  timeoutS: number,
+): Promise<Record<string, unknown>> {
+  const client = memberClient(ctx, name, url);
+  const deadline = Date.now() + timeoutS * 1000;
+  let last = 'no answer yet';
+  for (;;) {
+    try {
+      const st = await client.memberStatus(ctx.signal);
+      if (done(st)) return st;
+      last = `role ${String(st.role)}, state ${String(st.state)}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    if (Date.now() > deadline)
+      throw new StepFailure(`${name}: ${what} not reached within ${timeoutS}s (last seen: ${last})`);
+    await sleep(500, undefined, { signal: ctx.signal });
+  }
+}
+
+/** A POST to a member's API that must answer 2xx; the member's own text explains a refusal. */
+export async function post(
+  ctx: ApplyContext,
+  client: PatroniClient,
+  path: string,
+  body: Record<string, unknown>,
+  timeoutS?: number,
+): Promise<string> {
+  const r = await client.send('POST', path, body, ctx.signal, timeoutS ? timeoutS * 1000 : undefined);
+  const text = r.body.trim().slice(0, 500);
+  if (r.status === 401 || r.status === 403)
+    throw new StepFailure(
+      `Patroni ${client.memberName}: POST ${path} refused (${r.status}): check patroni.username/password`,
+    );
+  if (r.status < 200 || r.status >= 300)
+    throw new StepFailure(
+      `Patroni ${client.memberName}: POST ${path} answered ${r.status}: ${text || '(no text)'}`,
+    );
+  return text;
+}

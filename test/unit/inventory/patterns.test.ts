@@ -41,7 +41,7 @@ describe('matchHosts', () => {
     ['zz*', [], ['zz*']],
     [' dbs : web1 ', ['db1', 'db2', 'web1'], []],
   ])('%j → hosts %j, unmatched %j', (pattern, hosts, unmatched) => {
-    expect(matchHosts(inventory!, pattern)).toEqual({ hosts, unmatched });
+    expect(matchHosts(inventory!, pattern)).toEqual({ hosts, unmatched, unresolved: [] });
   });
 
   it('a glob treats regular-expression characters literally', () => {

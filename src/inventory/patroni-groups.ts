@@ -1,0 +1,154 @@
+// The dynamic groups `patroni_leader` and `patroni_replicas`: who leads each Patroni cluster is a
+// fact of the moment, asked from the REST API at run start (and by `plan --check`), never written
+// down in the inventory where it would go stale after the next failover.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ClusterStatus, PatroniClient } from '../connections/patroni.js';
+import { ConnectionError } from '../errors.js';
+import { type Play, walk } from '../playbook/model.js';
+import type { Inventory, InventoryHost, PatroniGroups } from './inventory.js';
+import { DYNAMIC_GROUPS } from './inventory.js';
+
+/** Members of one cluster name different leaders. */
+class Disagreement extends ConnectionError {}
+
+const LEADER_ROLES = ['leader', 'standby_leader', 'master', 'primary'];
+
+/** Whether any host pattern of these plays names a dynamic group. */
+export function usesDynamicGroups(plays: readonly Play[], limit?: string): boolean {
+  const patterns: string[] = limit ? [limit] : [];
+  for (const play of plays) {
+    patterns.push(play.hosts);
+    const blocks = (nodes: Play['steps']) => {
+      for (const n of nodes) {
+        if (n.kind === 'block') {
+          if (n.hosts) patterns.push(n.hosts);
+          blocks(n.block);
+          blocks(n.rescue);
+          blocks(n.always);
+        }
+      }
+    };
+    blocks([...play.steps, ...play.rescue, ...play.always]);
+    for (const s of walk([...play.steps, ...play.rescue, ...play.always]))
+      if (typeof s.common.hosts === 'string') patterns.push(s.common.hosts);
+  }
+  return patterns.some((p) =>
+    p
+      .split(/[,:]/)
+      .map((t) => t.trim().replace(/^[!&]/, ''))
+      .some((t) => DYNAMIC_GROUPS.includes(t)),
+  );
+}
+
+/**
+ * Asks every host with Patroni settings for its view of the cluster and derives the groups.
+ * Members of one cluster that disagree on the leader (a failover in progress) are an error:
+ * nothing should start on a guess.
+ */
+export async function resolvePatroniGroups(
+  inventory: Inventory,
+  signal?: AbortSignal,
+  settleMs = 10_000,
+): Promise<PatroniGroups> {
+  // Right after a leader change, members' views converge within a loop_wait or two.
+  const deadline = Date.now() + settleMs;
+  for (;;) {
+    try {
+      return await resolveOnce(inventory, signal);
+    } catch (err) {
+      if (!(err instanceof Disagreement) || Date.now() > deadline) throw err;
+      await sleep(Math.max(0, Math.min(500, deadline - Date.now())), undefined, { signal });
+    }
+  }
+}
+
+async function resolveOnce(inventory: Inventory, signal?: AbortSignal): Promise<PatroniGroups> {
+  const hosts = [...inventory.hosts.values()].filter((h) => h.patroni);
+  if (hosts.length === 0)
+    throw new ConnectionError(
+      'patroni_leader/patroni_replicas: no host in the inventory has patroni settings (patroni.url)',
+    );
+  const answers = await Promise.all(
+    hosts.map(async (h) => {
+      try {
+        return { h, c: await new PatroniClient(h.name, h.patroni!).cluster(signal) };
+      } catch (err) {
+        return { h, err: (err as Error).message };
+      }
+    }),
+  );
+  const ok = answers.filter((a): a is { h: InventoryHost; c: ClusterStatus } => 'c' in a && !!a.c);
+  if (ok.length === 0)
+    throw new ConnectionError(
+      `cannot resolve patroni_leader/patroni_replicas: no Patroni REST API answered:\n  ${answers.map((a) => ('err' in a ? a.err : '')).join('\n  ')}`,
+    );
+  // A cluster is known by its scope; hosts belong to the cluster their own API described.
+  const byScope = new Map<string, { h: InventoryHost; c: ClusterStatus }[]>();
+  for (const a of ok) {
+    const key =
+      a.c.scope ??
+      a.c.members
+        .map((m) => m.name)
+        .sort()
+        .join(',');
+    byScope.set(key, [...(byScope.get(key) ?? []), a]);
+  }
+  const silent = answers.filter((a) => 'err' in a).map((a) => a.h);
+  const out: PatroniGroups = { at: new Date().toISOString(), clusters: [], groups: {} };
+  const leaders: string[] = [];
+  const replicas: string[] = [];
+  for (const [scope, views] of byScope) {
+    const named = new Set(views.map((v) => v.c.leader ?? '(none)'));
+    if (named.size > 1)
+      throw new Disagreement(
+        `Patroni members of ${scope} disagree on the leader (${views.map((v) => `${v.h.name} says ${v.c.leader ?? 'none'}`).join(', ')}): a failover or switchover is in progress; retry once the cluster has settled`,
+      );
+    const view = views[0]!.c;
+    // Inventory hosts of this cluster: those that answered for it, and silent ones it lists.
+    const answered = views.map((v) => v.h);
+    const sameName = (member: string) => hosts.filter((h) => h.patroni!.member === member);
+    const hostOf = (m: ClusterStatus['members'][number]) =>
+      (
+        answered.find((h) => h.patroni!.member === m.name) ??
+        // A silent host is placed by its REST URL, or by a member name no other cluster uses:
+        // two clusters both with a "pg1" must not swap hosts.
+        silent.find((h) => m.apiUrl !== undefined && h.patroni!.url === m.apiUrl) ??
+        (sameName(m.name).length === 1 ? silent.find((h) => h.patroni!.member === m.name) : undefined)
+      )?.name;
+    const cluster: PatroniGroups['clusters'][number] = { scope, replicas: [], unknownMembers: [] };
+    for (const m of view.members) {
+      const host = hostOf(m);
+      if (!host) {
+        cluster.unknownMembers.push(m.name);
+        continue;
+      }
+      if (LEADER_ROLES.includes(m.role)) {
+        cluster.leader = host;
+        cluster.timeline = m.timeline;
+        leaders.push(host);
+      } else {
+        cluster.replicas.push(host);
+        replicas.push(host);
+      }
+    }
+    out.clusters.push(cluster);
+  }
+  const order = [...inventory.hosts.keys()];
+  const sorted = (hs: string[]) => order.filter((h) => hs.includes(h));
+  out.groups = { patroni_leader: sorted(leaders), patroni_replicas: sorted(replicas) };
+  return out;
+}
+
+/** Enters resolved groups into the inventory, so host patterns see them like any other group. */
+export function applyPatroniGroups(inventory: Inventory, g: PatroniGroups): void {
+  inventory.dynamic = g;
+  for (const [name, hosts] of Object.entries(g.groups)) inventory.groups.set(name, hosts);
+}
+
+/** One line per cluster, for the plan and the log. */
+export function describePatroniGroups(g: PatroniGroups): string[] {
+  return g.clusters.map(
+    (c) =>
+      `Patroni cluster ${c.scope}: leader ${c.leader ?? '(none)'}${c.timeline !== undefined ? ` (timeline ${c.timeline})` : ''}; replicas ${c.replicas.join(', ') || '(none)'}${c.unknownMembers.length ? `; members not in the inventory: ${c.unknownMembers.join(', ')}` : ''}`,
+  );
+}

@@ -1,0 +1,124 @@
+// `patroni.remove_cluster`: wipe a cluster's state in the DCS (`patronictl remove`), as needed
+// after pg_upgrade gave the data a new system identifier. Patroni's REST API has no such call, so
+// this runs patronictl over the host's transport, answering its three questions on stdin. Always
+// behind an approval gate; refuses while members still run unless told otherwise.
+import { Type } from '@sinclair/typebox';
+import { commandLine } from '../../connections/transport.js';
+import { StepFailure } from '../../errors.js';
+import type { InventoryHost } from '../../inventory/inventory.js';
+import { defineStep } from '../define.js';
+
+const Params = Type.Object(
+  {
+    scope: Type.String({
+      minLength: 1,
+      description: "the cluster's name (Patroni `scope`), written out as patronictl itself asks for it",
+    }),
+    allow_running: Type.Optional(
+      Type.Boolean({
+        description:
+          'wipe even while members are registered as running (default false: stop Patroni on every member first)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  removed: Type.Boolean(),
+  members_before: Type.Array(Type.String(), { description: 'members the DCS listed before the wipe' }),
+});
+
+/** patronictl's exact confirmation sentence (patroni/ctl.py `remove`). */
+const AWARE = 'Yes I am aware';
+
+interface ListedMember {
+  Member?: string;
+  Role?: string;
+  State?: string;
+}
+
+function ctl(host: InventoryHost, args: string[]): string {
+  const p = host.patroni;
+  if (!p?.config)
+    throw new StepFailure(
+      `host ${host.name}: patroni.config (the patroni.yml patronictl reads) is needed for patronictl in the inventory`,
+    );
+  return commandLine({ argv: [p.patronictl, '-c', p.config, ...args] }, host.become);
+}
+
+const answers = (scope: string, leader?: string) => `${scope}\n${AWARE}\n${leader ? `${leader}\n` : ''}`;
+
+export default defineStep({
+  type: 'patroni.remove_cluster',
+  summary:
+    "Wipe a Patroni cluster's DCS state with patronictl remove (after pg_upgrade), behind an approval gate.",
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary:
+    'none: the DCS state is gone; Patroni writes it anew when the cluster bootstraps or starts again',
+  confirm: (p) => `Wipe the DCS state of Patroni cluster ${String(p.scope)} (patronictl remove)?`,
+  plan(ctx, p) {
+    return {
+      action: `wipe the DCS state of cluster ${p.scope} with patronictl over ${ctx.host.transport} (the REST API has no such call)`,
+      ops: [
+        { kind: 'command', line: ctl(ctx.host, ['list', p.scope, '-f', 'json']) },
+        p.allow_running
+          ? { kind: 'note', text: 'members still running are allowed (allow_running)' }
+          : { kind: 'note', text: 'refuses if any member is still registered as running' },
+        {
+          kind: 'command',
+          line: ctl(ctx.host, ['remove', p.scope, '-f', 'json']),
+          stdin: answers(p.scope, p.allow_running ? '<leader>' : undefined),
+        },
+        { kind: 'command', line: ctl(ctx.host, ['list', p.scope, '-f', 'json']) },
+      ],
+      undo: { action: 'none: the DCS state cannot be put back', ops: [] },
+    };
+  },
+  async apply(ctx, p) {
+    const t = await ctx.transport();
+    const list = async (): Promise<ListedMember[]> => {
+      const r = await t.exec(ctl(ctx.host, ['list', p.scope, '-f', 'json']), { signal: ctx.signal });
+      if (r.exitCode !== 0)
+        throw new StepFailure(
+          `patronictl list failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-800)}`,
+        );
+      const text = r.stdout.trim();
+      try {
+        return text ? (JSON.parse(text) as ListedMember[]) : [];
+      } catch {
+        throw new StepFailure(
+          `patronictl list -f json printed something else than JSON: ${text.slice(0, 300)}`,
+        );
+      }
+    };
+    const before = await list();
+    const running = before.filter((m) => /running|streaming|starting/i.test(m.State ?? ''));
+    if (running.length && !p.allow_running)
+      throw new StepFailure(
+        `members of ${p.scope} still run: ${running.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ')}. Stop Patroni on every member first, or set allow_running: true`,
+      );
+    const leader = before.find((m) => /leader/i.test(m.Role ?? ''))?.Member;
+    ctx.log(
+      `DCS lists ${before.length ? before.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ') : 'no member'}`,
+    );
+    const r = await t.exec(ctl(ctx.host, ['remove', p.scope, '-f', 'json']), {
+      signal: ctx.signal,
+      stdin: answers(p.scope, leader),
+      onOutput: (s, c) => ctx.output(s, c),
+    });
+    if (r.exitCode !== 0)
+      throw new StepFailure(
+        `patronictl remove failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-800)}`,
+      );
+    const after = await list();
+    if (after.length)
+      throw new StepFailure(
+        `patronictl remove exited 0 but the DCS still lists ${after.map((m) => m.Member).join(', ')} (a member re-registered: is Patroni still running?)`,
+      );
+    ctx.log(`the DCS state of ${p.scope} is wiped`);
+    return { removed: true, members_before: before.map((m) => String(m.Member)) };
+  },
+});
