@@ -79,6 +79,8 @@ export interface Plan {
   playbook: string;
   inventory: string;
   checked: boolean;
+  /** --limit, when given */
+  limit?: string;
   facts: Record<string, { pg?: PgFacts }>;
   plays: PlannedPlay[];
   problems: string[];
@@ -253,6 +255,7 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
     playbook: playbook.file,
     inventory: inventory.file,
     checked: opts.facts !== undefined,
+    limit: opts.limit,
     facts,
     plays,
     problems,

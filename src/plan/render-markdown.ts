@@ -58,7 +58,10 @@ export function renderPlanMarkdown(plan: Plan): string {
   out.push('');
   plan.plays.forEach((play, i) => {
     out.push(`### Play ${i + 1}: ${play.name}`, '');
-    out.push(`Hosts: \`${play.pattern}\` → ${play.hosts.map((h) => `\`${h}\``).join(', ') || '(none)'}`, '');
+    out.push(
+      `Hosts: \`${play.pattern}\`${plan.limit ? ` (--limit \`${plan.limit}\`)` : ''} → ${play.hosts.map((h) => `\`${h}\``).join(', ') || '(none)'}`,
+      '',
+    );
     const counter = { n: 0 };
     nodes(play.steps, out, counter);
     if (play.rescue.length) {

@@ -129,7 +129,7 @@ export function renderPlanText(plan: Plan): string {
     out.push('');
     out.push(`PLAY ${i + 1}: ${play.name}`);
     out.push(
-      `  hosts: ${play.pattern} → ${play.hosts.join(', ') || '(none)'}${play.batches.length > 1 ? `  (${play.batches.length} batches: ${play.batches.map((b) => b.join(',')).join(' | ')})` : ''}`,
+      `  hosts: ${play.pattern}${plan.limit ? ` (--limit ${plan.limit})` : ''} → ${play.hosts.join(', ') || '(none)'}${play.batches.length > 1 ? `  (${play.batches.length} batches: ${play.batches.map((b) => b.join(',')).join(' | ')})` : ''}`,
     );
     const counter = { n: 0 };
     nodeLines(play.steps, 1, out, counter);

@@ -116,6 +116,8 @@ export async function runCommand(
   let liveDone: Promise<void> | undefined;
   let flushHeld = () => {};
   if (live) {
+    // Who leads decides where the plays run: say it before the tree takes the screen.
+    if (groups) write(`${describePatroniGroups(groups).join('\n')}\n`);
     // listr2 is loaded only for a terminal: logs and JSON runs never pay for it.
     const { listrReporter } = await import('../../report/listr.js');
     const tree = listrReporter(inputs.playbook, inputs.inventory, opts.limit);
