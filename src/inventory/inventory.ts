@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import type { GcpSettings } from '../connections/gcp-settings.js';
 import type { PatroniSettings } from '../connections/patroni.js';
 import type { PgSettings } from '../connections/pg.js';
 import type { SshSettings } from '../connections/ssh.js';
@@ -21,6 +22,8 @@ export interface InventoryHost {
   pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
   /** Patroni REST API of this member; the password is resolved with the other secrets. */
   patroni?: Omit<PatroniSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
+  /** The Compute Engine instance the host is (for gcp.* steps). */
+  gcp?: GcpSettings;
   /** Variables: inventory vars < group vars (parents before children) < host vars. */
   vars: Record<string, unknown>;
   groups: string[];
@@ -241,7 +244,49 @@ function resolveHost(
       patronictl: p.patronictl ?? 'patronictl',
     };
   }
-  return { name, transport: transport ?? 'local', ssh, become, pg, patroni };
+  let gcp: InventoryHost['gcp'];
+  if (h.gcp || d.gcp) {
+    const g = { ...(d.gcp ?? {}), ...(h.gcp ?? {}) };
+    if (!g.project)
+      out.push(
+        doc.problem(['hosts', name], 'gcp settings need gcp.project (on the host or in defaults.gcp)'),
+      );
+    if (!g.zone && !g.disks?.every((x) => x.zone || x.region))
+      out.push(doc.problem(['hosts', name], 'gcp settings need gcp.zone (the instance zone)'));
+    const c = g.credentials;
+    gcp = {
+      project: g.project ?? '',
+      zone: g.zone,
+      instance: g.instance ?? name,
+      disks: g.disks?.map((x) => ({
+        name: x.name,
+        zone: x.region ? undefined : (x.zone ?? g.zone),
+        region: x.region,
+        deviceName: x.device_name,
+        pgdata: x.pgdata,
+      })),
+      credentials: !c
+        ? g.endpoint
+          ? { kind: 'none' }
+          : { kind: 'adc' }
+        : 'impersonate' in c
+          ? {
+              kind: 'impersonate',
+              target: c.impersonate,
+              keyFile: c.key_file && expandHome(c.key_file, base),
+            }
+          : 'key_file' in c
+            ? { kind: 'key_file', path: expandHome(c.key_file, base) }
+            : { kind: 'adc' },
+      endpoint: g.endpoint && {
+        host: g.endpoint.host,
+        port: g.endpoint.port,
+        protocol: g.endpoint.protocol ?? 'https',
+      },
+      timeoutMs: (g.timeout ?? 60) * 1000,
+    };
+  }
+  return { name, transport: transport ?? 'local', ssh, become, pg, patroni, gcp };
 }
 
 /** Reads every secret the hosts need; a missing variable or unreadable file is a problem. */

@@ -113,6 +113,81 @@ export const PatroniSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** A persistent disk of a host, zonal or regional. */
+export const GcpDiskSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, description: 'the disk resource name' }),
+    zone: Type.Optional(
+      Type.String({ minLength: 1, description: "zonal disk: its zone (default the host's zone)" }),
+    ),
+    region: Type.Optional(Type.String({ minLength: 1, description: 'regional disk: its region' })),
+    device_name: Type.Optional(
+      Type.String({ minLength: 1, description: 'the device name it is attached under' }),
+    ),
+    pgdata: Type.Optional(Type.Boolean({ description: 'this disk holds PGDATA' })),
+  },
+  { additionalProperties: false },
+);
+
+/** Google Compute Engine settings of a host (the instance PostgreSQL runs on). */
+export const GcpSchema = Type.Object(
+  {
+    project: Type.Optional(Type.String({ minLength: 1 })),
+    zone: Type.Optional(Type.String({ minLength: 1, description: "the instance's zone" })),
+    instance: Type.Optional(
+      Type.String({ minLength: 1, description: 'the instance name (default: the inventory host name)' }),
+    ),
+    disks: Type.Optional(
+      Type.Array(GcpDiskSchema, {
+        description:
+          'disks to snapshot; without it they are discovered from the instance (every non-boot disk)',
+      }),
+    ),
+    credentials: Type.Optional(
+      Type.Union(
+        [
+          Type.Object({ adc: Type.Literal(true) }, { additionalProperties: false }),
+          Type.Object(
+            { key_file: Type.String({ minLength: 1, description: 'a service-account JSON key file' }) },
+            { additionalProperties: false },
+          ),
+          Type.Object(
+            {
+              impersonate: Type.String({
+                minLength: 1,
+                description: 'service account e-mail to impersonate',
+              }),
+              key_file: Type.Optional(
+                Type.String({ minLength: 1, description: 'source credentials (default ADC)' }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        ],
+        {
+          description:
+            'Application Default Credentials ({adc: true}, the default), a key file ({key_file: PATH}) or impersonation ({impersonate: SA_EMAIL}); none are needed against an emulator endpoint',
+        },
+      ),
+    ),
+    endpoint: Type.Optional(
+      Type.Object(
+        {
+          host: Type.String({ minLength: 1 }),
+          port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+          protocol: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('https')])),
+        },
+        {
+          additionalProperties: false,
+          description: 'another Compute API endpoint, e.g. the emulator of `pgrunbook lab`',
+        },
+      ),
+    ),
+    timeout: Type.Optional(Type.Number({ minimum: 1, description: 'seconds per API request (default 60)' })),
+  },
+  { additionalProperties: false },
+);
+
 /** One host. */
 export const HostSchema = Type.Object(
   {
@@ -125,6 +200,7 @@ export const HostSchema = Type.Object(
     become: Type.Optional(Type.Literal('sudo')),
     pg: Type.Optional(PgSchema),
     patroni: Type.Optional(PatroniSchema),
+    gcp: Type.Optional(GcpSchema),
     vars: Type.Optional(Vars),
   },
   { additionalProperties: false },
@@ -150,6 +226,7 @@ export const InventorySchema = Type.Object(
           transport: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('ssh')])),
           ssh: Type.Optional(SshSchema),
           pg: Type.Optional(PgSchema),
+          gcp: Type.Optional(GcpSchema),
           become: Type.Optional(Type.Literal('sudo')),
         },
         { additionalProperties: false },

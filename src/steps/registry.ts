@@ -13,6 +13,10 @@ import waitFor from './core/wait-for.js';
 import type { AnyStep } from './define.js';
 import fileWrite from './file/write.js';
 import fsSnapshot from './fs/snapshot.js';
+import { attachDisk as gcpAttachDisk, detachDisk as gcpDetachDisk } from './gcp/attach-disk.js';
+import gcpDiskFromSnapshot from './gcp/disk-from-snapshot.js';
+import gcpLabelSnapshots from './gcp/label-snapshots.js';
+import gcpSnapshot from './gcp/snapshot.js';
 import patroniPause from './patroni/pause.js';
 import patroniReinit from './patroni/reinit.js';
 import patroniRemoveCluster from './patroni/remove-cluster.js';
@@ -48,6 +52,11 @@ const all: AnyStep[] = [
   patroniRestart,
   patroniReinit,
   patroniRemoveCluster,
+  gcpSnapshot,
+  gcpLabelSnapshots,
+  gcpDiskFromSnapshot,
+  gcpAttachDisk,
+  gcpDetachDisk,
 ];
 
 /** Step types by their `type` name. */

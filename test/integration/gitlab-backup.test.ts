@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ComputeEmulator, startComputeEmulator } from '../emulators/gcp-compute/index.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -21,14 +22,31 @@ const PLAYBOOK = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', im
 
 let etcd: EtcdServer;
 let cluster: PatroniCluster;
+let gce: ComputeEmulator;
+const ZONE = 'us-east1-c';
 
 beforeAll(async () => {
   etcd = await startEtcd();
   cluster = await startPatroniCluster({ etcd, members: 2 });
+  // Each member is also a GCE instance with a data disk (for the gcp provider).
+  gce = await startComputeEmulator({
+    root: mkdtempSync(join(tmpdir(), 'pgrb-gce-')),
+    operationDelayMs: 100,
+    waitMaxMs: 400,
+  });
+  for (const m of cluster.members) {
+    await gce.addDisk({ name: `${m.name}-data`, zone: ZONE, sizeGb: 10 });
+    await gce.addInstance({
+      name: m.name,
+      zone: ZONE,
+      disks: [{ deviceName: 'pgdata', disk: `${m.name}-data` }],
+    });
+  }
 }, 90_000);
 afterAll(async () => {
   await cluster?.stop();
   await etcd?.stop();
+  await gce?.stop();
 });
 
 function setup() {
@@ -41,6 +59,7 @@ function setup() {
     transport: local
     pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
     patroni: { url: "${m.restUrl}", timeout: 2 }
+    gcp: { project: ${gce.project}, zone: ${ZONE}, endpoint: { host: 127.0.0.1, port: ${gce.port}, protocol: http } }
     vars:
       backup_root: ${root}/backups
       archive_dir: ${cluster.archiveDir}
@@ -142,5 +161,47 @@ describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
     expect(resume).toMatchObject({ status: 'ok', outputs: { resumed: true } });
     expect(await pausedOn()).toEqual([false, false]);
     expect(existsSync(lock)).toBe(false);
+  }, 120_000);
+  it('gcp provider: a snapshot operation ending in QUOTA_EXCEEDED fails the step with that reason; the backup is stopped, Patroni resumed, Chef re-enabled', async () => {
+    const { lock, cwd } = setup();
+    gce.failOperations({
+      match: /createSnapshot/,
+      code: 'QUOTA_EXCEEDED',
+      message: "Quota 'SNAPSHOTS' exceeded.  Limit: 0.0 globally.",
+    });
+    const r = await runCli(
+      [
+        'run',
+        PLAYBOOK,
+        '-i',
+        'inv.yml',
+        '--limit',
+        'patroni_leader',
+        '--output',
+        'json',
+        '-e',
+        'snapshot_provider=gcp',
+      ],
+      { cwd },
+    );
+    expect(r.code).toBe(1);
+    const ev = events(r.stdout);
+    const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed')!;
+    expect(failed.stepType).toBe('gcp.snapshot');
+    expect(String(failed.error)).toContain('QUOTA_EXCEEDED');
+    expect(String(failed.error)).toContain("Quota 'SNAPSHOTS' exceeded");
+    const undone = journalOf(cwd)
+      .filter((e) => e.type === 'undo_finished')
+      .map((e) => [e.title, e.ok]);
+    expect(undone).toEqual([
+      ['Start the backup on a held session', true],
+      ['Pause Patroni (no failover while the backup runs)', true],
+      ['Stop scheduled Chef runs (one could revert the Patroni pause)', true],
+    ]);
+    const resume = ev.find((e) => e.type === 'step_finished' && e.stepType === 'patroni.resume')!;
+    expect(resume).toMatchObject({ status: 'ok', outputs: { resumed: true } });
+    expect(await pausedOn()).toEqual([false, false]);
+    expect(existsSync(lock)).toBe(false);
+    expect(gce.snapshots()).toEqual([]);
   }, 120_000);
 });

@@ -31,7 +31,8 @@ const Params = Type.Object(
     from: StopOutputs,
     snapshots: Type.Optional(
       Type.Array(Type.Record(Type.String(), Type.Unknown()), {
-        description: 'what fs.snapshot registered, e.g. ["{{ snap }}"]',
+        description:
+          'what fs.snapshot or gcp.snapshot registered, e.g. ["{{ snap }}"]; skipped ones are left out',
       }),
     ),
     backup_id: Type.Optional(Type.String({ minLength: 1, description: 'default: the backup label' })),
@@ -77,7 +78,8 @@ function manifest(
     seconds_in_backup: p.from.seconds_in_backup,
     // Whether the WAL from start to stop was confirmed archived (PostgreSQL waited, or archive_dir had it).
     wal_archived: p.from.archived === true,
-    snapshots: p.snapshots ?? [],
+    // A provider step skipped by `when` (the playbook offers copy, btrfs and gcp) took nothing.
+    snapshots: (p.snapshots ?? []).filter((x) => (x as { skipped?: unknown }).skipped !== true),
     files: {
       backup_label: { sha256: sha256(labelfile), bytes: Buffer.byteLength(labelfile) },
       ...(spcmap ? { tablespace_map: { sha256: sha256(spcmap), bytes: Buffer.byteLength(spcmap) } } : {}),
