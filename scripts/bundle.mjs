@@ -8,7 +8,8 @@ import { build } from 'esbuild';
 rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
-  entryPoints: ['src/cli/main.ts'],
+  // The Compute emulator ships too: `pgrunbook lab gcp up` runs it as its own process.
+  entryPoints: { main: 'src/cli/main.ts', 'gce-emulator': 'test/emulators/gcp-compute/main.ts' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,

@@ -1,4 +1,4 @@
-// `pgrunbook lab up|down|status`: a local PostgreSQL with archiving and some data, and an
+// `pgrunbook lab up|demo|gcp|down|status`: a local PostgreSQL with archiving and some data, and an
 // inventory for it — no cloud, no SSH, and no root or apt needed (embedded binaries).
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -157,7 +157,22 @@ export async function labCommand(
     );
     return 0;
   }
+  if (sub === 'gcp') {
+    const { labGcpDown, labGcpUp } = await import('../../lab/gcp.js');
+    if (args[1] === 'down') {
+      out(labGcpDown(dir) ? 'lab gcp: emulator stopped\n' : 'lab gcp: emulator was not running\n');
+      return 0;
+    }
+    if (args[1] !== undefined && args[1] !== 'up')
+      throw new UsageError(`lab gcp: expected up or down, got "${args[1]}"`);
+    if (!existsSync(join(data, 'postmaster.pid')))
+      throw new PgrunbookError('lab gcp: the lab is not running: pgrunbook lab up');
+    await labGcpUp(dir, data, out);
+    return 0;
+  }
   if (sub === 'down') {
+    const { labGcpDown } = await import('../../lab/gcp.js');
+    if (labGcpDown(dir)) out('lab: Compute emulator stopped\n');
     if (bins && existsSync(join(data, 'postmaster.pid'))) {
       const user = serverUser();
       run(
@@ -185,7 +200,7 @@ export async function labCommand(
     );
     return running ? 0 : 1;
   }
-  throw new UsageError(`lab: expected up, demo, down or status, got "${sub}"`);
+  throw new UsageError(`lab: expected up, demo, gcp, down or status, got "${sub}"`);
 }
 
 async function seed(dir: string): Promise<void> {
