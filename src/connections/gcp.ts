@@ -174,11 +174,7 @@ export class Compute {
     const [i] = await withRetry(
       'instances.get',
       path,
-      () =>
-        this.c.instances.get(
-          { project: this.s.project, zone: this.s.zone, instance: this.s.instance },
-          this.call,
-        ),
+      () => this.c.instances.get({ project: this.s.project, zone: this.s.zone, instance }, this.call),
       this.opts(signal),
     );
     return i;

@@ -139,9 +139,14 @@ export class PatroniClient {
     // Patroni before 3.1 leaves the scope out of /cluster; /patroni has it.
     let scope = typeof c.scope === 'string' ? c.scope : undefined;
     if (scope === undefined) {
-      const me = await this.memberStatus(signal).catch(() => ({}) as Record<string, unknown>);
+      // No fallback on failure: a view without its scope cannot be compared with the others.
+      const me = await this.memberStatus(signal);
       const p = me.patroni as { scope?: unknown } | undefined;
       if (typeof p?.scope === 'string') scope = p.scope;
+      else
+        throw new ConnectionError(
+          `Patroni ${this.memberName}: neither /cluster nor /patroni names the scope`,
+        );
     }
     return {
       scope,

@@ -131,6 +131,16 @@ async function resolveOnce(inventory: Inventory, signal?: AbortSignal): Promise<
         replicas.push(host);
       }
     }
+    // Nothing may start on a cluster without a leader, or whose leader the inventory cannot name:
+    // a play on patroni_leader would silently do nothing.
+    if (!view.leader)
+      throw new Disagreement(
+        `Patroni cluster ${scope} has no leader (failover in progress, or the cluster is down)`,
+      );
+    if (!cluster.leader)
+      throw new ConnectionError(
+        `Patroni cluster ${scope}: its leader ${view.leader} is no host of the inventory (set patroni.member on the host whose Patroni name it is)`,
+      );
     out.clusters.push(cluster);
   }
   const order = [...inventory.hosts.keys()];

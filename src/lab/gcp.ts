@@ -3,7 +3,7 @@
 // it — so the GCP flavour of the snapshot-backup playbook runs on a laptop.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { PgrunbookError } from '../errors.js';
@@ -96,13 +96,18 @@ export function labGcpDown(dir: string): boolean {
   return true;
 }
 
+/** The pid file names a running emulator of this lab (not a process that reused the pid). */
 function alive(pidFile: string): boolean {
   if (!existsSync(pidFile)) return false;
   const pid = Number(readFileSync(pidFile, 'utf8'));
   try {
-    process.kill(pid, 0);
-    return true;
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (cmd.includes('gce-emulator.js') && cmd.includes(dirname(pidFile)) && !/^\d+ \(.*\) Z/.test(stat))
+      return true;
   } catch {
-    return false;
+    // no such process
   }
+  rmSync(pidFile, { force: true });
+  return false;
 }

@@ -135,9 +135,10 @@ export class Executor {
     try {
       for (const play of playbook.plays) {
         if (this.#fatal || this.interrupted) break;
-        if (usesDynamicGroups([play], this.#o.limit)) {
+        const dynamic = usesDynamicGroups([play], this.#o.limit);
+        if (dynamic) {
           // Who leads is a fact of the moment: a later play asks again (the run may have switched over).
-          if (this.#groupsFresh) this.#groupsFresh = false;
+          if (this.#groupsFresh && play.index === 0) this.#groupsFresh = false;
           else {
             try {
               const g = await resolvePatroniGroups(inventory, this.#stop.signal);
@@ -150,6 +151,12 @@ export class Executor {
           }
         }
         const hosts = playHosts(play, inventory, this.#o.limit);
+        if (dynamic && hosts.length === 0) {
+          this.#fail(
+            `play "${play.name}": ${play.hosts} resolved to no host (${describePatroniGroups(inventory.dynamic!).join('; ')}): refusing to report success for a play that did nothing`,
+          );
+          break;
+        }
         bus.emit({ type: 'play_started', play: play.index, name: play.name, hosts });
         for (const h of hosts) {
           if (!this.#scopes.has(h))
@@ -281,8 +288,21 @@ export class Executor {
   async #approve(n: StepNode, hosts: string[], gate: true | string): Promise<boolean> {
     const scope = this.#scopes.get(hosts[0]!)!.scope();
     const title = renderText(n.title, scope);
-    const asked = gate === true ? `Proceed with "${title}"` : renderText(gate, scope);
-    const question = `${asked.replace(/\?\s*$/, '')} — on ${hosts.join(', ')}? [y/N] `;
+    // Rendered per host: hosts whose question differs (another candidate, another cluster) each
+    // show theirs, so nobody approves a text they did not see.
+    const askedOn = (h: string) => {
+      const sc = this.#scopes.get(h)!.scope();
+      return (gate === true ? `Proceed with "${renderText(n.title, sc)}"` : renderText(gate, sc)).replace(
+        /\?\s*$/,
+        '',
+      );
+    };
+    const texts = new Map<string, string[]>();
+    for (const h of hosts) texts.set(askedOn(h), [...(texts.get(askedOn(h)) ?? []), h]);
+    const question =
+      texts.size === 1
+        ? `${[...texts.keys()][0]} — on ${hosts.join(', ')}? [y/N] `
+        : `${[...texts].map(([q, hs]) => `${q} — on ${hs.join(', ')}`).join('\n')}\nAll of the above? [y/N] `;
     if (this.#o.yes) {
       this.#o.bus.emit({ type: 'approval', address: n.address, title, approved: true, by: '--yes' });
       return true;

@@ -322,7 +322,8 @@ describe('gcp.snapshot against the Compute emulator', () => {
 
   it('regional disks are snapshotted through regionDisks, and a detached disk is re-attached by the undo', async () => {
     await gce.addDisk({ name: 'db1-wal', region: 'europe-west1', sizeGb: 10 });
-    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+    // detach_disk always asks: --yes answers.
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], {
       cwd: workdir({
         'inv.yml': inventory(', disks: [{ name: db1-wal, region: europe-west1 }]'),
         'pb.yml': `

@@ -215,7 +215,8 @@ describe('Patroni leader discovery and guard', () => {
       patroni.reinit: { timeout: 120 }
 `,
     });
-    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    // reinit wipes a data directory: it always asks (here --yes answers).
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], { cwd });
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const ev = events(r.stdout);
     expect(outputsOf(ev, 'rs')).toMatchObject({ restarted: true });
@@ -239,7 +240,7 @@ describe('Patroni leader discovery and guard', () => {
       'inv.yml': inventory(),
       'pb.yml': '- name: wrong\n  hosts: patroni_leader\n  steps:\n    - patroni.reinit: {}\n',
     });
-    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], { cwd });
     expect(r.code).toBe(1);
     const failed = events(r.stdout).find((e) => e.type === 'step_finished' && e.status === 'failed')!;
     expect(String(failed.error)).toContain('is the leader: only a replica can be reinitialised');
@@ -258,7 +259,7 @@ describe('Patroni leader discovery and guard', () => {
   hosts: ${hostOf(cluster.members[0]!.name)}
   steps:
     - id: rm
-      patroni.remove_cluster: { scope: ${cluster.scope} }
+      patroni.remove_cluster: { scope: ${cluster.scope}, recheck_seconds: 3 }
 `,
     });
     const plan = await runCli(['plan', 'pb.yml', '-i', 'inv.yml'], { cwd });

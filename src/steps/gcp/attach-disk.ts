@@ -81,6 +81,9 @@ export const attachDisk = defineStep({
 const DetachParams = Type.Object(
   {
     device_name: Type.String({ minLength: 1 }),
+    force: Type.Optional(
+      Type.Boolean({ description: 'detach even a disk the inventory marks pgdata: true (default false)' }),
+    ),
     instance: Type.Optional(Type.String({ minLength: 1, description: "default: the host's instance" })),
     timeout: Type.Optional(Type.Number({ minimum: 1, description: 'seconds (default 300)' })),
   },
@@ -100,6 +103,7 @@ export const detachDisk = defineStep({
   outputs: DetachOutputs,
   mutating: true,
   undoSummary: 'attach the same disk again under the same device name',
+  confirm: (p) => `Detach ${String(p.device_name)} from the instance?`,
   plan(ctx, p) {
     const s = gcpOf(ctx);
     const inst = instanceUrl(s, p.instance ?? s.instance);
@@ -129,6 +133,13 @@ export const detachDisk = defineStep({
     const att = (inst.disks ?? []).find((d) => d.deviceName === p.device_name);
     if (!att?.source) throw new StepFailure(`no disk attached to ${instance} as ${p.device_name}`);
     if (att.boot) throw new StepFailure(`${p.device_name} is ${instance}'s boot disk: refusing to detach it`);
+    // Pulling PGDATA from under a running PostgreSQL crashes it.
+    const ref = diskRefOf(att.source, s.zone);
+    const marked = s.disks?.find((x) => x.name === ref.name && x.pgdata);
+    if (marked && !p.force && instance === s.instance)
+      throw new StepFailure(
+        `${p.device_name} is ${ref.name}, which the inventory marks pgdata: true: refusing to detach it (force: true if PostgreSQL is stopped)`,
+      );
     const op = await compute.detachDisk(instance, p.device_name, newRequestId(), ctx.signal);
     await compute.waitDone(op, {
       timeoutMs: (p.timeout ?? 300) * 1000,

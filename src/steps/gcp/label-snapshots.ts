@@ -68,13 +68,19 @@ export default defineStep({
       const snap = await compute.findSnapshot(name, ctx.signal);
       if (!snap) throw new StepFailure(`snapshot ${name} not found`);
       previous[name] = { ...(snap.labels ?? {}) } as Record<string, string>;
-      const op = await compute.setSnapshotLabels(
-        name,
-        { ...previous[name], ...labelsOf(p.labels) },
-        snap.labelFingerprint ?? '',
-        ctx.signal,
-      );
-      await compute.waitDone(op, { timeoutMs: 300_000, signal: ctx.signal, what: `setLabels on ${name}` });
+      const wanted = { ...previous[name], ...labelsOf(p.labels) };
+      try {
+        const op = await compute.setSnapshotLabels(name, wanted, snap.labelFingerprint ?? '', ctx.signal);
+        await compute.waitDone(op, { timeoutMs: 300_000, signal: ctx.signal, what: `setLabels on ${name}` });
+      } catch (err) {
+        // A retry after a lost answer meets the new fingerprint (412): fine if the labels are set.
+        const now =
+          (err as { status?: number }).status === 412
+            ? await compute.findSnapshot(name, ctx.signal)
+            : undefined;
+        const set = now && Object.entries(wanted).every(([k, v]) => now.labels?.[k] === v);
+        if (!set) throw err;
+      }
       ctx.log(
         `snapshot ${name} labeled ${Object.entries(labelsOf(p.labels))
           .map(([k, v]) => `${k}=${v}`)

@@ -6,7 +6,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import type { GcpDiskRef } from '../../connections/gcp-settings.js';
 import { StepFailure } from '../../errors.js';
-import { mapLimit } from '../../util/semaphore.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
 import {
   computeOf,
@@ -154,7 +153,28 @@ export default defineStep({
     const disks = s.disks ?? (await discover(ctx));
     if (disks.length === 0) throw new StepFailure(`instance ${s.instance} has no data disk to snapshot`);
     ctx.log(`disks: ${disks.map((d) => `${d.name}${d.deviceName ? ` (${d.deviceName})` : ''}`).join(', ')}`);
-    const taken = await mapLimit(disks, p.sequential ? 1 : disks.length, (d) => snapshotOne(ctx, p, d));
+    // Every disk's outcome is awaited: a failed sibling must not leave others running unobserved,
+    // and what was taken is deleted again (the step fails, so no undo will be pushed for it).
+    const settled = p.sequential
+      ? await (async () => {
+          const out: PromiseSettledResult<Out['snapshots'][number]>[] = [];
+          for (const d of disks) {
+            const r = await snapshotOne(ctx, p, d).then(
+              (value) => ({ status: 'fulfilled' as const, value }),
+              (reason: unknown) => ({ status: 'rejected' as const, reason }),
+            );
+            out.push(r);
+            if (r.status === 'rejected') break;
+          }
+          return out;
+        })()
+      : await Promise.allSettled(disks.map((d) => snapshotOne(ctx, p, d)));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const taken = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (failed) {
+      await removeOwn(ctx, taken);
+      throw failed.reason;
+    }
     return {
       provider: 'gcp' as const,
       id: taken.map((t) => t.name).join(','),
@@ -214,15 +234,23 @@ async function discover(ctx: ApplyContext): Promise<GcpDiskRef[]> {
 async function snapshotOne(ctx: ApplyContext, p: P, d: GcpDiskRef): Promise<Out['snapshots'][number]> {
   const { newRequestId, GceError } = await gcpModule();
   const compute = await computeOf(ctx);
-  const s = gcpOf(ctx);
   const name = resourceName(p.name_prefix ?? 'pgrb', p.backup_id, d.name);
   const timeoutMs = (p.timeout ?? 1800) * 1000;
   const runId = runIdOf(ctx);
   // A re-run (resume) of the same backup finds its snapshot instead of making a second one.
-  let snap = await compute.findSnapshot(name, ctx.signal);
+  const snap = await compute.findSnapshot(name, ctx.signal);
   let created = false;
   if (snap) {
     const owner = snap.labels?.[RUN_LABEL];
+    // Names are global to the project and slugs can collide: adopt only this disk's, this host's.
+    const fromDisk = String(snap.sourceDisk ?? '').endsWith(compute.diskPath(d));
+    if (
+      owner === labelValue(runId) &&
+      (!fromDisk || snap.labels?.['pgrb-host'] !== labelValue(ctx.host.name))
+    )
+      throw new StepFailure(
+        `snapshot ${name} exists from this run but of another disk or host (${snap.sourceDisk}): names collide; set a distinct backup_id per host`,
+      );
     if (owner !== labelValue(runId))
       throw new StepFailure(
         `a snapshot named ${name} already exists${owner ? ` (made by run ${owner})` : ''}: choose another backup_id or delete it`,
@@ -258,9 +286,47 @@ async function snapshotOne(ctx: ApplyContext, p: P, d: GcpDiskRef): Promise<Out[
     } catch (err) {
       if (err instanceof GceError)
         throw new StepFailure(`snapshot ${name} of disk ${d.name} failed: ${err.message}`);
-      throw err;
+      // Still running in GCE: deleting now would race it. Say what may be left behind.
+      throw new StepFailure(
+        `${(err as Error).message}; the operation may still create ${name}: \`pgrunbook resume\` adopts it, else delete it by hand`,
+      );
     }
   }
+  try {
+    return await untilReady(ctx, p, d, name, created);
+  } catch (err) {
+    if (created) await removeOwn(ctx, [{ name }]);
+    throw err;
+  }
+}
+
+/** Best-effort delete of snapshots this step made before it failed; never throws. */
+async function removeOwn(ctx: ApplyContext, snaps: { name: string }[]): Promise<void> {
+  const { newRequestId } = await gcpModule();
+  const compute = await computeOf(ctx);
+  for (const t of snaps) {
+    try {
+      // Without the step's signal: after Ctrl-C the clean-up still has to happen.
+      const op = await compute.deleteSnapshot(t.name, newRequestId());
+      if (op) await compute.waitDone(op, { timeoutMs: 600_000, what: `delete ${t.name}` });
+      ctx.log(`snapshot ${t.name} deleted (the step failed)`);
+    } catch (err) {
+      ctx.log(`snapshot ${t.name} could NOT be deleted: ${(err as Error).message}; delete it by hand`);
+    }
+  }
+}
+
+async function untilReady(
+  ctx: ApplyContext,
+  p: P,
+  d: GcpDiskRef,
+  name: string,
+  created: boolean,
+): Promise<Out['snapshots'][number]> {
+  const compute = await computeOf(ctx);
+  const s = gcpOf(ctx);
+  const timeoutMs = (p.timeout ?? 1800) * 1000;
+  let snap: Awaited<ReturnType<typeof compute.findSnapshot>>;
   // DONE is not READY: the upload can still be going on.
   const deadline = Date.now() + timeoutMs;
   let last = '';

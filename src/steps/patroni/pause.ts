@@ -87,11 +87,21 @@ export default defineStep({
     try {
       await waitForPause(ctx, cluster, true, p.timeout ?? 30);
     } catch (err) {
-      // Half a pause is worse than none: nothing after this step runs, so take it back.
-      await client.patchConfig({ pause: null }).catch(() => {});
-      throw new StepFailure(
-        `${(err as Error).message}; the pause was withdrawn (PATCH /config {"pause": null})`,
-      );
+      // Half a pause is worse than none: nothing after this step runs, so take it back — and say
+      // plainly if that did not work, since no undo will be registered for a failed step.
+      let withdrawn = 'the pause was withdrawn (PATCH /config {"pause": null})';
+      try {
+        await client.patchConfig({ pause: null });
+        // The members that never acknowledged cannot confirm the withdrawal either.
+        const answering = {
+          ...cluster,
+          members: cluster.members.filter((m) => !String(err).includes(m.name)),
+        };
+        await waitForPause(ctx, answering, false, p.timeout ?? 30);
+      } catch (again) {
+        withdrawn = `THE PAUSE IS STILL IN PLACE: withdrawing it failed (${(again as Error).message}); resume by hand: patronictl resume`;
+      }
+      throw new StepFailure(`${(err as Error).message}; ${withdrawn}`);
     }
     ctx.log(`cluster ${cluster.scope} paused; acknowledged by ${base.members.join(', ')}`);
     return { paused_by_run: true, ...base };

@@ -35,6 +35,7 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   undoSummary: "none: the replica's old data directory is gone once Patroni starts the clone",
+  confirm: () => 'Wipe this replica’s data directory and clone it again from the leader?',
   plan(ctx, p) {
     const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
     return {
@@ -56,6 +57,12 @@ export default defineStep({
     const me = await client.memberStatus(ctx.signal);
     if (LEADS.includes(String(me.role)))
       throw new StepFailure(`${client.memberName} is the leader: only a replica can be reinitialised`);
+    const cluster = await client.cluster(ctx.signal);
+    const leader = cluster.members.find((m) => m.name === cluster.leader);
+    if (!leader || leader.state !== 'running')
+      throw new StepFailure(
+        `no running leader to clone from (${cluster.leader ?? 'no leader'}${leader ? `, ${leader.state}` : ''}): not wiping ${client.memberName}`,
+      );
     const message = await post(ctx, client, '/reinitialize', { force: p.force === true });
     ctx.log(`Patroni: ${message}`);
     // A clone ends with a new postmaster: an old "running" is not taken for the end of it.

@@ -2,6 +2,7 @@
 // after pg_upgrade gave the data a new system identifier. Patroni's REST API has no such call, so
 // this runs patronictl over the host's transport, answering its three questions on stdin. Always
 // behind an approval gate; refuses while members still run unless told otherwise.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
@@ -14,6 +15,13 @@ const Params = Type.Object(
       minLength: 1,
       description: "the cluster's name (Patroni `scope`), written out as patronictl itself asks for it",
     }),
+    recheck_seconds: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description:
+          "seconds to wait before checking nothing re-registered (default 10, above Patroni's loop_wait)",
+      }),
+    ),
     allow_running: Type.Optional(
       Type.Boolean({
         description:
@@ -95,10 +103,13 @@ export default defineStep({
       }
     };
     const before = await list();
-    const running = before.filter((m) => /running|streaming|starting/i.test(m.State ?? ''));
-    if (running.length && !p.allow_running)
+    // A member key outlives a clean Patroni stop (state "stopped") until its TTL; any other state
+    // (running, restarting, stopping, creating replica…) is a Patroni that may claim the cluster
+    // again after the wipe.
+    const alive = before.filter((m) => (m.State ?? '') !== 'stopped');
+    if (alive.length && !p.allow_running)
       throw new StepFailure(
-        `members of ${p.scope} still run: ${running.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ')}. Stop Patroni on every member first, or set allow_running: true`,
+        `members of ${p.scope} still run: ${alive.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ')}. Stop Patroni on every member first, or set allow_running: true`,
       );
     const leader = before.find((m) => /leader/i.test(m.Role ?? ''))?.Member;
     ctx.log(
@@ -113,7 +124,9 @@ export default defineStep({
       throw new StepFailure(
         `patronictl remove failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-800)}`,
       );
-    const after = await list();
+    // A Patroni still alive re-registers within its loop_wait: look again after that.
+    await sleep((p.recheck_seconds ?? 10) * 1000, undefined, { signal: ctx.signal });
+    const after = (await list()).filter((m) => (m.State ?? '') !== 'stopped');
     if (after.length)
       throw new StepFailure(
         `patronictl remove exited 0 but the DCS still lists ${after.map((m) => m.Member).join(', ')} (a member re-registered: is Patroni still running?)`,

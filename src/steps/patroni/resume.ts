@@ -1,5 +1,6 @@
-// `patroni.resume`: leave maintenance mode, verified on every member. By default only a pause
-// made by this run is resumed, so a clean-up in `always` never unpauses someone else's pause.
+// `patroni.resume`: leave maintenance mode, verified on every member. With `paused_by` (the
+// pause step's outputs) only a pause made by this run is resumed, so a clean-up in `always` never
+// unpauses someone else's; without it, any pause is ended (the operator ending maintenance).
 import { Type } from '@sinclair/typebox';
 import { defineStep } from '../define.js';
 import { clientOf, waitForPause } from './members.js';

@@ -3,7 +3,7 @@
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
-import { clientOf, memberClient, post, waitForMember } from './members.js';
+import { clientOf, memberClient, waitForMember } from './members.js';
 
 const Params = Type.Object(
   {
@@ -87,14 +87,22 @@ export default defineStep({
       };
     }
     // Patroni answers once the DCS shows the new leader (it polls for up to ~10 s itself).
-    const message = await post(
-      ctx,
-      client,
+    // Patroni answers after polling ~20 s itself; "status unknown" (503) means still in progress.
+    const r = await client.send(
+      'POST',
       '/switchover',
       { leader: from, candidate: p.candidate },
-      Math.max(60, p.timeout ?? 120),
+      ctx.signal,
+      Math.max(60, p.timeout ?? 120) * 1000,
     );
-    ctx.log(`Patroni: ${message}`);
+    const message = r.body.trim().slice(0, 500);
+    if (!(r.status >= 200 && r.status < 300) && !(r.status === 503 && /status unknown/i.test(message)))
+      throw new StepFailure(
+        `Patroni ${client.memberName}: POST /switchover answered ${r.status}: ${message || '(no text)'}`,
+      );
+    ctx.log(
+      `Patroni: ${message}${r.status === 503 ? ' — still in progress: waiting for the candidate to lead' : ''}`,
+    );
     if (!target.apiUrl)
       throw new StepFailure(`${p.candidate} has no api_url in /cluster: cannot confirm it leads`);
     const st = await waitForMember(

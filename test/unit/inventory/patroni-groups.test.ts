@@ -209,6 +209,38 @@ describe('resolvePatroniGroups', () => {
     ]);
   });
 
+  it('Patroni 3.0 during a switchover: a member whose /patroni fails is silent, not a cluster of its own', async () => {
+    // pg1 still says it leads, but its /patroni does not answer (demoting); pg2 already leads.
+    const a = await fakePatroni({
+      '/cluster': cluster3([
+        { name: 'pg1', role: 'leader', timeline: 3 },
+        { name: 'pg2', role: 'replica', timeline: 3 },
+      ]),
+    });
+    const b = await fakePatroni({
+      '/cluster': cluster3([
+        { name: 'pg1', role: 'replica', timeline: 4 },
+        { name: 'pg2', role: 'leader', timeline: 4 },
+      ]),
+      '/patroni': memberStatus({ role: 'master', scope: 'batman', version: '3.0.2', timeline: 4 }),
+    });
+    const g = await resolvePatroniGroups(inventory(host('pg1', a.url), host('pg2', b.url)), undefined, 0);
+    expect(g.groups).toEqual({ patroni_leader: ['pg2'], patroni_replicas: ['pg1'] });
+    expect(g.clusters).toHaveLength(1);
+  });
+
+  it('a cluster without a leader is refused (after settling), never an empty patroni_leader', async () => {
+    const members = [
+      { name: 'db1', role: 'replica', timeline: 2 },
+      { name: 'db2', role: 'replica', timeline: 2 },
+    ];
+    const a = await member4('demo', 'db1', 'replica', members);
+    const b = await member4('demo', 'db2', 'replica', members);
+    await expect(
+      resolvePatroniGroups(inventory(host('db1', a.url), host('db2', b.url)), undefined, 300),
+    ).rejects.toThrow('Patroni cluster demo has no leader');
+  });
+
   it('Patroni 4.x: scope in /cluster (no /patroni needed); sync_standby and quorum_standby are replicas', async () => {
     const members = [
       { name: 'db1', role: 'sync_standby', timeline: 7 },
@@ -254,10 +286,11 @@ describe('resolvePatroniGroups', () => {
     expect(mapped.clusters).toEqual([
       { scope: 'demo', leader: 'db-b', timeline: 5, replicas: ['db-a'], unknownMembers: [] },
     ]);
-    // Without the mapping, no member is known by the host names.
-    const unmapped = await resolvePatroniGroups(inventory(host('db-a', a.url), host('db-b', b.url)));
-    expect(unmapped.groups).toEqual({ patroni_leader: [], patroni_replicas: [] });
-    expect(unmapped.clusters).toEqual([{ scope: 'demo', replicas: [], unknownMembers: ['pg1', 'pg2'] }]);
+    // Without the mapping no member is known by the host names: refused rather than an empty
+    // patroni_leader that would make a play silently do nothing.
+    await expect(resolvePatroniGroups(inventory(host('db-a', a.url), host('db-b', b.url)))).rejects.toThrow(
+      'its leader pg2 is no host of the inventory (set patroni.member',
+    );
   });
 
   it('lists members that are not in the inventory as unknownMembers', async () => {
