@@ -26,6 +26,7 @@ import patroniStatus from './patroni/status.js';
 import patroniSwitchover from './patroni/switchover.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
+import pgControldata from './pg/controldata.js';
 import pgQuery from './pg/query.js';
 
 const all: AnyStep[] = [
@@ -38,6 +39,7 @@ const all: AnyStep[] = [
   pause,
   backupStart,
   backupStop,
+  pgControldata,
   fsSnapshot,
   writeLabels,
   verifyStep,
