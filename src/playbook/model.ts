@@ -41,7 +41,7 @@ export const CommonSchema = Type.Object(
     requires_leader: Type.Optional(
       Type.Union([Type.Boolean(), Type.Literal('if_patroni')], {
         description:
-          'true: just before the step, ask Patroni that this host still leads, and refuse the step if not; ' +
+          'true, false or if_patroni. true: just before the step, ask Patroni that this host still leads, and refuse the step if not; ' +
           'if_patroni: the same on hosts with patroni settings, no check on hosts without (single servers)',
       }),
     ),

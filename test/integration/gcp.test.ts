@@ -354,4 +354,51 @@ describe('gcp.snapshot against the Compute emulator', () => {
     ).toContain('pgdata');
     expect(gce.requests().filter((q) => q.path.endsWith('/instances/db1/detachDisk'))).toHaveLength(1);
   }, 60_000);
+  it('gcp.detach_disk refuses the disk the inventory marks pgdata, and detaches from the instance it names', async () => {
+    const pb = (extra: string) => `
+- name: detach
+  hosts: db1
+  steps:
+    - id: detach
+      gcp.detach_disk: { device_name: pgdata${extra} }
+`;
+    const guarded = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], {
+      cwd: workdir({
+        'inv.yml': inventory(', disks: [{ name: db1-data, device_name: pgdata, pgdata: true }]'),
+        'pb.yml': pb(''),
+      }),
+    });
+    expect(guarded.code).toBe(1);
+    expect(String(events(guarded.stdout).find((e) => e.type === 'step_finished')!.error)).toContain(
+      'which the inventory marks pgdata: true: refusing to detach it',
+    );
+    expect(
+      gce
+        .instances()
+        .find((i) => i.name === 'db1')!
+        .disks!.map((d) => d.deviceName),
+    ).toContain('pgdata');
+
+    // Another instance, named in the step: its own disk is the one looked up and detached.
+    await gce.addDisk({ name: 'restore-vm-data', zone: ZONE, sizeGb: 10 });
+    await gce.addInstance({
+      name: 'restore-vm',
+      zone: ZONE,
+      disks: [{ deviceName: 'pgdata', disk: 'restore-vm-data' }],
+    });
+    const other = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], {
+      cwd: workdir({ 'inv.yml': inventory(), 'pb.yml': pb(', instance: restore-vm') }),
+    });
+    expect(failedLines(other.stdout), other.stderr).toBe('');
+    expect(outputsOf<{ source: string }>(events(other.stdout), 'detach').source).toMatch(
+      /\/disks\/restore-vm-data$/,
+    );
+    expect(gce.instances().find((i) => i.name === 'restore-vm')!.disks ?? []).toEqual([]);
+    expect(
+      gce
+        .instances()
+        .find((i) => i.name === 'db1')!
+        .disks!.map((d) => d.deviceName),
+    ).toContain('pgdata');
+  }, 60_000);
 });
