@@ -18,6 +18,7 @@ export function parseCommandArgs(argv: string[]) {
         output: { type: 'string' },
         report: { type: 'string' },
         check: { type: 'boolean' },
+        'assume-leader': { type: 'string' },
         yes: { type: 'boolean', short: 'y' },
         write: { type: 'boolean' },
         markdown: { type: 'boolean' },

@@ -8,7 +8,7 @@ const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
 
 Usage:
   pgrunbook validate PLAYBOOK [-i INVENTORY] [-e k=v]...
-  pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check] [--limit PATTERN] [-e k=v]...
+  pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check | --assume-leader HOST] [--limit PATTERN] [-e k=v]...
   pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [-e k=v]...
   pgrunbook resume RUN_ID [--yes] [--output plain|json] [--report FILE.md]
   pgrunbook schema [playbook|inventory] [--write]
@@ -44,7 +44,14 @@ async function main(argv: string[]): Promise<number> {
       const { planCommand } = await import('./commands/plan.js');
       return planCommand(
         need('a PLAYBOOK'),
-        { inventory: v.inventory, extraVars, limit: v.limit, format: v.format, check: v.check },
+        {
+          inventory: v.inventory,
+          extraVars,
+          limit: v.limit,
+          format: v.format,
+          check: v.check,
+          assumeLeader: v['assume-leader'],
+        },
         out,
       );
     }

@@ -5,7 +5,7 @@ import { describePatroniGroups, usesDynamicGroups } from '../inventory/patroni-g
 import { matchHosts } from '../inventory/patterns.js';
 import { evaluate, renderText, truthy, Unknown } from '../playbook/expressions.js';
 import { type Node, type Play, type Playbook, walk } from '../playbook/model.js';
-import { HostScope, type RunInfo } from '../runner/scope.js';
+import { groupsOf, HostScope, type RunInfo } from '../runner/scope.js';
 import {
   confirmOf,
   isMutating,
@@ -52,6 +52,10 @@ export type PlanNode =
       ignoreErrors: boolean;
       /** requires_leader: Patroni is asked just before the step that the host still leads */
       requiresLeader?: boolean;
+      /** downtime: true — runs while writes are stopped */
+      downtime?: boolean;
+      /** point_of_no_return: true, or the recovery it names */
+      pointOfNoReturn?: true | string;
       hosts: HostStepPlan[];
     }
   | {
@@ -121,12 +125,14 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
   const run: RunInfo = { id: '(known after apply)', started_at: '(known after apply)', check: true };
   const facts = opts.facts ?? {};
   const scopes = new Map<string, HostScope>();
+  const world = { scopes, groups: () => groupsOf(inventory) };
   const problems: string[] = [];
   const plays: PlannedPlay[] = [];
   for (const play of playbook.plays) {
     const hosts = playHosts(play, inventory, opts.limit);
     for (const h of hosts) {
-      if (!scopes.has(h)) scopes.set(h, new HostScope(inventory.hosts.get(h)!, run, opts.extraVars ?? {}));
+      if (!scopes.has(h))
+        scopes.set(h, new HostScope(inventory.hosts.get(h)!, run, opts.extraVars ?? {}, world));
       const sc = scopes.get(h)!;
       // Registered outputs exist only after apply: in a plan they are Unknown.
       for (const s of walk([...play.steps, ...play.rescue, ...play.always])) {
@@ -173,11 +179,15 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
             facts: facts[h] ?? {},
             unknown: r.unknownParams,
             evaluate: (e: string) => evaluate(e, scope),
+            peer: (name: string) => inventory.hosts.get(name),
           };
           const plan = def.plan(ctx, r.params);
           if (n.common.undo === 'never' && plan.undo)
             plan.undo = { action: 'none: undo: never (the change stays if the run fails)', ops: [] };
-          if (def.setsFacts && !r.unknown) Object.assign(sc.facts, r.params);
+          // A fact known only after apply stays a name later steps may use, shown as unknown.
+          if (def.setsFacts)
+            for (const [k, v] of Object.entries(r.params))
+              sc.facts[k] = r.unknownParams.has(k) ? new Unknown(k) : v;
           const hp: HostStepPlan = { host: h, status, when, plan, mutating: isMutating(def, r.params) };
           if (opts.previews && def.preview && !plan.noop) {
             if (r.unknownParams.size > 0)
@@ -221,6 +231,11 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
           (n.common.requires_leader === 'if_patroni' &&
             perHost.some((h) => inventory.hosts.get(h.host)?.patroni))
             ? true
+            : undefined,
+        downtime: n.common.downtime === true ? true : undefined,
+        pointOfNoReturn:
+          n.common.point_of_no_return === true || typeof n.common.point_of_no_return === 'string'
+            ? (n.common.point_of_no_return as true | string)
             : undefined,
         hosts: perHost,
       };

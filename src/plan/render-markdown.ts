@@ -27,13 +27,20 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
     counter.n++;
     const flags = [
       n.type,
+      n.downtime ? 'downtime' : '',
       n.confirm ? 'needs approval' : '',
       n.requiresLeader ? 'requires leader' : '',
       n.mutating && n.undoMode === 'never' ? 'undo: never' : '',
     ]
       .filter(Boolean)
       .join(', ');
-    out.push(`#### ${counter.n}. ${n.title} (\`${flags}\`)`, '');
+    out.push(`#### ${counter.n}. ${n.downtime ? '⏱ ' : ''}${n.title} (\`${flags}\`)`, '');
+    if (n.pointOfNoReturn)
+      out.push(
+        `> **⚠ Point of no return.** A failure before this step undoes everything above automatically; from this step on nothing before it is undone${typeof n.pointOfNoReturn === 'string' ? `, and recovery is ${n.pointOfNoReturn}` : ''}.`,
+        '',
+      );
+    if (n.confirm) out.push(`Approval asked: *${n.confirm}*`, '');
     for (const h of n.hosts) out.push(`- [ ] \`${h.host}\` — ${h.status === 'runs' ? 'done' : h.status}`);
     out.push('');
     for (const g of groupHosts(n.hosts)) {
@@ -55,6 +62,14 @@ export function renderPlanMarkdown(plan: Plan): string {
     if (f.pg) out.push(`- \`${h}\`: PostgreSQL ${f.pg.version}, ${f.pg.inRecovery ? 'standby' : 'primary'}`);
   }
   for (const l of plan.dynamicGroups?.lines ?? []) out.push(`- ${l}`);
+  const marked = allSteps(plan.plays.flatMap((p) => [...p.steps, ...p.rescue, ...p.always]));
+  const down = marked.filter((n) => n.downtime).length;
+  if (down) out.push(`- Downtime: the ${down} step(s) marked ⏱ run while the database accepts no writes`);
+  const ponr = marked.find((n) => n.pointOfNoReturn);
+  if (ponr)
+    out.push(
+      `- Point of no return: "${ponr.title}"; before it a failure is undone automatically${typeof ponr.pointOfNoReturn === 'string' ? `, after it recovery is ${ponr.pointOfNoReturn}` : ''}`,
+    );
   out.push('');
   plan.plays.forEach((play, i) => {
     out.push(`### Play ${i + 1}: ${play.name}`, '');
@@ -75,4 +90,10 @@ export function renderPlanMarkdown(plan: Plan): string {
   });
   if (plan.problems.length) out.push('### Problems', '', ...plan.problems.map((p) => `- ${p}`), '');
   return `${redact(out.join('\n'))}\n`;
+}
+
+type StepNode = Extract<PlanNode, { kind: 'step' }>;
+
+function allSteps(list: PlanNode[]): StepNode[] {
+  return list.flatMap((n) => (n.kind === 'step' ? [n] : allSteps([...n.block, ...n.rescue, ...n.always])));
 }

@@ -72,6 +72,8 @@ export function groupHosts(hosts: HostStepPlan[]): { hosts: string[]; lines: str
 
 function stepHeader(n: Extract<PlanNode, { kind: 'step' }>): string {
   const tags: string[] = [n.type];
+  if (n.pointOfNoReturn) tags.push('POINT OF NO RETURN');
+  if (n.downtime) tags.push('downtime');
   if (n.confirm) tags.push('needs approval');
   if (n.requiresLeader) tags.push('only while this host is the Patroni leader');
   if (n.retries) tags.push(`retries ${n.retries}`);
@@ -100,6 +102,10 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
     counter.n++;
     out.push(`${pad}${counter.n}. ${stepHeader(n)}`);
     if (n.confirm) out.push(`${pad}   approval: ${n.confirm}`);
+    if (n.pointOfNoReturn)
+      out.push(
+        `${pad}   point of no return: steps before this one are undone automatically only if the run fails before it${typeof n.pointOfNoReturn === 'string' ? `; after it, recovery is ${n.pointOfNoReturn}` : ''}`,
+      );
     if (n.requiresLeader)
       out.push(
         `${pad}   guard: GET /patroni and GET /cluster just before; refused if the host no longer leads`,

@@ -5,13 +5,13 @@ import type { PathSeg, SourceDoc } from './load.js';
 const Expr = (description: string) => Type.String({ minLength: 1, description });
 
 /** Names every template can use without declaring them. */
-export const BUILTIN_NAMES = ['host', 'run', 'vars'] as const;
+export const BUILTIN_NAMES = ['host', 'run', 'vars', 'hostvars', 'groups'] as const;
 
 /**
  * Names pgrunbook sets itself (`result` inside `until`): a step id or register, a set_fact name or
  * a play variable may not take them, or it would hide them.
  */
-export const RESERVED_NAMES = ['run', 'host', 'vars', 'result'] as const;
+export const RESERVED_NAMES = ['run', 'host', 'vars', 'hostvars', 'groups', 'result'] as const;
 
 /** Keys every step may carry besides its one step-type key. */
 export const CommonSchema = Type.Object(
@@ -36,6 +36,18 @@ export const CommonSchema = Type.Object(
     confirm: Type.Optional(
       Type.Union([Type.Boolean(), Type.String({ minLength: 1 })], {
         description: 'true or a question for the operator',
+      }),
+    ),
+    downtime: Type.Optional(
+      Type.Boolean({
+        description:
+          'the step runs while the database accepts no writes: the plan marks it, for the downtime estimate',
+      }),
+    ),
+    point_of_no_return: Type.Optional(
+      Type.Union([Type.Boolean(), Type.String({ minLength: 1 })], {
+        description:
+          'true or what to do instead (e.g. the rollback playbook). The step is behind an approval gate; once approved, what ran before it is no longer undone automatically: a later failure stops the run and reports the state',
       }),
     ),
     requires_leader: Type.Optional(

@@ -23,6 +23,11 @@ export class MarkdownReport {
     }
     if (end?.type === 'run_finished')
       out.push(`- Finished: ${end.ts} — **${end.status}** (exit ${end.exitCode})`);
+    for (const e of this.events)
+      if (e.type === 'point_of_no_return')
+        out.push(
+          `- Point of no return crossed at "${e.title}" (${e.dropped} earlier change(s) no longer undone automatically)${e.recovery ? `; recovery: ${e.recovery}` : ''}`,
+        );
     out.push(
       '',
       '## Steps',

@@ -31,6 +31,10 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
     }
     case 'approval':
       return [`${t} approval for "${e.title}": ${e.approved ? 'approved' : 'DECLINED'} (${e.by})`];
+    case 'point_of_no_return':
+      return [
+        `${t} POINT OF NO RETURN at "${e.title}": ${e.dropped} earlier change(s) will not be undone automatically${e.recovery ? `; recovery from here: ${e.recovery}` : ''}`,
+      ];
     case 'undo_pushed':
       return [`${t} ${e.host}: undo registered for "${e.title}": ${e.action}`];
     case 'interrupted':

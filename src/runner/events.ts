@@ -56,6 +56,7 @@ export type RunEvent =
       error?: string;
     }
   | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
+  | { type: 'point_of_no_return'; address: string; title: string; dropped: number; recovery?: string }
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
   | { type: 'interrupted'; signal: string }
   | { type: 'run_aborted'; reason: string }

@@ -21,7 +21,7 @@ import { type UndoEntry, UndoStack } from './compensation.js';
 import type { ConnectionPool } from './connections.js';
 import type { EventBus, RunStatus } from './events.js';
 import { checkLeader } from './leader-guard.js';
-import { HostScope, type RunInfo } from './scope.js';
+import { groupsOf, HostScope, type RunInfo } from './scope.js';
 
 /** Talks to the operator for approvals and prompts. */
 export interface Prompter {
@@ -69,6 +69,8 @@ export class Executor {
   readonly #o: RunOptions;
   readonly #undo = new UndoStack();
   readonly #scopes = new Map<string, HostScope>();
+  #ponr: { title: string; recovery?: string } | undefined;
+  readonly #world = { scopes: this.#scopes, groups: () => groupsOf(this.#o.inventory) };
   /** Aborted on a signal or when the run must stop at once (a held session died). */
   readonly #stop = new AbortController();
   /** Aborted by a second signal: the operator gives up on the clean-up in progress. */
@@ -160,7 +162,10 @@ export class Executor {
         bus.emit({ type: 'play_started', play: play.index, name: play.name, hosts });
         for (const h of hosts) {
           if (!this.#scopes.has(h))
-            this.#scopes.set(h, new HostScope(inventory.hosts.get(h)!, this.#o.run, this.#o.extraVars));
+            this.#scopes.set(
+              h,
+              new HostScope(inventory.hosts.get(h)!, this.#o.run, this.#o.extraVars, this.#world),
+            );
           try {
             this.#scopes.get(h)!.enterPlay(play.vars);
           } catch (err) {
@@ -274,6 +279,9 @@ export class Executor {
         return failed;
       }
     }
+    const ponr = n.common.point_of_no_return;
+    if ((ponr === true || typeof ponr === 'string') && !this.#stopping && !this.#fatal)
+      this.#crossPonr(n, ponr);
     await mapLimit(targets, forks, async (h) => {
       // With fewer forks than hosts, a fatal failure on one host stops the hosts still queued.
       if (!inAlways && (this.#stopping || (this.#fatal && !rescuable))) return;
@@ -283,6 +291,31 @@ export class Executor {
       }
     });
     return failed;
+  }
+
+  /**
+   * Past the point of no return, undoing earlier steps would do harm (an old cluster started on
+   * files the new one has changed): they become changes that remain, and a later failure stops
+   * the run with the recovery named.
+   */
+  #crossPonr(n: StepNode, ponr: true | string): void {
+    const recovery = typeof ponr === 'string' ? ponr : undefined;
+    const dropped = this.#undo.entries.splice(0);
+    for (const e of dropped)
+      this.#undo.permanent.push({
+        address: e.address,
+        title: e.title,
+        host: e.host,
+        why: `kept: past the point of no return at "${n.title}"`,
+      });
+    this.#ponr = { title: n.title, recovery };
+    this.#o.bus.emit({
+      type: 'point_of_no_return',
+      address: n.address,
+      title: n.title,
+      dropped: dropped.length,
+      recovery,
+    });
   }
 
   async #approve(n: StepNode, hosts: string[], gate: true | string): Promise<boolean> {
@@ -454,6 +487,7 @@ export class Executor {
       facts: {},
       unknown: new Set<string>(),
       evaluate: (e: string) => evaluate(e, sc.scope()),
+      peer: (name: string) => this.#o.inventory.hosts.get(name),
     };
     // What the undo will really do depends on what apply found (e.g. a file that existed).
     const planned = def.undoPlan ? def.undoPlan(pctx, params, outputs) : def.plan(pctx, params).undo;
@@ -503,6 +537,7 @@ export class Executor {
       unknown: new Set(),
       signal,
       evaluate: (e) => evaluate(e, sc.scope()),
+      peer: (name) => this.#o.inventory.hosts.get(name),
       transport: () => connections.transport(h),
       pg: () => connections.pg(h),
       sessions: {
@@ -608,6 +643,11 @@ export class Executor {
           `State unknown — these steps failed or were stopped while changing things; check them by hand: ${this.#unknown.map((u) => `${u.host}: "${u.title}" (${u.address}): ${u.error}`).join('; ')}.`,
         );
       }
+    }
+    if (failed && this.#ponr) {
+      summary.push(
+        `The run had passed its point of no return ("${this.#ponr.title}"): steps before it were not undone.${this.#ponr.recovery ? ` Recover with ${this.#ponr.recovery}.` : ''}`,
+      );
     }
     if (failed && this.#undo.permanent.length) {
       summary.push(

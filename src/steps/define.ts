@@ -36,6 +36,8 @@ export interface PlanContext {
   unknown: ReadonlySet<string>;
   /** Evaluates a bare expression in the step's scope (may yield Unknown in a plan). */
   evaluate(expr: string): unknown;
+  /** Another inventory host's settings (an upgrade's leader rsyncs to its replicas' addresses). */
+  peer(name: string): InventoryHost | undefined;
 }
 
 /** What preview() may use at `plan --check`: the host's transport for read-only commands. */
@@ -126,11 +128,14 @@ export type AnyStep = StepDefinition<any, any>;
  */
 export function confirmOf(
   def: AnyStep,
-  common: { confirm?: unknown },
+  common: { confirm?: unknown; point_of_no_return?: unknown },
   params: unknown,
 ): true | string | undefined {
-  if (common.confirm === true) return true;
   if (typeof common.confirm === 'string' && common.confirm) return common.confirm;
+  // Past a point of no return the run cannot put things back: nobody crosses it unasked.
+  if (common.point_of_no_return === true || typeof common.point_of_no_return === 'string')
+    return `POINT OF NO RETURN: once this step starts, nothing before it is undone automatically${typeof common.point_of_no_return === 'string' ? `; a failure from here on is recovered by ${common.point_of_no_return}` : ''}. Proceed`;
+  if (common.confirm === true) return true;
   // `confirm: false` cannot lift a step type's own gate.
   return def.confirm?.(asRecord(params));
 }

@@ -1,5 +1,6 @@
 // Every step type pgrunbook knows, by name. Adding a step type means adding it here.
 
+import backupRecover from './backup/recover.js';
 import { restoreStep, verifyStep } from './backup/verify.js';
 import writeLabels from './backup/write-labels.js';
 import chefDisable from './chef/disable.js';
@@ -17,6 +18,7 @@ import { attachDisk as gcpAttachDisk, detachDisk as gcpDetachDisk } from './gcp/
 import gcpDiskFromSnapshot from './gcp/disk-from-snapshot.js';
 import gcpLabelSnapshots from './gcp/label-snapshots.js';
 import gcpSnapshot from './gcp/snapshot.js';
+import patroniEditConfig from './patroni/edit-config.js';
 import patroniPause from './patroni/pause.js';
 import patroniReinit from './patroni/reinit.js';
 import patroniRemoveCluster from './patroni/remove-cluster.js';
@@ -27,7 +29,11 @@ import patroniSwitchover from './patroni/switchover.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
 import pgControldata from './pg/controldata.js';
+import pgCtl from './pg/ctl.js';
+import pgInitdb from './pg/initdb.js';
 import pgQuery from './pg/query.js';
+import pgSyncReplicas from './pg/sync-replicas.js';
+import pgUpgrade from './pg/upgrade.js';
 
 const all: AnyStep[] = [
   shell,
@@ -40,10 +46,16 @@ const all: AnyStep[] = [
   backupStart,
   backupStop,
   pgControldata,
+  pgCtl,
+  pgInitdb,
+  pgUpgrade,
+  pgSyncReplicas,
+  patroniEditConfig,
   fsSnapshot,
   writeLabels,
   verifyStep,
   restoreStep,
+  backupRecover,
   chefDisable,
   chefEnable,
   chefRun,

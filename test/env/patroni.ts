@@ -1,10 +1,22 @@
 import type { ChildProcess } from 'node:child_process';
-import { access, chown, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import {
+  access,
+  chmod,
+  chown,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { type EtcdServer, httpRequest } from './etcd.js';
-import { lookupUser, makeTempDir, SERVER_USER, spawnAs } from './osuser.js';
+import { lookupUser, makeTempDir, SERVER_USER, spawnAs, type UserInfo } from './osuser.js';
 import { freePort } from './ports.js';
 import { archiveCommandFor, type PgVersion, pgBinDir } from './postgres.js';
 import { armWatchdog, isAlive, shQuote, type Watchdog, waitForExit } from './procs.js';
@@ -26,14 +38,28 @@ export interface PatroniMember {
   // `http://127.0.0.1:PORT` of its REST API.
   restUrl: string;
   pgPort: number;
+  // `<rootDir>/<name>`, owned by the server user: a playbook may create a new data dir here (the
+  // upgrade's `data15`); cleanup stops a PostgreSQL running from any data dir up to two levels down.
+  memberDir: string;
+  // The data dir the member was created with (`<memberDir>/data`); a playbook may point the
+  // config at another one.
   dataDir: string;
-  // PID of the Patroni process (not of PostgreSQL, whose PID is in DATA/postmaster.pid); changes
-  // when startMember() starts it again.
-  pid: number;
+  // PID of the member's Patroni (not of PostgreSQL, whose PID is in DATA/postmaster.pid) as its
+  // pidFile says, whoever started it; the last one seen while it is stopped. Reads the file.
+  readonly pid: number;
+  // One line, the PID of the running Patroni: written by startPatroniCluster/startMember and by
+  // `serviceScript start`, removed when either stops it; the watchdog and stop() read it.
+  pidFile: string;
+  // Patroni config; `serviceScript start` rereads it, so a playbook may change bin_dir/data_dir.
   configFile: string;
   logFile: string;
   // unix_socket_directories of its PostgreSQL.
   socketDir: string;
+  // `<memberDir>/patroni-service start|stop|status`, the test stand-in for `systemctl start|stop|
+  // status patroni` (mode 0755, owned by the server user, which it runs as; from root it switches
+  // by runuser). See serviceScript() for the contract. Once it has started or stopped the member,
+  // the cluster no longer treats that member's Patroni exiting as a failure.
+  serviceScript: string;
 }
 
 // A running Patroni cluster on one etcd; stop() ends every Patroni and PostgreSQL and deletes
@@ -55,15 +81,16 @@ export interface PatroniCluster {
   leader(): Promise<string>;
   // Connection config (TCP, superuser, password) for a member's PostgreSQL.
   clientConfig(name: string): pg.ClientConfig;
-  // Stops only this member's Patroni and its PostgreSQL (also when the cluster is paused, where
-  // Patroni alone would leave it running), deleting nothing; resolves once both processes have
-  // exited and postmaster.pid is gone. Not paused, stopping the leader fails over. No-op if the
-  // member is already stopped.
+  // Stops only this member's Patroni (node's or the service script's) and every PostgreSQL under
+  // its memberDir (also when the cluster is paused, where Patroni alone would leave it running),
+  // deleting nothing; resolves once they have exited and their postmaster.pid is gone. Not paused,
+  // stopping the leader fails over. No-op if the member is already stopped.
   stopMember(name: string): Promise<void>;
   // Starts this member's Patroni again with the same config; resolves once its REST API reports
   // it running and, for a replica, its WAL receiver streams. Rejects soon when the cluster is
   // paused (Patroni then does not start a stopped PostgreSQL; its Patroni is left running, and
-  // starts PostgreSQL once the cluster is resumed). No-op if its Patroni is running.
+  // starts PostgreSQL once the cluster is resumed). No-op if its Patroni is running, whoever
+  // started it.
   startMember(name: string): Promise<void>;
   stop(): Promise<void>;
 }
@@ -75,8 +102,13 @@ const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface MemberState extends PatroniMember {
-  // Its current Patroni process (undefined only until the first spawn).
+interface MemberState extends Omit<PatroniMember, 'pid'> {
+  // PID of the member's Patroni last seen: node spawned it, or memberView read it from pidFile.
+  pid: number;
+  // Exists once serviceScript has started or stopped the member; removed when node spawns it.
+  serviceMark: string;
+  // Its Patroni process started by node, undefined only until the first spawn; exited when the
+  // service script stopped it.
   child?: ChildProcess;
   exited: Promise<string>;
   // Stopped on purpose by stopMember(): its Patroni exiting is not a failure.
@@ -89,6 +121,9 @@ interface MemberState extends PatroniMember {
 
 // What spawnMember needs besides the member itself.
 interface SpawnContext {
+  server: UserInfo;
+  // Running Patroni processes node started (tests read it); the watchdog reads the members'
+  // pidFiles instead, which also name those the service script started.
   pidsFile: string;
   members: MemberState[];
   // Tail of the pidsFile rewrites, which run one at a time (members can start and stop at once).
@@ -110,7 +145,8 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
   const scope = opts.scope ?? `pgrb-${Math.random().toString(36).slice(2, 10)}`;
   const rootDir = await makeTempDir('pgrb-patroni-');
   const archiveDir = join(rootDir, 'archive');
-  const { uid, gid } = await lookupUser(SERVER_USER);
+  const server = await lookupUser(SERVER_USER);
+  const { uid, gid } = server;
   const members: MemberState[] = [];
   let watchdog: Watchdog | undefined;
   let stopping: Promise<void> | undefined;
@@ -131,7 +167,7 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
     database: 'postgres',
   });
   const pidsFile = join(rootDir, 'patroni.pids');
-  const ctx: SpawnContext = { pidsFile, members, pidsWrite: Promise.resolve() };
+  const ctx: SpawnContext = { server, pidsFile, members, pidsWrite: Promise.resolve() };
   const stop = () => {
     stopping ??= stopCluster(members, rootDir, watchdog);
     return stopping;
@@ -153,19 +189,26 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
     return serial(m, async () => {
       notStopping(`stopMember(${name})`);
       m.down = true;
-      const postmaster = await readPostmasterPid(m.dataDir);
+      const dataDirs = await dataDirsWithPostmaster(m.memberDir);
+      const postmasters = await Promise.all(dataDirs.map(readPostmasterPid));
       await stopPatroni(m);
       await writePids(ctx);
       // Paused, Patroni leaves PostgreSQL running: stop it here too.
-      await stopPostgres(m);
-      if (postmaster > 0 && !(await waitForExit(postmaster, 10_000)))
-        throw new Error(`stopMember(${name}): postmaster ${postmaster} did not exit`);
-      const pidFile = join(m.dataDir, 'postmaster.pid');
+      await Promise.all(dataDirs.map(stopPostgres));
+      for (const pid of postmasters) {
+        if (pid > 0 && !(await waitForExit(pid, 10_000)))
+          throw new Error(`stopMember(${name}): postmaster ${pid} did not exit`);
+      }
       const deadline = Date.now() + 10_000;
-      while (await exists(pidFile)) {
-        if (Date.now() > deadline)
-          throw new Error(`stopMember(${name}): ${pidFile} is still there (a crashed postmaster leaves it)`);
-        await sleep(50);
+      for (const d of dataDirs) {
+        const pidFile = join(d, 'postmaster.pid');
+        while (await exists(pidFile)) {
+          if (Date.now() > deadline)
+            throw new Error(
+              `stopMember(${name}): ${pidFile} is still there (a crashed postmaster leaves it)`,
+            );
+          await sleep(50);
+        }
       }
     });
   };
@@ -175,7 +218,7 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
     notStopping(`startMember(${name})`);
     return serial(m, async () => {
       notStopping(`startMember(${name})`);
-      if (isRunning(m.child)) return;
+      if ((await patroniPid(m)) > 0) return;
       await spawnMember(m, ctx, 'a');
       m.down = false;
       await waitFor(
@@ -202,9 +245,9 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
   try {
     await writeFile(pidsFile, '');
     // One watchdog for the whole cluster, armed before the first Patroni starts; it reads the
-    // live Patroni PIDs from pidsFile (rewritten whenever one starts or stops) and finds the
-    // postmasters by postmaster.pid.
-    watchdog = armWatchdog(watchdogScript(rootDir, pidsFile));
+    // members' Patroni PIDs from their pidFiles (node and the service script keep them current)
+    // and finds the postmasters by postmaster.pid in any data dir under a member's dir.
+    watchdog = armWatchdog(watchdogScript(rootDir));
     await mkdir(archiveDir, { mode: 0o700 });
     await chown(archiveDir, uid, gid);
     // Ports are picked all at once so no two members get the same one.
@@ -226,6 +269,9 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
       }
       const configFile = join(dir, 'patroni.yml');
       const logFile = join(dir, 'patroni.log');
+      const pidFile = join(dir, 'patroni.pid');
+      const serviceMark = join(dir, 'patroni-service.used');
+      const script = join(dir, 'patroni-service');
       await writeFile(
         configFile,
         stringify(
@@ -246,22 +292,32 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
         { mode: 0o600 },
       );
       await chown(configFile, uid, gid);
-      const view: PatroniMember = {
+      await writeFile(
+        script,
+        serviceScript({ name, scope, memberDir: dir, configFile, logFile, pidFile, serviceMark, server }),
+      );
+      await chmod(script, 0o755);
+      await chown(script, uid, gid);
+      const fields: Omit<PatroniMember, 'pid'> = {
         name,
         restUrl: `http://127.0.0.1:${restPort}`,
         pgPort,
+        memberDir: dir,
         dataDir,
-        pid: 0,
+        pidFile,
         configFile,
         logFile,
         socketDir,
+        serviceScript: script,
       };
       const m: MemberState = {
-        ...view,
+        ...fields,
+        pid: 0,
+        serviceMark,
         exited: Promise.resolve(`patroni ${name} not started`),
         down: false,
         op: Promise.resolve(),
-        view,
+        view: memberView(fields, () => m),
       };
       members.push(m);
       await spawnMember(m, ctx, 'w');
@@ -324,11 +380,14 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
 }
 
 // Starts (or starts again) a member's Patroni as the server user, logging to its logFile
-// (truncated for 'w', appended to for 'a'), and records the new PID for the watchdog.
+// (truncated for 'w', appended to for 'a'), and records the new PID for the watchdog and the
+// service script; the member is node's to watch again.
 async function spawnMember(m: MemberState, ctx: SpawnContext, logMode: 'w' | 'a'): Promise<void> {
   const log = await open(m.logFile, logMode, 0o644);
   let child: ChildProcess;
   try {
+    // The service script appends to it as the server user.
+    await log.chown(ctx.server.uid, ctx.server.gid);
     // spawnAs builds the environment from nothing (PATH, HOME, USER, LOGNAME, LANG): an
     // inherited PGPASSWORD/PGUSER would override Patroni's pgpass and replicas never clone.
     child = await spawnAs(SERVER_USER, ['/usr/bin/patroni', m.configFile], {
@@ -349,12 +408,53 @@ async function spawnMember(m: MemberState, ctx: SpawnContext, logMode: 'w' | 'a'
   });
   m.child = c;
   m.pid = c.pid ?? 0;
-  m.view.pid = m.pid;
+  // Written like the script does (temp file, rename) so that a reader never sees half a PID.
+  const tmp = `${m.pidFile}.node`;
+  await writeFile(tmp, `${m.pid}\n`, { mode: 0o644 });
+  await chown(tmp, ctx.server.uid, ctx.server.gid);
+  await rename(tmp, m.pidFile);
+  await rm(m.serviceMark, { force: true });
   await writePids(ctx);
 }
 
-// Rewrites the watchdog's PID list with the Patroni processes that are still running, so that
-// it never signals a PID the system has since given to another process.
+// The PatroniMember handed out: its pid follows the member's pidFile, so it also names a Patroni
+// the service script started (node does not see that happen).
+function memberView(fields: Omit<PatroniMember, 'pid'>, state: () => MemberState): PatroniMember {
+  return {
+    ...fields,
+    get pid() {
+      const m = state();
+      let text = '';
+      try {
+        text = readFileSync(m.pidFile, 'utf8');
+      } catch {
+        // stopped (or the cluster's files are gone): the last PID seen
+      }
+      const pid = parsePid(text);
+      if (pid > 0) m.pid = pid;
+      return m.pid;
+    },
+  };
+}
+
+// PID of the member's running Patroni, whoever started it: node's child, else the pidFile's PID
+// if that process is alive and runs this member's config (after a crash the file is stale and
+// the system may have given its PID to another process).
+async function patroniPid(m: MemberState): Promise<number> {
+  if (m.child?.pid && isRunning(m.child)) return m.child.pid;
+  const pid = parsePid(await readFile(m.pidFile, 'utf8').catch(() => ''));
+  if (pid === 0 || !(await isAlive(pid))) return 0;
+  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  return argv.includes(m.configFile) ? pid : 0;
+}
+
+function parsePid(text: string): number {
+  const pid = Number(text.split('\n')[0]);
+  return Number.isInteger(pid) && pid > 0 ? pid : 0;
+}
+
+// Rewrites pidsFile with the Patroni processes node started that are still running, for tests
+// to compare with the members' PIDs.
 function writePids(ctx: SpawnContext): Promise<void> {
   const write = async () => {
     // Read when this write runs, not when it was queued: the last write has the latest list.
@@ -381,9 +481,24 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function readPostmasterPid(dataDir: string): Promise<number> {
-  const text = await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '');
-  const pid = Number(text.split('\n')[0]);
-  return Number.isInteger(pid) && pid > 0 ? pid : 0;
+  return parsePid(await readFile(join(dataDir, 'postmaster.pid'), 'utf8').catch(() => ''));
+}
+
+// Directories one or two levels under a member's dir that hold a postmaster.pid: its data dir and
+// any a playbook made there (the upgrade's `data15`; pg_upgrade starts servers of its own).
+async function dataDirsWithPostmaster(memberDir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const d = join(dir, e.name);
+      if (await exists(join(d, 'postmaster.pid'))) found.push(d);
+      else if (depth < 2) await walk(d, depth + 1);
+    }
+  };
+  await walk(memberDir, 1);
+  return found;
 }
 
 interface MemberConfigInput {
@@ -461,7 +576,7 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
 }
 
 // Name of the member whose REST API answers GET /leader with 200, if any.
-async function findLeader(members: PatroniMember[]): Promise<string | undefined> {
+async function findLeader(members: Pick<PatroniMember, 'name' | 'restUrl'>[]): Promise<string | undefined> {
   const answers = await Promise.all(
     members.map(async (m) => {
       try {
@@ -506,7 +621,9 @@ async function waitFor(ctx: WaitContext, what: string, check: () => Promise<bool
   for (;;) {
     if (ctx.aborted()) throw new Error(`${ctx.label}: the cluster is stopping (was waiting for ${what})`);
     for (const m of ctx.members) {
-      if (!m.down && !isRunning(m.child))
+      // A member the service script started or stopped is the caller's to watch, like a unit
+      // that systemd (not this test) runs.
+      if (!m.down && !isRunning(m.child) && !(await exists(m.serviceMark)))
         throw new Error(
           `${ctx.label}: ${await m.exited} while waiting for ${what}\n${await logTails(ctx.members)}`,
         );
@@ -525,7 +642,7 @@ async function waitFor(ctx: WaitContext, what: string, check: () => Promise<bool
   }
 }
 
-async function logTails(members: PatroniMember[]): Promise<string> {
+async function logTails(members: Pick<PatroniMember, 'logFile'>[]): Promise<string> {
   const parts = await Promise.all(
     members.map(
       async (m) =>
@@ -535,19 +652,126 @@ async function logTails(members: PatroniMember[]): Promise<string> {
   return parts.join('\n');
 }
 
-// Shell snippet for the watchdog: SIGTERM every Patroni (then SIGKILL after 10 s), immediate
-// shutdown of every PostgreSQL by its postmaster.pid (Patroni leaves it running when paused or
-// killed), then remove the files.
-function watchdogScript(rootDir: string, pidsFile: string): string {
-  const root = shQuote(rootDir);
+// sh functions of the service script and the watchdog. alive PID: a live process; a zombie counts
+// as gone (PID 1 here reaps orphans only every ~2 s). has_arg PID WORD: WORD is one of its argv
+// words, i.e. a PID read from a possibly stale file still belongs to the process we mean.
+const SH_FUNCTIONS = [
+  `alive() { s=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1); [ -n "$s" ] && [ "$s" != Z ]; }`,
+  `has_arg() { tr '\\0' '\\n' <"/proc/$1/cmdline" 2>/dev/null | grep -qxF -- "$2"; }`,
+];
+
+// What serviceScript bakes into a member's script.
+interface ServiceScriptInput {
+  name: string;
+  scope: string;
+  memberDir: string;
+  configFile: string;
+  logFile: string;
+  pidFile: string;
+  serviceMark: string;
+  server: UserInfo;
+}
+
+// A member's `patroni-service` script, the stand-in for `systemctl stop|start|status patroni`.
+// Contract (what a playbook may rely on):
+// - stop: SIGTERM the member's Patroni, whether node or this script started it; wait until it has
+//   exited (SIGKILL after 30 s); exit 0, also when it was not running. Paused, Patroni leaves
+//   PostgreSQL running; not paused, it stops PostgreSQL (and a leader's fails over).
+// - start: like a Type=simple unit: Patroni on configFile as it is now (a playbook may have
+//   changed bin_dir/data_dir), in its own session, stdin /dev/null, output appended to logFile,
+//   the same clean environment as spawnMember; writes pidFile and exits 0 once Patroni is exec'd,
+//   without waiting for PostgreSQL, so an ssh channel closes at once. Already running: exit 0.
+//   Exit 1 if Patroni dies before its exec.
+// - status: `active (running), pid N` and exit 0, or `inactive` and exit 3 (systemctl's codes).
+// It runs as the server user (from root it re-runs itself through runuser); start and stop of one
+// member run one at a time (flock). Mixing it with stopMember/startMember at the same moment is
+// not supported.
+function serviceScript(c: ServiceScriptInput): string {
+  const q = shQuote;
+  const u = c.server;
   return [
-    `P=$(cat ${shQuote(pidsFile)} 2>/dev/null)`,
-    'kill -TERM $P 2>/dev/null',
-    'i=0; while [ $i -lt 100 ]; do a=0; for p in $P; do kill -0 $p 2>/dev/null && a=1; done; [ $a = 0 ] && break; sleep 0.1; i=$((i+1)); done',
+    '#!/bin/sh',
+    `# patroni-service for member ${c.name} of test cluster ${c.scope}: a stand-in for`,
+    '# `systemctl start|stop|status patroni`, written by test/env/patroni.ts (the contract is there).',
+    'set -u',
+    `PATH=${PATH}; export PATH`,
+    `SELF=${q(join(c.memberDir, 'patroni-service'))}`,
+    `DIR=${q(c.memberDir)}`,
+    `CONFIG=${q(c.configFile)}`,
+    `PIDFILE=${q(c.pidFile)}`,
+    `LOG=${q(c.logFile)}`,
+    `MARK=${q(c.serviceMark)}`,
+    `if [ "$(id -u)" = 0 ]; then exec runuser -u ${u.name} -- "$SELF" "$@"; fi`,
+    `if [ "$(id -u)" != ${u.uid} ]; then echo "patroni-service: run as ${u.name} or root, not $(id -un)" >&2; exit 4; fi`,
+    ...SH_FUNCTIONS,
+    'running_pid() {',
+    '  p=$(head -n1 "$PIDFILE" 2>/dev/null)',
+    "  case $p in ''|*[!0-9]*) return 1 ;; esac",
+    '  alive "$p" && has_arg "$p" "$CONFIG" && echo "$p"',
+    '}',
+    // "$*": set -u spares it when there is no argument.
+    'case "$*" in',
+    'start | stop) ;;',
+    'status)',
+    '  if p=$(running_pid); then echo "active (running), pid $p"; exit 0; fi',
+    '  echo inactive; exit 3 ;;',
+    '*) echo "usage: $SELF start|stop|status" >&2; exit 2 ;;',
+    'esac',
+    '# One start/stop of this member at a time, as systemd queues the jobs of a unit.',
+    'exec 9>>"$DIR/patroni-service.lock"',
+    'flock 9',
+    '# From now on the cluster leaves it to the caller to notice this Patroni exiting.',
+    ': >>"$MARK"',
+    'if [ "$1" = stop ]; then',
+    '  p=$(running_pid) || { rm -f "$PIDFILE"; exit 0; }',
+    '  kill -TERM "$p" 2>/dev/null',
+    '  i=0',
+    '  while alive "$p"; do',
+    '    if [ $i -eq 300 ]; then kill -KILL "$p" 2>/dev/null; fi',
+    `    if [ $i -ge 350 ]; then echo "patroni-service: Patroni $p of ${c.name} did not exit" >&2; exit 1; fi`,
+    '    sleep 0.1; i=$((i + 1))',
+    '  done',
+    '  rm -f "$PIDFILE"',
+    '  exit 0',
+    'fi',
+    'running_pid >/dev/null && exit 0',
+    'cd "$DIR" || exit 1',
+    '# Own session, and no fd of the caller left open (stdin, stdout, stderr, the lock): an ssh',
+    '# channel closes at once and nothing of the session reaches Patroni. env -i as in spawnMember:',
+    "# an inherited PGPASSWORD/PGUSER would override Patroni's pgpass and replicas never clone.",
+    `setsid env -i PATH="$PATH" HOME=${q(u.home)} USER=${u.name} LOGNAME=${u.name} LANG=C.UTF-8 /usr/bin/patroni "$CONFIG" </dev/null >>"$LOG" 2>&1 9>&- &`,
+    'p=$!',
+    'echo "$p" >"$PIDFILE.tmp" && mv -f "$PIDFILE.tmp" "$PIDFILE"',
+    "# Started once exec'd (Type=simple). setsid does not fork here (a background job of a shell",
+    '# without job control leads no process group), so $! is Patroni itself.',
+    'i=0',
+    'until has_arg "$p" "$CONFIG"; do',
+    '  if ! alive "$p" || [ $i -ge 100 ]; then',
+    `    echo "patroni-service: Patroni of ${c.name} did not start; $LOG ends with:" >&2`,
+    '    tail -n 20 "$LOG" >&2; rm -f "$PIDFILE"; exit 1',
+    '  fi',
+    '  sleep 0.05; i=$((i + 1))',
+    'done',
+    '',
+  ].join('\n');
+}
+
+// Shell snippet for the watchdog: SIGTERM every member's Patroni named by its pidFile, whoever
+// started it (then SIGKILL after 10 s), immediate shutdown of every PostgreSQL by a postmaster.pid
+// one or two levels under a member's dir (Patroni leaves it running when paused or killed; a
+// playbook may have made another data dir), then remove the files.
+function watchdogScript(rootDir: string): string {
+  return [
+    `R=${shQuote(rootDir)}`,
+    ...SH_FUNCTIONS,
+    "P=''",
+    'for d in "$R"/m*/; do p=$(head -n1 "$d"patroni.pid 2>/dev/null); case $p in \'\'|*[!0-9]*) continue ;; esac; alive "$p" && has_arg "$p" "$d"patroni.yml && P="$P $p"; done',
+    '[ -n "$P" ] && kill -TERM $P 2>/dev/null',
+    'i=0; while [ -n "$P" ] && [ $i -lt 100 ]; do a=0; for p in $P; do alive $p && a=1; done; [ $a = 0 ] && break; sleep 0.1; i=$((i+1)); done',
     '[ -n "$P" ] && kill -KILL $P 2>/dev/null',
-    `for f in ${root}/m*/data/postmaster.pid; do p=$(head -n1 "$f" 2>/dev/null); [ -n "$p" ] && { kill -QUIT -- -$p 2>/dev/null || kill -QUIT $p 2>/dev/null; }; done`,
-    `sleep 1; rm -rf ${root}`,
-  ].join('; ');
+    'for f in "$R"/m*/*/postmaster.pid "$R"/m*/*/*/postmaster.pid; do p=$(head -n1 "$f" 2>/dev/null); case $p in \'\'|*[!0-9]*) continue ;; esac; kill -QUIT -- -$p 2>/dev/null || kill -QUIT $p 2>/dev/null; done',
+    'sleep 1; rm -rf "$R"',
+  ].join('\n');
 }
 
 // Awaits `p` with a ref'd timer running: armWatchdog's disarm() and an unref'd child's 'exit'
@@ -570,37 +794,55 @@ async function stopCluster(
   // A stopMember/startMember in flight sees `stopping` and gives up soon; let it settle first.
   await keepingAlive(Promise.all(members.map((m) => m.op)));
   if (watchdog) await keepingAlive(watchdog.disarm());
-  // Members stopped by stopMember are skipped here; their PostgreSQL is checked below anyway.
-  const running = members.filter((m) => isRunning(m.child));
+  // Node's children and Patroni processes the service script started alike; members stopped by
+  // stopMember or the script are skipped, their PostgreSQL is checked below anyway.
+  const pids = await Promise.all(members.map((m) => patroniPid(m)));
+  const running = members.filter((_, i) => (pids[i] ?? 0) > 0);
   if (running.length > 0) {
     // Not paused: stopping the leader's Patroni first would fail over to a replica, so the
     // replicas go first. Paused (or unknown): order does not matter, PostgreSQL stays up and is
     // stopped below by its postmaster.pid.
     const leader = await findLeader(running).catch(() => undefined);
     const replicas = running.filter((m) => m.name !== leader);
-    await Promise.all(replicas.map((m) => stopPatroni(m)));
+    await keepingAlive(Promise.all(replicas.map((m) => stopPatroni(m))));
     const l = running.find((m) => m.name === leader);
-    if (l) await stopPatroni(l);
+    if (l) await keepingAlive(stopPatroni(l));
   }
-  await Promise.all(members.map((m) => stopPostgres(m)));
+  const dataDirs = (await Promise.all(members.map((m) => dataDirsWithPostmaster(m.memberDir)))).flat();
+  await Promise.all(dataDirs.map(stopPostgres));
   if (process.env.PGRB_KEEP_TEST_DIRS !== '1') await rm(rootDir, { recursive: true, force: true });
 }
 
-// SIGTERM Patroni (it shuts PostgreSQL down unless paused); SIGKILL after 30 s. Reaped here.
+// SIGTERM the member's Patroni (it shuts PostgreSQL down unless paused); SIGKILL after 30 s. Node
+// reaps its own child here; one the service script started is PID 1's to reap (isAlive ignores
+// zombies). Removes its pidFile.
 async function stopPatroni(m: MemberState): Promise<void> {
   const { child } = m;
-  if (!child || !isRunning(child)) return;
-  const reaped = new Promise<void>((res) => child.once('exit', () => res()));
-  signal(m.pid, 'SIGTERM');
-  const t = setTimeout(() => signal(m.pid, 'SIGKILL'), 30_000);
-  await reaped;
-  clearTimeout(t);
+  if (child?.pid && isRunning(child)) {
+    const pid = child.pid;
+    const reaped = new Promise<void>((res) => child.once('exit', () => res()));
+    signal(pid, 'SIGTERM');
+    const t = setTimeout(() => signal(pid, 'SIGKILL'), 30_000);
+    await reaped;
+    clearTimeout(t);
+  } else {
+    const pid = await patroniPid(m);
+    if (pid > 0) {
+      signal(pid, 'SIGTERM');
+      if (!(await waitForExit(pid, 30_000))) {
+        signal(pid, 'SIGKILL');
+        if (!(await waitForExit(pid, 5000))) throw new Error(`patroni ${m.name} (pid ${pid}) did not exit`);
+      }
+    }
+  }
+  await rm(m.pidFile, { force: true });
 }
 
-// A PostgreSQL still running after its Patroni stopped (paused cluster): fast shutdown by its
-// postmaster.pid, immediate (its whole session) if that does not work.
-async function stopPostgres(m: PatroniMember): Promise<void> {
-  const pid = await readPostmasterPid(m.dataDir);
+// A PostgreSQL still running after its Patroni stopped (paused cluster) or started beside it (a
+// playbook's new data dir): fast shutdown by its postmaster.pid, immediate (its whole session)
+// if that does not work.
+async function stopPostgres(dataDir: string): Promise<void> {
+  const pid = await readPostmasterPid(dataDir);
   if (pid === 0 || !(await isAlive(pid))) return;
   // The postmaster runs as SERVER_USER; root may signal it directly. SIGINT = fast shutdown.
   signal(pid, 'SIGINT');
@@ -612,7 +854,7 @@ async function stopPostgres(m: PatroniMember): Promise<void> {
       signal(pid, 'SIGQUIT');
     }
     if (!(await waitForExit(pid, 5000))) signal(pid, 'SIGKILL');
-    if (!(await waitForExit(pid, 5000))) throw new Error(`postmaster ${pid} (${m.dataDir}) did not exit`);
+    if (!(await waitForExit(pid, 5000))) throw new Error(`postmaster ${pid} (${dataDir}) did not exit`);
   }
 }
 

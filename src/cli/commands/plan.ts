@@ -1,6 +1,7 @@
 // `pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check]`.
 import { openPg } from '../../connections/pg.js';
 import { UsageError } from '../../errors.js';
+import type { Inventory, PatroniGroups } from '../../inventory/inventory.js';
 import {
   applyPatroniGroups,
   resolvePatroniGroups,
@@ -21,6 +22,8 @@ export async function planCommand(
     limit?: string;
     format?: string;
     check?: boolean;
+    /** an offline plan as if Patroni named this host the leader (a change request written ahead) */
+    assumeLeader?: string;
   },
   out: (s: string) => void,
 ): Promise<number> {
@@ -32,6 +35,11 @@ export async function planCommand(
     ...opts,
     secrets: opts.check === true,
   });
+  if (opts.assumeLeader !== undefined) {
+    if (opts.check)
+      throw new UsageError('--assume-leader is for an offline plan; --check asks Patroni instead');
+    applyPatroniGroups(inventory, assumedGroups(inventory, opts.assumeLeader));
+  }
   let facts: Plan['facts'] | undefined;
   // Who leads decides which hosts the plays touch: --check asks Patroni (read-only GET /cluster).
   if (opts.check && usesDynamicGroups(playbook.plays, opts.limit))
@@ -75,4 +83,31 @@ export async function planCommand(
 
 function hasErrors(plan: Plan): boolean {
   return JSON.stringify(plan).includes('"status":"error"');
+}
+
+/**
+ * The dynamic groups as if `leader` led: the other hosts with Patroni settings are its replicas.
+ * Only the plan uses this; a run always asks Patroni.
+ */
+function assumedGroups(inventory: Inventory, leader: string): PatroniGroups {
+  const h = inventory.hosts.get(leader);
+  if (!h?.patroni)
+    throw new UsageError(
+      `--assume-leader: "${leader}" is not a host with patroni settings in ${inventory.file}`,
+    );
+  const replicas = [...inventory.hosts.values()]
+    .filter((x) => x.patroni && x.name !== leader)
+    .map((x) => x.name);
+  return {
+    at: new Date().toISOString(),
+    clusters: [
+      {
+        scope: '(assumed with --assume-leader; asked from Patroni at run start)',
+        leader,
+        replicas,
+        unknownMembers: [],
+      },
+    ],
+    groups: { patroni_leader: [leader], patroni_replicas: replicas },
+  };
 }

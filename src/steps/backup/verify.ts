@@ -7,6 +7,7 @@ import { commandLine, type Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
+import { type Manifest, readCheckedManifest } from './manifest.js';
 
 const Params = Type.Object(
   {
@@ -79,18 +80,6 @@ type P = {
   keep?: boolean;
   recovery_target?: 'immediate' | 'latest';
 };
-
-interface Manifest {
-  status: string;
-  backup_id: string;
-  pg_version_num?: number;
-  snapshots?: {
-    provider?: string;
-    data?: string;
-    tablespaces?: { oid: string; source: string; path: string }[];
-  }[];
-  files: { backup_label: { sha256: string }; tablespace_map?: { sha256: string } };
-}
 
 // A socket path must stay under ~107 bytes: a short, private directory named after the scratch.
 const sock = (p: P) => `/tmp/.pgrb-${createHash('sha1').update(p.scratch).digest('hex').slice(0, 12)}`;
@@ -235,23 +224,7 @@ async function materialiseAndStart(
 ): Promise<{ m: Manifest; asUser: (l: string) => string; bin: string; started: number }> {
   const t = await stepTransport(ctx);
   const started = Date.now();
-  const m = JSON.parse(
-    await sh(ctx, t, `cat ${quote(`${p.from}/manifest.json`)}`, 'reading the manifest'),
-  ) as Manifest;
-  if (m.status !== 'complete')
-    throw new StepFailure(`backup in ${p.from} is "${m.status}", not complete: it cannot be trusted`);
-  const sums = await sh(
-    ctx,
-    t,
-    `sha256sum ${quote(`${p.from}/backup_label`)}${m.files.tablespace_map ? ` ${quote(`${p.from}/tablespace_map`)}` : ''}`,
-    'checking the stored labels',
-  );
-  if (!sums.startsWith(m.files.backup_label.sha256))
-    throw new StepFailure(
-      `${p.from}/backup_label does not match the manifest's sha256: refusing to restore with it`,
-    );
-  if (m.files.tablespace_map && !sums.includes(m.files.tablespace_map.sha256))
-    throw new StepFailure(`${p.from}/tablespace_map does not match the manifest's sha256`);
+  const m = await readCheckedManifest(t, p.from, ctx.signal);
   checkTablespaces(m);
   const snap = m.snapshots?.[0] ?? {};
   const data = p.data ?? snap.data;

@@ -1,7 +1,9 @@
 // `shell`: run a command (argv list or sh script) over the host's transport.
 import { Type } from '@sinclair/typebox';
+import { asUser } from '../../connections/run-as.js';
 import { type CommandSpec, commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
+import type { InventoryHost } from '../../inventory/inventory.js';
 import { quote } from '../../util/shell.js';
 import { defineStep, type Operation } from '../define.js';
 
@@ -20,6 +22,13 @@ const Params = Type.Object(
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String())),
     stdin: Type.Optional(Type.String({ description: 'text fed to standard input' })),
     revert: Type.Optional(Command),
+    run_as: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'OS user to run as (e.g. the database server user for vacuumdb); sudo or runuser as the host allows',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -38,14 +47,15 @@ function spec(cmd: string | string[]): CommandSpec {
 /** The exact line sent to the host: chdir and env are prepended, then become wraps it all. */
 function line(
   cmd: string | string[],
-  p: { chdir?: string; env?: Record<string, string> },
-  become?: 'sudo',
+  p: { chdir?: string; env?: Record<string, string>; run_as?: string },
+  host: InventoryHost,
 ): string {
   const prefix: string[] = [];
   if (p.chdir) prefix.push(`cd ${quote(p.chdir)} || exit 1`);
   for (const [k, v] of Object.entries(p.env ?? {})) prefix.push(`export ${k}=${quote(v)}`);
   const body = commandLine(spec(cmd));
-  return commandLine({ script: prefix.length ? `${prefix.join('\n')}\n${body}` : body }, become);
+  const script = prefix.length ? `${prefix.join('\n')}\n${body}` : body;
+  return p.run_as ? asUser(host, p.run_as, script) : commandLine({ script }, host.become);
 }
 
 export default defineStep({
@@ -58,18 +68,18 @@ export default defineStep({
   shellParams: ['cmd', 'revert'],
   undoSummary: 'runs `revert` when given; otherwise none (a command cannot be undone automatically)',
   plan(ctx, p) {
-    const ops: Operation[] = [{ kind: 'command', line: line(p.cmd, p, ctx.host.become), stdin: p.stdin }];
+    const ops: Operation[] = [{ kind: 'command', line: line(p.cmd, p, ctx.host), stdin: p.stdin }];
     const undo = p.revert
       ? {
           action: 'run the revert command',
-          ops: [{ kind: 'command', line: line(p.revert, p, ctx.host.become) } as Operation],
+          ops: [{ kind: 'command', line: line(p.revert, p, ctx.host) } as Operation],
         }
       : undefined;
     return { action: 'run command', ops, undo };
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
-    const r = await t.exec(line(p.cmd, p, ctx.host.become), {
+    const r = await t.exec(line(p.cmd, p, ctx.host), {
       signal: ctx.signal,
       stdin: p.stdin,
       onOutput: (s, c) => ctx.output(s, c),
@@ -89,7 +99,7 @@ export default defineStep({
   async undo(ctx, p) {
     if (!p.revert) return;
     const t = await ctx.transport();
-    const r = await t.exec(line(p.revert, p, ctx.host.become), {
+    const r = await t.exec(line(p.revert, p, ctx.host), {
       signal: ctx.signal,
       onOutput: (s, c) => ctx.output(s, c),
     });

@@ -37,7 +37,10 @@ const Params = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 );
 
-const Outputs = Type.Object({ elapsed: Type.Number({ description: 'seconds until the condition held' }) });
+const Outputs = Type.Object({
+  elapsed: Type.Number({ description: 'seconds until the condition held' }),
+  at_ms: Type.Number({ description: 'when it held, in milliseconds since the epoch (for durations)' }),
+});
 
 function tcpOpen(host: string, port: number, ms: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -109,7 +112,7 @@ export default defineStep({
         if (err instanceof StepFailure) throw err;
         last = (err as Error).message;
       }
-      if (ok) return { elapsed: (Date.now() - started) / 1000 };
+      if (ok) return { elapsed: (Date.now() - started) / 1000, at_ms: Date.now() };
       if (Date.now() - started + interval > timeoutMs) {
         throw new StepFailure(
           `timed out after ${p.timeout ?? 60}s waiting for ${describeTarget(p, host)}${last ? ` (last: ${last})` : ''}`,

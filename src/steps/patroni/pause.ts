@@ -1,5 +1,6 @@
 // `patroni.pause`: put the cluster in maintenance mode (no automatic failover), verified on
 // every member; undone by a resume only if this run paused it.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
@@ -109,8 +110,26 @@ export default defineStep({
   async undo(ctx, p, out) {
     if (!out.paused_by_run) return;
     const client = clientOf(ctx);
-    await client.patchConfig({ pause: null }, ctx.signal);
-    await waitForPause(ctx, await client.cluster(ctx.signal), false, p.timeout ?? 30);
+    // An unwinding upgrade has just started Patroni again (systemctl returns before its REST API
+    // listens): keep asking until it answers or the timeout is spent.
+    const deadline = Date.now() + (p.timeout ?? 30) * 1000;
+    const cluster = await untilAnswered(deadline, ctx.signal, async () => {
+      await client.patchConfig({ pause: null }, ctx.signal);
+      return client.cluster(ctx.signal);
+    });
+    await waitForPause(ctx, cluster, false, p.timeout ?? 30);
     ctx.log(`cluster ${out.scope} resumed (this run had paused it)`);
   },
 });
+
+/** Retries `fn` on errors until `deadline`; the last error is thrown. */
+async function untilAnswered<T>(deadline: number, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (signal.aborted || Date.now() + 1000 > deadline) throw err;
+      await sleep(1000, undefined, { signal });
+    }
+  }
+}

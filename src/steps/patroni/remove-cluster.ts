@@ -22,6 +22,13 @@ const Params = Type.Object(
           "seconds to wait before checking nothing re-registered (default 10, above Patroni's loop_wait)",
       }),
     ),
+    wait_seconds: Type.Optional(
+      Type.Number({
+        minimum: 0,
+        description:
+          "how long to wait for members still listed as running to drop out (default 0). A Patroni stopped while paused leaves its member key as it was until the key's ttl runs out",
+      }),
+    ),
     allow_running: Type.Optional(
       Type.Boolean({
         description:
@@ -74,7 +81,10 @@ export default defineStep({
         { kind: 'command', line: ctl(ctx.host, ['list', p.scope, '-f', 'json']) },
         p.allow_running
           ? { kind: 'note', text: 'members still running are allowed (allow_running)' }
-          : { kind: 'note', text: 'refuses if any member is still registered as running' },
+          : {
+              kind: 'note',
+              text: `refuses if any member is still registered as running${p.wait_seconds ? ` after ${p.wait_seconds} s` : ''}`,
+            },
         {
           kind: 'command',
           line: ctl(ctx.host, ['remove', p.scope, '-f', 'json']),
@@ -102,11 +112,24 @@ export default defineStep({
         );
       }
     };
-    const before = await list();
     // A member key outlives a clean Patroni stop (state "stopped") until its TTL; any other state
     // (running, restarting, stopping, creating replica…) is a Patroni that may claim the cluster
-    // again after the wipe.
-    const alive = before.filter((m) => (m.State ?? '') !== 'stopped');
+    // again after the wipe — or one stopped while paused, whose key keeps its last state until the
+    // ttl expires: wait_seconds waits that out.
+    const notStopped = (ms: ListedMember[]) => ms.filter((m) => (m.State ?? '') !== 'stopped');
+    let before = await list();
+    const until = Date.now() + (p.wait_seconds ?? 0) * 1000;
+    if (notStopped(before).length && p.wait_seconds && !p.allow_running)
+      ctx.log(
+        `waiting up to ${p.wait_seconds} s for ${notStopped(before)
+          .map((m) => m.Member)
+          .join(', ')} to drop out of the DCS`,
+      );
+    while (notStopped(before).length && !p.allow_running && Date.now() < until) {
+      await sleep(1000, undefined, { signal: ctx.signal });
+      before = await list();
+    }
+    const alive = notStopped(before);
     if (alive.length && !p.allow_running)
       throw new StepFailure(
         `members of ${p.scope} still run: ${alive.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ')}. Stop Patroni on every member first, or set allow_running: true`,

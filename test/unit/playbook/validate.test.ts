@@ -70,7 +70,7 @@ describe('loadPlaybook: every problem, precisely located', () => {
   it('an unknown property in params is located at its key, with a suggestion', () => {
     const f = fixture('unknown-param.yml');
     expect(formatted(f)).toEqual([
-      `${f}:6:9: [0].steps[0].shell.chdr: unknown property "chdr" (did you mean "chdir"?); expected one of: cmd, chdir, env, stdin, revert`,
+      `${f}:6:9: [0].steps[0].shell.chdr: unknown property "chdr" (did you mean "chdir"?); expected one of: cmd, chdir, env, stdin, revert, run_as`,
     ]);
   });
 
@@ -395,7 +395,7 @@ describe('expressions: what would fail at run time fails at validation', () => {
   it('each mistake is reported where it is written', () => {
     const f = fixture('expression-mistakes.yml');
     const reserved = (n: string, what: string) =>
-      `"${n}" cannot be ${what}: run, host, vars, result are reserved (set by pgrunbook); choose another name`;
+      `"${n}" cannot be ${what}: run, host, vars, hostvars, groups, result are reserved (set by pgrunbook); choose another name`;
     expect(formatted(f)).toEqual([
       `${f}:6:5: [0].vars.run: ${reserved('run', 'a play variable')}`,
       `${f}:8:14: [0].steps[0].shell.cmd: unknown filter "lenght" (did you mean "length"?) in "items | lenght"; known filters: default, int, float, string, bool, length, lower, upper, trim, join, split, first, last, keys, json, quote, replace`,
@@ -481,14 +481,14 @@ describe('reserved names', () => {
   ])('%s', (_what, steps, message) => {
     const r = fromText(`- name: p\n  hosts: all\n  steps:\n${steps}`);
     expect(r.problems.map((p) => p.message)).toEqual([
-      `${message}: run, host, vars, result are reserved (set by pgrunbook); choose another name`,
+      `${message}: run, host, vars, hostvars, groups, result are reserved (set by pgrunbook); choose another name`,
     ]);
   });
 
   it('a play variable, located at its key', () => {
     const r = fromText('- name: p\n  hosts: all\n  vars:\n    ok: 1\n    host: db1\n  steps: []');
     expect(r.problems.map(formatProblem)).toEqual([
-      'mem.yml:5:5: [0].vars.host: "host" cannot be a play variable: run, host, vars, result are reserved (set by pgrunbook); choose another name',
+      'mem.yml:5:5: [0].vars.host: "host" cannot be a play variable: run, host, vars, hostvars, groups, result are reserved (set by pgrunbook); choose another name',
     ]);
   });
 

@@ -274,6 +274,7 @@ const ctx = (become?: 'sudo'): PlanContext => ({
   facts: {},
   unknown: new Set(),
   evaluate: (e) => (e === 'run.id' ? 'run-1' : undefined),
+  peer: () => undefined,
 });
 const lines = (ops: { kind: string; line?: string }[]) => ops.flatMap((o) => (o.line ? [o.line] : []));
 

@@ -1,0 +1,189 @@
+// `backup.recover`: put a backup back as a server's data directory, in place — the rollback of a
+// major upgrade. The snapshot is copied into `data_dir` (which must not exist: the playbook moves
+// the damaged directory aside first), the stored labels go in byte for byte, and the server is
+// started once with recovery settings given on the command line only (nothing is written into
+// its configuration): WAL from the archive (and from `wal_dirs`, e.g. the old pg_wal that still
+// holds the last, never archived segment), promoted at the end, no TCP, then stopped cleanly on
+// its new timeline, ready for Patroni or the service to start it.
+import { Type } from '@sinclair/typebox';
+import { asUser, serverUser } from '../../connections/run-as.js';
+import { commandLine } from '../../connections/transport.js';
+import { StepFailure } from '../../errors.js';
+import { quote } from '../../util/shell.js';
+import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
+import { readCheckedManifest } from './manifest.js';
+
+const Params = Type.Object(
+  {
+    from: Type.String({
+      pattern: '^/',
+      description: 'the backup directory (manifest.json, backup_label, …)',
+    }),
+    data_dir: Type.String({ pattern: '^/', description: 'where the server will run from (must not exist)' }),
+    bin_dir: Type.String({ pattern: '^/', description: "binaries of the backup's major version" }),
+    archive_dir: Type.String({ pattern: '^/', description: 'the WAL archive' }),
+    wal_dirs: Type.Optional(
+      Type.Array(Type.String({ pattern: '^/' }), {
+        description:
+          'directories searched for WAL before the archive (the old pg_wal: its last segment was never archived)',
+      }),
+    ),
+    target: Type.Optional(
+      Type.Union([Type.Literal('latest'), Type.Literal('immediate')], {
+        description:
+          'latest (default): replay every WAL record of this system found; immediate: stop where the backup became consistent',
+      }),
+    ),
+    data: Type.Optional(
+      Type.Union([Type.String({ pattern: '^/' }), Type.Literal('')], {
+        description: "the snapshot's data (default, or empty: from the manifest)",
+      }),
+    ),
+    timeout: Type.Optional(Type.Integer({ minimum: 1, description: 'seconds for recovery (default 600)' })),
+    run_as: Type.Optional(
+      Type.String({ minLength: 1, description: 'OS user (default: host var pg_os_user, else postgres)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  backup_id: Type.String(),
+  data_dir: Type.String(),
+  seconds: Type.Number(),
+  timeline: Type.Integer({ description: 'the timeline after promotion' }),
+  checkpoint_lsn: Type.String({ description: 'its shutdown checkpoint' }),
+});
+
+type P = typeof Params.static;
+
+/** A value for a -c option inside pg_ctl -o: single quotes for the server's parser. */
+const confValue = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+function restoreCommand(p: P): string {
+  const tries = [...(p.wal_dirs ?? []), p.archive_dir].map((d) => `cp ${quote(`${d}`)}/%f "%p" 2>/dev/null`);
+  return tries.join(' || ');
+}
+
+const log = (p: P) => `${p.data_dir}.recover.log`;
+
+function options(p: P): string {
+  const o = [
+    `restore_command=${confValue(restoreCommand(p))}`,
+    ...(p.target === 'immediate' ? ["recovery_target='immediate'"] : ["recovery_target_timeline='latest'"]),
+    "recovery_target_action='promote'",
+    // pg_ctl -w then returns only once recovery has ended and the server promoted.
+    'hot_standby=off',
+    "archive_mode='off'",
+    "listen_addresses=''",
+    `unix_socket_directories=${confValue(p.data_dir)}`,
+  ];
+  return o.map((x) => `-c ${x}`).join(' ');
+}
+
+/** Copies the snapshot in, as the login (through become): the server user may not read it. */
+function copyScript(p: P, data: string, user: string): string {
+  const D = quote(p.data_dir);
+  return [
+    'set -e',
+    `if [ -e ${D} ]; then echo 'pgrunbook: ${p.data_dir.replace(/'/g, '')} exists: move it aside first' >&2; exit 17; fi`,
+    `mkdir -p -m 700 ${D}`,
+    `cp -a ${quote(`${data}/.`)} ${D}/`,
+    `rm -f ${D}/postmaster.pid ${D}/postmaster.opts ${D}/recovery.signal ${D}/standby.signal ${D}/backup_label ${D}/tablespace_map`,
+    `rm -rf ${D}/pg_wal && mkdir -p ${D}/pg_wal/archive_status`,
+    `rm -rf ${D}/pg_replslot/* ${D}/pg_stat_tmp/*`,
+    `cp ${quote(`${p.from}/backup_label`)} ${D}/backup_label`,
+    `touch ${D}/recovery.signal`,
+    `if [ "$(id -u)" = 0 ]; then chown -R ${quote(user)}: ${D}; : > ${quote(log(p))}; chown ${quote(user)}: ${quote(log(p))}; fi`,
+    `sha256sum ${D}/backup_label`,
+  ].join('\n');
+}
+
+function recoverScript(p: P): string {
+  const ctl = quote(`${p.bin_dir}/pg_ctl`);
+  const D = quote(p.data_dir);
+  return [
+    `${ctl} start -D ${D} -w -t ${p.timeout ?? 600} -l ${quote(log(p))} -o ${quote(options(p))} || { tail -n 30 ${quote(log(p))} >&2; exit 1; }`,
+    `${ctl} stop -D ${D} -m fast -w || exit 1`,
+    `LC_ALL=C ${quote(`${p.bin_dir}/pg_controldata`)} -D ${D}`,
+  ].join('\n');
+}
+
+const as = (ctx: PlanContext, p: P, s: string) => asUser(ctx.host, serverUser(ctx.host, p.run_as), s);
+
+export default defineStep({
+  type: 'backup.recover',
+  summary:
+    "Restore a backup in place as a server's data directory: copy, labels, recover from the archive, promote, stop cleanly.",
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary:
+    'none: the restored directory stays (it is what a rollback wants); rerun after moving it aside',
+  plan(ctx, p) {
+    return {
+      action: `restore the backup in ${p.from} as ${p.data_dir}, recovering to ${p.target ?? 'latest'}`,
+      ops: [
+        { kind: 'note', text: `check ${p.from}/manifest.json is complete and the labels' sha256` },
+        {
+          kind: 'command',
+          line: commandLine(
+            { script: copyScript(p, '(the snapshot named in the manifest)', serverUser(ctx.host, p.run_as)) },
+            ctx.host.become,
+          ),
+        },
+        { kind: 'command', line: as(ctx, p, recoverScript(p)) },
+      ],
+    };
+  },
+  async apply(ctx: ApplyContext, p) {
+    const t = await ctx.transport();
+    const become = {
+      exec: (line: string, o: { signal?: AbortSignal }) =>
+        t.exec(commandLine({ script: line }, ctx.host.become), o),
+    };
+    const m = await readCheckedManifest(
+      { ...t, exec: become.exec, kind: t.kind, close: t.close },
+      p.from,
+      ctx.signal,
+    );
+    if ((m.snapshots?.[0]?.tablespaces ?? []).length > 0 || m.files.tablespace_map)
+      throw new StepFailure('backup.recover does not restore tablespaces yet: restore this backup by hand');
+    const data = p.data || m.snapshots?.[0]?.data;
+    if (!data) throw new StepFailure(`no snapshot data: the manifest in ${p.from} names none; give data:`);
+    const started = Date.now();
+    const copy = await become.exec(copyScript(p, data, serverUser(ctx.host, p.run_as)), {
+      signal: ctx.signal,
+    });
+    if (copy.exitCode !== 0)
+      throw new StepFailure(
+        copy.exitCode === 17
+          ? copy.stderr.trim().replace(/^pgrunbook: /, '')
+          : `copying ${data} into ${p.data_dir} failed: ${copy.stderr.trim().slice(-800)}`,
+      );
+    if (!copy.stdout.trim().startsWith(m.files.backup_label.sha256))
+      throw new StepFailure(`backup_label in ${p.data_dir} differs from the stored one`);
+    ctx.log(`copied ${data} into ${p.data_dir}; recovering`);
+    const r = await t.exec(as(ctx, p, recoverScript(p)), { signal: ctx.signal });
+    if (r.exitCode !== 0)
+      throw new StepFailure(`recovery of ${p.data_dir} failed:\n${r.stderr.trim().slice(-2000)}`);
+    const f = Object.fromEntries(
+      r.stdout.split('\n').flatMap((l) => {
+        const i = l.indexOf(':');
+        return i > 0 ? [[l.slice(0, i).trim(), l.slice(i + 1).trim()]] : [];
+      }),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    const timeline = Number(f["Latest checkpoint's TimeLineID"]);
+    ctx.log(
+      `recovered and promoted in ${seconds.toFixed(1)} s: timeline ${timeline}, stopped cleanly (${f['Database cluster state']})`,
+    );
+    return {
+      backup_id: m.backup_id,
+      data_dir: p.data_dir,
+      seconds,
+      timeline,
+      checkpoint_lsn: f['Latest checkpoint location'] ?? '',
+    };
+  },
+});

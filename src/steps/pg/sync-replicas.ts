@@ -1,0 +1,163 @@
+// `pg.sync_replicas`: after pg_upgrade --link on the leader, bring each replica to the new major
+// the way PostgreSQL documents it (pg_upgrade, "Upgrade streaming replication standby servers"):
+// from the leader, one rsync of the old and new data directories together, so that the hard links
+// between them are recreated on the replica and only the files pg_upgrade wrote are sent. Run on
+// the leader; the replicas are reached with rsync over ssh from there (in parallel). Tablespaces
+// get the same treatment, each in its own directory.
+import { basename, dirname } from 'node:path';
+import { Type } from '@sinclair/typebox';
+import { asLogin, asUser } from '../../connections/run-as.js';
+import { StepFailure } from '../../errors.js';
+import type { InventoryHost } from '../../inventory/inventory.js';
+import { joinArgv, quote } from '../../util/shell.js';
+import { defineStep, type PlanContext } from '../define.js';
+
+const Params = Type.Object(
+  {
+    replicas: Type.Array(Type.String({ minLength: 1 }), {
+      description: 'inventory host names of the replicas',
+    }),
+    except: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          'replicas not to sync (they are cloned afresh instead, e.g. by Patroni from an empty data directory)',
+      }),
+    ),
+    old_data_dir: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        description: "the leader's old data directory (default: host var pgdata)",
+      }),
+    ),
+    new_data_dir: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        description: "the leader's new, upgraded data directory (default: host var pgdata_new)",
+      }),
+    ),
+    ssh: Type.Optional(
+      Type.String({
+        description:
+          "rsync's remote shell (default: host var rsync_ssh, else `ssh -o BatchMode=yes`): unknown host keys are refused",
+      }),
+    ),
+    run_as: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'OS user on the leader that runs rsync (default: the login, through become)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const Outputs = Type.Object({
+  replicas: Type.Array(Type.Object({ host: Type.String(), seconds: Type.Number() })),
+  seconds: Type.Number(),
+});
+
+type P = typeof Params.static;
+
+const RSYNC = ['rsync', '--archive', '--delete', '--hard-links', '--size-only', '--no-inc-recursive'];
+
+const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+
+function dirs(ctx: PlanContext, p: P): { old: string; nu: string } {
+  const old = p.old_data_dir ?? str(ctx.host.vars.pgdata);
+  const nu = p.new_data_dir ?? str(ctx.host.vars.pgdata_new);
+  if (!old || !nu)
+    throw new StepFailure(
+      `pg.sync_replicas: old/new data directory not given and host vars pgdata/pgdata_new not set for ${ctx.host.name}`,
+    );
+  return { old, nu };
+}
+
+/** Where a replica is reached and where its directories are; refuses layouts rsync cannot serve. */
+export function target(ctx: PlanContext, p: P, name: string): { dest: string; parent: string } {
+  const r: InventoryHost | undefined = ctx.peer(name);
+  if (!r) throw new StepFailure(`pg.sync_replicas: no host "${name}" in the inventory`);
+  const { old, nu } = dirs(ctx, p);
+  const rOld = str(r.vars.pgdata);
+  const rNew = str(r.vars.pgdata_new);
+  if (!rOld || !rNew)
+    throw new StepFailure(`pg.sync_replicas: host vars pgdata/pgdata_new not set for replica ${name}`);
+  // rsync recreates OLD and NEW by their names inside one directory of the replica.
+  if (dirname(rOld) !== dirname(rNew) || basename(rOld) !== basename(old) || basename(rNew) !== basename(nu))
+    throw new StepFailure(
+      `pg.sync_replicas: replica ${name} has pgdata ${rOld} and pgdata_new ${rNew}; they must sit in one directory with the leader's names (${basename(old)}, ${basename(nu)})`,
+    );
+  const addr = str(r.vars.rsync_host) ?? r.ssh?.host;
+  if (!addr)
+    throw new StepFailure(
+      `pg.sync_replicas: no address for replica ${name} (host var rsync_host or ssh.host)`,
+    );
+  const user = str(r.vars.rsync_user) ?? r.ssh?.user;
+  return { dest: `${user ? `${user}@` : ''}${addr}`, parent: dirname(rOld) };
+}
+
+const chosen = (p: P) => p.replicas.filter((r) => !(p.except ?? []).includes(r));
+
+function script(ctx: PlanContext, p: P, name: string): string {
+  const { old, nu } = dirs(ctx, p);
+  const { dest, parent } = target(ctx, p, name);
+  const e = p.ssh ?? str(ctx.host.vars.rsync_ssh) ?? 'ssh -o BatchMode=yes';
+  const rsync = joinArgv([...RSYNC, '-e', e]);
+  const lines = [
+    'set -e',
+    `${joinArgv([...RSYNC, '-e', e, old, nu, `${dest}:${parent}`])}`,
+    // Tablespaces: each holds PG_OLD_* and PG_NEW_* directories side by side, at the same path on
+    // every node.
+    `o=$(cat ${quote(`${old}/PG_VERSION`)}); n=$(cat ${quote(`${nu}/PG_VERSION`)})`,
+    `for l in ${quote(`${old}/pg_tblspc`)}/*; do [ -L "$l" ] || continue; t=$(readlink "$l"); ${rsync} "$t"/PG_"$o"_* "$t"/PG_"$n"_* ${quote(dest)}:"$t"; done`,
+  ];
+  const s = lines.join('\n');
+  return p.run_as ? asUser(ctx.host, p.run_as, s) : asLogin(ctx.host, s);
+}
+
+export default defineStep({
+  type: 'pg.sync_replicas',
+  summary:
+    "From the leader, rsync the old and new data directories to each replica (pg_upgrade's documented standby upgrade).",
+  params: Params,
+  outputs: Outputs,
+  mutating: true,
+  undoSummary:
+    "none: the replicas' old data directories are overwritten; past the point of no return, rollback is the snapshot",
+  plan(ctx, p) {
+    p = { ...p, replicas: chosen(p) };
+    if (p.replicas.length === 0) return { action: 'sync no replica', ops: [], noop: 'no replica to sync' };
+    return {
+      action: `rsync ${p.replicas.length} replica(s) from this leader`,
+      ops: p.replicas.map((r) => ({ kind: 'command' as const, line: script(ctx, p, r) })),
+    };
+  },
+  async apply(ctx, p) {
+    const t = await ctx.transport();
+    const started = Date.now();
+    for (const r of p.except ?? [])
+      if (p.replicas.includes(r)) ctx.log(`${r}: not synced (cloned afresh instead)`);
+    const lines = chosen(p).map((r) => [r, script(ctx, p, r)] as const);
+    const results = await Promise.all(
+      lines.map(async ([name, line]) => {
+        const t0 = Date.now();
+        const r = await t.exec(line, { signal: ctx.signal, onOutput: (s, c) => ctx.output(s, c) });
+        return { name, r, seconds: (Date.now() - t0) / 1000 };
+      }),
+    );
+    const failed = results.filter((x) => x.r.exitCode !== 0);
+    if (failed.length > 0)
+      throw new StepFailure(
+        failed
+          .map(
+            (x) =>
+              `rsync to ${x.name} failed (exit ${x.r.exitCode}): ${x.r.stderr.trim().split('\n').slice(-4).join('\n')}`,
+          )
+          .join('\n'),
+      );
+    for (const x of results) ctx.log(`${x.name}: synced in ${x.seconds.toFixed(1)} s`);
+    return {
+      replicas: results.map((x) => ({ host: x.name, seconds: x.seconds })),
+      seconds: (Date.now() - started) / 1000,
+    };
+  },
+});

@@ -1,0 +1,340 @@
+// playbooks/pg-major-upgrade.yml end to end: a real two-member Patroni cluster on PostgreSQL 13
+// (etcd, Debian's binaries), driven over a real sshd as the server user, upgraded to 15 with
+// pg_upgrade --link and the replica rsynced from the leader; and a failure before the point of no
+// return that leaves the cluster on 13, running and resumed.
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, chown } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type EtcdServer,
+  httpRequest,
+  lookupUser,
+  type PatroniCluster,
+  peerSsh,
+  pgBinDir,
+  SERVER_USER,
+  type SshServer,
+  startEtcd,
+  startPatroniCluster,
+  startSshd,
+} from '../env/index.js';
+import { events, outputsOf, runCli, workdir } from './cli.js';
+
+const PLAYBOOK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade.yml', import.meta.url));
+const ROLLBACK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade-rollback.yml', import.meta.url));
+
+let etcd: EtcdServer;
+let sshd: SshServer;
+let cluster: PatroniCluster | undefined;
+// What the upgrade test leaves for the rollback test: the upgraded cluster and where it ran.
+let upgraded: { cwd: string; runId: string; leader: string; before: Record<string, string> } | undefined;
+
+beforeAll(async () => {
+  [etcd, sshd] = await Promise.all([startEtcd(), startSshd()]);
+}, 60_000);
+async function fresh(): Promise<PatroniCluster> {
+  await cluster?.stop();
+  upgraded = undefined;
+  cluster = await startPatroniCluster({ etcd, members: 2, version: 13 });
+  return cluster;
+}
+afterAll(async () => {
+  await cluster?.stop();
+  await sshd?.stop();
+  await etcd?.stop();
+});
+
+async function sql<T = Record<string, unknown>>(config: pg.ClientConfig, text: string): Promise<T[]> {
+  const c = new pg.Client(config);
+  await c.connect();
+  try {
+    return (await c.query(text)).rows as T[];
+  } finally {
+    await c.end();
+  }
+}
+
+/** Several tables, an index, a sequence; what each holds, as the test compares it. */
+async function seed(config: pg.ClientConfig): Promise<void> {
+  await sql(
+    config,
+    `create sequence order_no start 1000;
+     create table customers (id serial primary key, name text not null, created date not null);
+     create table orders (id bigint primary key default nextval('order_no'), customer int references customers, total numeric(12,2));
+     create index orders_customer on orders (customer);
+     insert into customers (name, created) select 'c' || g, date '2020-01-01' + g from generate_series(1, 500) g;
+     insert into orders (customer, total) select 1 + g % 500, g * 1.25 from generate_series(1, 3000) g;`,
+  );
+}
+
+async function contents(config: pg.ClientConfig): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of ['customers', 'orders']) {
+    const [r] = await sql<{ n: string; sum: string }>(
+      config,
+      `select count(*)::text as n, md5(string_agg(t::text, ',' order by t::text)) as sum from ${t} t`,
+    );
+    out[t] = `${r!.n}:${r!.sum}`;
+  }
+  const [s] = await sql<{ v: string }>(config, 'select last_value::text as v from order_no');
+  out.order_no = s!.v;
+  const [i] = await sql<{ n: string }>(
+    config,
+    "select count(*)::text as n from pg_indexes where indexname = 'orders_customer'",
+  );
+  out.index = i!.n;
+  return out;
+}
+
+async function setup(c: PatroniCluster) {
+  const peer = await peerSsh(sshd);
+  const { uid, gid } = await lookupUser(SERVER_USER);
+  const root = mkdtempSync(join(tmpdir(), 'pgrb-upgrade-'));
+  await chmod(root, 0o755);
+  await chown(root, uid, gid);
+  const hosts = c.members
+    .map(
+      (m) => `  ${m.name}:
+    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
+    pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
+    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile} }
+    vars:
+      pgdata: ${m.dataDir}
+      pgdata_new: ${m.memberDir}/data15
+      pg_socket_dir: ${m.socketDir}
+      patroni_stop_command: ${m.serviceScript} stop
+      patroni_start_command: ${m.serviceScript} start`,
+    )
+    .join('\n');
+  const inv = `vars:
+  pg_bin_old: ${pgBinDir(13)}
+  pg_bin_new: ${pgBinDir(15)}
+  pg_os_user: ${SERVER_USER}
+  backup_root: ${root}
+  archive_dir: ${c.archiveDir}
+  rsync_ssh: ${JSON.stringify(peer.sshCommand)}
+  patroni_ttl: 20
+  patroni_loop_wait: 2
+hosts:
+${hosts}
+groups:
+  patroni: { hosts: [${c.members.map((m) => m.name).join(', ')}] }
+`;
+  return { root, cwd: workdir({ 'inv.yml': inv }) };
+}
+
+async function patroni(url: string): Promise<Record<string, unknown>> {
+  return JSON.parse((await httpRequest('GET', `${url}/patroni`)).body);
+}
+
+const failures = (stdout: string) =>
+  stdout
+    .split('\n')
+    .filter((l) => l.includes('"failed"') || l.includes('run_finished'))
+    .join('\n');
+
+describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
+  it('upgrades both members with every row, the replica streaming, Patroni resumed and the downtime reported', async () => {
+    const c = await fresh();
+    const leader = await c.leader();
+    const replica = c.members.find((m) => m.name !== leader)!.name;
+    await seed(c.clientConfig(leader));
+    const before = await contents(c.clientConfig(leader));
+    const { cwd } = await setup(c);
+
+    const r = await runCli(
+      ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json', '--report', 'report.md'],
+      { cwd },
+    );
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(0);
+    const ev = events(r.stdout);
+    // The run report: the point of no return, the downtime and each node's version.
+    const report = readFileSync(join(cwd, 'report.md'), 'utf8');
+    expect(report).toContain('Point of no return crossed at "Sync the replicas from the leader');
+    expect(report).toMatch(/downtime \(writes stopped → new leader writable\): [0-9.]+ s/);
+    for (const m of c.members) expect(report).toContain(`${m.name}: PostgreSQL 15.`);
+
+    // Both members on 15, the same leader, the replica streaming from it.
+    for (const m of c.members) {
+      const [v] = await sql<{ v: string; standby: boolean }>(
+        c.clientConfig(m.name),
+        "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
+      );
+      expect(v!.v.slice(0, 2)).toBe('15');
+      expect(v!.standby).toBe(m.name !== leader);
+    }
+    const streaming = await sql<{ application_name: string }>(
+      c.clientConfig(leader),
+      "select application_name from pg_stat_replication where state = 'streaming'",
+    );
+    expect(streaming.map((s) => s.application_name)).toEqual([replica]);
+    // Every table's rows and checksum, the sequence and the index unchanged, on both.
+    expect(await contents(c.clientConfig(leader))).toEqual(before);
+    expect(await contents(c.clientConfig(replica))).toEqual(before);
+    // Patroni: resumed, the leader on the new data directory.
+    for (const m of c.members) expect((await patroni(m.restUrl)).pause).toBeFalsy();
+    expect(readFileSync(c.members.find((m) => m.name === leader)!.configFile, 'utf8')).toContain('data15');
+    // The smoke table went across and was dropped.
+    expect(
+      await sql(
+        c.clientConfig(leader),
+        "select 1 from pg_tables where tablename = 'pgrunbook_upgrade_smoke'",
+      ),
+    ).toEqual([]);
+    // The point of no return was crossed once, after approval; the downtime measured and shown.
+    expect(ev.filter((e) => e.type === 'point_of_no_return')).toHaveLength(1);
+    const downtime = Number(
+      outputsOf<{ downtime_seconds: number }>(ev, 'downtime_measured')?.downtime_seconds,
+    );
+    expect(downtime).toBeGreaterThan(0);
+    expect(downtime).toBeLessThan(120);
+    const said = ev
+      .filter((e) => e.type === 'step_output')
+      .map((e) => String(e.text))
+      .join('\n');
+    expect(said).toMatch(/downtime \(writes stopped → new leader writable\): [0-9.]+ s/);
+    expect(said).toContain(`${replica}: PostgreSQL 15`);
+    // The old directory still has pg_control.old (the --link mark), the new one runs.
+    const l = c.members.find((m) => m.name === leader)!;
+    expect(existsSync(join(l.dataDir, 'global', 'pg_control.old'))).toBe(true);
+    expect(existsSync(join(l.memberDir, 'data15', 'postmaster.pid'))).toBe(true);
+    // The line to roll back with, printed by the run.
+    const runId = String(ev.find((e) => e.type === 'run_started')?.runId);
+    expect(said).toContain(
+      `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i INVENTORY -e leader=${leader} -e upgrade_run=${runId}`,
+    );
+    upgraded = { cwd, runId, leader, before };
+  }, 240_000);
+
+  it('the rollback playbook brings the upgraded cluster back on 13 from the snapshot, with the pre-upgrade data', async () => {
+    expect(upgraded, 'needs the upgrade test before it').toBeDefined();
+    const c = cluster!;
+    const { cwd, runId, leader, before } = upgraded!;
+    const replica = c.members.find((m) => m.name !== leader)!.name;
+    // A write on 15 after the upgrade: the rollback goes back to before it.
+    await sql(
+      c.clientConfig(leader),
+      "insert into customers (name, created) values ('after-upgrade', now())",
+    );
+    const r = await runCli(
+      [
+        'run',
+        ROLLBACK,
+        '-i',
+        'inv.yml',
+        '-e',
+        `leader=${leader}`,
+        '-e',
+        `upgrade_run=${runId}`,
+        '--yes',
+        '--output',
+        'json',
+      ],
+      { cwd },
+    );
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(0);
+    for (const m of c.members) {
+      const [v] = await sql<{ v: string; standby: boolean }>(
+        c.clientConfig(m.name),
+        "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
+      );
+      expect(v!.v.slice(0, 2)).toBe('13');
+      expect(v!.standby).toBe(m.name !== leader);
+      const st = await patroni(m.restUrl);
+      expect(st.state).toBe('running');
+      expect(st.pause).toBeFalsy();
+    }
+    expect(await contents(c.clientConfig(leader))).toEqual(before);
+    expect(await contents(c.clientConfig(replica))).toEqual(before);
+    const streaming = await sql<{ application_name: string }>(
+      c.clientConfig(leader),
+      "select application_name from pg_stat_replication where state = 'streaming'",
+    );
+    expect(streaming.map((s) => s.application_name)).toEqual([replica]);
+    // Patroni runs the old data directory with the old binaries again.
+    const config = readFileSync(c.members.find((m) => m.name === leader)!.configFile, 'utf8');
+    expect(config).toContain(pgBinDir(13));
+    expect(config).not.toContain('data15');
+  }, 240_000);
+
+  it('a failure before the point of no return (pg_upgrade --check: checksums differ) leaves 13 running and resumed', async () => {
+    const c = await fresh();
+    const leader = await c.leader();
+    const l = c.members.find((m) => m.name === leader)!;
+    const { cwd } = await setup(c);
+    const r = await runCli(
+      ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', 'initdb_checksums=false', '--output', 'json'],
+      { cwd },
+    );
+    expect(r.code).toBe(1);
+    const ev = events(r.stdout);
+    const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed');
+    expect(failed?.stepType).toBe('pg.upgrade');
+    expect(String(failed?.error)).toMatch(/checksums/);
+    const fin = ev.find((e) => e.type === 'run_finished') as { summary: string[] };
+    expect(fin.summary.join('\n')).toMatch(/initdb/);
+    // Still 13, both running, nothing paused, no new data directory left.
+    for (const m of c.members) {
+      const [v] = await sql<{ v: string }>(
+        c.clientConfig(m.name),
+        "select current_setting('server_version_num') as v",
+      );
+      expect(v!.v.slice(0, 2)).toBe('13');
+      const st = await patroni(m.restUrl);
+      expect(st.state).toBe('running');
+      expect(st.pause).toBeFalsy();
+    }
+    expect(existsSync(join(l.memberDir, 'data15'))).toBe(false);
+    expect(ev.some((e) => e.type === 'point_of_no_return')).toBe(false);
+  }, 120_000);
+
+  it('a failure after pg_upgrade --link, before the point of no return, puts 13 back: pg_control, config, servers, Patroni', async () => {
+    const c = await fresh();
+    const leader = await c.leader();
+    const l = c.members.find((m) => m.name === leader)!;
+    const rep = c.members.find((m) => m.name !== leader)!;
+    await seed(c.clientConfig(leader));
+    const before = await contents(c.clientConfig(leader));
+    const configBefore = readFileSync(l.configFile, 'utf8');
+    // A leftover of an earlier attempt on the replica: its patroni.yml edit refuses to overwrite
+    // the kept original, after pg_upgrade --link has run on the leader.
+    const leftover = `${rep.configFile}.pg13`;
+    writeFileSync(leftover, 'an earlier attempt kept this\n');
+    const { cwd } = await setup(c);
+    const r = await runCli(['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json'], { cwd });
+    expect(r.code).toBe(1);
+    const ev = events(r.stdout);
+    const ok = ev.filter((e) => e.type === 'step_finished' && e.status === 'ok').map((e) => e.stepType);
+    expect(ok).toContain('pg.upgrade');
+    const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed');
+    expect(failed).toMatchObject({ stepType: 'patroni.edit_config', host: rep.name });
+    expect(String(failed?.error)).toContain('exists');
+    const undone = ev
+      .filter((e) => e.type === 'undo_finished' && e.ok === true)
+      .map((e) => `${e.host}:${(e as { title: string }).title}`);
+    expect(undone.some((u) => u.startsWith(`${leader}:pg_upgrade --link`))).toBe(true);
+    expect(ev.some((e) => e.type === 'point_of_no_return')).toBe(false);
+    // Back on 13: pg_control in place, the config as it was, both running under Patroni, resumed,
+    // the data as before, the new directory gone; the leftover untouched.
+    expect(existsSync(join(l.dataDir, 'global', 'pg_control'))).toBe(true);
+    expect(existsSync(join(l.dataDir, 'global', 'pg_control.old'))).toBe(false);
+    expect(readFileSync(l.configFile, 'utf8')).toBe(configBefore);
+    expect(readFileSync(leftover, 'utf8')).toBe('an earlier attempt kept this\n');
+    expect(existsSync(join(l.memberDir, 'data15'))).toBe(false);
+    for (const m of c.members) {
+      const [v] = await sql<{ v: string }>(
+        c.clientConfig(m.name),
+        "select current_setting('server_version_num') as v",
+      );
+      expect(v!.v.slice(0, 2)).toBe('13');
+      const st = await patroni(m.restUrl);
+      expect(st.state).toBe('running');
+      expect(st.pause).toBeFalsy();
+    }
+    expect(await contents(c.clientConfig(leader))).toEqual(before);
+  }, 180_000);
+});
