@@ -69,7 +69,7 @@ export class Executor {
   readonly #o: RunOptions;
   readonly #undo = new UndoStack();
   readonly #scopes = new Map<string, HostScope>();
-  #ponr: { title: string; recovery?: string } | undefined;
+  #ponr: { address: string; title: string; recovery?: string } | undefined;
   readonly #world = { scopes: this.#scopes, groups: () => groupsOf(this.#o.inventory) };
   /** Aborted on a signal or when the run must stop at once (a held session died). */
   readonly #stop = new AbortController();
@@ -279,9 +279,6 @@ export class Executor {
         return failed;
       }
     }
-    const ponr = n.common.point_of_no_return;
-    if ((ponr === true || typeof ponr === 'string') && !this.#stopping && !this.#fatal)
-      this.#crossPonr(n, ponr);
     await mapLimit(targets, forks, async (h) => {
       // With fewer forks than hosts, a fatal failure on one host stops the hosts still queued.
       if (!inAlways && (this.#stopping || (this.#fatal && !rescuable))) return;
@@ -308,7 +305,7 @@ export class Executor {
         host: e.host,
         why: `kept: past the point of no return at "${n.title}"`,
       });
-    this.#ponr = { title: n.title, recovery };
+    this.#ponr = { address: n.address, title: n.title, recovery };
     this.#o.bus.emit({
       type: 'point_of_no_return',
       address: n.address,
@@ -412,6 +409,10 @@ export class Executor {
         return false;
       }
     }
+    // Crossed when the step really starts on its first host (past `when` and the leader guard).
+    const ponr = n.common.point_of_no_return;
+    if ((ponr === true || typeof ponr === 'string') && this.#ponr?.address !== n.address && !this.#stopping)
+      this.#crossPonr(n, ponr);
     const retries = (n.common.retries as number | undefined) ?? 0;
     const delayMs = ((n.common.delay as number | undefined) ?? 1) * 1000;
     let lastError = '';

@@ -57,9 +57,6 @@ const Outputs = Type.Object({
 
 type P = typeof Params.static;
 
-/** A value for a -c option inside pg_ctl -o: single quotes for the server's parser. */
-const confValue = (v: string) => `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-
 function restoreCommand(p: P): string {
   const tries = [...(p.wal_dirs ?? []), p.archive_dir].map((d) => `cp ${quote(`${d}`)}/%f "%p" 2>/dev/null`);
   return tries.join(' || ');
@@ -67,18 +64,22 @@ function restoreCommand(p: P): string {
 
 const log = (p: P) => `${p.data_dir}.recover.log`;
 
+/**
+ * pg_ctl -o: pg_ctl hands this string to /bin/sh, so each `-c name=value` is one sh-quoted word
+ * (values on the command line need no configuration-file quoting).
+ */
 function options(p: P): string {
   const o = [
-    `restore_command=${confValue(restoreCommand(p))}`,
-    ...(p.target === 'immediate' ? ["recovery_target='immediate'"] : ["recovery_target_timeline='latest'"]),
-    "recovery_target_action='promote'",
+    `restore_command=${restoreCommand(p)}`,
+    ...(p.target === 'immediate' ? ['recovery_target=immediate'] : ['recovery_target_timeline=latest']),
+    'recovery_target_action=promote',
     // pg_ctl -w then returns only once recovery has ended and the server promoted.
     'hot_standby=off',
-    "archive_mode='off'",
-    "listen_addresses=''",
-    `unix_socket_directories=${confValue(p.data_dir)}`,
+    'archive_mode=off',
+    'listen_addresses=',
+    `unix_socket_directories=${p.data_dir}`,
   ];
-  return o.map((x) => `-c ${x}`).join(' ');
+  return o.map((x) => `-c ${quote(x)}`).join(' ');
 }
 
 /** Copies the snapshot in, as the login (through become): the server user may not read it. */

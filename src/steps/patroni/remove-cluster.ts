@@ -7,7 +7,8 @@ import { Type } from '@sinclair/typebox';
 import { commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import type { InventoryHost } from '../../inventory/inventory.js';
-import { defineStep } from '../define.js';
+import { type ApplyContext, defineStep } from '../define.js';
+import { memberClient } from './members.js';
 
 const Params = Type.Object(
   {
@@ -20,6 +21,12 @@ const Params = Type.Object(
         minimum: 0,
         description:
           "seconds to wait before checking nothing re-registered (default 10, above Patroni's loop_wait)",
+      }),
+    ),
+    stopped_hosts: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          'inventory hosts whose Patroni was stopped on purpose: a member of theirs the DCS still lists as running (a key outliving a stop while paused) counts as stopped when its REST API refuses connections',
       }),
     ),
     wait_seconds: Type.Optional(
@@ -83,7 +90,7 @@ export default defineStep({
           ? { kind: 'note', text: 'members still running are allowed (allow_running)' }
           : {
               kind: 'note',
-              text: `refuses if any member is still registered as running${p.wait_seconds ? ` after ${p.wait_seconds} s` : ''}`,
+              text: `refuses if any member is still registered as running${p.wait_seconds ? ` after ${p.wait_seconds} s` : ''}${p.stopped_hosts?.length ? ` (members of ${p.stopped_hosts.join(', ')} count as stopped when their REST API refuses connections)` : ''}`,
             },
         {
           kind: 'command',
@@ -116,7 +123,10 @@ export default defineStep({
     // (running, restarting, stopping, creating replica…) is a Patroni that may claim the cluster
     // again after the wipe — or one stopped while paused, whose key keeps its last state until the
     // ttl expires: wait_seconds waits that out.
-    const notStopped = (ms: ListedMember[]) => ms.filter((m) => (m.State ?? '') !== 'stopped');
+    const down = await refusing(ctx, p.stopped_hosts ?? []);
+    const notStopped = (ms: ListedMember[]) =>
+      ms.filter((m) => (m.State ?? '') !== 'stopped' && !down.has(String(m.Member)));
+    if (down.size) ctx.log(`Patroni REST API refuses connections (stopped): ${[...down].join(', ')}`);
     let before = await list();
     const until = Date.now() + (p.wait_seconds ?? 0) * 1000;
     if (notStopped(before).length && p.wait_seconds && !p.allow_running)
@@ -158,3 +168,23 @@ export default defineStep({
     return { removed: true, members_before: before.map((m) => String(m.Member)) };
   },
 });
+
+/**
+ * Member names of the hosts whose Patroni REST API refuses connections: stopped, not hung (a
+ * timeout or any answer proves nothing of the kind).
+ */
+async function refusing(ctx: ApplyContext, hosts: string[]): Promise<Set<string>> {
+  const out = new Set<string>();
+  await Promise.all(
+    hosts.map(async (name) => {
+      const h = ctx.peer(name);
+      if (!h?.patroni) throw new StepFailure(`stopped_hosts: "${name}" is not a host with patroni settings`);
+      try {
+        await memberClient(ctx, name, h.patroni.url).memberStatus(ctx.signal);
+      } catch (err) {
+        if (/ECONNREFUSED/.test((err as Error).message)) out.add(h.patroni.member ?? h.name);
+      }
+    }),
+  );
+  return out;
+}

@@ -62,9 +62,21 @@ const RSYNC = ['rsync', '--archive', '--delete', '--hard-links', '--size-only', 
 
 const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
 
+/**
+ * A directory as rsync must see it: no trailing slash (with one, rsync copies the contents into
+ * the replica's parent, and --delete wipes everything else there), never `/`.
+ */
+function dir(path: string | undefined, what: string): string | undefined {
+  if (path === undefined) return undefined;
+  const d = path.replace(/\/+$/, '');
+  if (!d.startsWith('/'))
+    throw new StepFailure(`pg.sync_replicas: ${what} ${path} is not a directory below /`);
+  return d;
+}
+
 function dirs(ctx: PlanContext, p: P): { old: string; nu: string } {
-  const old = p.old_data_dir ?? str(ctx.host.vars.pgdata);
-  const nu = p.new_data_dir ?? str(ctx.host.vars.pgdata_new);
+  const old = dir(p.old_data_dir ?? str(ctx.host.vars.pgdata), 'old data directory');
+  const nu = dir(p.new_data_dir ?? str(ctx.host.vars.pgdata_new), 'new data directory');
   if (!old || !nu)
     throw new StepFailure(
       `pg.sync_replicas: old/new data directory not given and host vars pgdata/pgdata_new not set for ${ctx.host.name}`,
@@ -77,8 +89,8 @@ export function target(ctx: PlanContext, p: P, name: string): { dest: string; pa
   const r: InventoryHost | undefined = ctx.peer(name);
   if (!r) throw new StepFailure(`pg.sync_replicas: no host "${name}" in the inventory`);
   const { old, nu } = dirs(ctx, p);
-  const rOld = str(r.vars.pgdata);
-  const rNew = str(r.vars.pgdata_new);
+  const rOld = dir(str(r.vars.pgdata), `${name}'s pgdata`);
+  const rNew = dir(str(r.vars.pgdata_new), `${name}'s pgdata_new`);
   if (!rOld || !rNew)
     throw new StepFailure(`pg.sync_replicas: host vars pgdata/pgdata_new not set for replica ${name}`);
   // rsync recreates OLD and NEW by their names inside one directory of the replica.

@@ -3,7 +3,16 @@
 // command lines a reviewer reads in the plan, their undo, and what the scripts do when run — the
 // scripts are executed by sh over the local transport against fake pg_ctl/pg_upgrade/pg_controldata.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
@@ -287,7 +296,7 @@ esac`,
       return { d, data, bin: join(d, 'bin'), calls };
     }
 
-    it('stop on a running server stops it; its undo starts it again with a fast mode-free start', async () => {
+    it('stop on a running server stops it; its undo starts it again', async () => {
       const f = fake('running');
       const ctx = applyCtx(localMe({ pgdata: f.data }));
       const p = { action: 'stop' as const, bin_dir: f.bin, timeout: 5 };
@@ -801,13 +810,9 @@ describe('pg.sync_replicas', () => {
     );
   });
 
-  // BUG (src/steps/pg/sync-replicas.ts, dirs()/script(), ~lines 70-75 and 108): a trailing slash on
-  // the leader's pgdata ("/var/opt/pg/data/", which the '^/' pattern and the inventory allow) passes
-  // the layout check (node's basename/dirname ignore it) but reaches rsync as a source ending in
-  // "/": rsync then copies the directory's CONTENTS into the replica's parent /var/opt/pg, and
-  // --delete removes everything else there, including the replica's own data directory.
-  // Expected: the path normalised (no trailing slash) or the layout refused.
-  it.fails('a trailing slash on the leader’s pgdata never reaches rsync as a source', () => {
+  // With a trailing slash rsync would copy the directory's contents into the replica's parent,
+  // and --delete would wipe everything else there: the step strips it.
+  it('a trailing slash on the leader’s pgdata never reaches rsync as a source', () => {
     const l = leader({ vars: { pgdata: '/var/opt/pg/data/', pgdata_new: '/var/opt/pg/data15' } });
     let line: string;
     try {
@@ -1001,7 +1006,6 @@ describe('patroni.edit_config: plan', () => {
     expect(readFileSync(f, 'utf8')).toBe(
       'postgresql:\n  bin_dir: /new # c\n  parameters:\n    wal_keep_size: 32MB\n',
     );
-    const { statSync } = await import('node:fs');
     expect(statSync(f).mode & 0o777).toBe(0o640);
     // A second edit refuses to overwrite the kept original.
     await expect(editConfig.apply(ctx, p)).rejects.toThrow(
@@ -1087,15 +1091,8 @@ describe('backup.recover: plan', () => {
     expect(args[1]).toBe('restore_command=cp /archive/%f "%p" 2>/dev/null');
   });
 
-  // BUG (src/steps/backup/recover.ts, confValue/restoreCommand/options, ~lines 67-90): the -o
-  // string given to pg_ctl is parsed by /bin/sh (pg_ctl starts the server with
-  // `/bin/sh -c 'exec postgres … OPTIONS'`), but confValue escapes a single quote as \' — the
-  // server's syntax, not sh's. restoreCommand quotes a directory with a space as '/srv/wal archive',
-  // so the value holds single quotes and sh splits it apart (here: a syntax error from the
-  // unmatched quote, so the server never starts). Input: archive_dir "/srv/wal archive".
-  // Expected: postgres receives one argument `restore_command=cp '/srv/wal archive'/%f "%p" 2>/dev/null`;
-  // actual: sh cannot even parse the options.
-  it.fails('an archive directory with a space reaches the server as one restore_command', () => {
+  // pg_ctl hands -o to /bin/sh: each -c name=value must arrive as one word, whatever the paths hold.
+  it('an archive directory with a space reaches the server as one restore_command', () => {
     const plan = recover.plan(ctxOf(host()), { ...P, archive_dir: '/srv/wal archive', wal_dirs: [] });
     expect(serverArgs(commands(plan.ops)[1]!).slice(0, 2)).toEqual([
       '-c',
