@@ -28,6 +28,7 @@ import patroniStatus from './patroni/status.js';
 import patroniSwitchover from './patroni/switchover.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
+import pgCarryConfig from './pg/carry-config.js';
 import pgControldata from './pg/controldata.js';
 import pgCtl from './pg/ctl.js';
 import pgInitdb from './pg/initdb.js';
@@ -49,6 +50,7 @@ const all: AnyStep[] = [
   pgCtl,
   pgInitdb,
   pgUpgrade,
+  pgCarryConfig,
   pgSyncReplicas,
   patroniEditConfig,
   fsSnapshot,

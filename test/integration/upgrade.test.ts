@@ -67,13 +67,17 @@ async function seed(config: pg.ClientConfig): Promise<void> {
      create table orders (id bigint primary key default nextval('order_no'), customer int references customers, total numeric(12,2));
      create index orders_customer on orders (customer);
      insert into customers (name, created) select 'c' || g, date '2020-01-01' + g from generate_series(1, 500) g;
-     insert into orders (customer, total) select 1 + g % 500, g * 1.25 from generate_series(1, 3000) g;`,
+     insert into orders (customer, total) select 1 + g % 500, g * 1.25 from generate_series(1, 3000) g;
+     create table events (id bigserial primary key, at timestamptz not null, payload jsonb, note text);
+     insert into events (at, payload, note)
+       select timestamptz '2024-01-01' + g * interval '1 minute', jsonb_build_object('n', g, 'tags', array['a', 'b']), repeat('x', g % 3000)
+       from generate_series(1, 2000) g;`,
   );
 }
 
 async function contents(config: pg.ClientConfig): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const t of ['customers', 'orders']) {
+  for (const t of ['customers', 'orders', 'events']) {
     const [r] = await sql<{ n: string; sum: string }>(
       config,
       `select count(*)::text as n, md5(string_agg(t::text, ',' order by t::text)) as sum from ${t} t`,
@@ -144,6 +148,15 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     const replica = c.members.find((m) => m.name !== leader)!.name;
     await seed(c.clientConfig(leader));
     const before = await contents(c.clientConfig(leader));
+    // Settings pg_upgrade does not carry: one in the DCS (Patroni's dynamic configuration, which
+    // the DCS wipe would lose) and one by ALTER SYSTEM (postgresql.auto.conf).
+    const lm = c.members.find((m) => m.name === leader)!;
+    const patched = await httpRequest('PATCH', `${lm.restUrl}/config`, {
+      postgresql: { parameters: { work_mem: '7MB' } },
+    });
+    expect(patched.status).toBe(200);
+    await sql(c.clientConfig(leader), 'alter system set log_min_duration_statement = 1234');
+    await sql(c.clientConfig(leader), 'select pg_reload_conf()');
     const { cwd } = await setup(c);
 
     const r = await runCli(
@@ -172,6 +185,15 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       "select application_name from pg_stat_replication where state = 'streaming'",
     );
     expect(streaming.map((s) => s.application_name)).toEqual([replica]);
+    // The DCS-held parameter and the ALTER SYSTEM one survived the upgrade and the DCS wipe.
+    const config = JSON.parse((await httpRequest('GET', `${lm.restUrl}/config`)).body);
+    expect(config.postgresql?.parameters?.work_mem).toBe('7MB');
+    expect(config.pause).toBeFalsy();
+    const [settings] = await sql<{ w: string; l: string }>(
+      c.clientConfig(leader),
+      "select current_setting('work_mem') as w, current_setting('log_min_duration_statement') as l",
+    );
+    expect(settings).toEqual({ w: '7MB', l: '1234ms' });
     // Every table's rows and checksum, the sequence and the index unchanged, on both.
     expect(await contents(c.clientConfig(leader))).toEqual(before);
     expect(await contents(c.clientConfig(replica))).toEqual(before);
@@ -337,4 +359,33 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     }
     expect(await contents(c.clientConfig(leader))).toEqual(before);
   }, 180_000);
+
+  it('a replica named in reclone_replicas is not rsynced: Patroni clones it afresh from the new leader', async () => {
+    const c = await fresh();
+    const leader = await c.leader();
+    const rep = c.members.find((m) => m.name !== leader)!;
+    await seed(c.clientConfig(leader));
+    const before = await contents(c.clientConfig(leader));
+    const { cwd } = await setup(c);
+    const r = await runCli(
+      ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', `reclone_replicas=[${rep.name}]`, '--output', 'json'],
+      { cwd },
+    );
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(0);
+    const ev = events(r.stdout);
+    const said = ev
+      .filter((e) => e.type === 'step_output')
+      .map((e) => String(e.text))
+      .join('\n');
+    expect(said).toContain(`${rep.name}: not synced (cloned afresh instead)`);
+    // Its old directory was left as it was (no pg_control.old: rsync never touched it).
+    expect(existsSync(join(rep.dataDir, 'global', 'pg_control'))).toBe(true);
+    expect(existsSync(join(rep.dataDir, 'global', 'pg_control.old'))).toBe(false);
+    const [v] = await sql<{ v: string; standby: boolean }>(
+      c.clientConfig(rep.name),
+      "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
+    );
+    expect(v).toEqual({ v: expect.stringMatching(/^15/), standby: true });
+    expect(await contents(c.clientConfig(rep.name))).toEqual(before);
+  }, 240_000);
 });

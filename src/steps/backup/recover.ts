@@ -31,7 +31,7 @@ const Params = Type.Object(
     target: Type.Optional(
       Type.Union([Type.Literal('latest'), Type.Literal('immediate')], {
         description:
-          'latest (default): replay every WAL record of this system found; immediate: stop where the backup became consistent',
+          "latest (default): replay every WAL record found on the backup's timeline (WAL of another system ends the replay); immediate: stop where the backup became consistent",
       }),
     ),
     data: Type.Optional(
@@ -71,7 +71,10 @@ const log = (p: P) => `${p.data_dir}.recover.log`;
 function options(p: P): string {
   const o = [
     `restore_command=${restoreCommand(p)}`,
-    ...(p.target === 'immediate' ? ['recovery_target=immediate'] : ['recovery_target_timeline=latest']),
+    // The backup's own timeline only: a shared archive may hold the new major's history files
+    // (same numbering, another system), which `latest` would follow.
+    'recovery_target_timeline=current',
+    ...(p.target === 'immediate' ? ['recovery_target=immediate'] : []),
     'recovery_target_action=promote',
     // pg_ctl -w then returns only once recovery has ended and the server promoted.
     'hot_standby=off',

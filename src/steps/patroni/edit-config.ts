@@ -10,6 +10,7 @@ import { commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
+import { PARAMETER_CHANGES } from '../pg/parameter-changes.js';
 
 const Params = Type.Object(
   {
@@ -49,23 +50,6 @@ const Outputs = Type.Object({
 
 type P = typeof Params.static;
 
-/** Parameters a major removed (null) or renamed (with the value converted), from its release notes. */
-const PARAMETER_CHANGES: {
-  major: number;
-  name: string;
-  to: null | ((v: string, segMb: number) => [string, string]);
-}[] = [
-  { major: 13, name: 'wal_keep_segments', to: (v, seg) => ['wal_keep_size', `${Number(v) * seg}MB`] },
-  { major: 14, name: 'operator_precedence_warning', to: null },
-  { major: 14, name: 'vacuum_cleanup_index_scale_factor', to: null },
-  { major: 15, name: 'stats_temp_directory', to: null },
-  { major: 16, name: 'vacuum_defer_cleanup_age', to: null },
-  { major: 16, name: 'promote_trigger_file', to: null },
-  { major: 16, name: 'force_parallel_mode', to: (v) => ['debug_parallel_query', v] },
-  { major: 17, name: 'old_snapshot_threshold', to: null },
-  { major: 17, name: 'db_user_namespace', to: null },
-];
-
 const PARAMETER_MAPS = [
   ['postgresql', 'parameters'],
   ['bootstrap', 'dcs', 'postgresql', 'parameters'],
@@ -76,13 +60,18 @@ export function editPatroniYaml(
   text: string,
   p: Pick<P, 'set' | 'parameters_for' | 'wal_segment_size_mb'>,
 ): { text: string; changes: string[] } {
-  const doc: Document = parseDocument(text);
-  if (doc.errors.length > 0) throw new StepFailure(`patroni.yml does not parse: ${doc.errors[0]!.message}`);
+  const doc: Document = parse(text);
   const changes: string[] = [];
+  // Paths this edit may change; everything else must read back the same.
+  const touched: string[][] = [];
   for (const [key, value] of Object.entries(p.set ?? {})) {
     const path = key.split('.');
+    touched.push(path);
     const before = doc.getIn(path);
     if (before === value) continue;
+    // setIn through a missing map makes the map but drops the value (yaml 2): make them first.
+    for (let i = 1; i < path.length; i++)
+      if (doc.getIn(path.slice(0, i)) === undefined) doc.setIn(path.slice(0, i), doc.createNode({}));
     doc.setIn(path, value);
     changes.push(`${key}: ${shown(key, before)} → ${shown(key, value)}`);
   }
@@ -95,12 +84,14 @@ export function editPatroniYaml(
         const node = map.get(c.name, true);
         const v = String(isScalar(node) ? node.value : node);
         map.delete(c.name);
+        touched.push([...where, c.name]);
         const at = `${where.join('.')}.${c.name}`;
         if (c.to === null) {
           changes.push(`${at}: removed (not a parameter in PostgreSQL ${c.major}+)`);
           continue;
         }
         const [name, nv] = c.to(v, p.wal_segment_size_mb ?? 16);
+        touched.push([...where, name]);
         if (map.has(name)) changes.push(`${at}: removed (${where.join('.')}.${name} is already set)`);
         else {
           map.set(name, nv);
@@ -109,7 +100,31 @@ export function editPatroniYaml(
       }
     }
   }
-  return { text: doc.toString(), changes };
+  const out = doc.toString();
+  // Written back, nothing else may read differently to Patroni (an octal 0700 turned 700 would
+  // stop PostgreSQL from starting after the point of no return).
+  const after = parse(out).toJS() as Record<string, unknown>;
+  const expected = parse(text).toJS() as Record<string, unknown>;
+  for (const path of touched) putAt(expected, path, getAt(after, path));
+  if (JSON.stringify(expected) !== JSON.stringify(after))
+    throw new StepFailure(
+      'patroni.yml would read differently after the edit beyond the keys changed: not writing it',
+    );
+  return { text: out, changes };
+}
+
+/**
+ * Patroni reads its file with PyYAML, which speaks YAML 1.1 (0700 is octal, `on` is true). Parse
+ * errors quote the offending line, which may hold a password: only where it is gets reported.
+ */
+function parse(text: string): Document {
+  const doc = parseDocument(text, { version: '1.1', prettyErrors: false });
+  const e = doc.errors[0];
+  if (e) {
+    const line = text.slice(0, e.pos[0]).split('\n').length;
+    throw new StepFailure(`patroni.yml does not parse as YAML (${e.code} at line ${line})`);
+  }
+  return doc;
 }
 
 const SECRET_KEY = /pass|secret|token|key/i;
@@ -213,3 +228,24 @@ export default defineStep({
     if (r.exitCode !== 0) throw new StepFailure(`restoring ${pathOf(ctx, p)} failed: ${r.stderr.trim()}`);
   },
 });
+
+function getAt(obj: unknown, path: string[]): unknown {
+  let at = obj;
+  for (const k of path) at = at && typeof at === 'object' ? (at as Record<string, unknown>)[k] : undefined;
+  return at;
+}
+
+/** Sets (or, for undefined, deletes) the value at `path`, making the maps on the way as setIn does. */
+function putAt(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let at = obj;
+  for (const k of path.slice(0, -1)) {
+    if (!at[k] || typeof at[k] !== 'object') {
+      if (value === undefined) return;
+      at[k] = {};
+    }
+    at = at[k] as Record<string, unknown>;
+  }
+  const leaf = path[path.length - 1]!;
+  if (value === undefined) delete at[leaf];
+  else at[leaf] = value;
+}

@@ -41,6 +41,12 @@ const Params = Type.Object(
           "rsync's remote shell (default: host var rsync_ssh, else `ssh -o BatchMode=yes`): unknown host keys are refused",
       }),
     ),
+    check: Type.Optional(
+      Type.Boolean({
+        description:
+          'only check, changing nothing, that the leader reaches each replica over ssh and that rsync runs there and may write the parent directory',
+      }),
+    ),
     run_as: Type.Optional(
       Type.String({
         minLength: 1,
@@ -98,16 +104,35 @@ export function target(ctx: PlanContext, p: P, name: string): { dest: string; pa
     throw new StepFailure(
       `pg.sync_replicas: replica ${name} has pgdata ${rOld} and pgdata_new ${rNew}; they must sit in one directory with the leader's names (${basename(old)}, ${basename(nu)})`,
     );
+  if (basename(old) === basename(nu))
+    throw new StepFailure(
+      `pg.sync_replicas: the old and new data directories are both named "${basename(old)}": on the replica both would land as ${dirname(rOld)}/${basename(old)}; give them different names`,
+    );
   const addr = str(r.vars.rsync_host) ?? r.ssh?.host;
   if (!addr)
     throw new StepFailure(
       `pg.sync_replicas: no address for replica ${name} (host var rsync_host or ssh.host)`,
     );
   const user = str(r.vars.rsync_user) ?? r.ssh?.user;
+  const self = str(ctx.host.vars.rsync_host) ?? ctx.host.ssh?.host;
+  if (addr === self && dirname(rOld) === dirname(old))
+    throw new StepFailure(
+      `pg.sync_replicas: replica ${name} resolves to this leader's own directories (${addr}:${dirname(old)})`,
+    );
   return { dest: `${user ? `${user}@` : ''}${addr}`, parent: dirname(rOld) };
 }
 
 const chosen = (p: P) => p.replicas.filter((r) => !(p.except ?? []).includes(r));
+
+/** The pre-flight: ssh from the leader as rsync will, rsync present there, the parent writable. */
+function checkScript(ctx: PlanContext, p: P, name: string): string {
+  const { dest, parent } = target(ctx, p, name);
+  const e = p.ssh ?? str(ctx.host.vars.rsync_ssh) ?? 'ssh -o BatchMode=yes';
+  const remote = `command -v rsync >/dev/null || { echo 'no rsync on the replica' >&2; exit 1; }; test -d ${quote(parent)} && test -w ${quote(parent)} || { echo ${quote(`${parent} is not a writable directory there`)} >&2; exit 1; }; echo ok`;
+  // `e` is split into words as rsync would split it.
+  const s = `${e} ${quote(dest)} ${quote(remote)}`;
+  return p.run_as ? asUser(ctx.host, p.run_as, s) : asLogin(ctx.host, s);
+}
 
 function script(ctx: PlanContext, p: P, name: string): string {
   const { old, nu } = dirs(ctx, p);
@@ -132,11 +157,17 @@ export default defineStep({
     "From the leader, rsync the old and new data directories to each replica (pg_upgrade's documented standby upgrade).",
   params: Params,
   outputs: Outputs,
-  mutating: true,
+  mutating: (p) => p.check !== true,
   undoSummary:
     "none: the replicas' old data directories are overwritten; past the point of no return, rollback is the snapshot",
   plan(ctx, p) {
     p = { ...p, replicas: chosen(p) };
+    if (p.check)
+      return {
+        action: `check that this leader reaches ${p.replicas.length} replica(s) with rsync over ssh (changes nothing)`,
+        ops: p.replicas.map((r) => ({ kind: 'command' as const, line: checkScript(ctx, p, r) })),
+        noop: p.replicas.length === 0 ? 'no replica to check' : undefined,
+      };
     if (p.replicas.length === 0) return { action: 'sync no replica', ops: [], noop: 'no replica to sync' };
     return {
       action: `rsync ${p.replicas.length} replica(s) from this leader`,
@@ -148,7 +179,7 @@ export default defineStep({
     const started = Date.now();
     for (const r of p.except ?? [])
       if (p.replicas.includes(r)) ctx.log(`${r}: not synced (cloned afresh instead)`);
-    const lines = chosen(p).map((r) => [r, script(ctx, p, r)] as const);
+    const lines = chosen(p).map((r) => [r, p.check ? checkScript(ctx, p, r) : script(ctx, p, r)] as const);
     const results = await Promise.all(
       lines.map(async ([name, line]) => {
         const t0 = Date.now();
@@ -162,11 +193,14 @@ export default defineStep({
         failed
           .map(
             (x) =>
-              `rsync to ${x.name} failed (exit ${x.r.exitCode}): ${x.r.stderr.trim().split('\n').slice(-4).join('\n')}`,
+              `${p.check ? 'checking' : 'rsync to'} ${x.name} failed (exit ${x.r.exitCode}): ${x.r.stderr.trim().split('\n').slice(-4).join('\n')}`,
           )
           .join('\n'),
       );
-    for (const x of results) ctx.log(`${x.name}: synced in ${x.seconds.toFixed(1)} s`);
+    for (const x of results)
+      ctx.log(
+        `${x.name}: ${p.check ? 'reachable, rsync there, parent writable' : 'synced'} in ${x.seconds.toFixed(1)} s`,
+      );
     return {
       replicas: results.map((x) => ({ host: x.name, seconds: x.seconds })),
       seconds: (Date.now() - started) / 1000,

@@ -1071,7 +1071,7 @@ describe('backup.recover: plan', () => {
       '-c',
       'restore_command=cp /var/lib/postgresql/13/main.broken/pg_wal/%f "%p" 2>/dev/null || cp /archive/%f "%p" 2>/dev/null',
       '-c',
-      'recovery_target_timeline=latest',
+      'recovery_target_timeline=current',
       '-c',
       'recovery_target_action=promote',
       '-c',
@@ -1087,7 +1087,7 @@ describe('backup.recover: plan', () => {
     expect(immediate.action).toMatch(/recovering to immediate$/);
     const args = serverArgs(commands(immediate.ops)[1]!);
     expect(args).toContain('recovery_target=immediate');
-    expect(args).not.toContain('recovery_target_timeline=latest');
+    expect(args).toContain('recovery_target_timeline=current');
     expect(args[1]).toBe('restore_command=cp /archive/%f "%p" 2>/dev/null');
   });
 
