@@ -131,10 +131,14 @@ export function confirmOf(
   common: { confirm?: unknown; point_of_no_return?: unknown },
   params: unknown,
 ): true | string | undefined {
+  // Past a point of no return the run cannot put things back: nobody crosses it unasked, and a
+  // playbook's own question cannot hide that it is one.
+  if (common.point_of_no_return === true || typeof common.point_of_no_return === 'string') {
+    const own =
+      typeof common.confirm === 'string' && common.confirm ? `${common.confirm.replace(/\?\s*$/, '')}. ` : '';
+    return `${own}POINT OF NO RETURN: once this step starts, nothing before it is undone automatically${typeof common.point_of_no_return === 'string' ? `; a failure from here on is recovered by ${common.point_of_no_return}` : ''}. Proceed`;
+  }
   if (typeof common.confirm === 'string' && common.confirm) return common.confirm;
-  // Past a point of no return the run cannot put things back: nobody crosses it unasked.
-  if (common.point_of_no_return === true || typeof common.point_of_no_return === 'string')
-    return `POINT OF NO RETURN: once this step starts, nothing before it is undone automatically${typeof common.point_of_no_return === 'string' ? `; a failure from here on is recovered by ${common.point_of_no_return}` : ''}. Proceed`;
   if (common.confirm === true) return true;
   // `confirm: false` cannot lift a step type's own gate.
   return def.confirm?.(asRecord(params));

@@ -41,7 +41,7 @@ const Outputs = Type.Object({
 
 type P = typeof Params.static;
 
-function argv(p: P): string[] {
+function argv(p: P, checksumsUnknown = false): string[] {
   return [
     `${p.bin_dir}/initdb`,
     '-D',
@@ -51,7 +51,12 @@ function argv(p: P): string[] {
     `--encoding=${p.encoding}`,
     `--lc-collate=${p.lc_collate}`,
     `--lc-ctype=${p.lc_ctype}`,
-    ...(p.checksums ? ['--data-checksums'] : []),
+    // Known only when the run has read the old cluster's pg_control: the plan says so.
+    ...(checksumsUnknown
+      ? ['[--data-checksums if the old cluster has them]']
+      : p.checksums
+        ? ['--data-checksums']
+        : []),
     ...(p.wal_segsize_mb ? [`--wal-segsize=${p.wal_segsize_mb}`] : []),
     ...(p.options ?? []),
   ];
@@ -65,7 +70,7 @@ function script(ctx: PlanContext, p: P): string {
     [
       `if [ -n "$(ls -A ${D} 2>/dev/null)" ]; then echo 'pgrunbook: ${p.data_dir.replace(/'/g, '')} exists and is not empty' >&2; exit 3; fi`,
       `mkdir -p -m 0700 ${D} || exit 1`,
-      joinArgv(argv(p)),
+      joinArgv(argv(p, ctx.unknown.has('checksums'))),
       `cat ${quote(`${p.data_dir}/PG_VERSION`)}`,
     ].join('\n'),
   );

@@ -107,11 +107,11 @@ describe('confirmOf with point_of_no_return', () => {
     );
   });
 
-  it('confirm: false or true does not lift or blur it; a confirm question replaces it; false means none', () => {
+  it('confirm: false or true does not lift or blur it; a confirm question comes first but cannot hide it; false means none', () => {
     expect(confirmOf(shell, { point_of_no_return: true, confirm: false }, {})).toMatch(/^POINT OF NO RETURN/);
     expect(confirmOf(shell, { point_of_no_return: true, confirm: true }, {})).toMatch(/^POINT OF NO RETURN/);
-    expect(confirmOf(shell, { point_of_no_return: true, confirm: 'Cut over now?' }, {})).toBe(
-      'Cut over now?',
+    expect(confirmOf(shell, { point_of_no_return: true, confirm: 'Cut over now?' }, {})).toMatch(
+      /^Cut over now\. POINT OF NO RETURN: once this step starts/,
     );
     expect(confirmOf(shell, { point_of_no_return: false }, {})).toBeUndefined();
     // It also outranks a step type's own question.

@@ -2,10 +2,10 @@
 // Patroni reads it (YAML 1.1), the files pg_upgrade leaves behind, and the rsync pre-flight.
 import { describe, expect, it } from 'vitest';
 import type { InventoryHost } from '../../../src/inventory/inventory.js';
-import type { PlanContext } from '../../../src/steps/define.js';
 import { editPatroniYaml } from '../../../src/steps/patroni/edit-config.js';
 import carry, { carryAutoConf, carryDynamicJson } from '../../../src/steps/pg/carry-config.js';
 import sync from '../../../src/steps/pg/sync-replicas.js';
+import { ctxOf } from '../helpers/plan-context.js';
 
 const host = (name: string, vars: Record<string, unknown>, ssh = '10.0.0.1'): InventoryHost => ({
   name,
@@ -13,13 +13,6 @@ const host = (name: string, vars: Record<string, unknown>, ssh = '10.0.0.1'): In
   ssh: { host: ssh, user: 'dbre' } as InventoryHost['ssh'],
   vars,
   groups: [],
-});
-const ctxOf = (h: InventoryHost, peers: Record<string, InventoryHost> = {}): PlanContext => ({
-  host: h,
-  facts: {},
-  unknown: new Set(),
-  evaluate: () => undefined,
-  peer: (n) => peers[n],
 });
 
 describe('patroni.yml is edited the way Patroni reads it', () => {

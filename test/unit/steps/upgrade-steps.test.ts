@@ -21,12 +21,13 @@ import { asLogin, asUser, serverUser } from '../../../src/connections/run-as.js'
 import { StepFailure } from '../../../src/errors.js';
 import type { InventoryHost } from '../../../src/inventory/inventory.js';
 import recover from '../../../src/steps/backup/recover.js';
-import { type ApplyContext, isMutating, type PlanContext } from '../../../src/steps/define.js';
+import { type ApplyContext, isMutating } from '../../../src/steps/define.js';
 import editConfig, { editPatroniYaml } from '../../../src/steps/patroni/edit-config.js';
 import pgCtl from '../../../src/steps/pg/ctl.js';
 import initdb from '../../../src/steps/pg/initdb.js';
 import syncReplicas from '../../../src/steps/pg/sync-replicas.js';
 import upgrade from '../../../src/steps/pg/upgrade.js';
+import { ctxOf } from '../helpers/plan-context.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -49,14 +50,6 @@ const localMe = (vars: Record<string, unknown> = {}): InventoryHost => ({
   transport: 'local',
   vars: { pg_os_user: ME, ...vars },
   groups: [],
-});
-
-const ctxOf = (h: InventoryHost, peers: Record<string, InventoryHost> = {}): PlanContext => ({
-  host: h,
-  facts: {},
-  unknown: new Set(),
-  evaluate: () => undefined,
-  peer: (n) => peers[n],
 });
 
 /** An ApplyContext over the real local transport; `logs` collects ctx.log lines. */
