@@ -151,9 +151,29 @@ function restoreScript(ctx: PlanContext, p: P, expectLsn?: string): string {
 
 const tail = (s: string, n: number) => s.trim().split('\n').slice(-n).join('\n');
 
+/**
+ * After a failed or interrupted pg_upgrade: the servers it starts through pg_ctl run in their own
+ * session and outlive it. Stops the new one, and the old one unless this was a live --check (then
+ * the old one is the production server).
+ */
+function leftoversScript(ctx: PlanContext, p: P): string {
+  const pairs = [[p.new_data_dir, p.new_bin_dir], ...(p.check ? [] : [[p.old_data_dir, p.old_bin_dir]])];
+  return as(
+    ctx,
+    p,
+    pairs
+      .map(
+        ([d, b]) =>
+          `if [ -f ${quote(`${d}/postmaster.pid`)} ]; then ${quote(`${b}/pg_ctl`)} -D ${quote(d!)} stop -m fast -w -t 60 >/dev/null 2>&1 && echo ${quote(`stopped a server pg_upgrade left running in ${d}`)}; fi`,
+      )
+      .join('\n'),
+  );
+}
+
+// No abort signal here: this is the clean-up of an interrupted step, and must run to its end.
 async function putBack(ctx: ApplyContext, p: P, expectLsn?: string): Promise<string> {
   const t = await ctx.transport();
-  const r = await t.exec(restoreScript(ctx, p, expectLsn), { signal: ctx.signal });
+  const r = await t.exec(restoreScript(ctx, p, expectLsn));
   if (r.exitCode !== 0)
     throw new StepFailure(`restoring the old cluster's pg_control failed: ${r.stderr.trim()}`);
   return r.stdout.trim();
@@ -191,13 +211,14 @@ export default defineStep({
     const seconds = (Date.now() - started) / 1000;
     if (r.exitCode !== 0) {
       const logs = await t.exec(logsScript(ctx, p)).catch(() => undefined);
-      let note = '';
+      const left = await t.exec(leftoversScript(ctx, p)).catch(() => undefined);
+      let note = left?.stdout.trim() ? `\n${left.stdout.trim()}` : '';
       if (!p.check && (p.mode ?? 'link') === 'link') {
         // pg_upgrade renames pg_control before it links: without this the old cluster cannot start.
         const back = await putBack(ctx, p).catch(
           (e) => `could not put pg_control back: ${(e as Error).message}`,
         );
-        note = back ? `\n${back}` : '';
+        if (back) note += `\n${back}`;
       }
       throw new StepFailure(
         `pg_upgrade${p.check ? ' --check' : ''} failed (exit ${r.exitCode}):\n${tail(r.stdout, 12)}${r.stderr.trim() ? `\n${tail(r.stderr, 5)}` : ''}${note}`,
