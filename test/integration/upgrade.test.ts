@@ -135,6 +135,19 @@ async function patroni(url: string): Promise<Record<string, unknown>> {
   return JSON.parse((await httpRequest('GET', `${url}/patroni`)).body);
 }
 
+/**
+ * A member's own view once Patroni has caught up: after an unwind restarts it, it reports
+ * `starting` until its first loop has adopted the running PostgreSQL (loop_wait).
+ */
+async function settled(url: string): Promise<Record<string, unknown>> {
+  const until = Date.now() + 15_000;
+  for (;;) {
+    const st = await patroni(url).catch(() => ({}) as Record<string, unknown>);
+    if (st.state === 'running' || Date.now() > until) return st;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 const failures = (stdout: string) =>
   stdout
     .split('\n')
@@ -266,7 +279,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       );
       expect(v!.v.slice(0, 2)).toBe('13');
       expect(v!.standby).toBe(m.name !== leader);
-      const st = await patroni(m.restUrl);
+      const st = await settled(m.restUrl);
       expect(st.state).toBe('running');
       expect(st.pause).toBeFalsy();
     }
@@ -306,7 +319,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
         "select current_setting('server_version_num') as v",
       );
       expect(v!.v.slice(0, 2)).toBe('13');
-      const st = await patroni(m.restUrl);
+      const st = await settled(m.restUrl);
       expect(st.state).toBe('running');
       expect(st.pause).toBeFalsy();
     }
@@ -353,7 +366,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
         "select current_setting('server_version_num') as v",
       );
       expect(v!.v.slice(0, 2)).toBe('13');
-      const st = await patroni(m.restUrl);
+      const st = await settled(m.restUrl);
       expect(st.state).toBe('running');
       expect(st.pause).toBeFalsy();
     }

@@ -1,9 +1,31 @@
 // `patroni.status`: the cluster as Patroni describes it, as facts for later steps and `when`.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
+import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
 import { clientOf } from './members.js';
 
-const Params = Type.Object({}, { additionalProperties: false });
+const Params = Type.Object(
+  {
+    wait_running: Type.Optional(
+      Type.Object(
+        {
+          members: Type.Integer({ minimum: 1, description: 'how many members must be there' }),
+          timeout: Type.Optional(Type.Number({ minimum: 1, description: 'seconds (default 60)' })),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'wait until that many members are listed, each running (a replica: running or streaming), with a leader',
+        },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** Patroni 3 says `running` for every member, 4 says `streaming` for a replica. */
+const RUNNING = new Set(['running', 'streaming']);
 
 const Member = Type.Object({
   name: Type.String(),
@@ -30,15 +52,44 @@ export default defineStep({
   outputs: Outputs,
   mutating: false,
   undoSummary: 'none (reads only)',
-  plan(ctx) {
+  plan(ctx, p) {
     const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
+    const w = p.wait_running;
     return {
       action: 'read the cluster state from the Patroni REST API',
-      ops: [{ kind: 'http', method: 'GET', url: `${url}/cluster` }],
+      ops: [
+        { kind: 'http', method: 'GET', url: `${url}/cluster` },
+        ...(w
+          ? [
+              {
+                kind: 'wait' as const,
+                what: `${w.members} member(s) running with a leader (GET /cluster again)`,
+                timeoutSeconds: w.timeout ?? 60,
+              },
+            ]
+          : []),
+      ],
     };
   },
-  async apply(ctx) {
-    const c = await clientOf(ctx).cluster(ctx.signal);
+  async apply(ctx, p) {
+    const client = clientOf(ctx);
+    let c = await client.cluster(ctx.signal);
+    const w = p.wait_running;
+    if (w) {
+      // A replica streams before its Patroni notices (up to loop_wait): what operators and
+      // load balancers read is Patroni's word, so that is what is waited for.
+      const ok = () =>
+        c.leader && c.members.length >= w.members && c.members.every((m) => RUNNING.has(m.state));
+      const until = Date.now() + (w.timeout ?? 60) * 1000;
+      while (!ok()) {
+        if (Date.now() > until)
+          throw new StepFailure(
+            `Patroni does not report ${w.members} running member(s) with a leader within ${w.timeout ?? 60} s: ${c.members.map((m) => `${m.name} ${m.role} ${m.state}`).join('; ') || 'no member'}`,
+          );
+        await sleep(500, undefined, { signal: ctx.signal });
+        c = await client.cluster(ctx.signal);
+      }
+    }
     const members = c.members.map((m) => ({
       name: m.name,
       role: m.role,
