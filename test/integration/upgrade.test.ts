@@ -31,7 +31,9 @@ let etcd: EtcdServer;
 let sshd: SshServer;
 let cluster: PatroniCluster | undefined;
 // What the upgrade test leaves for the rollback test: the upgraded cluster and where it ran.
-let upgraded: { cwd: string; runId: string; leader: string; before: Record<string, string> } | undefined;
+let upgraded:
+  | { cwd: string; runId: string; leader: string; before: Record<string, string>; lastLsn: string }
+  | undefined;
 
 beforeAll(async () => {
   [etcd, sshd] = await Promise.all([startEtcd(), startSshd()]);
@@ -239,16 +241,17 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(existsSync(join(l.memberDir, 'data15', 'postmaster.pid'))).toBe(true);
     // The line to roll back with, printed by the run.
     const runId = String(ev.find((e) => e.type === 'run_started')?.runId);
+    const lastLsn = outputsOf<{ checkpoint_lsn: string }>(ev, 'leader_ctl').checkpoint_lsn;
     expect(said).toContain(
-      `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i INVENTORY -e leader=${leader} -e upgrade_run=${runId}`,
+      `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i INVENTORY -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lastLsn}`,
     );
-    upgraded = { cwd, runId, leader, before };
+    upgraded = { cwd, runId, leader, before, lastLsn };
   }, 240_000);
 
   it('the rollback playbook brings the upgraded cluster back on 13 from the snapshot, with the pre-upgrade data', async () => {
     expect(upgraded, 'needs the upgrade test before it').toBeDefined();
     const c = cluster!;
-    const { cwd, runId, leader, before } = upgraded!;
+    const { cwd, runId, leader, before, lastLsn } = upgraded!;
     const replica = c.members.find((m) => m.name !== leader)!.name;
     // A write on 15 after the upgrade: the rollback goes back to before it.
     await sql(
@@ -265,6 +268,8 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
         `leader=${leader}`,
         '-e',
         `upgrade_run=${runId}`,
+        '-e',
+        `expect_lsn=${lastLsn}`,
         '--yes',
         '--output',
         'json',
@@ -272,6 +277,16 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       { cwd },
     );
     expect(r.code, failures(r.stdout) + r.stderr).toBe(0);
+    // Recovery replayed past the old leader's last checkpoint (checked by the step itself).
+    const restored = events(r.stdout).find(
+      (e) => e.type === 'step_finished' && e.stepType === 'backup.recover' && e.host === leader,
+    )?.outputs as { checkpoint_lsn: string; timeline: number };
+    const lsn = (x: string) => {
+      const [hi, lo] = x.split('/');
+      return BigInt(`0x${hi}`) * 2n ** 32n + BigInt(`0x${lo}`);
+    };
+    expect(lsn(restored.checkpoint_lsn)).toBeGreaterThan(lsn(lastLsn));
+    expect(restored.timeline).toBeGreaterThan(1);
     for (const m of c.members) {
       const [v] = await sql<{ v: string; standby: boolean }>(
         c.clientConfig(m.name),

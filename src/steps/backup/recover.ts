@@ -39,6 +39,13 @@ const Params = Type.Object(
         description: "the snapshot's data (default, or empty: from the manifest)",
       }),
     ),
+    reach_lsn: Type.Optional(
+      Type.String({
+        pattern: '^([0-9A-Fa-f]+/[0-9A-Fa-f]+)?$',
+        description:
+          "the source's last checkpoint (e.g. the old leader's shutdown checkpoint): recovery must have replayed past it, else the step fails (empty: no check)",
+      }),
+    ),
     timeout: Type.Optional(Type.Integer({ minimum: 1, description: 'seconds for recovery (default 600)' })),
     run_as: Type.Optional(
       Type.String({ minLength: 1, description: 'OS user (default: host var pg_os_user, else postgres)' }),
@@ -126,7 +133,7 @@ export default defineStep({
     'none: the restored directory stays (it is what a rollback wants); rerun after moving it aside',
   plan(ctx, p) {
     return {
-      action: `restore the backup in ${p.from} as ${p.data_dir}, recovering to ${p.target ?? 'latest'}`,
+      action: `restore the backup in ${p.from} as ${p.data_dir}, recovering to ${p.target ?? 'latest'}${p.reach_lsn ? ` (refused unless it replays past ${p.reach_lsn})` : ''}`,
       ops: [
         { kind: 'note', text: `check ${p.from}/manifest.json is complete and the labels' sha256` },
         {
@@ -179,6 +186,13 @@ export default defineStep({
     );
     const seconds = (Date.now() - started) / 1000;
     const timeline = Number(f["Latest checkpoint's TimeLineID"]);
+    const redo = f["Latest checkpoint's REDO location"] ?? '';
+    // After promotion and a clean stop, the last checkpoint starts where recovery ended: short of
+    // the source's last checkpoint means WAL was missing and writes are not in this copy.
+    if (p.reach_lsn && !(lsnValue(redo) > lsnValue(p.reach_lsn)))
+      throw new StepFailure(
+        `recovery of ${p.data_dir} ended at ${redo}, not past ${p.reach_lsn} (the source's last checkpoint): WAL is missing from the archive and ${(p.wal_dirs ?? []).join(', ') || 'the WAL directories'}; the restored copy lacks the last writes and is left stopped`,
+      );
     ctx.log(
       `recovered and promoted in ${seconds.toFixed(1)} s: timeline ${timeline}, stopped cleanly (${f['Database cluster state']})`,
     );
@@ -191,3 +205,9 @@ export default defineStep({
     };
   },
 });
+
+/** An LSN (`16/B374D848`) as a number to compare; NaN for anything else. */
+export function lsnValue(lsn: string): bigint | number {
+  const m = lsn.match(/^([0-9A-Fa-f]+)\/([0-9A-Fa-f]+)$/);
+  return m ? (BigInt(`0x${m[1]}`) << 32n) + BigInt(`0x${m[2]}`) : Number.NaN;
+}

@@ -138,3 +138,16 @@ describe('pg.sync_replicas refuses layouts where rsync would land in the wrong p
     expect(line).not.toContain('--delete');
   });
 });
+
+describe('backup.recover: LSNs compare as 64-bit positions', () => {
+  it('orders by the high word first, and is NaN for anything else', async () => {
+    const { lsnValue } = await import('../../../src/steps/backup/recover.js');
+    expect(lsnValue('0/6000118') > lsnValue('0/5000028')).toBe(true);
+    expect(lsnValue('1/0') > lsnValue('0/FFFFFFFF')).toBe(true);
+    const same = '16/B374D848';
+    expect(lsnValue(same) > lsnValue('16/b374d848')).toBe(false);
+    expect(lsnValue('A/1') > lsnValue('9/FFFFFFFF')).toBe(true);
+    expect(Number.isNaN(lsnValue('later'))).toBe(true);
+    expect(lsnValue('later') > lsnValue('0/1')).toBe(false);
+  });
+});
