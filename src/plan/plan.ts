@@ -56,6 +56,8 @@ export type PlanNode =
       downtime?: boolean;
       /** point_of_no_return: true, or the recovery it names */
       pointOfNoReturn?: true | string;
+      /** recovery: the way back once this step has succeeded */
+      recovery?: string;
       hosts: HostStepPlan[];
     }
   | {
@@ -237,6 +239,7 @@ export function buildPlan(playbook: Playbook, inventory: Inventory, opts: PlanOp
           n.common.point_of_no_return === true || typeof n.common.point_of_no_return === 'string'
             ? (n.common.point_of_no_return as true | string)
             : undefined,
+        recovery: typeof n.common.recovery === 'string' ? shown(n.common.recovery) : undefined,
         hosts: perHost,
       };
     };

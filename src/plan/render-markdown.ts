@@ -41,6 +41,7 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
         '',
       );
     if (n.confirm) out.push(`Approval asked: *${n.confirm}*`, '');
+    if (n.recovery) out.push(`Once done, recovery from a failure is: ${n.recovery}`, '');
     for (const h of n.hosts) out.push(`- [ ] \`${h.host}\` — ${h.status === 'runs' ? 'done' : h.status}`);
     out.push('');
     for (const g of groupHosts(n.hosts)) {

@@ -106,6 +106,7 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
       out.push(
         `${pad}   point of no return: steps before this one are undone automatically only if the run fails before it${typeof n.pointOfNoReturn === 'string' ? `; after it, recovery is ${n.pointOfNoReturn}` : ''}`,
       );
+    if (n.recovery) out.push(`${pad}   once done, recovery from a failure is: ${n.recovery}`);
     if (n.requiresLeader)
       out.push(
         `${pad}   guard: GET /patroni and GET /cluster just before; refused if the host no longer leads`,

@@ -50,6 +50,13 @@ export const CommonSchema = Type.Object(
           'true or what to do instead (e.g. the rollback playbook). The step is behind an approval gate; once approved, what ran before it is no longer undone automatically: a later failure stops the run and reports the state',
       }),
     ),
+    recovery: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "once this step has succeeded after a point of no return, what a failure should be recovered with from then on (replaces the point of no return's)",
+      }),
+    ),
     requires_leader: Type.Optional(
       Type.Union([Type.Boolean(), Type.Literal('if_patroni')], {
         description:

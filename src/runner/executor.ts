@@ -454,6 +454,10 @@ export class Executor {
         if (def.setsFacts) Object.assign(sc.facts, outputs as object);
         finish('ok', { outputs });
         this.#pushUndo(def, { ...n, title }, host, params, outputs);
+        // Past the point of no return, the way back can change as the run goes on (once the new
+        // leader takes writes, restoring the old snapshot would lose them).
+        if (typeof n.common.recovery === 'string' && this.#ponr)
+          this.#ponr.recovery = renderText(n.common.recovery, sc.scope());
         return true;
       } catch (err) {
         lastError = ctl.signal.aborted ? messageOf(ctl.signal.reason) : messageOf(err);

@@ -314,3 +314,19 @@ describe('running through a point of no return', () => {
     expect(existsSync(join(dir, '.pgrunbook'))).toBe(false);
   });
 });
+
+describe('recovery: the way back changes as the run goes on', () => {
+  it('once a step with recovery: has succeeded, a later failure names it; before, the point of no return still does', async () => {
+    const later = await run(
+      `${ponr('sync')}${step('writable', '      recovery: fix forward and resume\n')}${failing('vacuum')}`,
+    );
+    expect(later.outcome.exitCode).toBe(1);
+    expect(later.summary.join('\n')).toContain('Recover with fix forward and resume.');
+    expect(later.summary.join('\n')).not.toContain(RECOVERY);
+    // The step carrying it fails itself: the way back is still the point of no return's.
+    const itself = await run(
+      `${ponr('sync')}${failing('writable', '      recovery: fix forward and resume\n')}`,
+    );
+    expect(itself.summary.join('\n')).toContain(`Recover with ${RECOVERY}.`);
+  });
+});
