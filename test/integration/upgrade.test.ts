@@ -320,10 +320,10 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', 'initdb_checksums=false', '--output', 'json'],
       { cwd },
     );
-    expect(r.code).toBe(1);
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(1);
     const ev = events(r.stdout);
     const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed');
-    expect(failed?.stepType).toBe('pg.upgrade');
+    expect(failed?.stepType, failures(r.stdout)).toBe('pg.upgrade');
     expect(String(failed?.error)).toMatch(/checksums/);
     const fin = ev.find((e) => e.type === 'run_finished') as { summary: string[] };
     expect(fin.summary.join('\n')).toMatch(/initdb/);
