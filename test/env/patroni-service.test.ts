@@ -3,10 +3,10 @@
 // the script started and a PostgreSQL in another data dir; peerSsh letting that user rsync to the
 // same sshd, as the upgrade does from the leader's host to a replica's.
 import { execFile } from 'node:child_process';
-import { access, readFile, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exists, postmasterPid, sql, waitUntil as waitFor } from './checks.js';
 import {
   type EtcdServer,
   freePort,
@@ -86,37 +86,8 @@ function sshRun(s: SshServer, command: string): Promise<SshResult> {
   });
 }
 
-async function sql<T>(config: pg.ClientConfig, text: string): Promise<T[]> {
-  const client = new pg.Client(config);
-  await client.connect();
-  try {
-    return (await client.query(text)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
-
-const postmasterPid = async (dataDir: string) =>
-  Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+const waitUntil = (what: string, check: () => Promise<boolean>, timeoutMs = 20_000) =>
+  waitFor(what, check, timeoutMs);
 
 async function patroniState(m: PatroniMember): Promise<Record<string, unknown>> {
   return JSON.parse((await httpRequest('GET', `${m.restUrl}/patroni`, undefined, 1000)).body);

@@ -1,10 +1,10 @@
 // The Patroni test cluster on PostgreSQL 13 (the old side of the 13 → 15 upgrade tests), and
 // stopMember/startMember on a replica.
 import { execFile } from 'node:child_process';
-import { access, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exists, postmasterPid, sql, waitUntil as waitFor } from './checks.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -33,37 +33,8 @@ afterAll(async () => {
   await etcd?.stop();
 });
 
-async function sql<T>(config: pg.ClientConfig, text: string): Promise<T[]> {
-  const client = new pg.Client(config);
-  await client.connect();
-  try {
-    return (await client.query(text)).rows as T[];
-  } finally {
-    await client.end();
-  }
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const exists = (path: string) =>
-  access(path).then(
-    () => true,
-    () => false,
-  );
-
-const postmasterPid = async (dataDir: string) =>
-  Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+const waitUntil = (what: string, check: () => Promise<boolean>, timeoutMs = 10_000) =>
+  waitFor(what, check, timeoutMs);
 
 // Full command lines of live processes mentioning `text` (pgrep -f), this test's own excepted.
 function pgrepF(text: string): Promise<string[]> {

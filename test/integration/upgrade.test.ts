@@ -7,8 +7,9 @@ import { chmod, chown } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from '../env/checks.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -49,16 +50,6 @@ afterAll(async () => {
   await sshd?.stop();
   await etcd?.stop();
 });
-
-async function sql<T = Record<string, unknown>>(config: pg.ClientConfig, text: string): Promise<T[]> {
-  const c = new pg.Client(config);
-  await c.connect();
-  try {
-    return (await c.query(text)).rows as T[];
-  } finally {
-    await c.end();
-  }
-}
 
 /** Several tables, an index, a sequence; what each holds, as the test compares it. */
 async function seed(config: pg.ClientConfig): Promise<void> {

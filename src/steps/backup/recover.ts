@@ -113,8 +113,18 @@ function copyScript(p: P, data: string, user: string): string {
 function recoverScript(p: P): string {
   const ctl = quote(`${p.bin_dir}/pg_ctl`);
   const D = quote(p.data_dir);
+  const L = quote(log(p));
+  const limit = (p.timeout ?? 600) * 10;
   return [
-    `${ctl} start -D ${D} -w -t ${p.timeout ?? 600} -l ${quote(log(p))} -o ${quote(options(p))} || { tail -n 30 ${quote(log(p))} >&2; exit 1; }`,
+    `${ctl} start -D ${D} -w -t ${p.timeout ?? 600} -l ${L} -o ${quote(options(p))} || { tail -n 30 ${L} >&2; exit 1; }`,
+    // pg_ctl -w also returns for a server still in recovery ("standby" in postmaster.pid): the end
+    // of recovery is when recovery.signal is gone and the postmaster says "ready". Stopping any
+    // earlier would leave a copy that never replayed the last WAL.
+    `i=0; while [ -e ${D}/recovery.signal ] || [ "$(sed -n 8p ${D}/postmaster.pid 2>/dev/null | tr -d ' ')" != ready ]; do`,
+    `  [ -f ${D}/postmaster.pid ] || { echo 'the server exited during recovery' >&2; tail -n 30 ${L} >&2; exit 1; }`,
+    `  i=$((i+1)); if [ $i -gt ${limit} ]; then echo 'recovery did not end in time' >&2; tail -n 30 ${L} >&2; ${ctl} stop -D ${D} -m fast -w >/dev/null 2>&1; exit 1; fi`,
+    '  sleep 0.1',
+    'done',
     `${ctl} stop -D ${D} -m fast -w || exit 1`,
     `LC_ALL=C ${quote(`${p.bin_dir}/pg_controldata`)} -D ${D}`,
   ].join('\n');

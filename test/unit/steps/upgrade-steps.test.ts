@@ -1051,7 +1051,12 @@ describe('backup.recover: plan', () => {
     expect(c.join('\n')).toContain('chown -R gitlab-psql: /var/lib/postgresql/13/main');
     const w = unwrap(rec!);
     expect([w.tool, w.user]).toEqual(['sudo -n', 'gitlab-psql']);
-    expect(w.script.split('\n').slice(1)).toEqual([
+    const lines = w.script.split('\n');
+    // It waits for the end of recovery (pg_ctl -w also returns for a server still recovering),
+    // then stops cleanly and reads pg_control.
+    expect(lines[1]).toContain('while [ -e /var/lib/postgresql/13/main/recovery.signal ]');
+    expect(lines[1]).toContain('!= ready');
+    expect(lines.slice(-2)).toEqual([
       '/usr/lib/postgresql/13/bin/pg_ctl stop -D /var/lib/postgresql/13/main -m fast -w || exit 1',
       'LC_ALL=C /usr/lib/postgresql/13/bin/pg_controldata -D /var/lib/postgresql/13/main',
     ]);
