@@ -141,6 +141,24 @@ async function settled(url: string): Promise<Record<string, unknown>> {
   }
 }
 
+/**
+ * Every member runs `major`, the leader as primary and the others as standbys, and Patroni
+ * reports each running and not paused.
+ */
+async function expectMembers(c: PatroniCluster, major: string, leader: string): Promise<void> {
+  for (const m of c.members) {
+    const [v] = await sql<{ v: string; standby: boolean }>(
+      c.clientConfig(m.name),
+      "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
+    );
+    expect(v!.v.slice(0, 2), m.name).toBe(major);
+    expect(v!.standby, m.name).toBe(m.name !== leader);
+    const st = await settled(m.restUrl);
+    expect(st.state, m.name).toBe('running');
+    expect(st.pause, m.name).toBeFalsy();
+  }
+}
+
 const failures = (stdout: string) =>
   stdout
     .split('\n')
@@ -178,14 +196,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     for (const m of c.members) expect(report).toContain(`${m.name}: PostgreSQL 15.`);
 
     // Both members on 15, the same leader, the replica streaming from it.
-    for (const m of c.members) {
-      const [v] = await sql<{ v: string; standby: boolean }>(
-        c.clientConfig(m.name),
-        "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
-      );
-      expect(v!.v.slice(0, 2)).toBe('15');
-      expect(v!.standby).toBe(m.name !== leader);
-    }
+    await expectMembers(c, '15', leader);
     const streaming = await sql<{ application_name: string }>(
       c.clientConfig(leader),
       "select application_name from pg_stat_replication where state = 'streaming'",
@@ -203,8 +214,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     // Every table's rows and checksum, the sequence and the index unchanged, on both.
     expect(await contents(c.clientConfig(leader))).toEqual(before);
     expect(await contents(c.clientConfig(replica))).toEqual(before);
-    // Patroni: resumed, the leader on the new data directory.
-    for (const m of c.members) expect((await patroni(m.restUrl)).pause).toBeFalsy();
+    // Patroni (resumed, checked above) runs the leader on the new data directory.
     expect(readFileSync(c.members.find((m) => m.name === leader)!.configFile, 'utf8')).toContain('data15');
     // The smoke table went across and was dropped.
     expect(
@@ -278,17 +288,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     };
     expect(lsn(restored.checkpoint_lsn)).toBeGreaterThan(lsn(lastLsn));
     expect(restored.timeline).toBeGreaterThan(1);
-    for (const m of c.members) {
-      const [v] = await sql<{ v: string; standby: boolean }>(
-        c.clientConfig(m.name),
-        "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
-      );
-      expect(v!.v.slice(0, 2)).toBe('13');
-      expect(v!.standby).toBe(m.name !== leader);
-      const st = await settled(m.restUrl);
-      expect(st.state).toBe('running');
-      expect(st.pause).toBeFalsy();
-    }
+    await expectMembers(c, '13', leader);
     expect(await contents(c.clientConfig(leader))).toEqual(before);
     expect(await contents(c.clientConfig(replica))).toEqual(before);
     const streaming = await sql<{ application_name: string }>(
@@ -319,16 +319,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     const fin = ev.find((e) => e.type === 'run_finished') as { summary: string[] };
     expect(fin.summary.join('\n')).toMatch(/initdb/);
     // Still 13, both running, nothing paused, no new data directory left.
-    for (const m of c.members) {
-      const [v] = await sql<{ v: string }>(
-        c.clientConfig(m.name),
-        "select current_setting('server_version_num') as v",
-      );
-      expect(v!.v.slice(0, 2)).toBe('13');
-      const st = await settled(m.restUrl);
-      expect(st.state).toBe('running');
-      expect(st.pause).toBeFalsy();
-    }
+    await expectMembers(c, '13', leader);
     expect(existsSync(join(l.memberDir, 'data15'))).toBe(false);
     expect(ev.some((e) => e.type === 'point_of_no_return')).toBe(false);
   }, 120_000);
@@ -366,16 +357,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(readFileSync(l.configFile, 'utf8')).toBe(configBefore);
     expect(readFileSync(leftover, 'utf8')).toBe('an earlier attempt kept this\n');
     expect(existsSync(join(l.memberDir, 'data15'))).toBe(false);
-    for (const m of c.members) {
-      const [v] = await sql<{ v: string }>(
-        c.clientConfig(m.name),
-        "select current_setting('server_version_num') as v",
-      );
-      expect(v!.v.slice(0, 2)).toBe('13');
-      const st = await settled(m.restUrl);
-      expect(st.state).toBe('running');
-      expect(st.pause).toBeFalsy();
-    }
+    await expectMembers(c, '13', leader);
     expect(await contents(c.clientConfig(leader))).toEqual(before);
   }, 180_000);
 
