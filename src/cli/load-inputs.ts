@@ -1,7 +1,8 @@
 // Loads the inventory and playbook together and collects every problem before anything runs.
+
+import { playHosts } from '../engine/hosts.js';
 import { UsageError, ValidationError } from '../errors.js';
 import { type Inventory, loadInventory, resolveSecrets } from '../inventory/inventory.js';
-import { playHosts } from '../plan/plan.js';
 import type { Playbook } from '../playbook/model.js';
 import { loadPlaybook } from '../playbook/validate.js';
 

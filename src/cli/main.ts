@@ -7,7 +7,7 @@ import { outputState } from './output-state.js';
 const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
 
 Usage:
-  pgrunbook validate PLAYBOOK [-i INVENTORY] [-e k=v]...
+  pgrunbook validate PLAYBOOK [-i INVENTORY] [--limit PATTERN] [-e k=v]...
   pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check | --assume-leader HOST] [--limit PATTERN] [-e k=v]...
   pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [-e k=v]...
   pgrunbook resume RUN_ID [--yes] [--output plain|json] [--report FILE.md]
@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'validate': {
       const { validateCommand } = await import('./commands/validate.js');
-      return validateCommand(need('a PLAYBOOK'), { inventory: v.inventory, extraVars }, out);
+      return validateCommand(need('a PLAYBOOK'), { inventory: v.inventory, extraVars, limit: v.limit }, out);
     }
     case 'plan': {
       const { planCommand } = await import('./commands/plan.js');

@@ -1,12 +1,19 @@
 // Commands that must run as the database server's OS user (pg_ctl, initdb, pg_upgrade, vacuumdb):
 // PostgreSQL refuses to run as root, and the data directory belongs to that user.
 import { userInfo } from 'node:os';
-import type { InventoryHost } from '../inventory/inventory.js';
 import { quote } from '../util/shell.js';
 import { commandLine } from './transport.js';
 
+/** What deciding the user of a command needs to know of a host (an inventory host has it all). */
+export interface RunAsHost {
+  transport: 'local' | 'ssh';
+  ssh?: { user?: string };
+  become?: 'sudo';
+  vars: Record<string, unknown>;
+}
+
 /** The server's OS user: the given name, else the host var pg_os_user, else postgres. */
-export function serverUser(host: InventoryHost, given?: string): string {
+export function serverUser(host: RunAsHost, given?: string): string {
   if (given) return given;
   const v = host.vars.pg_os_user;
   return typeof v === 'string' && v ? v : 'postgres';
@@ -17,7 +24,7 @@ export function serverUser(host: InventoryHost, given?: string): string {
  * plan shows what will be sent: with `become: sudo`, sudo switches straight to the user; an ssh
  * login (or local process) that already is the user runs it as is; local root uses runuser.
  */
-export function asUser(host: InventoryHost, user: string, script: string): string {
+export function asUser(host: RunAsHost, user: string, script: string): string {
   const wrapped = (tool: string) => `${tool} -u ${quote(user)} -- sh -c ${quote(script)}`;
   if (host.become === 'sudo') return wrapped('sudo -n');
   const me = host.transport === 'ssh' ? host.ssh?.user : localUser();
@@ -27,7 +34,7 @@ export function asUser(host: InventoryHost, user: string, script: string): strin
 }
 
 /** A line for the host's own login user, through become when the host has it. */
-export function asLogin(host: InventoryHost, script: string): string {
+export function asLogin(host: RunAsHost, script: string): string {
   return commandLine({ script }, host.become);
 }
 

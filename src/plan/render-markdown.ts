@@ -1,7 +1,9 @@
 // The plan as a change-request checklist: one checkbox per step and host, ready to paste in an issue.
+
+import type { Plan, PlanNode } from '../engine/model.js';
+import { formatProblem } from '../errors.js';
 import { redact } from '../util/secret.js';
-import type { Plan, PlanNode } from './plan.js';
-import { groupHosts } from './render-text.js';
+import { blockWhen, groupHosts } from './render-text.js';
 
 function fence(lines: string[]): string[] {
   const body = lines.join('\n');
@@ -12,7 +14,7 @@ function fence(lines: string[]): string[] {
 function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix = ''): void {
   for (const n of list) {
     if (n.kind === 'block') {
-      out.push(`${prefix}**Block: ${n.title}**`, '');
+      out.push(`${prefix}**Block: ${n.title}**${blockWhen(n)}`, '');
       nodes(n.block, out, counter, prefix);
       if (n.rescue.length) {
         out.push(`${prefix}*Rescue (only where the block failed):*`, '');
@@ -89,7 +91,8 @@ export function renderPlanMarkdown(plan: Plan): string {
       nodes(play.always, out, counter);
     }
   });
-  if (plan.problems.length) out.push('### Problems', '', ...plan.problems.map((p) => `- ${p}`), '');
+  if (plan.problems.length)
+    out.push('### Problems', '', ...plan.problems.map((p) => `- ${formatProblem(p)}`), '');
   return `${redact(out.join('\n'))}\n`;
 }
 

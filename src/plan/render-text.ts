@@ -1,7 +1,9 @@
 // The plan as a reviewer reads it in a terminal: per play, per step, per host, the exact operations.
+
+import type { HostStepPlan, Plan, PlanBlock, PlanNode } from '../engine/model.js';
+import { formatProblem } from '../errors.js';
 import type { Operation, StepPlan } from '../steps/define.js';
 import { redact } from '../util/secret.js';
-import type { HostStepPlan, Plan, PlanNode } from './plan.js';
 
 /** One operation as text lines (no indentation). */
 export function operationLines(op: Operation): string[] {
@@ -87,7 +89,7 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
   const pad = '  '.repeat(depth);
   for (const n of nodes) {
     if (n.kind === 'block') {
-      out.push(`${pad}block: ${n.title}`);
+      out.push(`${pad}block: ${n.title}${blockWhen(n)}`);
       nodeLines(n.block, depth + 1, out, counter);
       if (n.rescue.length) {
         out.push(`${pad}rescue (runs on hosts where the block failed):`);
@@ -151,7 +153,13 @@ export function renderPlanText(plan: Plan): string {
   });
   if (plan.problems.length) {
     out.push('', 'PROBLEMS:');
-    for (const p of plan.problems) out.push(`  ${p}`);
+    for (const p of plan.problems) out.push(`  ${formatProblem(p)}`);
   }
   return `${redact(out.join('\n'))}\n`;
+}
+
+/** A block's `when`, and the hosts where it is already known to be false. */
+export function blockWhen(b: PlanBlock): string {
+  if (!b.when) return '';
+  return ` (when ${b.when}${b.skippedHosts?.length ? `; false on ${b.skippedHosts.join(', ')}` : ''})`;
 }

@@ -19,6 +19,11 @@ export class Unknown {
     readonly expr: string,
     /** Text to show instead, when the unknown sits inside a larger string. */
     readonly display?: string,
+    /**
+     * The JSON schema the value will have (a step type's outputs): its attributes can be checked
+     * before the run. Absent: anything goes.
+     */
+    readonly shape?: Shape,
   ) {}
   toString(): string {
     return this.display ?? `(known after apply: ${this.expr})`;
@@ -229,9 +234,9 @@ function evalNode(n: Expression, scope: Scope, src: string): unknown {
     }
     case 'MemberExpression': {
       const obj = evalNode(n.object as Expression, scope, src);
-      if (obj instanceof Unknown) return new Unknown(src);
       const p = n.property as Expression;
       const key = n.computed ? evalNode(p, scope, src) : (p.name as string);
+      if (obj instanceof Unknown) return unknownMember(obj, key, memberChain(n) ?? src, src);
       if (key instanceof Unknown) return new Unknown(src);
       return member(obj, key, memberChain(n) ?? src);
     }
@@ -269,6 +274,37 @@ function unsupported(n: Expression, src: string): string {
     default:
       return `unsupported syntax (${n.type}) in "${src}"`;
   }
+}
+
+/** The part of a JSON schema an attribute check reads. */
+export interface Shape {
+  type?: unknown;
+  properties?: Record<string, Shape>;
+  items?: Shape;
+  /** Attributes the value has besides `properties` whatever the schema says (`skipped`, `failed`). */
+  extra?: readonly string[];
+  /** Who makes the value, for the message: "shell registers …". */
+  origin?: string;
+}
+
+/**
+ * An attribute of a value known only after apply: when its schema lists the attributes, one it
+ * does not list is an error now, not at run time; otherwise the attribute is unknown too.
+ */
+function unknownMember(obj: Unknown, key: unknown, chain: string, src: string): Unknown {
+  const shape = obj.shape;
+  if (!shape || key instanceof Unknown) return new Unknown(src);
+  if (shape.type === 'object' && shape.properties && typeof key === 'string') {
+    const sub = shape.properties[key];
+    if (sub) return new Unknown(src, undefined, sub);
+    if (shape.extra?.includes(key)) return new Unknown(src);
+    const names = [...Object.keys(shape.properties), ...(shape.extra ?? [])];
+    throw new UndefinedError(
+      `undefined attribute "${chain}": ${shape.origin ? `${shape.origin} has` : 'it has'} ${names.join(', ')}`,
+    );
+  }
+  if (shape.type === 'array' && typeof key === 'number') return new Unknown(src, undefined, shape.items);
+  return new Unknown(src);
 }
 
 function member(obj: unknown, key: unknown, chain: string): unknown {

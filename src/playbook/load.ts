@@ -14,6 +14,12 @@ export interface SourceDoc {
   locate(path: readonly PathSeg[], opts?: { key?: boolean }): { line: number; col: number };
   /** A problem located at `path`. */
   problem(path: readonly PathSeg[], message: string, opts?: { key?: boolean }): Problem;
+  /**
+   * A problem at `text` inside the string value at `path` (its occurrence at `index` in `value`),
+   * found in the source after the value's start, in plain, quoted and block scalars alike;
+   * otherwise at the value.
+   */
+  problemAt(path: readonly PathSeg[], value: string, index: number, text: string, message: string): Problem;
 }
 
 /** Formats a path the way users read it: `[0].steps[2].shell.cmd`. */
@@ -70,6 +76,23 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
     problem(path, message, opts) {
       const pos = locate(path, opts);
       return { file, line: pos.line, col: pos.col, path: dotted(path), message };
+    },
+    problemAt(path, value, index, needle, message) {
+      const base = locate(path);
+      const lines = text.split('\n');
+      let start = 0;
+      for (let l = 0; l < base.line - 1 && l < lines.length; l++) start += lines[l]!.length + 1;
+      start += base.col - 1;
+      let nth = 0;
+      for (let k = value.indexOf(needle); k >= 0 && k < index; k = value.indexOf(needle, k + 1)) nth++;
+      const limit = start + value.length * 2 + 256;
+      let at = text.indexOf(needle, start);
+      for (; at >= 0 && nth > 0; nth--) at = text.indexOf(needle, at + 1);
+      if (at < 0 || at > limit) return doc.problem(path, message);
+      const before = text.slice(0, at);
+      const line = before.split('\n').length;
+      const col = at - before.lastIndexOf('\n');
+      return { file, line, col, path: dotted(path), message };
     },
   };
   return { doc, problems };

@@ -156,14 +156,36 @@ export interface Playbook {
   plays: Play[];
 }
 
-/** Every step in a list, depth first, in the order written. */
-export function* walk(nodes: readonly Node[]): Generator<StepNode> {
+/** Where a node sits in its parent: the main list, or a block's rescue or always list. */
+export type Section = 'block' | 'rescue' | 'always';
+
+/** A node met by `walkNodes`, with the sections it sits in from the outside in. */
+export interface Visit {
+  node: Node;
+  sections: Section[];
+}
+
+/**
+ * The one walker over block/rescue/always: every node, blocks before their contents, depth
+ * first, in the order written.
+ */
+export function* walkNodes(nodes: readonly Node[], sections: Section[] = []): Generator<Visit> {
   for (const n of nodes) {
-    if (n.kind === 'step') yield n;
-    else {
-      yield* walk(n.block);
-      yield* walk(n.rescue);
-      yield* walk(n.always);
+    yield { node: n, sections };
+    if (n.kind === 'block') {
+      yield* walkNodes(n.block, [...sections, 'block']);
+      yield* walkNodes(n.rescue, [...sections, 'rescue']);
+      yield* walkNodes(n.always, [...sections, 'always']);
     }
   }
+}
+
+/** Every step in a list, depth first, in the order written. */
+export function* walk(nodes: readonly Node[]): Generator<StepNode> {
+  for (const { node } of walkNodes(nodes)) if (node.kind === 'step') yield node;
+}
+
+/** Every node of a play: its steps, rescue and always lists. */
+export function playNodes(play: Play): Node[] {
+  return [...play.steps, ...play.rescue, ...play.always];
 }

@@ -14,7 +14,7 @@ import {
   referencedNames,
   templateExpressions,
 } from './expressions.js';
-import { dotted, loadSource, type PathSeg, type SourceDoc } from './load.js';
+import { loadSource, type PathSeg, type SourceDoc } from './load.js';
 import {
   BlockSchema,
   BUILTIN_NAMES,
@@ -289,7 +289,7 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   const checkShell = (script: string, path: PathSeg[], play: Play) => {
     for (const e of templateExpressions(script)) check(shellMode(e).expr, path);
     for (const p of shellTemplateProblems(script))
-      out.push(problemAt(doc, path, script, p.index, p.text, p.message));
+      out.push(doc.problemAt(path, script, p.index, p.text, p.message));
     if (isWholeTemplate(script)) {
       const { expr, mode } = shellMode(templateExpressions(script)[0]!);
       if (mode === 'quoted' && isStringExpr(expr, play, opts.extraVars ?? {}, definedAt, factNames))
@@ -349,35 +349,6 @@ function isReserved(name: string): boolean {
 
 function reservedMessage(name: string, what: string): string {
   return `"${name}" cannot be ${what}: ${RESERVED_NAMES.join(', ')} are reserved (set by pgrunbook); choose another name`;
-}
-
-/**
- * A problem at the template itself when it can be found in the source after the value's start
- * (plain, quoted and block scalars alike); otherwise at the value.
- */
-function problemAt(
-  doc: SourceDoc,
-  path: PathSeg[],
-  value: string,
-  index: number,
-  text: string,
-  message: string,
-) {
-  const base = doc.locate(path);
-  const lines = doc.text.split('\n');
-  let start = 0;
-  for (let l = 0; l < base.line - 1 && l < lines.length; l++) start += lines[l]!.length + 1;
-  start += base.col - 1;
-  let nth = 0;
-  for (let k = value.indexOf(text); k >= 0 && k < index; k = value.indexOf(text, k + 1)) nth++;
-  const limit = start + value.length * 2 + 256;
-  let at = doc.text.indexOf(text, start);
-  for (; at >= 0 && nth > 0; nth--) at = doc.text.indexOf(text, at + 1);
-  if (at < 0 || at > limit) return doc.problem(path, message);
-  const before = doc.text.slice(0, at);
-  const line = before.split('\n').length;
-  const col = at - before.lastIndexOf('\n');
-  return { file: doc.file, line, col, path: dotted(path), message };
 }
 
 const STRING_FILTERS = new Set(['string', 'lower', 'upper', 'trim', 'join', 'json', 'replace']);

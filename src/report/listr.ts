@@ -1,8 +1,6 @@
 // Live progress on a terminal: a listr2 task tree of plays, batches and steps, fed by run events.
 import { Listr, type ListrTask } from 'listr2';
-import type { Inventory } from '../inventory/inventory.js';
-import { batchesOf, playHosts } from '../plan/plan.js';
-import type { Node, Playbook } from '../playbook/model.js';
+import type { Plan, PlanNode } from '../engine/model.js';
 import type { RunEvent, StepStatus, Subscriber } from '../runner/events.js';
 import { redact } from '../util/secret.js';
 
@@ -18,8 +16,8 @@ interface Slot {
   update?: () => void;
 }
 
-/** Flattens nodes in execution order: block steps, then rescue, then always. */
-function flatten(nodes: Node[], prefix: string, out: { address: string; title: string }[]): void {
+/** Flattens planned nodes in execution order: block steps, then rescue, then always. */
+function flatten(nodes: PlanNode[], prefix: string, out: { address: string; title: string }[]): void {
   for (const n of nodes) {
     if (n.kind === 'step') out.push({ address: n.address, title: `${prefix}${n.title}` });
     else {
@@ -31,29 +29,47 @@ function flatten(nodes: Node[], prefix: string, out: { address: string; title: s
 }
 
 /**
- * Builds the task tree up front from the playbook; each step task waits for the runner. Steps run
- * in a fixed order within a batch, so when one starts, every earlier step that never started
- * was not reached (skipped, or a rescue that was not needed).
+ * The step tree comes from the plan; hosts and batches from the runner's `play_started` events
+ * (a later play on a dynamic group may run on other hosts than planned). Steps run in a fixed
+ * order within a batch, so when one starts, every earlier step that never started was not
+ * reached (skipped, or a rescue that was not needed).
  */
-export function listrReporter(
-  playbook: Playbook,
-  inventory: Inventory,
-  limit?: string,
-): { subscriber: Subscriber; done: Promise<void> } {
+export function listrReporter(plan: Plan): { subscriber: Subscriber; done: Promise<void> } {
   const order: Slot[] = [];
   const byKey = new Map<string, Slot>();
   let play = -1;
   let batch = 0;
-  const playTasks: ListrTask[] = playbook.plays.map((p) => {
-    const batches = batchesOf(playHosts(p, inventory, limit), p.serial);
+  /** Per play: the steps in order, from the plan. */
+  const stepsOf = new Map<number, { address: string; title: string }[]>();
+  for (const p of plan.plays) {
     const steps: { address: string; title: string }[] = [];
-    flatten([...p.steps], '', steps);
+    flatten(p.steps, '', steps);
     flatten(p.rescue, 'rescue › ', steps);
     flatten(p.always, 'always › ', steps);
-    const batchTasks: ListrTask[] = batches.map((hosts, b) => {
-      const slots = steps.map((s) => {
+    stepsOf.set(p.index, steps);
+  }
+  /**
+   * Per play: resolves with its batches' slots when it starts (made at once, in the subscriber,
+   * so no event of theirs can come before them), or undefined when the run ends first.
+   */
+  type Batches = { hosts: string[]; slots: Slot[] }[];
+  const started = new Map<
+    number,
+    { promise: Promise<Batches | undefined>; resolve: (b?: Batches) => void }
+  >();
+  for (const p of plan.plays) {
+    let resolve!: (b?: Batches) => void;
+    const promise = new Promise<Batches | undefined>((r) => {
+      resolve = r;
+    });
+    started.set(p.index, { promise, resolve });
+  }
+  const makeBatches = (playIndex: number, batches: string[][]): Batches =>
+    batches.map((hosts, b) => ({
+      hosts,
+      slots: (stepsOf.get(playIndex) ?? []).map((s) => {
         const slot: Slot = {
-          key: `${p.index}:${b}:${s.address}`,
+          key: `${playIndex}:${b}:${s.address}`,
           title: s.title,
           statuses: new Map(),
           errors: [],
@@ -64,42 +80,45 @@ export function listrReporter(
         order.push(slot);
         byKey.set(slot.key, slot);
         return slot;
-      });
-      return {
-        title: batches.length > 1 ? `batch ${b + 1}: ${hosts.join(', ')}` : hosts.join(', ') || '(no hosts)',
-        task: (_ctx, task) =>
-          task.newListr(
-            slots.map((slot) => ({
-              title: slot.title,
-              task: async (_c, t) => {
-                slot.update = () => {
-                  const hs = [...slot.statuses].map(([h, st]) => `${h}:${st}`).join(' ');
-                  t.output = slot.lastOutput ? `${hs}  │ ${slot.lastOutput}` : hs;
-                };
-                await new Promise<void>((resolve) => {
-                  slot.settle = resolve;
-                  if (slot.settled) resolve();
-                });
-                // Later events for this address (its undo) must not touch a finished task.
-                slot.update = undefined;
-                const sts = [...slot.statuses.values()];
-                if (!slot.started) return t.skip(`${slot.title} (not reached)`);
-                if (sts.some((x) => x === 'failed'))
-                  throw new Error(`${slot.title}: ${redact(slot.errors.join('; '))}`);
-                if (sts.length > 0 && sts.every((x) => x === 'skipped'))
-                  return t.skip(`${slot.title} (when was false)`);
-                const done = sts.filter((x) => x === 'already_done').length;
-                if (done) t.title = `${slot.title} (already done on ${done} host${done === 1 ? '' : 's'})`;
-              },
-            })),
-            { concurrent: false, exitOnError: false },
-          ),
+      }),
+    }));
+  const playTasks: ListrTask[] = plan.plays.map((p) => ({
+    title: `PLAY ${p.name}`,
+    task: async (_ctx, task) => {
+      const batches = await started.get(p.index)!.promise;
+      if (!batches) return task.skip(`PLAY ${p.name} (not reached)`);
+      return task.newListr(
+        batches.map(({ hosts, slots }, b) => ({
+          title:
+            batches.length > 1 ? `batch ${b + 1}: ${hosts.join(', ')}` : hosts.join(', ') || '(no hosts)',
+          task: (_c, t) => t.newListr(slots.map(stepTask), { concurrent: false, exitOnError: false }),
+        })),
+        { concurrent: false, exitOnError: false },
+      );
+    },
+  }));
+  const stepTask = (slot: Slot): ListrTask => ({
+    title: slot.title,
+    task: async (_c, t) => {
+      slot.update = () => {
+        const hs = [...slot.statuses].map(([h, st]) => `${h}:${st}`).join(' ');
+        t.output = slot.lastOutput ? `${hs}  │ ${slot.lastOutput}` : hs;
       };
-    });
-    return {
-      title: `PLAY ${p.name}`,
-      task: (_ctx, task) => task.newListr(batchTasks, { concurrent: false, exitOnError: false }),
-    };
+      await new Promise<void>((resolve) => {
+        slot.settle = resolve;
+        if (slot.settled) resolve();
+      });
+      // Later events for this address (its undo) must not touch a finished task.
+      slot.update = undefined;
+      const sts = [...slot.statuses.values()];
+      if (!slot.started) return t.skip(`${slot.title} (not reached)`);
+      if (sts.some((x) => x === 'failed'))
+        throw new Error(`${slot.title}: ${redact(slot.errors.join('; '))}`);
+      if (sts.length > 0 && sts.every((x) => x === 'skipped'))
+        return t.skip(`${slot.title} (when was false)`);
+      const done = sts.filter((x) => x === 'already_done').length;
+      if (done) t.title = `${slot.title} (already done on ${done} host${done === 1 ? '' : 's'})`;
+    },
   });
   const listr = new Listr(playTasks, {
     concurrent: false,
@@ -116,7 +135,10 @@ export function listrReporter(
     }
   };
   const subscriber: Subscriber = (e: RunEvent) => {
-    if (e.type === 'play_started') play = e.play;
+    if (e.type === 'play_started') {
+      play = e.play;
+      started.get(e.play)?.resolve(makeBatches(e.play, e.batches ?? [e.hosts]));
+    }
     if (e.type === 'batch_started') batch = e.batch;
     if (e.type === 'step_started' || e.type === 'step_finished' || e.type === 'step_output') {
       const slot = byKey.get(`${play}:${batch}:${e.address}`);
@@ -134,7 +156,10 @@ export function listrReporter(
       } else slot.statuses.set(e.host, 'running');
       slot.update?.();
     }
-    if (e.type === 'run_finished' || e.type === 'unwind_started') settleUpTo(undefined);
+    if (e.type === 'run_finished' || e.type === 'unwind_started') {
+      settleUpTo(undefined);
+      for (const s of started.values()) s.resolve(undefined);
+    }
   };
   const done = listr.run().then(() => undefined);
   return { subscriber, done };

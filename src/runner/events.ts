@@ -36,7 +36,8 @@ export type RunEvent =
       limit?: string;
       resumed: boolean;
     }
-  | { type: 'play_started'; play: number; name: string; hosts: string[] }
+  /** `batches`: the hosts split by `serial`, in the order they run */
+  | { type: 'play_started'; play: number; name: string; hosts: string[]; batches?: string[][] }
   /** patroni_leader / patroni_replicas as the REST API described them (run start, each play) */
   | { type: 'groups_resolved'; groups: Record<string, string[]>; clusters: string[] }
   | { type: 'batch_started'; play: number; batch: number; of: number; hosts: string[] }

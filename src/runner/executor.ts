@@ -1,27 +1,24 @@
 // Runs a validated playbook: plays in order, steps in lockstep across hosts, undo on failure.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { InterruptedError, messageOf, StepFailure, TimeoutError } from '../errors.js';
-import type { Inventory } from '../inventory/inventory.js';
-import {
-  applyPatroniGroups,
-  describePatroniGroups,
-  resolvePatroniGroups,
-  usesDynamicGroups,
-} from '../inventory/patroni-groups.js';
-import { matchHosts } from '../inventory/patterns.js';
-import { batchesOf, playHosts } from '../plan/plan.js';
-import { renderParams } from '../plan/render-params.js';
-import { evaluate, renderText, truthy } from '../playbook/expressions.js';
-import type { BlockNode, Node, Playbook, StepNode } from '../playbook/model.js';
-import { type AnyStep, type ApplyContext, confirmOf, isMutating } from '../steps/define.js';
-import { registry } from '../steps/registry.js';
+import { buildPlan } from '../engine/build.js';
+import { approvalPrompt, confirmOf, requiresLeaderOn } from '../engine/gates.js';
+import type { Plan, PlanBlock, PlanNode, PlannedPlay, PlanStep } from '../engine/model.js';
+import type { EngineInputs, Pass } from '../engine/pass.js';
+import { Pass as EnginePass } from '../engine/pass.js';
+import { resolvePatroniGroups } from '../engine/patroni-groups.js';
+import type { RunInfo } from '../engine/scope.js';
+import { formatProblem, InterruptedError, messageOf, StepFailure, TimeoutError } from '../errors.js';
+import { applyPatroniGroups, describePatroniGroups } from '../inventory/dynamic-groups.js';
+import type { PatroniGroups } from '../inventory/inventory.js';
+import type { BlockNode, StepNode } from '../playbook/model.js';
+import { type AnyStep, type ApplyContext, isMutating } from '../steps/define.js';
 import { redact } from '../util/secret.js';
 import { mapLimit } from '../util/semaphore.js';
 import { type UndoEntry, UndoStack } from './compensation.js';
 import type { ConnectionPool } from './connections.js';
 import type { EventBus, RunStatus } from './events.js';
 import { checkLeader } from './leader-guard.js';
-import { groupsOf, HostScope, type RunInfo } from './scope.js';
+import type { DoneStep } from './resume.js';
 
 /** Talks to the operator for approvals and prompts. */
 export interface Prompter {
@@ -31,20 +28,13 @@ export interface Prompter {
   ask(question: string, signal?: AbortSignal): Promise<string>;
 }
 
-/** A step that completed in an earlier attempt of this run and still stands (for resume). */
-export interface DoneStep {
-  outputs: unknown;
-  names: string[];
-  facts: boolean;
-}
-
 /** Everything a run needs. */
 export interface RunOptions {
-  playbook: Playbook;
-  inventory: Inventory;
+  /** playbook, inventory, step types, -e and --limit: what the plan was built from */
+  inputs: EngineInputs;
+  /** the plan built by the engine, with no problem: the run executes exactly this */
+  plan: Plan;
   run: RunInfo;
-  extraVars: Record<string, unknown>;
-  limit?: string;
   bus: EventBus;
   connections: ConnectionPool;
   prompter: Prompter;
@@ -52,8 +42,6 @@ export interface RunOptions {
   yes: boolean;
   /** steps done by an earlier attempt, keyed `address@host` */
   done?: Map<string, DoneStep>;
-  /** the dynamic groups were resolved just before the run (the first play using them uses that) */
-  groupsResolvedAtStart?: boolean;
 }
 
 /** How the run ended. */
@@ -68,9 +56,11 @@ const EXIT: Record<RunStatus, number> = { ok: 0, failed: 1, interrupted: 1, comp
 export class Executor {
   readonly #o: RunOptions;
   readonly #undo = new UndoStack();
-  readonly #scopes = new Map<string, HostScope>();
+  /** The run's variables per host: the engine's run pass (the plan had its own). */
+  readonly #pass: Pass;
+  /** The plan being executed; a later play naming a dynamic group may be planned again. */
+  #plan: Plan;
   #ponr: { address: string; title: string; recovery?: string } | undefined;
-  readonly #world = { scopes: this.#scopes, groups: () => groupsOf(this.#o.inventory) };
   /** Aborted on a signal or when the run must stop at once (a held session died). */
   readonly #stop = new AbortController();
   /** Aborted by a second signal: the operator gives up on the clean-up in progress. */
@@ -78,15 +68,14 @@ export class Executor {
   /** Mutating steps that failed or were stopped midway: their effect is unknown. */
   readonly #unknown: { host: string; title: string; address: string; error: string }[] = [];
   #signalName: string | undefined;
-  /** The dynamic groups resolved before the run still hold for the first play that uses them. */
-  #groupsFresh: boolean;
   /** Set when a host failed with no rescue around it: main lines stop, `always` still runs. */
   #fatal = false;
   #firstError: string | undefined;
 
   constructor(opts: RunOptions) {
     this.#o = opts;
-    this.#groupsFresh = opts.groupsResolvedAtStart === true;
+    this.#plan = opts.plan;
+    this.#pass = new EnginePass(opts.inputs, opts.run, 'run');
     // Which host key each connection trusted, and why, belongs in the record of the run.
     opts.connections.onSshOpened = (host, t, reopened) =>
       opts.bus.emit({
@@ -133,59 +122,52 @@ export class Executor {
   }
 
   async execute(): Promise<RunOutcome> {
-    const { playbook, inventory, bus } = this.#o;
+    const { bus } = this.#o;
+    // The first play naming a dynamic group uses the groups the plan was built on (asked at run
+    // start); later ones ask again: the run may have switched over.
+    const firstDynamic = this.#plan.plays.find((p) => p.dynamic)?.index;
     try {
-      for (const play of playbook.plays) {
+      for (const planned of this.#o.plan.plays) {
         if (this.#fatal || this.interrupted) break;
-        const dynamic = usesDynamicGroups([play], this.#o.limit);
-        if (dynamic) {
-          // Who leads is a fact of the moment: a later play asks again (the run may have switched over).
-          if (this.#groupsFresh && play.index === 0) this.#groupsFresh = false;
-          else {
-            try {
-              const g = await resolvePatroniGroups(inventory, this.#stop.signal);
-              applyPatroniGroups(inventory, g);
-              bus.emit({ type: 'groups_resolved', groups: g.groups, clusters: describePatroniGroups(g) });
-            } catch (err) {
-              this.#fail(`play "${play.name}": ${messageOf(err)}`);
-              break;
-            }
-          }
-        }
-        const hosts = playHosts(play, inventory, this.#o.limit);
-        if (dynamic && hosts.length === 0) {
+        let play: PlannedPlay | undefined = planned;
+        if (planned.dynamic && planned.index !== firstDynamic) play = await this.#replan(planned);
+        if (!play) break;
+        if (play.dynamic && play.hosts.length === 0) {
           this.#fail(
-            `play "${play.name}": ${play.hosts} resolved to no host (${describePatroniGroups(inventory.dynamic!).join('; ')}): refusing to report success for a play that did nothing`,
+            `play "${play.name}": ${play.pattern} resolved to no host (${describePatroniGroups(this.#o.inputs.inventory.dynamic!).join('; ')}): refusing to report success for a play that did nothing`,
           );
           break;
         }
-        bus.emit({ type: 'play_started', play: play.index, name: play.name, hosts });
-        for (const h of hosts) {
-          if (!this.#scopes.has(h))
-            this.#scopes.set(
-              h,
-              new HostScope(inventory.hosts.get(h)!, this.#o.run, this.#o.extraVars, this.#world),
-            );
-          try {
-            this.#scopes.get(h)!.enterPlay(play.vars);
-          } catch (err) {
-            this.#fail(`${h}: play vars: ${messageOf(err)}`);
-          }
+        bus.emit({
+          type: 'play_started',
+          play: play.index,
+          name: play.name,
+          hosts: play.hosts,
+          batches: play.batches,
+        });
+        const problems = this.#pass.enterPlay(this.#o.inputs.playbook.plays[play.index]!, play.hosts);
+        if (problems.length) {
+          this.#fail(problems.map(formatProblem).join('; '));
+          break;
         }
-        if (this.#fatal) break;
-        const asBlock: BlockNode = {
+        const asBlock: PlanBlock = {
           kind: 'block',
           address: `p${play.index}`,
-          path: play.path,
           title: play.name,
+          hosts: play.hosts,
           block: play.steps,
           rescue: play.rescue,
           always: play.always,
         };
-        const batches = batchesOf(hosts, play.serial);
-        for (const [i, batch] of batches.entries()) {
-          bus.emit({ type: 'batch_started', play: play.index, batch: i, of: batches.length, hosts: batch });
-          const failed = await this.#runBlock(asBlock, batch, play.forks, false);
+        for (const [i, batch] of play.batches.entries()) {
+          bus.emit({
+            type: 'batch_started',
+            play: play.index,
+            batch: i,
+            of: play.batches.length,
+            hosts: batch,
+          });
+          const failed = await this.#runBlock(asBlock, batch, this.#forks(play), false);
           if (failed.size > 0) this.#fatal = true;
           if (this.#fatal || this.interrupted) break;
         }
@@ -196,6 +178,39 @@ export class Executor {
     return this.#finish();
   }
 
+  #forks(play: PlannedPlay): number {
+    return this.#o.inputs.playbook.plays[play.index]!.forks;
+  }
+
+  /**
+   * Asks Patroni who leads before a later play on a dynamic group. Unchanged: the play runs as
+   * planned. Changed (a switchover in the run): the whole plan is built again on the new groups
+   * by the same engine, and the play runs only if that plan has no problem.
+   */
+  async #replan(planned: PlannedPlay): Promise<PlannedPlay | undefined> {
+    const { bus, inputs } = this.#o;
+    let g: PatroniGroups;
+    try {
+      g = await resolvePatroniGroups(inputs.inventory, this.#stop.signal);
+    } catch (err) {
+      this.#fail(`play "${planned.name}": ${messageOf(err)}`);
+      return undefined;
+    }
+    bus.emit({ type: 'groups_resolved', groups: g.groups, clusters: describePatroniGroups(g) });
+    const before = JSON.stringify(inputs.inventory.dynamic?.groups ?? {});
+    applyPatroniGroups(inputs.inventory, g);
+    if (JSON.stringify(g.groups) === before) return planned;
+    const plan = buildPlan(inputs, {});
+    if (plan.problems.length) {
+      this.#fail(
+        `play "${planned.name}": the Patroni groups changed during the run and the plan on them has problems: ${plan.problems.map(formatProblem).join('; ')}`,
+      );
+      return undefined;
+    }
+    this.#plan = plan;
+    return plan.plays[planned.index];
+  }
+
   #fail(msg: string): void {
     this.#fatal = true;
     this.#firstError ??= msg;
@@ -203,16 +218,19 @@ export class Executor {
 
   /** Runs a block; returns the hosts whose failure it did not rescue. */
   async #runBlock(
-    b: BlockNode,
+    b: PlanBlock,
     hosts: string[],
     forks: number,
     inAlways: boolean,
     outerRescue = false,
   ): Promise<Set<string>> {
-    let active = b.hosts
-      ? hosts.filter((h) => matchHosts(this.#o.inventory, b.hosts!).hosts.includes(h))
-      : hosts;
-    if (b.when) active = active.filter((h) => this.#whenHolds(b.when!, h));
+    let active = intersect(hosts, b.hosts);
+    if (b.when) {
+      const node = this.#pass.node(b.address) as BlockNode;
+      const r = this.#pass.blockHosts(node, active);
+      if (r.problems.length) this.#fail(r.problems.map(formatProblem).join('; '));
+      active = r.active;
+    }
     const rescuable = b.rescue.length > 0;
     let failed = await this.#runList(b.block, active, forks, inAlways, rescuable || outerRescue);
     if (failed.size > 0 && rescuable && !this.#stopping) {
@@ -225,18 +243,9 @@ export class Executor {
     return failed;
   }
 
-  #whenHolds(expr: string, host: string): boolean {
-    try {
-      return truthy(evaluate(expr, this.#scopes.get(host)!.scope()));
-    } catch (err) {
-      this.#fail(`${host}: when "${expr}": ${messageOf(err)}`);
-      return false;
-    }
-  }
-
   /** Runs nodes in lockstep; a failure outside any rescue stops every host (fail fast). */
   async #runList(
-    nodes: Node[],
+    nodes: PlanNode[],
     hosts: string[],
     forks: number,
     inAlways: boolean,
@@ -259,22 +268,24 @@ export class Executor {
   }
 
   async #runStep(
-    n: StepNode,
+    p: PlanStep,
     hosts: string[],
     forks: number,
     inAlways: boolean,
     rescuable = false,
   ): Promise<Set<string>> {
-    const targets = n.common.hosts
-      ? hosts.filter((h) => matchHosts(this.#o.inventory, n.common.hosts as string).hosts.includes(h))
-      : hosts;
+    const n = this.#pass.node(p.address) as StepNode;
+    const targets = intersect(
+      hosts,
+      p.hosts.map((h) => h.host),
+    );
     const failed = new Set<string>();
     if (targets.length === 0) return failed;
-    const gate = confirmOf(registry.get(n.type)!, n.common, n.params);
+    const gate = confirmOf(this.#def(n), n.common, n.params);
     if (gate && !targets.every((h) => this.#o.done?.has(`${n.address}@${h}`))) {
       const approved = await this.#approve(n, targets, gate);
       if (!approved) {
-        this.#fail(`"${n.title}" was not approved by the operator`);
+        this.#fail(`"${this.#pass.text(n.title, targets[0]!)}" was not approved by the operator`);
         for (const h of targets) failed.add(h);
         return failed;
       }
@@ -282,7 +293,7 @@ export class Executor {
     await mapLimit(targets, forks, async (h) => {
       // With fewer forks than hosts, a fatal failure on one host stops the hosts still queued.
       if (!inAlways && (this.#stopping || (this.#fatal && !rescuable))) return;
-      if (!(await this.#runOnHost(n, h, inAlways))) {
+      if (!(await this.#runOnHost(n, p, h, inAlways))) {
         failed.add(h);
         if (!rescuable && !inAlways) this.#fatal = true;
       }
@@ -290,12 +301,18 @@ export class Executor {
     return failed;
   }
 
+  #def(n: { type: string }): AnyStep {
+    const def = this.#o.inputs.steps.get(n.type);
+    if (!def) throw new Error(`internal: unknown step type ${n.type}`);
+    return def;
+  }
+
   /**
    * Past the point of no return, undoing earlier steps would do harm (an old cluster started on
    * files the new one has changed): they become changes that remain, and a later failure stops
    * the run with the recovery named.
    */
-  #crossPonr(n: StepNode, ponr: true | string): void {
+  #crossPonr(n: StepNode, title: string, ponr: true | string): void {
     const recovery = typeof ponr === 'string' ? ponr : undefined;
     const dropped = this.#undo.entries.splice(0);
     for (const e of dropped)
@@ -303,36 +320,21 @@ export class Executor {
         address: e.address,
         title: e.title,
         host: e.host,
-        why: `kept: past the point of no return at "${n.title}"`,
+        why: `kept: past the point of no return at "${title}"`,
       });
-    this.#ponr = { address: n.address, title: n.title, recovery };
+    this.#ponr = { address: n.address, title, recovery };
     this.#o.bus.emit({
       type: 'point_of_no_return',
       address: n.address,
-      title: n.title,
+      title,
       dropped: dropped.length,
       recovery,
     });
   }
 
   async #approve(n: StepNode, hosts: string[], gate: true | string): Promise<boolean> {
-    const scope = this.#scopes.get(hosts[0]!)!.scope();
-    const title = renderText(n.title, scope);
-    // Rendered per host: hosts whose question differs (another candidate, another cluster) each
-    // show theirs, so nobody approves a text they did not see.
-    const askedOn = (h: string) => {
-      const sc = this.#scopes.get(h)!.scope();
-      return (gate === true ? `Proceed with "${renderText(n.title, sc)}"` : renderText(gate, sc)).replace(
-        /\?\s*$/,
-        '',
-      );
-    };
-    const texts = new Map<string, string[]>();
-    for (const h of hosts) texts.set(askedOn(h), [...(texts.get(askedOn(h)) ?? []), h]);
-    const question =
-      texts.size === 1
-        ? `${[...texts.keys()][0]} — on ${hosts.join(', ')}? [y/N] `
-        : `${[...texts].map(([q, hs]) => `${q} — on ${hs.join(', ')}`).join('\n')}\nAll of the above? [y/N] `;
+    const title = this.#pass.text(n.title, hosts[0]!);
+    const question = approvalPrompt(gate, n.title, new Map(hosts.map((h) => [h, this.#pass.scope(h)])));
     if (this.#o.yes) {
       this.#o.bus.emit({ type: 'approval', address: n.address, title, approved: true, by: '--yes' });
       return true;
@@ -344,12 +346,12 @@ export class Executor {
   }
 
   /** Runs one step on one host; returns false when it failed (and the failure was not ignored). */
-  async #runOnHost(n: StepNode, host: string, inAlways: boolean): Promise<boolean> {
+  async #runOnHost(n: StepNode, p: PlanStep, host: string, inAlways: boolean): Promise<boolean> {
     const { bus } = this.#o;
-    const def = registry.get(n.type)!;
-    const sc = this.#scopes.get(host)!;
+    const def = this.#def(n);
+    const sc = this.#pass.hostScope(host);
     const names = [n.common.id, n.common.register].filter((x): x is string => typeof x === 'string');
-    const title = renderText(n.title, sc.scope());
+    const title = this.#pass.text(n.title, host);
     const base = { address: n.address, title, stepType: n.type, host };
     const started = Date.now();
     const finish = (
@@ -368,36 +370,25 @@ export class Executor {
 
     const done = this.#o.done?.get(`${n.address}@${host}`);
     if (done) {
-      for (const name of done.names) sc.facts[name] = done.outputs;
-      if (done.facts) Object.assign(sc.facts, done.outputs as object);
+      this.#pass.record(n, host, { kind: 'ok', outputs: done.outputs });
       finish('already_done', { outputs: done.outputs });
       return true;
     }
-    if (typeof n.common.when === 'string') {
-      let holds: boolean;
-      try {
-        holds = truthy(evaluate(n.common.when, sc.scope()));
-      } catch (err) {
-        const error = `when "${n.common.when}": ${messageOf(err)}`;
-        finish('failed', { error });
-        this.#firstError ??= `${host}: ${title}: ${error}`;
-        return false;
-      }
-      if (!holds) {
-        for (const name of names) sc.facts[name] = { skipped: true };
-        finish('skipped');
-        return true;
-      }
+    // `when` and the parameters, decided by the engine as the plan decided them; only values
+    // that were unknown in the plan can fail here.
+    const inst = this.#pass.resolve(n, host);
+    if (inst.status === 'skipped') {
+      this.#pass.record(n, host, { kind: 'skipped' });
+      finish('skipped');
+      return true;
     }
-    const rendered = renderParams(def, n, sc.scope());
-    if (!rendered.ok) {
-      finish('failed', { error: rendered.error });
-      this.#firstError ??= `${host}: ${title}: ${rendered.error}`;
-      return n.common.ignore_errors === true;
+    if (inst.status === 'error') {
+      finish('failed', { error: inst.error });
+      this.#firstError ??= `${host}: ${title}: ${inst.error}`;
+      return n.common.ignore_errors === true && !inst.error.startsWith('when ');
     }
-    const params = rendered.params;
-    const guard = n.common.requires_leader;
-    if (guard === true || (guard === 'if_patroni' && sc.host.patroni)) {
+    const params = inst.params;
+    if (requiresLeaderOn(n.common, sc.host)) {
       // Re-asked just before the step, never retried: a leader that moved is a reason to stop.
       try {
         const seen = await checkLeader(sc.host, inAlways ? undefined : this.#stop.signal);
@@ -410,9 +401,8 @@ export class Executor {
       }
     }
     // Crossed when the step really starts on its first host (past `when` and the leader guard).
-    const ponr = n.common.point_of_no_return;
-    if ((ponr === true || typeof ponr === 'string') && this.#ponr?.address !== n.address && !this.#stopping)
-      this.#crossPonr(n, ponr);
+    if (p.pointOfNoReturn !== undefined && this.#ponr?.address !== n.address && !this.#stopping)
+      this.#crossPonr(n, title, p.pointOfNoReturn);
     const retries = (n.common.retries as number | undefined) ?? 0;
     const delayMs = ((n.common.delay as number | undefined) ?? 1) * 1000;
     let lastError = '';
@@ -443,21 +433,17 @@ export class Executor {
       const ctx = this.#context(host, n, ctl.signal);
       try {
         const outputs = await abortable(def.apply(ctx, params), ctl.signal).finally(() => ctx.flushOutput());
-        if (
-          typeof n.common.until === 'string' &&
-          !truthy(evaluate(n.common.until, sc.scope({ result: outputs })))
-        ) {
+        if (typeof n.common.until === 'string' && !this.#pass.until(n.common.until, host, outputs)) {
           lastError = `until "${n.common.until}" still false after ${attempt + 1} attempt(s)`;
           continue;
         }
-        for (const name of names) sc.facts[name] = outputs;
-        if (def.setsFacts) Object.assign(sc.facts, outputs as object);
+        this.#pass.record(n, host, { kind: 'ok', outputs });
         finish('ok', { outputs });
         this.#pushUndo(def, { ...n, title }, host, params, outputs);
         // Past the point of no return, the way back can change as the run goes on (once the new
         // leader takes writes, restoring the old snapshot would lose them).
         if (typeof n.common.recovery === 'string' && this.#ponr)
-          this.#ponr.recovery = renderText(n.common.recovery, sc.scope());
+          this.#ponr.recovery = this.#pass.text(n.common.recovery, host);
         return true;
       } catch (err) {
         lastError = ctl.signal.aborted ? messageOf(ctl.signal.reason) : messageOf(err);
@@ -468,12 +454,12 @@ export class Executor {
       }
     }
     if (n.common.ignore_errors === true && !this.#stopping) {
-      for (const name of names) sc.facts[name] = { failed: true, msg: lastError };
+      this.#pass.record(n, host, { kind: 'ignored', error: lastError });
       finish('ignored', { error: lastError });
       return true;
     }
     finish('failed', { error: lastError });
-    if (isMutating(def, params)) this.#unknown.push({ host, title, address: n.address, error: lastError });
+    if (inst.mutating) this.#unknown.push({ host, title, address: n.address, error: lastError });
     this.#firstError ??= `${host}: ${title}: ${lastError}`;
     return false;
   }
@@ -486,14 +472,7 @@ export class Executor {
     outputs: unknown,
   ): void {
     if (!isMutating(def, params)) return;
-    const sc = this.#scopes.get(host)!;
-    const pctx = {
-      host: sc.host,
-      facts: {},
-      unknown: new Set<string>(),
-      evaluate: (e: string) => evaluate(e, sc.scope()),
-      peer: (name: string) => this.#o.inventory.hosts.get(name),
-    };
+    const pctx = this.#pass.planContext(host);
     // What the undo will really do depends on what apply found (e.g. a file that existed).
     const planned = def.undoPlan ? def.undoPlan(pctx, params, outputs) : def.plan(pctx, params).undo;
     if (!def.undo || !planned || n.common.undo === 'never') {
@@ -523,7 +502,7 @@ export class Executor {
   }
 
   #context(host: string, n: StepNode, signal: AbortSignal): ApplyContext & { flushOutput(): void } {
-    const sc = this.#scopes.get(host)!;
+    const sc = this.#pass.hostScope(host);
     const { bus, connections, prompter } = this.#o;
     const h = sc.host;
     // Output is redacted line by line: a secret split across two chunks must not slip through.
@@ -541,8 +520,8 @@ export class Executor {
       facts: {},
       unknown: new Set(),
       signal,
-      evaluate: (e) => evaluate(e, sc.scope()),
-      peer: (name) => this.#o.inventory.hosts.get(name),
+      evaluate: (e) => this.#pass.evaluate(e, host),
+      peer: (name) => this.#o.inputs.inventory.hosts.get(name),
       transport: () => connections.transport(h),
       pg: () => connections.pg(h),
       sessions: {
@@ -595,7 +574,7 @@ export class Executor {
           host: e.host,
           action: e.action,
         });
-        const def = registry.get(e.type)!;
+        const def = this.#def(e);
         const node = { address: e.address, title: e.title, type: e.type } as StepNode;
         // A fresh signal: compensation runs to the end after Ctrl-C, within a time limit, unless
         // the operator gives up on it with a second signal.
@@ -698,4 +677,10 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** `hosts` kept in order where `allowed` has them. */
+function intersect(hosts: readonly string[], allowed: readonly string[]): string[] {
+  const set = new Set(allowed);
+  return hosts.filter((h) => set.has(h));
 }

@@ -121,29 +121,3 @@ export function defineStep<P extends TObject, O extends TSchema>(
 
 // biome-ignore lint/suspicious/noExplicitAny: the registry holds step types of every shape.
 export type AnyStep = StepDefinition<any, any>;
-
-/**
- * The approval a step needs: the playbook's `confirm:` (true or a question), else the step
- * type's own gate; undefined when it runs without asking.
- */
-export function confirmOf(
-  def: AnyStep,
-  common: { confirm?: unknown; point_of_no_return?: unknown },
-  params: unknown,
-): true | string | undefined {
-  // Past a point of no return the run cannot put things back: nobody crosses it unasked, and a
-  // playbook's own question cannot hide that it is one.
-  if (common.point_of_no_return === true || typeof common.point_of_no_return === 'string') {
-    const own =
-      typeof common.confirm === 'string' && common.confirm ? `${common.confirm.replace(/\?\s*$/, '')}. ` : '';
-    return `${own}POINT OF NO RETURN: once this step starts, nothing before it is undone automatically${typeof common.point_of_no_return === 'string' ? `; a failure from here on is recovered by ${common.point_of_no_return}` : ''}. Proceed`;
-  }
-  if (typeof common.confirm === 'string' && common.confirm) return common.confirm;
-  if (common.confirm === true) return true;
-  // `confirm: false` cannot lift a step type's own gate.
-  return def.confirm?.(asRecord(params));
-}
-
-function asRecord(v: unknown): Record<string, unknown> {
-  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-}

@@ -3,23 +3,20 @@ import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { PgrunbookError, UsageError } from '../../errors.js';
-import {
-  applyPatroniGroups,
-  describePatroniGroups,
-  resolvePatroniGroups,
-  usesDynamicGroups,
-} from '../../inventory/patroni-groups.js';
-import { type Node, type Playbook, walk } from '../../playbook/model.js';
+import { prepare } from '../../engine/engine.js';
+import { confirmOf } from '../../engine/gates.js';
+import { PgrunbookError, UsageError, ValidationError } from '../../errors.js';
+import { describePatroniGroups } from '../../inventory/dynamic-groups.js';
+import { type Playbook, playNodes, walk } from '../../playbook/model.js';
 import { jsonReporter } from '../../report/json.js';
 import { MarkdownReport } from '../../report/markdown.js';
 import { plainReporter } from '../../report/plain.js';
 import { coalescingWriter } from '../../report/sink.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
-import { type DoneStep, Executor, type Prompter } from '../../runner/executor.js';
+import { Executor, type Prompter } from '../../runner/executor.js';
 import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
-import { confirmOf } from '../../steps/define.js';
+import { completedSteps, type DoneStep } from '../../runner/resume.js';
 import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
 import { outputState } from '../output-state.js';
@@ -36,8 +33,7 @@ export interface RunCommandOptions {
 /** Steps that need an operator: approval gates and prompts. */
 function interactiveSteps(playbook: Playbook): string[] {
   const out: string[] = [];
-  const all: Node[] = playbook.plays.flatMap((p) => [...p.steps, ...p.rescue, ...p.always]);
-  for (const s of walk(all)) {
+  for (const s of walk(playbook.plays.flatMap(playNodes))) {
     const def = registry.get(s.type)!;
     const prompt = def.interactive?.((s.params ?? {}) as never) === true;
     const gate = confirmOf(def, s.common, s.params);
@@ -88,11 +84,17 @@ export async function runCommand(
   const inventorySha = createHash('sha256').update(inputs.inventory.doc.text).digest('hex');
   if (resumeId) done = completedSteps(join(dir, 'journal.jsonl'), inputs.playbook.sha256, inventorySha);
 
-  // Before anything is drawn or run: the plays' hosts depend on who leads now.
-  const groups = usesDynamicGroups(inputs.playbook.plays, opts.limit)
-    ? await resolvePatroniGroups(inputs.inventory)
-    : undefined;
-  if (groups) applyPatroniGroups(inputs.inventory, groups);
+  const engineInputs = {
+    playbook: inputs.playbook,
+    inventory: inputs.inventory,
+    steps: registry,
+    extraVars: opts.extraVars,
+    limit: opts.limit,
+  };
+  // Before anything is drawn or run: who leads now decides the plays' hosts, and the whole plan
+  // must build. A template that cannot render, on any host, at any step, stops the run here.
+  const { plan, groups } = await prepare(engineInputs, { mode: 'run' });
+  if (plan.problems.length > 0) throw new ValidationError(plan.problems);
 
   const prompter = ttyPrompter();
   const gates = interactiveSteps(inputs.playbook);
@@ -120,7 +122,7 @@ export async function runCommand(
     if (groups) write(`${describePatroniGroups(groups).join('\n')}\n`);
     // listr2 is loaded only for a terminal: logs and JSON runs never pay for it.
     const { listrReporter } = await import('../../report/listr.js');
-    const tree = listrReporter(inputs.playbook, inputs.inventory, opts.limit);
+    const tree = listrReporter(plan);
     bus.subscribe(tree.subscriber);
     liveDone = tree.done;
     // Undo and the outcome print as plain lines once the tree has drawn its last frame.
@@ -145,17 +147,14 @@ export async function runCommand(
   if (report) bus.subscribe(report.subscriber);
 
   const executor = new Executor({
-    playbook: inputs.playbook,
-    inventory: inputs.inventory,
+    inputs: engineInputs,
+    plan,
     run: { id: runId, started_at: new Date().toISOString(), check: false },
-    extraVars: opts.extraVars,
-    limit: opts.limit,
     bus,
     connections: new ConnectionPool(),
     prompter,
     yes: opts.yes === true,
     done,
-    groupsResolvedAtStart: groups !== undefined,
   });
   bus.onSubscriberError = (name, err) => {
     if (name !== 'journal') return;
@@ -217,59 +216,6 @@ export async function runCommand(
       // already reported through onSubscriberError
     }
   }
-}
-
-/** Steps of an earlier attempt that completed and were not undone. */
-function completedSteps(journalPath: string, sha256: string, inventorySha: string): Map<string, DoneStep> {
-  const events = readJournal(journalPath);
-  const start = events.find((e) => e.type === 'run_started');
-  if (start?.type === 'run_started' && start.playbookSha256 !== sha256) {
-    throw new PgrunbookError(
-      `the playbook ${start.playbook} changed since this run started (sha256 ${start.playbookSha256.slice(0, 12)} → ${sha256.slice(0, 12)}); ` +
-        'resume refuses to mix two versions of a playbook. Start a new run instead.',
-    );
-  }
-  // An attempt that never finished (kill -9, a crash, power loss) may have left changes its
-  // undo never reached: resuming on top of them would forget them.
-  const attempts = events.filter((e) => e.type === 'run_started').length;
-  const finishedAttempts = events.filter((e) => e.type === 'run_finished').length;
-  if (finishedAttempts < attempts) {
-    const pushed = new Map<string, string>();
-    for (const e of events) {
-      if (e.type === 'undo_pushed')
-        pushed.set(`${e.address}@${e.host}`, `${e.host}: "${e.title}" — to undo: ${e.action}`);
-      if (e.type === 'undo_finished' && e.ok) pushed.delete(`${e.address}@${e.host}`);
-    }
-    const left = [...pushed.values()];
-    if (left.length) {
-      throw new PgrunbookError(
-        `the last attempt of this run did not finish (no run_finished in its journal): its changes were not unwound.\n  ${left.join('\n  ')}\n` +
-          'Undo these by hand (or check they are gone), then start a new run; resume refuses to build on them.',
-      );
-    }
-  }
-  if (start?.type === 'run_started' && start.inventorySha256 && start.inventorySha256 !== inventorySha) {
-    throw new PgrunbookError(
-      `the inventory ${start.inventory} changed since this run started: hosts, addresses or settings may differ from the attempt that did the work. Start a new run instead.`,
-    );
-  }
-  const done = new Map<string, DoneStep>();
-  for (const e of events) {
-    // Clean-up (always) and rescue steps run again on every attempt: they answer to what that
-    // attempt did, and a resumed run must end with its clean-up too.
-    if (e.type === 'step_finished' && /\.(always|rescue)\./.test(e.address)) continue;
-    // A registered value the journal had to redact is not the value the step produced: re-run it.
-    if (e.type === 'step_finished' && JSON.stringify(e.outputs ?? null).includes('***')) continue;
-    if (e.type === 'step_finished' && (e.status === 'ok' || e.status === 'already_done')) {
-      done.set(`${e.address}@${e.host}`, {
-        outputs: e.outputs,
-        names: e.names ?? [],
-        facts: e.facts === true,
-      });
-    }
-    if (e.type === 'undo_finished' && e.ok) done.delete(`${e.address}@${e.host}`);
-  }
-  return done;
 }
 
 /** `pgrunbook resume RUN_ID`: re-validates, refuses a changed playbook, continues after what stands. */

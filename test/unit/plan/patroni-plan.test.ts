@@ -1,10 +1,11 @@
 // Plans of playbooks that use Patroni: the dynamic groups offline and resolved, requires_leader,
 // a switchover's approval, and previews (plan --check) as text.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { HostStepPlan, Plan, PlanNode } from '../../../src/engine/model.js';
+import { resolvePatroniGroups } from '../../../src/engine/patroni-groups.js';
 import { formatProblem } from '../../../src/errors.js';
+import { applyPatroniGroups } from '../../../src/inventory/dynamic-groups.js';
 import type { Inventory } from '../../../src/inventory/inventory.js';
-import { applyPatroniGroups, resolvePatroniGroups } from '../../../src/inventory/patroni-groups.js';
-import { buildPlan, type HostStepPlan, type Plan, type PlanNode } from '../../../src/plan/plan.js';
 import { renderPlanMarkdown } from '../../../src/plan/render-markdown.js';
 import { previewLines, renderPlanText } from '../../../src/plan/render-text.js';
 import type { Playbook } from '../../../src/playbook/model.js';
@@ -18,6 +19,7 @@ import {
   removeTemps,
   writeTemp,
 } from '../helpers/fake-patroni.js';
+import { planOf } from '../helpers/plan.js';
 
 afterEach(closeFakes);
 afterAll(removeTemps);
@@ -53,7 +55,7 @@ const LEADER_AND_REPLICAS = `
 describe('plans with patroni_leader / patroni_replicas', () => {
   it('offline: the run-start line, and every host with patroni settings stands in', () => {
     const inv = inventory();
-    const plan = buildPlan(playbook(LEADER_AND_REPLICAS, inv), inv);
+    const plan = planOf(playbook(LEADER_AND_REPLICAS, inv), inv);
     const line =
       'patroni_leader and patroni_replicas are resolved from the Patroni REST API at run start; until then every host with patroni settings stands in (db1, db2). plan --check asks Patroni now.';
     expect(plan.dynamicGroups).toEqual({ resolved: false, lines: [line] });
@@ -84,7 +86,7 @@ describe('plans with patroni_leader / patroni_replicas', () => {
     const inv = inventory(a.url, b.url);
     const pb = playbook(LEADER_AND_REPLICAS, inv);
     applyPatroniGroups(inv, await resolvePatroniGroups(inv));
-    const plan = buildPlan(pb, inv);
+    const plan = planOf(pb, inv);
     const line = 'Patroni cluster demo: leader db2 (timeline 4); replicas db1';
     expect(plan.dynamicGroups).toEqual({
       resolved: true,
@@ -102,7 +104,7 @@ describe('plans with patroni_leader / patroni_replicas', () => {
 
   it('a playbook that names no dynamic group has no such line', () => {
     const inv = inventory();
-    const plan = buildPlan(playbook('- name: all\n  hosts: all\n  steps:\n    - shell: "true"\n', inv), inv);
+    const plan = planOf(playbook('- name: all\n  hosts: all\n  steps:\n    - shell: "true"\n', inv), inv);
     expect(plan.dynamicGroups).toBeUndefined();
     expect(renderPlanText(plan)).not.toContain('Patroni');
   });
@@ -122,7 +124,7 @@ describe('requires_leader in the plan', () => {
 
   it('the guarded step is tagged and carries the guard line; the other one not', () => {
     const inv = inventory();
-    const plan = buildPlan(playbook(PB, inv), inv);
+    const plan = planOf(playbook(PB, inv), inv);
     expect(steps(plan).map((s) => [s.title, s.requiresLeader])).toEqual([
       ['guarded', true],
       ['unguarded', undefined],
@@ -155,7 +157,7 @@ describe('requires_leader in the plan', () => {
 `,
       inv,
     );
-    expect(steps(buildPlan(pb, inv)).map((s) => [s.title, s.requiresLeader])).toEqual([
+    expect(steps(planOf(pb, inv)).map((s) => [s.title, s.requiresLeader])).toEqual([
       ['on all', true],
       ['on web1', undefined],
     ]);
@@ -165,7 +167,7 @@ describe('requires_leader in the plan', () => {
 describe('patroni.switchover in the plan', () => {
   it('needs approval, asks its own question, and shows the REST calls', () => {
     const inv = inventory();
-    const plan = buildPlan(
+    const plan = planOf(
       playbook(
         `
 - name: switch
@@ -192,7 +194,7 @@ describe('patroni.switchover in the plan', () => {
 
   it('confirm: false leaves the approval in place; a question of the playbook replaces it', () => {
     const inv = inventory();
-    const plan = buildPlan(
+    const plan = planOf(
       playbook(
         `
 - name: switch
@@ -241,10 +243,7 @@ describe('previews (plan --check) as text', () => {
 
   it('a preview prints under its host in the plan text, and hosts with different previews are not grouped', () => {
     const inv = inventory();
-    const plan = buildPlan(
-      playbook('- name: p\n  hosts: db1:db2\n  steps:\n    - shell: "true"\n', inv),
-      inv,
-    );
+    const plan = planOf(playbook('- name: p\n  hosts: db1:db2\n  steps:\n    - shell: "true"\n', inv), inv);
     const [h1, h2] = steps(plan)[0]!.hosts;
     h1!.preview = { summary: '1 change', lines: ['template[/etc/x]'] };
     h2!.preview = { error: 'ssh: connection refused' };

@@ -1,24 +1,24 @@
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { PlanOptions } from '../../../src/engine/build.js';
+import type { HostStepPlan, Plan, PlanNode } from '../../../src/engine/model.js';
 import { formatProblem } from '../../../src/errors.js';
 import { type Inventory, loadInventory, resolveSecrets } from '../../../src/inventory/inventory.js';
-import {
-  buildPlan,
-  type HostStepPlan,
-  type Plan,
-  type PlanNode,
-  type PlanOptions,
-} from '../../../src/plan/plan.js';
 import { renderPlanMarkdown } from '../../../src/plan/render-markdown.js';
 import { renderPlanText } from '../../../src/plan/render-text.js';
 import type { Playbook } from '../../../src/playbook/model.js';
 import { loadPlaybook } from '../../../src/playbook/validate.js';
 import { redactValue } from '../../../src/util/secret.js';
+import { planOf as enginePlan } from '../helpers/plan.js';
 
 const root = (rel: string) => fileURLToPath(new URL(`../../../${rel}`, import.meta.url));
 
 /** Loads both files (no problems allowed) and plans; file names are made relative so output is stable. */
-function planOf(playbookRel: string, inventoryRel: string, opts: PlanOptions & { secrets?: boolean } = {}) {
+function planOf(
+  playbookRel: string,
+  inventoryRel: string,
+  opts: PlanOptions & { secrets?: boolean; extraVars?: Record<string, unknown>; limit?: string } = {},
+) {
   const inv = loadInventory(root(inventoryRel));
   expect(inv.problems.map(formatProblem)).toEqual([]);
   const inventory = inv.inventory as Inventory;
@@ -27,7 +27,8 @@ function planOf(playbookRel: string, inventoryRel: string, opts: PlanOptions & {
   const playbook = pb.playbook as Playbook;
   if (opts.secrets)
     expect(resolveSecrets(inventory, [...inventory.hosts.keys()]).map(formatProblem)).toEqual([]);
-  const plan = buildPlan(playbook, inventory, opts);
+  const { secrets: _secrets, ...planOpts } = opts;
+  const plan = enginePlan(playbook, inventory, planOpts);
   plan.playbook = playbookRel;
   plan.inventory = inventoryRel;
   return { plan, inventory, playbook };

@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCommand } from '../../../src/cli/commands/run.js';
+import { confirmOf } from '../../../src/engine/gates.js';
+import type { Plan, PlanNode } from '../../../src/engine/model.js';
 import { formatProblem, PgrunbookError } from '../../../src/errors.js';
 import { type Inventory, loadInventory } from '../../../src/inventory/inventory.js';
-import { buildPlan, type Plan, type PlanNode } from '../../../src/plan/plan.js';
 import { renderPlanMarkdown } from '../../../src/plan/render-markdown.js';
 import { renderPlanText } from '../../../src/plan/render-text.js';
 import { parseSource } from '../../../src/playbook/load.js';
@@ -19,8 +20,8 @@ import { plainLines } from '../../../src/report/plain.js';
 import { ConnectionPool } from '../../../src/runner/connections.js';
 import { EventBus, type RunEvent } from '../../../src/runner/events.js';
 import { Executor } from '../../../src/runner/executor.js';
-import { confirmOf } from '../../../src/steps/define.js';
 import { registry } from '../../../src/steps/registry.js';
+import { planOf } from '../helpers/plan.js';
 
 const root = mkdtempSync(join(tmpdir(), 'pgrb-ponr-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -61,11 +62,12 @@ async function run(steps: string, opts: { yes?: boolean; answer?: string; hosts?
   const ev: Ev[] = [];
   bus.subscribe((e) => ev.push(e));
   const asked: string[] = [];
+  const plan = planOf(playbook, inventory);
+  expect(plan.problems.map(formatProblem)).toEqual([]);
   const executor = new Executor({
-    playbook,
-    inventory,
+    inputs: { playbook, inventory, steps: registry, extraVars: {} },
+    plan,
     run: { id: 'test', started_at: new Date().toISOString(), check: false },
-    extraVars: {},
     bus,
     connections: new ConnectionPool(),
     prompter: {
@@ -135,7 +137,7 @@ describe('the plan shows the point of no return and the downtime steps', () => {
       `- name: upgrade\n  hosts: a\n  vars: { log: /tmp/x }\n  steps:\n${step('snapshot')}${step('stop', '      downtime: true\n')}${ponr('sync')}${step('plain', '      point_of_no_return: true\n')}`,
       inventory,
     );
-    plan = buildPlan(pb, inventory);
+    plan = planOf(pb, inventory);
     expect(plan.problems).toEqual([]);
     const [snapshot, stop, sync, plain] = steps(plan.plays[0]!.steps);
     expect([snapshot!.downtime, snapshot!.pointOfNoReturn, snapshot!.confirm]).toEqual([

@@ -1,6 +1,7 @@
 // confirmOf: the approval a step needs, from the playbook's `confirm:` and the step type's own gate.
 import { describe, expect, it } from 'vitest';
-import { type AnyStep, confirmOf } from '../../../src/steps/define.js';
+import { confirmOf } from '../../../src/engine/gates.js';
+import type { AnyStep } from '../../../src/steps/define.js';
 import { registry } from '../../../src/steps/registry.js';
 
 const type = (name: string): AnyStep => {

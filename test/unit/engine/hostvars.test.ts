@@ -5,16 +5,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { PlanNode } from '../../../src/engine/model.js';
+import { groupsOf, HostScope, type RunInfo, type ScopeWorld } from '../../../src/engine/scope.js';
 import { formatProblem } from '../../../src/errors.js';
+import { applyPatroniGroups } from '../../../src/inventory/dynamic-groups.js';
 import { type Inventory, loadInventory } from '../../../src/inventory/inventory.js';
-import { applyPatroniGroups } from '../../../src/inventory/patroni-groups.js';
-import { buildPlan, type PlanNode } from '../../../src/plan/plan.js';
 import { renderPlanText } from '../../../src/plan/render-text.js';
 import { evaluate, renderText, Unknown } from '../../../src/playbook/expressions.js';
 import { parseSource } from '../../../src/playbook/load.js';
 import { BUILTIN_NAMES, type Playbook, RESERVED_NAMES } from '../../../src/playbook/model.js';
 import { validatePlaybook } from '../../../src/playbook/validate.js';
-import { groupsOf, HostScope, type RunInfo, type ScopeWorld } from '../../../src/runner/scope.js';
+import { planOf } from '../helpers/plan.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pgrb-hostvars-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -211,7 +212,7 @@ describe('offline plan', () => {
   function plan(text: string, inv = inventory()) {
     const r = fromText(text, inv);
     expect(r.problems.map(formatProblem)).toEqual([]);
-    const p = buildPlan(r.playbook as Playbook, inv);
+    const p = planOf(r.playbook as Playbook, inv);
     return { plan: p, text: renderPlanText(p) };
   }
   const steps = (nodes: PlanNode[]): Extract<PlanNode, { kind: 'step' }>[] =>

@@ -3,42 +3,13 @@
 // down in the inventory where it would go stale after the next failover.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterStatus, PatroniClient } from '../connections/patroni.js';
-import { ConnectionError } from '../errors.js';
-import { type Play, walk } from '../playbook/model.js';
-import type { Inventory, InventoryHost, PatroniGroups } from './inventory.js';
-import { DYNAMIC_GROUPS } from './inventory.js';
+import { ConnectionError, UsageError } from '../errors.js';
+import type { Inventory, InventoryHost, PatroniGroups } from '../inventory/inventory.js';
 
 /** Members of one cluster name different leaders. */
 class Disagreement extends ConnectionError {}
 
 const LEADER_ROLES = ['leader', 'standby_leader', 'master', 'primary'];
-
-/** Whether any host pattern of these plays names a dynamic group. */
-export function usesDynamicGroups(plays: readonly Play[], limit?: string): boolean {
-  const patterns: string[] = limit ? [limit] : [];
-  for (const play of plays) {
-    patterns.push(play.hosts);
-    const blocks = (nodes: Play['steps']) => {
-      for (const n of nodes) {
-        if (n.kind === 'block') {
-          if (n.hosts) patterns.push(n.hosts);
-          blocks(n.block);
-          blocks(n.rescue);
-          blocks(n.always);
-        }
-      }
-    };
-    blocks([...play.steps, ...play.rescue, ...play.always]);
-    for (const s of walk([...play.steps, ...play.rescue, ...play.always]))
-      if (typeof s.common.hosts === 'string') patterns.push(s.common.hosts);
-  }
-  return patterns.some((p) =>
-    p
-      .split(/[,:]/)
-      .map((t) => t.trim().replace(/^[!&]/, ''))
-      .some((t) => DYNAMIC_GROUPS.includes(t)),
-  );
-}
 
 /**
  * Asks every host with Patroni settings for its view of the cluster and derives the groups.
@@ -149,16 +120,29 @@ async function resolveOnce(inventory: Inventory, signal?: AbortSignal): Promise<
   return out;
 }
 
-/** Enters resolved groups into the inventory, so host patterns see them like any other group. */
-export function applyPatroniGroups(inventory: Inventory, g: PatroniGroups): void {
-  inventory.dynamic = g;
-  for (const [name, hosts] of Object.entries(g.groups)) inventory.groups.set(name, hosts);
-}
-
-/** One line per cluster, for the plan and the log. */
-export function describePatroniGroups(g: PatroniGroups): string[] {
-  return g.clusters.map(
-    (c) =>
-      `Patroni cluster ${c.scope}: leader ${c.leader ?? '(none)'}${c.timeline !== undefined ? ` (timeline ${c.timeline})` : ''}; replicas ${c.replicas.join(', ') || '(none)'}${c.unknownMembers.length ? `; members not in the inventory: ${c.unknownMembers.join(', ')}` : ''}`,
-  );
+/**
+ * The dynamic groups as if `leader` led: the other hosts with Patroni settings are its replicas.
+ * Only the plan uses this; a run always asks Patroni.
+ */
+export function assumedGroups(inventory: Inventory, leader: string): PatroniGroups {
+  const h = inventory.hosts.get(leader);
+  if (!h?.patroni)
+    throw new UsageError(
+      `--assume-leader: "${leader}" is not a host with patroni settings in ${inventory.file}`,
+    );
+  const replicas = [...inventory.hosts.values()]
+    .filter((x) => x.patroni && x.name !== leader)
+    .map((x) => x.name);
+  return {
+    at: new Date().toISOString(),
+    clusters: [
+      {
+        scope: '(assumed with --assume-leader; asked from Patroni at run start)',
+        leader,
+        replicas,
+        unknownMembers: [],
+      },
+    ],
+    groups: { patroni_leader: [leader], patroni_replicas: replicas },
+  };
 }

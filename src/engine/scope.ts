@@ -25,6 +25,8 @@ export class HostScope {
   /** set_fact values and registered outputs, by name */
   readonly facts: Record<string, unknown> = {};
   playVars: Record<string, unknown> = {};
+  /** The play variable whose rendering failed last (to locate the problem). */
+  failedVar: string | undefined;
 
   constructor(
     readonly host: InventoryHost,
@@ -41,7 +43,12 @@ export class HostScope {
   /** Renders a play's vars in order (later vars may use earlier ones). */
   enterPlay(vars: Record<string, unknown>): void {
     this.playVars = {};
-    for (const [k, v] of Object.entries(vars)) this.playVars[k] = renderDeep(v, this.scope());
+    this.failedVar = undefined;
+    for (const [k, v] of Object.entries(vars)) {
+      this.failedVar = k;
+      this.playVars[k] = renderDeep(v, this.scope());
+    }
+    this.failedVar = undefined;
   }
 
   /** inventory vars < play vars < facts and registered values < -e extra vars. */

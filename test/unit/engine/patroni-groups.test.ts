@@ -1,14 +1,11 @@
 // Leader discovery (patroni_leader / patroni_replicas) against fake Patroni REST APIs; the real
 // cluster is in test/integration/patroni-leader.test.ts.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { usesDynamicGroups } from '../../../src/engine/hosts.js';
+import { resolvePatroniGroups } from '../../../src/engine/patroni-groups.js';
 import { ConnectionError, formatProblem } from '../../../src/errors.js';
+import { applyPatroniGroups, describePatroniGroups } from '../../../src/inventory/dynamic-groups.js';
 import { loadInventory, type PatroniGroups } from '../../../src/inventory/inventory.js';
-import {
-  applyPatroniGroups,
-  describePatroniGroups,
-  resolvePatroniGroups,
-  usesDynamicGroups,
-} from '../../../src/inventory/patroni-groups.js';
 import { matchHosts } from '../../../src/inventory/patterns.js';
 import type { Playbook } from '../../../src/playbook/model.js';
 import { loadPlaybook } from '../../../src/playbook/validate.js';

@@ -1,9 +1,10 @@
 // `plan --check`: runs the read-only previews steps offer (chef-client --why-run) once the plan is
 // built, over the same transports a run would use.
+
+import type { PreviewRequest } from '../engine/model.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { ConnectionPool } from '../runner/connections.js';
 import { mapLimit } from '../util/semaphore.js';
-import type { PreviewRequest } from './plan.js';
 
 /** Hosts previewed at once; each preview is one command on its host. */
 const PARALLEL = 8;

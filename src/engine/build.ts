@@ -1,0 +1,191 @@
+// Builds the plan: a playbook × inventory, per play, per step, per host, every value that can be
+// known before apply resolved. `validate -i`, `plan` and `run` all start here; a run starts only
+// when the plan has no problem.
+import type { PgFacts } from '../connections/pg.js';
+import type { Problem } from '../errors.js';
+import { describePatroniGroups } from '../inventory/dynamic-groups.js';
+import { matchHosts } from '../inventory/patterns.js';
+import type { Node, Play } from '../playbook/model.js';
+import { confirmOf, pointOfNoReturnOf, requiresLeaderOn } from './gates.js';
+import { batchesOf, narrowHosts, playHosts, usesDynamicGroups } from './hosts.js';
+import type { HostStepPlan, Plan, PlanNode, PlannedPlay, PlanStep, PreviewRequest } from './model.js';
+import { type EngineInputs, Pass } from './pass.js';
+import type { RunInfo } from './scope.js';
+
+/** Options of a plan. */
+export interface PlanOptions {
+  /** Facts per host from `--check`. */
+  facts?: Record<string, { pg?: PgFacts }>;
+  /** `--check`: collects the previews of steps that offer one, for the caller to run. */
+  previews?: PreviewRequest[];
+}
+
+/** What a plan shows for `run`: values only a run has. */
+export const PLAN_RUN: RunInfo = {
+  id: '(known after apply)',
+  started_at: '(known after apply)',
+  check: true,
+};
+
+/** Builds the plan; no connection is made (facts come in through options). */
+export function buildPlan(inputs: EngineInputs, opts: PlanOptions = {}): Plan {
+  const { playbook, inventory, limit } = inputs;
+  const facts = opts.facts ?? {};
+  const pass = new Pass(inputs, PLAN_RUN, 'plan');
+  const problems: Problem[] = [];
+  const plays = playbook.plays.map((play) => planPlay(pass, play, facts, problems, opts.previews));
+  let dynamicGroups: Plan['dynamicGroups'];
+  if (usesDynamicGroups(playbook.plays, limit)) {
+    const candidates = [...inventory.hosts.values()].filter((h) => h.patroni).map((h) => h.name);
+    dynamicGroups = inventory.dynamic
+      ? { resolved: true, lines: describePatroniGroups(inventory.dynamic), groups: inventory.dynamic.groups }
+      : {
+          resolved: false,
+          lines: [
+            `patroni_leader and patroni_replicas are resolved from the Patroni REST API at run start; until then every host with patroni settings stands in (${candidates.join(', ') || 'none'}). plan --check asks Patroni now.`,
+          ],
+        };
+  }
+  return {
+    playbook: playbook.file,
+    inventory: inventory.file,
+    checked: opts.facts !== undefined,
+    limit,
+    facts,
+    plays,
+    problems: dedupe(problems),
+    dynamicGroups,
+  };
+}
+
+function planPlay(
+  pass: Pass,
+  play: Play,
+  facts: Record<string, { pg?: PgFacts }>,
+  problems: Problem[],
+  previews?: PreviewRequest[],
+): PlannedPlay {
+  const { inventory, limit, playbook } = pass.inputs;
+  const hosts = playHosts(play, inventory, limit);
+  problems.push(...pass.enterPlay(play, hosts));
+  const dynamic = usesDynamicGroups([play], limit);
+  // A play resolved to nothing did nothing: with --limit that is the operator's narrowing, but a
+  // pattern of the playbook that matches no host of the inventory is a mistake.
+  if (hosts.length === 0 && !limit && !dynamic && matchHosts(inventory, play.hosts).unmatched.length === 0) {
+    // (terms that match nothing are the validator's to report; here every term matched)
+    problems.push(
+      playbook.doc.problem([...play.path, 'hosts'], `"${play.hosts}" matches no host of ${inventory.file}`),
+    );
+  }
+  const list = (nodes: Node[], hs: string[]): PlanNode[] => nodes.map((n) => planNode(n, hs));
+  const planNode = (n: Node, hs: string[]): PlanNode => {
+    if (n.kind === 'block') {
+      const targets = narrowHosts(inventory, hs, n.hosts);
+      const { active, skipped, problems: whenProblems } = pass.blockHosts(n, targets);
+      problems.push(...whenProblems);
+      return {
+        kind: 'block',
+        address: n.address,
+        title: pass.agreedText(n.title, targets),
+        hosts: targets,
+        when: n.when,
+        skippedHosts: skipped.length ? skipped : undefined,
+        block: list(n.block, active),
+        rescue: list(n.rescue, active),
+        always: list(n.always, active),
+      };
+    }
+    const def = pass.inputs.steps.get(n.type)!;
+    const targets = narrowHosts(inventory, hs, n.common.hosts);
+    const perHost = targets.map((h): HostStepPlan => {
+      const inst = pass.resolve(n, h);
+      if (inst.status === 'skipped') {
+        pass.record(n, h, { kind: 'skipped' });
+        return { host: h, status: 'skipped', when: inst.when };
+      }
+      if (inst.status === 'error') {
+        problems.push(inst.problem);
+        return { host: h, status: 'error', error: inst.error };
+      }
+      const when = typeof n.common.when === 'string' ? n.common.when : undefined;
+      const ctx = pass.planContext(h, inst.unknownParams, facts[h] ?? {});
+      let plan: ReturnType<Pass['stepPlan']>;
+      try {
+        plan = pass.stepPlan(n, def, ctx, inst.params);
+      } catch (err) {
+        // plan() refused the values (a step's own check): located at the step.
+        const error = `${n.type}: ${(err as Error).message}`;
+        problems.push(playbook.doc.problem([...n.path, n.type], `on host ${h}: ${error}`));
+        return { host: h, status: 'error', error };
+      }
+      pass.record(n, h, { kind: 'ok', outputs: undefined }, inst.params, inst.unknownParams);
+      const hp: HostStepPlan = { host: h, status: inst.status, when, plan, mutating: inst.mutating };
+      if (previews && def.preview && !plan.noop) {
+        if (inst.unknownParams.size > 0)
+          hp.preview = {
+            error: `not previewed: ${[...inst.unknownParams].join(', ')} known only after apply`,
+          };
+        else previews.push({ host: h, target: hp, run: (c) => def.preview!({ ...ctx, ...c }, inst.params) });
+      }
+      return hp;
+    });
+    const title = pass.agreedText(n.title, targets);
+    const gate = confirmOf(def, n.common, n.params);
+    const step: PlanStep = {
+      kind: 'step',
+      address: n.address,
+      title,
+      type: n.type,
+      mutating: perHost.some((h) => h.mutating),
+      undoMode: n.common.undo ?? 'auto',
+      confirm: gate === true ? `Proceed with "${title}"?` : gate ? pass.agreedText(gate, targets) : undefined,
+      retries: n.common.retries,
+      timeout: n.common.timeout,
+      ignoreErrors: n.common.ignore_errors === true,
+      requiresLeader: targets.some((h) => requiresLeaderOn(n.common, inventory.hosts.get(h)!)) || undefined,
+      downtime: n.common.downtime === true ? true : undefined,
+      pointOfNoReturn: pointOfNoReturnOf(n.common),
+      recovery:
+        typeof n.common.recovery === 'string' ? pass.agreedText(n.common.recovery, targets) : undefined,
+      hosts: perHost,
+    };
+    return step;
+  };
+  return {
+    index: play.index,
+    name: play.name,
+    pattern: play.hosts,
+    hosts,
+    batches: batchesOf(hosts, play.serial),
+    dynamic,
+    steps: list(play.steps, hosts),
+    rescue: list(play.rescue, hosts),
+    always: list(play.always, hosts),
+  };
+}
+
+/** One problem per place and message: the same mistake on ten hosts is one line naming them. */
+function dedupe(problems: Problem[]): Problem[] {
+  const byKey = new Map<string, { p: Problem; hosts: string[] }>();
+  const out: Problem[] = [];
+  for (const p of problems) {
+    const m = /^on host (\S+): (.*)$/s.exec(p.message);
+    if (!m) {
+      out.push(p);
+      continue;
+    }
+    const key = `${p.line}:${p.col}:${m[2]}`;
+    const seen = byKey.get(key);
+    if (seen) seen.hosts.push(m[1]!);
+    else {
+      const entry = { p: { ...p }, hosts: [m[1]!] };
+      byKey.set(key, entry);
+      out.push(entry.p);
+    }
+  }
+  for (const { p, hosts } of byKey.values()) {
+    const m = /^on host \S+: (.*)$/s.exec(p.message)!;
+    p.message = `${m[1]} (on ${hosts.length === 1 ? 'host' : 'hosts'} ${hosts.join(', ')})`;
+  }
+  return out.sort((a, b) => a.line - b.line || a.col - b.col);
+}

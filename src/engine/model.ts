@@ -1,0 +1,98 @@
+// The plan: what the engine decided a playbook means on an inventory, per play, step and host.
+// Renderers (src/plan/) print it; the runner (src/runner/) executes it.
+import type { PgFacts } from '../connections/pg.js';
+import type { Problem } from '../errors.js';
+import type { PreviewContext, StepPlan, StepPreview } from '../steps/define.js';
+
+/** One step on one host, as planned. */
+export interface HostStepPlan {
+  host: string;
+  /** runs: will run; skipped: `when` is false; conditional: `when` needs run-time values; error: cannot be planned */
+  status: 'runs' | 'skipped' | 'conditional' | 'error';
+  when?: string;
+  /** the step changes something on this host (its undo matters) */
+  mutating?: boolean;
+  plan?: StepPlan;
+  error?: string;
+  /** `plan --check`: what the host says apply would change (e.g. chef-client --why-run) */
+  preview?: StepPreview | { error: string };
+}
+
+/** A read-only preview `plan --check` runs once the plan is built (see src/runner/previews.ts). */
+export interface PreviewRequest {
+  host: string;
+  target: HostStepPlan;
+  run(ctx: Pick<PreviewContext, 'transport' | 'signal'>): Promise<StepPreview>;
+}
+
+/** A planned step: its gates and, per host it targets, what it will do. */
+export interface PlanStep {
+  kind: 'step';
+  address: string;
+  title: string;
+  type: string;
+  mutating: boolean;
+  undoMode: 'auto' | 'never';
+  confirm?: string;
+  retries?: number;
+  timeout?: number;
+  ignoreErrors: boolean;
+  /** requires_leader: Patroni is asked just before the step that the host still leads */
+  requiresLeader?: boolean;
+  /** downtime: true — runs while writes are stopped */
+  downtime?: boolean;
+  /** point_of_no_return: true, or the recovery it names */
+  pointOfNoReturn?: true | string;
+  /** recovery: the way back once this step has succeeded */
+  recovery?: string;
+  /** every host the step targets (after `hosts:` narrowing), in order */
+  hosts: HostStepPlan[];
+}
+
+/** A planned block with its rescue and always lists. */
+export interface PlanBlock {
+  kind: 'block';
+  address: string;
+  title: string;
+  /** hosts the block targets (after `hosts:` narrowing) */
+  hosts: string[];
+  /** the block's `when`, evaluated per host when the block is reached */
+  when?: string;
+  /** hosts where `when` is already known to be false (the contents are not planned for them) */
+  skippedHosts?: string[];
+  block: PlanNode[];
+  rescue: PlanNode[];
+  always: PlanNode[];
+}
+
+/** A planned step or block. */
+export type PlanNode = PlanStep | PlanBlock;
+
+/** A planned play. */
+export interface PlannedPlay {
+  index: number;
+  name: string;
+  pattern: string;
+  hosts: string[];
+  batches: string[][];
+  /** the play names a dynamic group: a run asks Patroni again before it starts (unless first) */
+  dynamic: boolean;
+  steps: PlanNode[];
+  rescue: PlanNode[];
+  always: PlanNode[];
+}
+
+/** The whole dry run: data that renderers turn into text, JSON or Markdown. */
+export interface Plan {
+  playbook: string;
+  inventory: string;
+  checked: boolean;
+  /** --limit, when given */
+  limit?: string;
+  facts: Record<string, { pg?: PgFacts }>;
+  plays: PlannedPlay[];
+  /** Everything that keeps the plan from running, located in the playbook or inventory. */
+  problems: Problem[];
+  /** patroni_leader / patroni_replicas: as Patroni described them (`--check`), or still open */
+  dynamicGroups?: { resolved: boolean; lines: string[]; groups?: Record<string, string[]> };
+}
