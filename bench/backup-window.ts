@@ -4,7 +4,7 @@
 //   npx tsx bench/backup-window.ts [--scales 10,100] [--repeat 3] [--warmup 1] [--load-tps 50]
 //                                  [--size-gib 8] [--timeout 900] [--keep]
 //
-// PGDATA of a PostgreSQL 15 cluster is a btrfs subvolume on a loop device (test/env), one cluster per
+// PGDATA of a PostgreSQL 15 cluster is a btrfs subvolume on a loop device (tools/testenv), one cluster per
 // scale, initialised once with pgbench -i and reused for every round. Needs root and `npm run build`
 // first (it runs dist/ through bin/pgrunbook.js).
 // Exit codes: 0 every run worked (a missed target is reported, not an error); 1 a run failed
@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { type BtrfsFs, createBtrfs, type PgServer, pgBinDir, startPostgres } from '../test/env/index.js';
+import { type BtrfsFs, createBtrfs, type PgServer, pgBinDir, startPostgres } from '../tools/testenv/index.js';
 import {
   atCleanUp,
   type ChildRun,

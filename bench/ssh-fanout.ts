@@ -3,7 +3,7 @@
 //   npx tsx bench/ssh-fanout.ts [--hosts 10] [--steps 20] [--repeat 3] [--plan-hosts 12]
 //                               [--warmup 1] [--timeout 600] [--no-ansible] [--keep]
 //
-// Every host is an alias of one private loopback sshd (test/env), so the figures measure the
+// Every host is an alias of one private loopback sshd (tools/testenv), so the figures measure the
 // runners, not a network. Needs `npm run build` first (it runs dist/ through bin/pgrunbook.js).
 // Exit codes: 0 every run worked (a missed speed target is reported, not an error); 1 a run failed
 // functionally; 2 bad arguments or no build; 3 the overall time limit was hit; 130 interrupted.
@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type SshServer, startSshd } from '../test/env/index.js';
+import { type SshServer, startSshd } from '../tools/testenv/index.js';
 import {
   atCleanUp,
   type ChildRun,

@@ -9,7 +9,7 @@ rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
   // The Compute emulator ships too: `pgrunbook lab gcp up` runs it as its own process.
-  entryPoints: { main: 'src/cli/main.ts', 'gce-emulator': 'test/emulators/gcp-compute/main.ts' },
+  entryPoints: { main: 'src/cli/main.ts', 'gce-emulator': 'tools/gcp-compute-emulator/main.ts' },
   outdir: 'dist/bundle',
   bundle: true,
   splitting: true,

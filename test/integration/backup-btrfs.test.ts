@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BtrfsFs, createBtrfs, type PgServer, startPostgres } from '../env/index.js';
+import { type BtrfsFs, createBtrfs, type PgServer, startPostgres } from '../../tools/testenv/index.js';
 import { events, runCli, workdir } from './cli.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempDir, type PgServer, startPostgres, startSshd } from '../env/index.js';
+import { makeTempDir, type PgServer, startPostgres, startSshd } from '../../tools/testenv/index.js';
 import { events, journalOf, runCli, runIds, startCli, waitUntil, workdir } from './cli.js';
 
 const servers: Partial<Record<13 | 15, PgServer>> = {};

@@ -1,10 +1,10 @@
-// The Chef steps over a real OpenSSH sshd, with the stand-in chef-client from test/env: chef.run
+// The Chef steps over a real OpenSSH sshd, with the stand-in chef-client from tools/testenv: chef.run
 // (outputs, streaming, idempotence, failure), its --why-run preview in `plan --check`, and
 // chef.disable/chef.enable with undo that only re-enables what this run disabled.
 import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { installChefStandIn, makeTempDir, type SshServer, startSshd } from '../env/index.js';
+import { installChefStandIn, makeTempDir, type SshServer, startSshd } from '../../tools/testenv/index.js';
 import { events, journalOf, outputsOf, runCli, sshInventory, workdir } from './cli.js';
 
 let sshd: SshServer;

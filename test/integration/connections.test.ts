@@ -18,7 +18,7 @@ import {
   type SshServer,
   startPostgres,
   startSshd,
-} from '../env/index.js';
+} from '../../tools/testenv/index.js';
 
 let sshd: SshServer; // ed25519 + rsa + ecdsa host keys, generous limits
 let sshdDefaults: SshServer; // ed25519 only, OpenSSH's default MaxSessions 10 / MaxStartups

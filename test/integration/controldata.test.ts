@@ -2,7 +2,7 @@
 // with what the running server says of itself, and are still readable once it is stopped.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgServer, startPostgres } from '../env/index.js';
+import { type PgServer, startPostgres } from '../../tools/testenv/index.js';
 import { events, outputsOf, runCli, workdir } from './cli.js';
 
 const servers: Record<number, PgServer> = {};

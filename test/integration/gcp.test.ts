@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComputeEmulator, startComputeEmulator } from '../emulators/gcp-compute/index.js';
-import { lookupUser, type PgServer, SERVER_USER, startPostgres } from '../env/index.js';
+import { type ComputeEmulator, startComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
+import { lookupUser, type PgServer, SERVER_USER, startPostgres } from '../../tools/testenv/index.js';
 import { CLI, events, outputsOf, runCli, workdir } from './cli.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));

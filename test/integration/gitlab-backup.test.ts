@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComputeEmulator, startComputeEmulator } from '../emulators/gcp-compute/index.js';
+import { type ComputeEmulator, startComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -15,7 +15,7 @@ import {
   SERVER_USER,
   startEtcd,
   startPatroniCluster,
-} from '../env/index.js';
+} from '../../tools/testenv/index.js';
 import { events, journalOf, outputsOf, runCli, workdir } from './cli.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));

@@ -11,7 +11,7 @@ import {
   type PatroniCluster,
   startEtcd,
   startPatroniCluster,
-} from '../env/index.js';
+} from '../../tools/testenv/index.js';
 import { events, journalOf, outputsOf, runCli, runIds, startCli, waitUntil, workdir } from './cli.js';
 
 let etcd: EtcdServer;

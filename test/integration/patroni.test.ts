@@ -6,7 +6,7 @@ import {
   type PatroniCluster,
   startEtcd,
   startPatroniCluster,
-} from '../env/index.js';
+} from '../../tools/testenv/index.js';
 import { events, journalOf, runCli, workdir } from './cli.js';
 
 let etcd: EtcdServer;

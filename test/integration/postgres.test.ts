@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, type PgServer, startPostgres } from '../env/index.js';
+import { freePort, type PgServer, startPostgres } from '../../tools/testenv/index.js';
 import { events, runCli, workdir } from './cli.js';
 
 const PASSWORD = 'S3cr3t-pw-4-pgrunbook-tests';

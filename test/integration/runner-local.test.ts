@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../env/index.js';
+import { freePort } from '../../tools/testenv/index.js';
 import { events, journalOf, runCli, runIds, startCli, workdir } from './cli.js';
 
 const INV = `

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempDir, type SshServer, startSshd } from '../env/index.js';
+import { makeTempDir, type SshServer, startSshd } from '../../tools/testenv/index.js';
 import { events, runCli, runIds, sshInventory, startCli, workdir } from './cli.js';
 
 let sshd: SshServer;

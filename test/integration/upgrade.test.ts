@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from '../env/checks.js';
+import { sql } from '../../tools/testenv/checks.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -22,7 +22,7 @@ import {
   startEtcd,
   startPatroniCluster,
   startSshd,
-} from '../env/index.js';
+} from '../../tools/testenv/index.js';
 import { events, outputsOf, runCli, workdir } from './cli.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade.yml', import.meta.url));

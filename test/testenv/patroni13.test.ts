@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exists, postmasterPid, sql, waitUntil as waitFor } from './checks.js';
+import { exists, postmasterPid, sql, waitUntil as waitFor } from '../../tools/testenv/checks.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -13,7 +13,7 @@ import {
   pgBinDir,
   startEtcd,
   startPatroniCluster,
-} from './index.js';
+} from '../../tools/testenv/index.js';
 
 let etcd: EtcdServer | undefined;
 let cluster: PatroniCluster | undefined;

@@ -17,10 +17,11 @@ import {
   serverUid,
   setArchiveCommand,
   startPostgres,
-} from './index.js';
+} from '../../tools/testenv/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../..');
+const orphanFixture = join(repoRoot, 'tools/testenv/fixtures/btrfs-orphan.ts');
 
 let fs: BtrfsFs | undefined;
 let pg15: PgServer | undefined;
@@ -231,7 +232,7 @@ describe('btrfs', () => {
   });
 
   it('if the test process dies, the watchdogs stop PostgreSQL and remove the btrfs', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'fixtures', 'btrfs-orphan.ts')], {
+    const child = spawn(process.execPath, ['--import', 'tsx', orphanFixture], {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'inherit'],
     });

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exists, postmasterPid, sql, waitUntil as waitFor } from './checks.js';
+import { exists, postmasterPid, sql, waitUntil as waitFor } from '../../tools/testenv/checks.js';
 import {
   type EtcdServer,
   freePort,
@@ -24,7 +24,7 @@ import {
   startEtcd,
   startPatroniCluster,
   startSshd,
-} from './index.js';
+} from '../../tools/testenv/index.js';
 
 let etcd: EtcdServer | undefined;
 let sshd: SshServer | undefined;

@@ -3,8 +3,8 @@ import { chmod, chown, mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComputeEmulator, startComputeEmulator } from './index.js';
-import { describeTree } from './tree.js';
+import { type ComputeEmulator, startComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
+import { describeTree } from '../../tools/gcp-compute-emulator/tree.js';
 
 type Compute = typeof import('@google-cloud/compute');
 type Op = { name?: string | null; status?: unknown; zone?: string | null; region?: string | null };

@@ -8,7 +8,7 @@ import {
   type PatroniCluster,
   startEtcd,
   startPatroniCluster,
-} from './index.js';
+} from '../../tools/testenv/index.js';
 
 let etcd: EtcdServer | undefined;
 let cluster: PatroniCluster | undefined;

@@ -147,7 +147,7 @@ export async function startPostgres(opts: StartPostgresOptions): Promise<PgServe
       const block = Object.entries(settings)
         .map(([k, v]) => `${k} = ${quoteConf(v)}`)
         .join('\n');
-      await writeFile(confPath, `${initialConf}\n# test/env/postgres.ts\n${block}\n`);
+      await writeFile(confPath, `${initialConf}\n# tools/testenv/postgres.ts\n${block}\n`);
 
       try {
         await runAs(SERVER_USER, [pgctl, '-D', dataDir, '-l', logFile, '-w', '-t', '30', 'start'], {

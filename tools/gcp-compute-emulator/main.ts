@@ -1,7 +1,7 @@
 // Runs the emulator as its own process (for `pgrunbook lab`): prints one JSON line
 // `{"url","host","port","project","root","pid"}` when it listens; stops on SIGTERM/SIGINT.
 //
-//   tsx test/emulators/gcp-compute/main.ts --root DIR [--port N] [--project P]
+//   tsx tools/gcp-compute-emulator/main.ts --root DIR [--port N] [--project P]
 //       [--operation-delay-ms N] [--wait-max-ms N] [--seed FILE]
 // Environment fallbacks: GCE_EMULATOR_ROOT, GCE_EMULATOR_PORT, GCE_EMULATOR_PROJECT.
 // The seed file is JSON `{ "disks": [SeedDisk...], "instances": [SeedInstance...] }`: another

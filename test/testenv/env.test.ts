@@ -16,7 +16,7 @@ import {
   sshFingerprint,
   startPostgres,
   startSshd,
-} from './index.js';
+} from '../../tools/testenv/index.js';
 
 // Servers are started together in beforeAll and stopped in afterAll whatever happened; the
 // settled results keep one failed start from hiding the others' clean-up.

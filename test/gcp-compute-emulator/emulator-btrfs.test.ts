@@ -5,10 +5,10 @@ import { access, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BtrfsFs, createBtrfs } from '../../env/btrfs.js';
-import { type ComputeEmulator, startComputeEmulator } from './index.js';
-import { isSubvolume } from './storage.js';
-import { describeTree } from './tree.js';
+import { type ComputeEmulator, startComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
+import { isSubvolume } from '../../tools/gcp-compute-emulator/storage.js';
+import { describeTree } from '../../tools/gcp-compute-emulator/tree.js';
+import { type BtrfsFs, createBtrfs } from '../../tools/testenv/btrfs.js';
 
 const run = promisify(execFile);
 const canBtrfs =

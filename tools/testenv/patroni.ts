@@ -692,7 +692,7 @@ function serviceScript(c: ServiceScriptInput): string {
   return [
     '#!/bin/sh',
     `# patroni-service for member ${c.name} of test cluster ${c.scope}: a stand-in for`,
-    '# `systemctl start|stop|status patroni`, written by test/env/patroni.ts (the contract is there).',
+    '# `systemctl start|stop|status patroni`, written by tools/testenv/patroni.ts (the contract is there).',
     'set -u',
     `PATH=${PATH}; export PATH`,
     `SELF=${q(join(c.memberDir, 'patroni-service'))}`,
