@@ -31,13 +31,13 @@ describe('schemas/*.json are generated and up to date', () => {
   });
 });
 
-describe('the README step reference is generated and up to date', () => {
+describe('docs/steps.md is generated and up to date', () => {
   it('matches what `pgrunbook steps --write` would write', async () => {
-    const { readmeWithSteps } = await import('../../../src/cli/commands/steps.js');
-    const readme = readFileSync(`${root}README.md`, 'utf8');
-    if (readmeWithSteps(readme) !== readme) {
-      expect.fail('README.md step reference is stale: run `npm run gen` and commit the result.');
+    const { STEPS_DOC, stepsDoc } = await import('../../../src/cli/commands/steps.js');
+    const onDisk = readFileSync(`${root}${STEPS_DOC}`, 'utf8');
+    if (onDisk !== stepsDoc()) {
+      expect.fail(`${STEPS_DOC} is stale: run \`npm run gen\` and commit the result.`);
     }
-    expect(readme).toContain('### `shell`');
+    expect(onDisk).toContain('### `shell`');
   });
 });
