@@ -41,3 +41,18 @@ describe('docs/steps.md is generated and up to date', () => {
     expect(onDisk).toContain('### `shell`');
   });
 });
+
+describe('docs/language.md lists the step types that always ask for approval', () => {
+  it('names each of them between its markers', async () => {
+    const { registry, stepTypes } = await import('../../../src/steps/registry.js');
+    const gated = stepTypes.filter((t) => registry.get(t)!.confirm);
+    expect(gated.length).toBeGreaterThan(0);
+    const language = readFileSync(`${root}docs/language.md`, 'utf8');
+    const [, section] =
+      /<!-- approval-gated:begin -->([\s\S]*?)<!-- approval-gated:end -->/.exec(language) ?? [];
+    expect(section, 'docs/language.md lacks its approval-gated list (between its markers)').toBeDefined();
+    for (const t of gated) {
+      expect(section, `docs/language.md must name ${t}: it always asks for approval`).toContain(`\`${t}\``);
+    }
+  });
+});
