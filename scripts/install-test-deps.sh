@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite and the benchmarks need on a fresh Debian 12 machine.
-# Idempotent; must run as root (apt, a system user). See ../shared/TESTENV.md for why each piece.
+# Idempotent; must run as root (apt, a system user). docs/development.md says why each piece is needed.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -12,7 +12,7 @@ Usage:
   pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [-e k=v]...
   pgrunbook resume RUN_ID [--yes] [--output plain|json] [--report FILE.md]
   pgrunbook schema [playbook|inventory] [--write]
-  pgrunbook steps [TYPE] [--markdown]
+  pgrunbook steps [TYPE] [--markdown | --write]
   pgrunbook lab up|demo|gcp up|gcp down|down|status [--version 15|13] [--dir DIR]
 
 Exit codes: 0 ok, 1 a step failed and was compensated, 2 invalid input, 3 compensation failed.

@@ -515,7 +515,7 @@ interface MemberConfigInput {
   pgpass: string;
 }
 
-// One member's Patroni YAML (as an object). Settings from ../shared/TESTENV.md.
+// One member's Patroni YAML (as an object): a test cluster on loopback, with short DCS timings.
 function memberConfig(c: MemberConfigInput): Record<string, unknown> {
   return {
     scope: c.scope,

@@ -31,13 +31,28 @@ describe('schemas/*.json are generated and up to date', () => {
   });
 });
 
-describe('the README step reference is generated and up to date', () => {
+describe('docs/steps.md is generated and up to date', () => {
   it('matches what `pgrunbook steps --write` would write', async () => {
-    const { readmeWithSteps } = await import('../../../src/cli/commands/steps.js');
-    const readme = readFileSync(`${root}README.md`, 'utf8');
-    if (readmeWithSteps(readme) !== readme) {
-      expect.fail('README.md step reference is stale: run `npm run gen` and commit the result.');
+    const { STEPS_DOC, stepsDoc } = await import('../../../src/cli/commands/steps.js');
+    const onDisk = readFileSync(`${root}${STEPS_DOC}`, 'utf8');
+    if (onDisk !== stepsDoc()) {
+      expect.fail(`${STEPS_DOC} is stale: run \`npm run gen\` and commit the result.`);
     }
-    expect(readme).toContain('### `shell`');
+    expect(onDisk).toContain('### `shell`');
+  });
+});
+
+describe('docs/language.md lists the step types that always ask for approval', () => {
+  it('names each of them between its markers', async () => {
+    const { registry, stepTypes } = await import('../../../src/steps/registry.js');
+    const gated = stepTypes.filter((t) => registry.get(t)!.confirm);
+    expect(gated.length).toBeGreaterThan(0);
+    const language = readFileSync(`${root}docs/language.md`, 'utf8');
+    const [, section] =
+      /<!-- approval-gated:begin -->([\s\S]*?)<!-- approval-gated:end -->/.exec(language) ?? [];
+    expect(section, 'docs/language.md lacks its approval-gated list (between its markers)').toBeDefined();
+    for (const t of gated) {
+      expect(section, `docs/language.md must name ${t}: it always asks for approval`).toContain(`\`${t}\``);
+    }
   });
 });
