@@ -34,7 +34,7 @@ export interface InventoryHost {
   secretEnv?: readonly string[];
 }
 
-/** Groups filled at run start from the Patroni REST API (see src/inventory/patroni-groups.ts). */
+/** Groups filled at run start from the Patroni REST API (see src/engine/patroni-groups.ts). */
 export const DYNAMIC_GROUPS: readonly string[] = ['patroni_leader', 'patroni_replicas'];
 
 /** A loaded inventory. */

@@ -128,8 +128,8 @@ describe('plan of examples/lab-demo.yml on a local lab host', () => {
     expect(markdown).toContain('**Always (also after a failure or interruption):**');
   });
 
-  // BUG (src/plan/render-params.ts:41 + src/steps/file/write.ts:60): content holding a registered
-  // value is Unknown, yet the plan reports the byte size of its placeholder text.
+  // Was a bug: content holding a registered value is Unknown, yet the plan reported the byte size
+  // of its placeholder text.
   it('a file.write whose content is only known after apply does not claim a byte count', () => {
     const h = on(step(plan, 'Record this run'), 'lab');
     expect(h.plan!.action).not.toMatch(/\(\d+ bytes/);
@@ -244,8 +244,8 @@ describe('plan of a two-host playbook (serial, block/rescue/always, when, confir
     expect(markdown).toContain('#### 2. Dump the role (`shell, needs approval`)');
   });
 
-  // BUG (src/plan/plan.ts:147): validation checks `confirm` as a template (validate.ts:220) but the
-  // plan shows it unrendered; src/runner/executor.ts:186 asks the operator the raw text as well.
+  // Was a bug: validation checked `confirm` as a template but the plan showed it unrendered, and
+  // the runner asked the operator the raw text as well (both now render through src/engine/gates.ts).
   it('no raw {{ template }} reaches the rendered plan', () => {
     expect(text).not.toContain('{{');
     expect(markdown).not.toContain('{{');
