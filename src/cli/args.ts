@@ -19,6 +19,8 @@ export function parseCommandArgs(argv: string[]) {
         report: { type: 'string' },
         check: { type: 'boolean' },
         'assume-leader': { type: 'string' },
+        out: { type: 'string' },
+        plan: { type: 'string' },
         yes: { type: 'boolean', short: 'y' },
         write: { type: 'boolean' },
         markdown: { type: 'boolean' },

@@ -8,6 +8,7 @@ import { playHosts, usesDynamicGroups } from './hosts.js';
 import type { Plan, PreviewRequest } from './model.js';
 import type { EngineInputs } from './pass.js';
 import { assumedGroups, resolvePatroniGroups } from './patroni-groups.js';
+import { basisOf, digestOf, type PlanBasis } from './saved-plan.js';
 
 /** What to learn from the hosts before the plan is built. */
 export interface PrepareOptions {
@@ -26,6 +27,8 @@ export interface Prepared {
   plan: Plan;
   /** patroni_leader/patroni_replicas as asked at this moment (check and run modes) */
   groups?: PatroniGroups;
+  /** what the plan was built from; its digest is `plan.digest` */
+  basis: PlanBasis;
   previews: PreviewRequest[];
 }
 
@@ -59,5 +62,7 @@ export async function prepare(inputs: EngineInputs, opts: PrepareOptions): Promi
   }
   const previews: PreviewRequest[] = [];
   const plan = buildPlan(inputs, { facts, previews: opts.mode === 'check' ? previews : undefined });
-  return { plan, groups, previews };
+  const basis = basisOf(inputs, groups, plan);
+  plan.digest = digestOf(basis);
+  return { plan, groups, previews, basis };
 }

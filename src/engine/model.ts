@@ -93,6 +93,11 @@ export interface Plan {
   plays: PlannedPlay[];
   /** Everything that keeps the plan from running, located in the playbook or inventory. */
   problems: Problem[];
+  /**
+   * sha256 of what the plan was built from (playbook, inventory, -e, --limit, the facts asked):
+   * `run --plan` runs a saved plan only while this still holds (see src/engine/saved-plan.ts).
+   */
+  digest?: string;
   /** patroni_leader / patroni_replicas: as Patroni described them (`--check`), or still open */
   dynamicGroups?: { resolved: boolean; lines: string[]; groups?: Record<string, string[]> };
 }

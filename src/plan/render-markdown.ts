@@ -65,6 +65,10 @@ export function renderPlanMarkdown(plan: Plan): string {
     if (f.pg) out.push(`- \`${h}\`: PostgreSQL ${f.pg.version}, ${f.pg.inRecovery ? 'standby' : 'primary'}`);
   }
   for (const l of plan.dynamicGroups?.lines ?? []) out.push(`- ${l}`);
+  if (plan.digest)
+    out.push(
+      `- Plan digest: \`${plan.digest}\` — \`pgrunbook run --plan\` of the saved plan refuses to run if it no longer matches`,
+    );
   const marked = allSteps(plan.plays.flatMap((p) => [...p.steps, ...p.rescue, ...p.always]));
   const down = marked.filter((n) => n.downtime).length;
   if (down) out.push(`- Downtime: the ${down} step(s) marked ⏱ run while the database accepts no writes`);

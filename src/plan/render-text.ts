@@ -134,6 +134,7 @@ export function renderPlanText(plan: Plan): string {
       );
   }
   for (const l of plan.dynamicGroups?.lines ?? []) out.push(`  ${l}`);
+  if (plan.digest) out.push(`  plan digest: ${plan.digest}`);
   plan.plays.forEach((play, i) => {
     out.push('');
     out.push(`PLAY ${i + 1}: ${play.name}`);

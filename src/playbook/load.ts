@@ -68,10 +68,21 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
     }
     return best;
   };
+  let value: unknown;
+  try {
+    value = ydoc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias that expands without end (a "billion laughs" file) or names no anchor: the
+    // document is refused, located at its start, never crashed on.
+    const why = /alias count/i.test((err as Error).message)
+      ? 'aliases expand to too many values (more than 100 alias uses); write the values out'
+      : (err as Error).message;
+    return { problems: [{ file, line: 1, col: 1, path: '', message: `invalid YAML: ${why}` }] };
+  }
   const doc: SourceDoc = {
     file,
     text,
-    value: ydoc.toJS({ maxAliasCount: 100 }),
+    value,
     locate,
     problem(path, message, opts) {
       const pos = locate(path, opts);

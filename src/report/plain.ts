@@ -10,7 +10,10 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
   const t = time(e.ts);
   switch (e.type) {
     case 'run_started':
-      return [`${t} run ${e.runId}${e.resumed ? ' (resumed)' : ''}: ${e.playbook} with ${e.inventory}`];
+      return [
+        `${t} run ${e.runId}${e.resumed ? ' (resumed)' : ''}: ${e.playbook} with ${e.inventory}`,
+        ...(e.savedPlan ? [`${t} saved plan ${e.savedPlan}: ${e.planDigest} (unchanged since it was made)`] : []),
+      ];
     case 'play_started':
       return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];
     case 'groups_resolved':

@@ -35,6 +35,10 @@ export type RunEvent =
       extraVars: Record<string, unknown>;
       limit?: string;
       resumed: boolean;
+      /** the digest of the plan the run executes (a saved plan's, with `run --plan`) */
+      planDigest?: string;
+      /** the run executes a saved plan (`run --plan FILE`) */
+      savedPlan?: string;
     }
   /** `batches`: the hosts split by `serial`, in the order they run */
   | { type: 'play_started'; play: number; name: string; hosts: string[]; batches?: string[][] }

@@ -1,5 +1,7 @@
 // `pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check]`.
+import { resolve } from 'node:path';
 import { prepare } from '../../engine/engine.js';
+import { writeSavedPlan } from '../../engine/saved-plan.js';
 import { formatProblem, UsageError } from '../../errors.js';
 import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
@@ -18,6 +20,8 @@ export async function planCommand(
     check?: boolean;
     /** an offline plan as if Patroni named this host the leader (a change request written ahead) */
     assumeLeader?: string;
+    /** write the plan, with its digest, for `run --plan` */
+    out?: string;
   },
   out: (s: string) => void,
 ): Promise<number> {
@@ -31,7 +35,7 @@ export async function planCommand(
     ...opts,
     secrets: opts.check === true,
   });
-  const { plan, previews } = await prepare(
+  const { plan, previews, basis } = await prepare(
     { playbook, inventory, steps: registry, extraVars: opts.extraVars, limit: opts.limit },
     { mode: opts.check ? 'check' : 'offline', assumeLeader: opts.assumeLeader },
   );
@@ -44,6 +48,24 @@ export async function planCommand(
     // The plan above shows them in place; stderr gets them located, for editors and CI.
     for (const p of plan.problems) process.stderr.write(`${formatProblem(p)}\n`);
     return 2;
+  }
+  if (opts.out) {
+    // A saved plan must say who leads: the hosts of a dynamic group are a fact of the cluster.
+    if (plan.dynamicGroups && !plan.dynamicGroups.resolved)
+      throw new UsageError(
+        `--out: ${playbookFile} uses patroni_leader/patroni_replicas; save a plan made with --check (asks Patroni) or --assume-leader HOST`,
+      );
+    writeSavedPlan(opts.out, {
+      format: 'pgrunbook-plan/1',
+      digest: plan.digest!,
+      created_at: new Date().toISOString(),
+      playbook: resolve(playbookFile),
+      inventory: resolve(opts.inventory),
+      facts: opts.check ? 'checked' : opts.assumeLeader !== undefined ? 'assumed' : 'offline',
+      basis,
+      plan: redactValue(plan) as typeof plan,
+    });
+    process.stderr.write(`plan ${plan.digest} written to ${opts.out}; run it with: pgrunbook run --plan ${opts.out}\n`);
   }
   if (previewsFailed > 0) {
     process.stderr.write(

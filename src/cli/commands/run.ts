@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { prepare } from '../../engine/engine.js';
 import { confirmOf } from '../../engine/gates.js';
+import { basisChanges, PlanChangedError, readSavedPlan } from '../../engine/saved-plan.js';
 import { PgrunbookError, UsageError, ValidationError } from '../../errors.js';
 import { describePatroniGroups } from '../../inventory/dynamic-groups.js';
 import { type Playbook, playNodes, walk } from '../../playbook/model.js';
@@ -22,6 +23,8 @@ import { loadInputs } from '../load-inputs.js';
 import { outputState } from '../output-state.js';
 
 export interface RunCommandOptions {
+  /** a plan saved by `plan --out`: run exactly it, or refuse naming what changed */
+  plan?: string;
   inventory?: string;
   extraVars: Record<string, unknown>;
   limit?: string;
@@ -65,10 +68,22 @@ function ttyPrompter(): Prompter {
 }
 
 export async function runCommand(
-  playbookFile: string,
-  opts: RunCommandOptions,
+  playbookArg: string | undefined,
+  given: RunCommandOptions,
   resumeId?: string,
 ): Promise<number> {
+  // A saved plan names its playbook, inventory, -e and --limit; any given again must agree.
+  const saved = given.plan ? readSavedPlan(given.plan) : undefined;
+  const playbookFile = playbookArg ?? saved?.playbook;
+  if (!playbookFile) throw new UsageError('run needs a PLAYBOOK (or --plan PLAN.json)');
+  const opts: RunCommandOptions = saved
+    ? {
+        ...given,
+        inventory: given.inventory ?? saved.inventory,
+        extraVars: Object.keys(given.extraVars).length ? given.extraVars : saved.basis.extraVars,
+        limit: given.limit ?? saved.basis.limit ?? undefined,
+      }
+    : given;
   if (!opts.inventory) throw new UsageError('run needs an inventory: -i INVENTORY');
   const output = opts.output ?? 'plain';
   if (!['plain', 'json'].includes(output))
@@ -91,10 +106,24 @@ export async function runCommand(
     extraVars: opts.extraVars,
     limit: opts.limit,
   };
-  // Before anything is drawn or run: who leads now decides the plays' hosts, and the whole plan
-  // must build. A template that cannot render, on any host, at any step, stops the run here.
-  const { plan, groups } = await prepare(engineInputs, { mode: 'run' });
+  // Before anything is drawn or run, the whole plan must build. First offline, exactly as
+  // `validate -i` builds it (so what validate refuses, run refuses, without asking anyone);
+  // then on who leads now, which decides the plays' hosts. A template that cannot render, on
+  // any host, at any step, stops the run here.
+  const offline = await prepare(engineInputs, { mode: 'offline' });
+  if (offline.plan.problems.length > 0) throw new ValidationError(offline.plan.problems);
+  // A saved plan made with --check is compared on the same facts, asked the same read-only way.
+  const { plan, groups, basis } = await prepare(engineInputs, {
+    mode: saved?.facts === 'checked' ? 'check' : 'run',
+  });
   if (plan.problems.length > 0) throw new ValidationError(plan.problems);
+  if (saved) {
+    const changes = basisChanges(saved.basis, basis);
+    if (changes.length > 0)
+      throw new PlanChangedError(
+        `the saved plan ${given.plan} (${saved.digest}) no longer matches; nothing was run:\n  ${changes.join('\n  ')}\nMake a new plan and have it reviewed again.`,
+      );
+  }
 
   const prompter = ttyPrompter();
   const gates = interactiveSteps(inputs.playbook);
@@ -194,6 +223,8 @@ export async function runCommand(
     extraVars: opts.extraVars,
     limit: opts.limit,
     resumed: resumeId !== undefined,
+    planDigest: plan.digest,
+    savedPlan: given.plan,
   });
   if (groups)
     bus.emit({ type: 'groups_resolved', groups: groups.groups, clusters: describePatroniGroups(groups) });
