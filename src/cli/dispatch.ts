@@ -1,6 +1,6 @@
 // The commands behind the command line: argv → the command's function → an exit code. User
 // mistakes are thrown (PgrunbookError); src/cli/main.ts turns them into messages and exit codes.
-import { UsageError } from '../errors.js';
+import { PgrunbookError, UsageError } from '../errors.js';
 import { parseCommandArgs, parseExtraVars } from './args.js';
 
 const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
@@ -92,3 +92,7 @@ export async function dispatch(argv: string[]): Promise<number> {
   }
 }
 
+/** The exit code for what dispatch threw: 2 for the user's or the environment's, 70 for a bug. */
+export function exitCodeOf(err: unknown): 2 | 70 {
+  return err instanceof PgrunbookError ? 2 : 70;
+}

@@ -113,6 +113,20 @@ function planPlay(
       try {
         plan = pass.stepPlan(n, def, ctx, inst.params);
       } catch (err) {
+        // Values only a run knows stand in as text: a step cannot always describe its operations
+        // before them (a list of replicas that Patroni names at run start). That is not an error.
+        if (inst.unknownParams.size > 0) {
+          const unknown = [...inst.unknownParams].join(', ');
+          pass.record(n, h, { kind: 'ok', outputs: undefined }, inst.params, inst.unknownParams);
+          return {
+            host: h,
+            status: inst.status,
+            when,
+            mutating: inst.mutating,
+            unknownParams: [...inst.unknownParams],
+            plan: { action: `${n.type}: its operations depend on ${unknown}, known after apply`, ops: [] },
+          };
+        }
         // plan() refused the values (a step's own check): located at the step.
         const error = `${n.type}: ${(err as Error).message}`;
         problems.push(playbook.doc.problem([...n.path, n.type], `on host ${h}: ${error}`));
@@ -120,6 +134,7 @@ function planPlay(
       }
       pass.record(n, h, { kind: 'ok', outputs: undefined }, inst.params, inst.unknownParams);
       const hp: HostStepPlan = { host: h, status: inst.status, when, plan, mutating: inst.mutating };
+      if (inst.unknownParams.size > 0) hp.unknownParams = [...inst.unknownParams];
       if (previews && def.preview && !plan.noop) {
         if (inst.unknownParams.size > 0)
           hp.preview = {

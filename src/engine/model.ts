@@ -13,6 +13,8 @@ export interface HostStepPlan {
   /** the step changes something on this host (its undo matters) */
   mutating?: boolean;
   plan?: StepPlan;
+  /** parameters whose value only a run can know (registered outputs, facts set from them) */
+  unknownParams?: string[];
   error?: string;
   /** `plan --check`: what the host says apply would change (e.g. chef-client --why-run) */
   preview?: StepPreview | { error: string };

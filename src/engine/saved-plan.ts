@@ -99,7 +99,9 @@ export function readSavedPlan(path: string): SavedPlan {
   }
   const s = v as Partial<SavedPlan>;
   if (!s || s.format !== 'pgrunbook-plan/1' || typeof s.digest !== 'string' || !s.basis || !s.playbook)
-    throw new UsageError(`--plan ${path}: not a plan written by "pgrunbook plan --out" (format pgrunbook-plan/1)`);
+    throw new UsageError(
+      `--plan ${path}: not a plan written by "pgrunbook plan --out" (format pgrunbook-plan/1)`,
+    );
   if (digestOf(s.basis) !== s.digest)
     throw new UsageError(`--plan ${path}: its digest does not match its contents (edited by hand?)`);
   return { ...s, playbook: resolve(s.playbook), inventory: resolve(s.inventory ?? '') } as SavedPlan;
@@ -111,12 +113,15 @@ export function basisChanges(saved: PlanBasis, now: PlanBasis): string[] {
   if (saved.playbook !== now.playbook)
     out.push(`the playbook changed (sha256 ${saved.playbook.slice(0, 12)} → ${now.playbook.slice(0, 12)})`);
   if (saved.inventory !== now.inventory)
-    out.push(`the inventory changed (sha256 ${saved.inventory.slice(0, 12)} → ${now.inventory.slice(0, 12)})`);
+    out.push(
+      `the inventory changed (sha256 ${saved.inventory.slice(0, 12)} → ${now.inventory.slice(0, 12)})`,
+    );
   const keys = new Set([...Object.keys(saved.extraVars), ...Object.keys(now.extraVars)]);
   for (const k of [...keys].sort())
     if (canonical(saved.extraVars[k]) !== canonical(now.extraVars[k]))
       out.push(`-e ${k}: planned ${show(saved.extraVars[k])}, now ${show(now.extraVars[k])}`);
-  if (saved.limit !== now.limit) out.push(`--limit: planned ${saved.limit ?? '(none)'}, now ${now.limit ?? '(none)'}`);
+  if (saved.limit !== now.limit)
+    out.push(`--limit: planned ${saved.limit ?? '(none)'}, now ${now.limit ?? '(none)'}`);
   if (canonical(saved.groups) !== canonical(now.groups)) {
     for (const g of new Set([...Object.keys(saved.groups ?? {}), ...Object.keys(now.groups ?? {})]))
       if (canonical(saved.groups?.[g]) !== canonical(now.groups?.[g]))
@@ -127,8 +132,7 @@ export function basisChanges(saved: PlanBasis, now: PlanBasis): string[] {
   if (saved.pg && canonical(saved.pg) !== canonical(now.pg)) {
     for (const h of new Set([...Object.keys(saved.pg), ...Object.keys(now.pg ?? {})])) {
       const [a, b] = [saved.pg[h], now.pg?.[h]];
-      if (canonical(a) !== canonical(b))
-        out.push(`${h}: planned ${pgText(a)}, now ${pgText(b)}`);
+      if (canonical(a) !== canonical(b)) out.push(`${h}: planned ${pgText(a)}, now ${pgText(b)}`);
     }
   }
   return out;

@@ -21,7 +21,9 @@ export class MarkdownReport {
       out.push(`- Inventory: \`${start.inventory}\``);
       out.push(`- Started: ${start.ts}${start.resumed ? ' (resumed)' : ''}`);
       if (start.planDigest)
-        out.push(`- Plan: \`${start.planDigest}\`${start.savedPlan ? ` (the saved plan \`${start.savedPlan}\`)` : ''}`);
+        out.push(
+          `- Plan: \`${start.planDigest}\`${start.savedPlan ? ` (the saved plan \`${start.savedPlan}\`)` : ''}`,
+        );
     }
     if (end?.type === 'run_finished')
       out.push(`- Finished: ${end.ts} — **${end.status}** (exit ${end.exitCode})`);

@@ -12,7 +12,9 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
     case 'run_started':
       return [
         `${t} run ${e.runId}${e.resumed ? ' (resumed)' : ''}: ${e.playbook} with ${e.inventory}`,
-        ...(e.savedPlan ? [`${t} saved plan ${e.savedPlan}: ${e.planDigest} (unchanged since it was made)`] : []),
+        ...(e.savedPlan
+          ? [`${t} saved plan ${e.savedPlan}: ${e.planDigest} (unchanged since it was made)`]
+          : []),
       ];
     case 'play_started':
       return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];

@@ -59,6 +59,8 @@ export type RunEvent =
       names?: string[];
       facts?: boolean;
       error?: string;
+      /** `render`: `when` or a parameter could not be evaluated (a value only the run knew) */
+      stage?: 'render';
     }
   | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
   | { type: 'point_of_no_return'; address: string; title: string; dropped: number; recovery?: string }

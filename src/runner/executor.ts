@@ -356,7 +356,7 @@ export class Executor {
     const started = Date.now();
     const finish = (
       status: 'ok' | 'failed' | 'ignored' | 'skipped' | 'already_done',
-      extra: { outputs?: unknown; error?: string } = {},
+      extra: { outputs?: unknown; error?: string; stage?: 'render' } = {},
     ) =>
       bus.emit({
         type: 'step_finished',
@@ -383,7 +383,7 @@ export class Executor {
       return true;
     }
     if (inst.status === 'error') {
-      finish('failed', { error: inst.error });
+      finish('failed', { error: inst.error, stage: 'render' });
       this.#firstError ??= `${host}: ${title}: ${inst.error}`;
       return n.common.ignore_errors === true && !inst.error.startsWith('when ');
     }

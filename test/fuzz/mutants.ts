@@ -104,10 +104,10 @@ export type Verdict =
  * `pgrunbook validate dir/playbook.yml -i dir/inventory.yml -e …` would. A ValidationError or a
  * UsageError is a rejection; any other exception is a crash (a bug of pgrunbook).
  */
-export function validateMutant(dir: string, m: Mutant): Verdict {
+export async function validateMutant(dir: string, m: Mutant): Promise<Verdict> {
   const files = writeMutant(dir, m);
   try {
-    validateCommand(files.playbook, { inventory: files.inventory, extraVars: m.extraVars }, () => {});
+    await validateCommand(files.playbook, { inventory: files.inventory, extraVars: m.extraVars }, () => {});
     return { kind: 'accept' };
   } catch (err) {
     if (err instanceof ValidationError || err instanceof UsageError)

@@ -65,7 +65,9 @@ export async function planCommand(
       basis,
       plan: redactValue(plan) as typeof plan,
     });
-    process.stderr.write(`plan ${plan.digest} written to ${opts.out}; run it with: pgrunbook run --plan ${opts.out}\n`);
+    process.stderr.write(
+      `plan ${plan.digest} written to ${opts.out}; run it with: pgrunbook run --plan ${opts.out}\n`,
+    );
   }
   if (previewsFailed > 0) {
     process.stderr.write(
