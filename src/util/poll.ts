@@ -1,6 +1,5 @@
 // One wait loop for the whole code base: try, look at the answer, sleep, try again until a deadline
 // — abortable, never sleeping past the deadline, with the last thing seen kept for the message.
-import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What one attempt found: the wanted value, or not yet (with what it saw, for the timeout). */
 export type PollResult<T, S = unknown> = { done: true; value: T } | { done: false; state?: S };
@@ -97,16 +96,23 @@ function retries(rule: PollOptions<unknown>['retryErrors'], err: unknown): boole
 }
 
 /**
- * Sleeps `ms`; an abort (before or during) rejects with the signal's reason — not the AbortError
- * node:timers/promises throws — so the caller sees why the run stopped.
+ * Sleeps `ms`; an abort (before or during) rejects at once with the signal's reason — not the
+ * AbortError node:timers/promises would throw — so the caller sees why the run stopped. Built on the
+ * global setTimeout rather than node:timers/promises: test fake timers (vi.useFakeTimers) replace
+ * only the global one, and the transports' tests drive these waits with them.
  */
-async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  if (signal?.aborted) throw signal.reason;
-  if (ms <= 0) return;
-  try {
-    await sleep(ms, undefined, { signal });
-  } catch (err) {
-    if (signal?.aborted) throw signal.reason;
-    throw err;
-  }
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }

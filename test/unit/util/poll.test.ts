@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { done, notYet, PollTimeout, poll } from '../../../src/util/poll.js';
 
 /** Milliseconds `p` takes to settle, and how it settled. */
@@ -13,6 +13,10 @@ async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?:
 }
 
 describe('poll', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('resolves with the value once the check is done, counting attempts from 1', async () => {
     const seen: number[] = [];
     const v = await poll(
@@ -249,5 +253,31 @@ describe('poll', () => {
     );
     expect(v).toBe('finally');
     expect(n).toBe(4);
+  });
+
+  it('sleeps on the global timers, so that fake timers drive it', async () => {
+    vi.useFakeTimers();
+    const seen: number[] = [];
+    const p = poll((attempt) => (seen.push(attempt) === 3 ? done('ok') : notYet()), {
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
+    await vi.advanceTimersByTimeAsync(150);
+    expect(seen).toEqual([1, 2]);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(await p).toBe('ok');
+  });
+
+  it('leaves no abort listener behind on the signal after a sleep', async () => {
+    const ctl = new AbortController();
+    const add = vi.spyOn(ctl.signal, 'addEventListener');
+    const remove = vi.spyOn(ctl.signal, 'removeEventListener');
+    await poll((attempt) => (attempt === 3 ? done(undefined) : notYet()), {
+      timeoutMs: 5000,
+      intervalMs: 1,
+      signal: ctl.signal,
+    });
+    expect(add.mock.calls.map((c) => c[0])).toEqual(['abort', 'abort']);
+    expect(remove.mock.calls.map((c) => c[0])).toEqual(['abort', 'abort']);
   });
 });
