@@ -5,8 +5,8 @@
 // Reads and waits are retried by this module (429/5xx, with backoff): the client's own retries
 // do not cover the REST fallback reliably. Creates carry a requestId, so retrying them is safe.
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ConnectionError, StepFailure } from '../errors.js';
+import { done, notYet, poll } from '../util/poll.js';
 import type { GcpCredentials, GcpDiskRef, GcpSettings } from './gcp-settings.js';
 
 type ComputeModule = typeof import('@google-cloud/compute');
@@ -88,12 +88,12 @@ export async function withRetry<T>(
   opts: { signal?: AbortSignal; policy?: RetryPolicy; onRetry?: (e: GceError, attempt: number) => void } = {},
 ): Promise<T> {
   const p = opts.policy ?? DEFAULT_RETRY;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      const e = gceError(err, resource);
-      if (!e.retryable || attempt >= p.attempts || opts.signal?.aborted) {
+  return poll(
+    async (attempt) => {
+      try {
+        return done(await fn());
+      } catch (err) {
+        const e = gceError(err, resource);
         if (e.retryable && attempt >= p.attempts)
           throw new GceError(
             e.status,
@@ -101,13 +101,21 @@ export async function withRetry<T>(
             `${e.gceMessage} (${what}: gave up after ${attempt} attempts)`,
             resource,
           );
-        throw e;
+        if (!e.retryable || opts.signal?.aborted) throw e;
+        opts.onRetry?.(e, attempt);
+        return notYet();
       }
-      opts.onRetry?.(e, attempt);
-      const delay = Math.min(p.maxDelayMs, p.firstDelayMs * 2 ** (attempt - 1));
-      await sleep(delay / 2 + Math.random() * (delay / 2), undefined, { signal: opts.signal });
-    }
-  }
+    },
+    {
+      // Bounded by the number of attempts (counted above), not by time.
+      timeoutMs: Number.POSITIVE_INFINITY,
+      intervalMs: (attempt) => {
+        const delay = Math.min(p.maxDelayMs, p.firstDelayMs * 2 ** (attempt - 1));
+        return delay / 2 + Math.random() * (delay / 2);
+      },
+      signal: opts.signal,
+    },
+  );
 }
 
 /** A fresh requestId: one per logical create, reused by its retries. */
@@ -413,16 +421,25 @@ export class Compute {
     op: GceOperation,
     opts: { timeoutMs: number; signal?: AbortSignal; onProgress?: (op: GceOperation) => void; what: string },
   ): Promise<GceOperation> {
-    const deadline = Date.now() + opts.timeoutMs;
     let cur = op;
-    while (cur.status !== 'DONE') {
-      if (Date.now() > deadline)
-        throw new StepFailure(
-          `${opts.what}: operation ${cur.name} (${cur.operationType ?? 'operation'} on ${shortLink(cur.targetLink)}) not DONE within ${Math.round(opts.timeoutMs / 1000)}s (last status ${cur.status})`,
-        );
-      cur = await this.waitOnce(cur, opts.signal);
-      opts.onProgress?.(cur);
-    }
+    if (cur.status !== 'DONE')
+      // No pause between attempts: operations.wait itself waits (up to about two minutes).
+      cur = await poll(
+        async () => {
+          cur = await this.waitOnce(cur, opts.signal);
+          opts.onProgress?.(cur);
+          return cur.status === 'DONE' ? done(cur) : notYet();
+        },
+        {
+          timeoutMs: opts.timeoutMs,
+          intervalMs: 0,
+          signal: opts.signal,
+          onTimeout: () =>
+            new StepFailure(
+              `${opts.what}: operation ${cur.name} (${cur.operationType ?? 'operation'} on ${shortLink(cur.targetLink)}) not DONE within ${Math.round(opts.timeoutMs / 1000)}s (last status ${cur.status})`,
+            ),
+        },
+      );
     const errors = cur.error?.errors ?? [];
     if (errors.length) {
       const first = errors[0]!;

@@ -1,6 +1,7 @@
 // Runs commands on the machine pgrunbook runs on, as child processes of sh.
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { done, notYet, PollTimeout, poll } from '../util/poll.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
 /** How long an aborted command gets between SIGTERM and SIGKILL. */
@@ -88,14 +89,14 @@ export class LocalTransport implements Transport {
 
   /** Polls the group until it is gone; SIGKILL to whatever is left after the grace period. */
   async #escalate(pgid: number): Promise<void> {
-    const deadline = Date.now() + this.#graceMs;
-    while (groupAlive(pgid)) {
-      if (Date.now() >= deadline) {
-        signalGroup(pgid, 'SIGKILL');
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    // No signal: this runs because of an abort, and must go on to the end.
+    await poll(() => (groupAlive(pgid) ? notYet() : done(undefined)), {
+      timeoutMs: this.#graceMs,
+      intervalMs: 50,
+    }).catch((err) => {
+      if (!(err instanceof PollTimeout)) throw err;
+      signalGroup(pgid, 'SIGKILL');
+    });
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Client, type ClientChannel } from 'ssh2';
 import { ConnectionError } from '../errors.js';
+import { done, notYet, PollTimeout, poll } from '../util/poll.js';
 import type { Secret } from '../util/secret.js';
 import { Semaphore } from '../util/semaphore.js';
 import {
@@ -410,14 +411,20 @@ export class SshTransport implements Transport {
           resolve(false);
         }
       });
-    return this.#killSlots.run(async () => {
-      for (;;) {
-        const r = await once();
-        if (r !== 'retry') return r;
-        if (Date.now() > deadline || this.#lost) return false;
-        await new Promise((res) => setTimeout(res, 100));
-      }
-    });
+    // The deadline was set on entry: time spent waiting for a kill slot counts against it. No
+    // signal: this runs because of an abort.
+    return this.#killSlots.run(() =>
+      poll(
+        async () => {
+          const r = await once();
+          return r === 'retry' && !this.#lost ? notYet() : done(r === true);
+        },
+        { timeoutMs: deadline - Date.now(), intervalMs: 100 },
+      ).catch((err) => {
+        if (err instanceof PollTimeout) return false;
+        throw err;
+      }),
+    );
   }
 
   async close(): Promise<void> {

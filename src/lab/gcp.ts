@@ -4,9 +4,9 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { PgrunbookError } from '../errors.js';
+import { done, notYet, poll } from '../util/poll.js';
 
 const PROJECT = 'pgrb-lab';
 const ZONE = 'europe-west1-b';
@@ -50,12 +50,16 @@ export async function labGcpUp(dir: string, pgdata: string, out: (s: string) => 
     closeSync(fd);
     child.unref();
     writeFileSync(pidFile, `${child.pid}\n`);
-    const deadline = Date.now() + 15_000;
-    while (!readFileSync(log, 'utf8').includes('"url"')) {
-      if (Date.now() > deadline || !alive(pidFile))
-        throw new PgrunbookError(`lab gcp: the emulator did not start:\n${readFileSync(log, 'utf8').trim()}`);
-      await sleep(100);
-    }
+    const failed = () =>
+      new PgrunbookError(`lab gcp: the emulator did not start:\n${readFileSync(log, 'utf8').trim()}`);
+    await poll(
+      () => {
+        if (readFileSync(log, 'utf8').includes('"url"')) return done(undefined);
+        if (!alive(pidFile)) throw failed();
+        return notYet();
+      },
+      { timeoutMs: 15_000, intervalMs: 100, onTimeout: failed },
+    );
   }
   const ready = readFileSync(join(dir, 'log', 'gce-emulator.log'), 'utf8')
     .split('\n')

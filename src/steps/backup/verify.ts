@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { commandLine, type Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
 import { type Manifest, readCheckedManifest } from './manifest.js';
@@ -345,25 +346,29 @@ async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
   try {
     const { m, asUser, bin, started } = await materialiseAndStart(ctx, p, st);
     // Recovery pauses at the target (the first consistent point): wait for that, then read where.
-    const deadline = Date.now() + (p.timeout ?? 120) * 1000;
-    let state: Record<string, unknown> = {};
-    for (;;) {
-      const v = m.pg_version_num ?? 150000;
-      const paused = v >= 140000 ? "pg_get_wal_replay_pause_state() = 'paused'" : 'pg_is_wal_replay_paused()';
-      const latest = p.recovery_target === 'latest';
-      // On a promoted copy the pause functions fail: after promotion only pg_is_in_recovery counts.
-      const q = latest
-        ? 'select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as replay'
-        : `select pg_is_in_recovery() as rec, ${paused} as paused, pg_last_wal_replay_lsn()::text as replay`;
-      state = (await psqlJson(ctx, t, p, bin, asUser, q))[0] as Record<string, unknown>;
-      // immediate: recovery pauses at the target; latest: it ends (promotes) after the last WAL.
-      if (latest ? state.rec === false : state.paused === true) break;
-      if (Date.now() > deadline)
-        throw new StepFailure(
-          `recovery did not reach its target within ${p.timeout ?? 120}s (replayed to ${state.replay})`,
-        );
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const v = m.pg_version_num ?? 150000;
+    const paused = v >= 140000 ? "pg_get_wal_replay_pause_state() = 'paused'" : 'pg_is_wal_replay_paused()';
+    const latest = p.recovery_target === 'latest';
+    // On a promoted copy the pause functions fail: after promotion only pg_is_in_recovery counts.
+    const q = latest
+      ? 'select pg_is_in_recovery() as rec, pg_last_wal_replay_lsn()::text as replay'
+      : `select pg_is_in_recovery() as rec, ${paused} as paused, pg_last_wal_replay_lsn()::text as replay`;
+    // No signal: this wait has never been abortable between attempts (kept as it was).
+    const state = await poll(
+      async () => {
+        const row = (await psqlJson(ctx, t, p, bin, asUser, q))[0] as Record<string, unknown>;
+        // immediate: recovery pauses at the target; latest: it ends (promotes) after the last WAL.
+        return (latest ? row.rec === false : row.paused === true) ? done(row) : notYet(row);
+      },
+      {
+        timeoutMs: (p.timeout ?? 120) * 1000,
+        intervalMs: 200,
+        onTimeout: (last) =>
+          new StepFailure(
+            `recovery did not reach its target within ${p.timeout ?? 120}s (replayed to ${last?.replay})`,
+          ),
+      },
+    );
     const logText = (await t.exec(`cat ${quote(log(p))}`)).stdout;
     const consistent =
       logText.match(/consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/)?.[1] ??

@@ -1,9 +1,9 @@
 // `wait_for`: poll a TCP port, a SQL condition or an HTTP status until it holds or time runs out.
 import { connect } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { openPg } from '../../connections/pg.js';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { defineStep, type Operation } from '../define.js';
 
 const Params = Type.Object(
@@ -88,37 +88,44 @@ export default defineStep({
     const host = ctx.host.ssh?.host ?? '127.0.0.1';
     const started = Date.now();
     let last = '';
-    for (;;) {
-      let ok = false;
-      try {
-        if (p.port) ok = await tcpOpen(p.port.host ?? host, p.port.port, Math.min(interval * 2, 5000));
-        else if (p.sql) {
-          if (!ctx.host.pg)
-            throw new StepFailure(`host ${ctx.host.name} has no pg settings in the inventory`);
-          // A fresh session per attempt: the server may be restarting between attempts.
-          const s = await openPg(ctx.host.name, ctx.host.pg, 'pgrunbook-wait');
-          try {
-            const r = await s.query(p.sql);
-            ok = Object.values(r.rows[0] ?? {})[0] === true;
-          } finally {
-            await s.close();
+    return poll(
+      async () => {
+        let ok = false;
+        try {
+          if (p.port) ok = await tcpOpen(p.port.host ?? host, p.port.port, Math.min(interval * 2, 5000));
+          else if (p.sql) {
+            if (!ctx.host.pg)
+              throw new StepFailure(`host ${ctx.host.name} has no pg settings in the inventory`);
+            // A fresh session per attempt: the server may be restarting between attempts.
+            const s = await openPg(ctx.host.name, ctx.host.pg, 'pgrunbook-wait');
+            try {
+              const r = await s.query(p.sql);
+              ok = Object.values(r.rows[0] ?? {})[0] === true;
+            } finally {
+              await s.close();
+            }
+          } else if (p.http) {
+            const res = await fetch(p.http.url, { signal: AbortSignal.timeout(5000) });
+            ok = res.status === (p.http.status ?? 200);
+            last = `status ${res.status}`;
           }
-        } else if (p.http) {
-          const res = await fetch(p.http.url, { signal: AbortSignal.timeout(5000) });
-          ok = res.status === (p.http.status ?? 200);
-          last = `status ${res.status}`;
+        } catch (err) {
+          if (err instanceof StepFailure) throw err;
+          last = (err as Error).message;
         }
-      } catch (err) {
-        if (err instanceof StepFailure) throw err;
-        last = (err as Error).message;
-      }
-      if (ok) return { elapsed: (Date.now() - started) / 1000, at_ms: Date.now() };
-      if (Date.now() - started + interval > timeoutMs) {
-        throw new StepFailure(
-          `timed out after ${p.timeout ?? 60}s waiting for ${describeTarget(p, host)}${last ? ` (last: ${last})` : ''}`,
-        );
-      }
-      await sleep(interval, undefined, { signal: ctx.signal });
-    }
+        return ok ? done({ elapsed: (Date.now() - started) / 1000, at_ms: Date.now() }) : notYet();
+      },
+      {
+        timeoutMs,
+        intervalMs: interval,
+        // Attempts stay `interval` apart and the step never runs past its timeout.
+        wholeIntervals: true,
+        signal: ctx.signal,
+        onTimeout: () =>
+          new StepFailure(
+            `timed out after ${p.timeout ?? 60}s waiting for ${describeTarget(p, host)}${last ? ` (last: ${last})` : ''}`,
+          ),
+      },
+    );
   },
 });

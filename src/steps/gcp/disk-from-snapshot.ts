@@ -1,8 +1,8 @@
 // `gcp.disk_from_snapshot`: the first step of a restore — a new persistent disk from a snapshot.
 // Undo deletes the disk this run created (unless keep).
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { defineStep } from '../define.js';
 import {
   computeOf,
@@ -126,23 +126,29 @@ export default defineStep({
         onProgress: (o) => ctx.log(`disk ${p.disk}: operation ${o.name} ${o.status}`),
       });
     }
-    const deadline = Date.now() + (p.timeout ?? 1800) * 1000;
-    for (;;) {
-      const d = await compute.getDisk(ref, ctx.signal);
-      if (d.status === 'READY')
-        return {
-          name: p.disk,
-          zone: ref.zone ?? null,
-          region: ref.region ?? null,
-          self_link: d.selfLink ?? '',
-          size_gb: d.sizeGb != null ? String(d.sizeGb) : null,
-          created_by_run: true,
-        };
-      if (d.status === 'FAILED') throw new StepFailure(`disk ${p.disk} ended FAILED`);
-      if (Date.now() > deadline)
-        throw new StepFailure(`disk ${p.disk} not READY within ${p.timeout ?? 1800}s (${d.status})`);
-      await sleep(1000, undefined, { signal: ctx.signal });
-    }
+    return poll(
+      async () => {
+        const d = await compute.getDisk(ref, ctx.signal);
+        if (d.status === 'READY')
+          return done({
+            name: p.disk,
+            zone: ref.zone ?? null,
+            region: ref.region ?? null,
+            self_link: d.selfLink ?? '',
+            size_gb: d.sizeGb != null ? String(d.sizeGb) : null,
+            created_by_run: true,
+          });
+        if (d.status === 'FAILED') throw new StepFailure(`disk ${p.disk} ended FAILED`);
+        return notYet(d.status);
+      },
+      {
+        timeoutMs: (p.timeout ?? 1800) * 1000,
+        intervalMs: 1000,
+        signal: ctx.signal,
+        onTimeout: (status) =>
+          new StepFailure(`disk ${p.disk} not READY within ${p.timeout ?? 1800}s (${status})`),
+      },
+    );
   },
   async undo(ctx, p, out) {
     if (p.keep || !out.created_by_run) return;

@@ -2,10 +2,10 @@
 // backup is open (the GCP provider beside fs.snapshot's copy and btrfs). Deterministic names per
 // backup and disk, a requestId per create, a DONE operation checked for its error, then the
 // snapshot polled to READY. Undo deletes what this run created, unless keep.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import type { GcpDiskRef } from '../../connections/gcp-settings.js';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
 import {
   computeOf,
@@ -325,25 +325,29 @@ async function untilReady(
 ): Promise<Out['snapshots'][number]> {
   const compute = await computeOf(ctx);
   const s = gcpOf(ctx);
-  const timeoutMs = (p.timeout ?? 1800) * 1000;
-  let snap: Awaited<ReturnType<typeof compute.findSnapshot>>;
   // DONE is not READY: the upload can still be going on.
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
-    snap = await compute.findSnapshot(name, ctx.signal);
-    const status = snap?.status ?? 'MISSING';
-    if (status !== last) ctx.log(`snapshot ${name}: ${status}`);
-    last = status;
-    if (status === 'READY') break;
-    if (status === 'FAILED' || status === 'MISSING' || status === 'DELETING')
-      throw new StepFailure(`snapshot ${name} of disk ${d.name} ended ${status}`);
-    if (Date.now() > deadline)
-      throw new StepFailure(
-        `snapshot ${name} of disk ${d.name} not READY within ${p.timeout ?? 1800}s (status ${status})`,
-      );
-    await sleep(1000, undefined, { signal: ctx.signal });
-  }
+  const snap = await poll(
+    async () => {
+      const found = await compute.findSnapshot(name, ctx.signal);
+      const status = found?.status ?? 'MISSING';
+      if (status !== last) ctx.log(`snapshot ${name}: ${status}`);
+      last = status;
+      if (status === 'READY') return done(found!);
+      if (status === 'FAILED' || status === 'MISSING' || status === 'DELETING')
+        throw new StepFailure(`snapshot ${name} of disk ${d.name} ended ${status}`);
+      return notYet();
+    },
+    {
+      timeoutMs: (p.timeout ?? 1800) * 1000,
+      intervalMs: 1000,
+      signal: ctx.signal,
+      onTimeout: () =>
+        new StepFailure(
+          `snapshot ${name} of disk ${d.name} not READY within ${p.timeout ?? 1800}s (status ${last})`,
+        ),
+    },
+  );
   return {
     name,
     disk: d.name,
@@ -351,9 +355,9 @@ async function untilReady(
     region: d.region ?? null,
     device_name: d.deviceName ?? null,
     pgdata: d.pgdata ?? null,
-    self_link: snap!.selfLink ?? '',
+    self_link: snap.selfLink ?? '',
     status: 'READY',
-    storage_bytes: snap!.storageBytes != null ? String(snap!.storageBytes) : null,
+    storage_bytes: snap.storageBytes != null ? String(snap.storageBytes) : null,
     created_by_run: created,
   };
 }

@@ -1,7 +1,7 @@
 // Shared by the Patroni steps: reach the cluster through this host, then check every member.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterStatus, PatroniClient } from '../../connections/patroni.js';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import type { ApplyContext, PlanContext } from '../define.js';
 
 /** This host's Patroni client; a host without `patroni:` settings cannot run Patroni steps. */
@@ -29,38 +29,43 @@ export async function waitForPause(
 ): Promise<void> {
   const pending = new Map(cluster.members.map((m) => [m.name, m.apiUrl ?? '']));
   const why = new Map<string, string>();
-  const deadline = Date.now() + timeoutS * 1000;
-  for (;;) {
-    await Promise.all(
-      [...pending].map(async ([name, url]) => {
-        if (!url) {
-          why.set(name, 'no api_url in /cluster');
-          return;
-        }
-        try {
-          const st = await memberClient(ctx, name, url).memberStatus(ctx.signal);
-          if ((st.pause === true) === paused) {
-            pending.delete(name);
-            why.delete(name);
-          } else why.set(name, `reports pause: ${st.pause === true}`);
-        } catch (err) {
-          why.set(name, (err as Error).message);
-        }
-      }),
-    );
-    if (pending.size === 0) return;
-    if (Date.now() > deadline) {
-      const list = [...pending.keys()].map((n) => `${n} (${why.get(n) ?? 'no answer'})`).join(', ');
-      throw new StepFailure(
-        `${paused ? 'pause' : 'resume'} not acknowledged within ${timeoutS}s by: ${list}`,
+  await poll(
+    async () => {
+      await Promise.all(
+        [...pending].map(async ([name, url]) => {
+          if (!url) {
+            why.set(name, 'no api_url in /cluster');
+            return;
+          }
+          try {
+            const st = await memberClient(ctx, name, url).memberStatus(ctx.signal);
+            if ((st.pause === true) === paused) {
+              pending.delete(name);
+              why.delete(name);
+            } else why.set(name, `reports pause: ${st.pause === true}`);
+          } catch (err) {
+            why.set(name, (err as Error).message);
+          }
+        }),
       );
-    }
-    await sleep(200, undefined, { signal: ctx.signal });
-  }
+      return pending.size === 0 ? done(undefined) : notYet();
+    },
+    {
+      timeoutMs: timeoutS * 1000,
+      intervalMs: 200,
+      signal: ctx.signal,
+      onTimeout: () => {
+        const list = [...pending.keys()].map((n) => `${n} (${why.get(n) ?? 'no answer'})`).join(', ');
+        return new StepFailure(
+          `${paused ? 'pause' : 'resume'} not acknowledged within ${timeoutS}s by: ${list}`,
+        );
+      },
+    },
+  );
 }
 
 /**
- * Polls one member's GET /patroni until `done` holds; on timeout fails with `what` and the last
+ * Polls one member's GET /patroni until `reached` holds; on timeout fails with `what` and the last
  * state seen (or why the member did not answer).
  */
 export async function waitForMember(
@@ -68,24 +73,29 @@ export async function waitForMember(
   name: string,
   url: string,
   what: string,
-  done: (st: Record<string, unknown>) => boolean,
+  reached: (st: Record<string, unknown>) => boolean,
   timeoutS: number,
 ): Promise<Record<string, unknown>> {
   const client = memberClient(ctx, name, url);
-  const deadline = Date.now() + timeoutS * 1000;
-  let last = 'no answer yet';
-  for (;;) {
-    try {
-      const st = await client.memberStatus(ctx.signal);
-      if (done(st)) return st;
-      last = `role ${String(st.role)}, state ${String(st.state)}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > deadline)
-      throw new StepFailure(`${name}: ${what} not reached within ${timeoutS}s (last seen: ${last})`);
-    await sleep(500, undefined, { signal: ctx.signal });
-  }
+  return poll(
+    async () => {
+      try {
+        const st = await client.memberStatus(ctx.signal);
+        return reached(st) ? done(st) : notYet(`role ${String(st.role)}, state ${String(st.state)}`);
+      } catch (err) {
+        return notYet((err as Error).message);
+      }
+    },
+    {
+      timeoutMs: timeoutS * 1000,
+      intervalMs: 500,
+      signal: ctx.signal,
+      onTimeout: (last) =>
+        new StepFailure(
+          `${name}: ${what} not reached within ${timeoutS}s (last seen: ${last ?? 'no answer yet'})`,
+        ),
+    },
+  );
 }
 
 /** A POST to a member's API that must answer 2xx; the member's own text explains a refusal. */

@@ -1,8 +1,8 @@
 // `patroni.pause`: put the cluster in maintenance mode (no automatic failover), verified on
 // every member; undone by a resume only if this run paused it.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
+import { done, poll } from '../../util/poll.js';
 import { defineStep } from '../define.js';
 import { clientOf, memberClient, waitForPause } from './members.js';
 
@@ -111,25 +111,22 @@ export default defineStep({
     if (!out.paused_by_run) return;
     const client = clientOf(ctx);
     // An unwinding upgrade has just started Patroni again (systemctl returns before its REST API
-    // listens): keep asking until it answers or the timeout is spent.
-    const deadline = Date.now() + (p.timeout ?? 30) * 1000;
-    const cluster = await untilAnswered(deadline, ctx.signal, async () => {
-      await client.patchConfig({ pause: null }, ctx.signal);
-      return client.cluster(ctx.signal);
-    });
+    // listens): keep asking, a second apart, until it answers; the last error once the timeout
+    // has no second left.
+    const cluster = await poll(
+      async () => {
+        await client.patchConfig({ pause: null }, ctx.signal);
+        return done(await client.cluster(ctx.signal));
+      },
+      {
+        timeoutMs: (p.timeout ?? 30) * 1000,
+        intervalMs: 1000,
+        wholeIntervals: true,
+        retryErrors: true,
+        signal: ctx.signal,
+      },
+    );
     await waitForPause(ctx, cluster, false, p.timeout ?? 30);
     ctx.log(`cluster ${out.scope} resumed (this run had paused it)`);
   },
 });
-
-/** Retries `fn` on errors until `deadline`; the last error is thrown. */
-async function untilAnswered<T>(deadline: number, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (signal.aborted || Date.now() + 1000 > deadline) throw err;
-      await sleep(1000, undefined, { signal });
-    }
-  }
-}

@@ -7,6 +7,7 @@ import { Type } from '@sinclair/typebox';
 import { commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import type { InventoryHost } from '../../inventory/inventory.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { type ApplyContext, defineStep } from '../define.js';
 import { memberClient } from './members.js';
 
@@ -127,23 +128,35 @@ export default defineStep({
     const notStopped = (ms: ListedMember[]) =>
       ms.filter((m) => (m.State ?? '') !== 'stopped' && !down.has(String(m.Member)));
     if (down.size) ctx.log(`Patroni REST API refuses connections (stopped): ${[...down].join(', ')}`);
+    const stillRun = (ms: ListedMember[]) =>
+      new StepFailure(
+        `members of ${p.scope} still run: ${notStopped(ms)
+          .map((m) => `${m.Member} (${m.Role}, ${m.State})`)
+          .join(', ')}. Stop Patroni on every member first, or set allow_running: true`,
+      );
     let before = await list();
-    const until = Date.now() + (p.wait_seconds ?? 0) * 1000;
-    if (notStopped(before).length && p.wait_seconds && !p.allow_running)
+    if (notStopped(before).length && p.wait_seconds && !p.allow_running) {
       ctx.log(
         `waiting up to ${p.wait_seconds} s for ${notStopped(before)
           .map((m) => m.Member)
           .join(', ')} to drop out of the DCS`,
       );
-    while (notStopped(before).length && !p.allow_running && Date.now() < until) {
-      await sleep(1000, undefined, { signal: ctx.signal });
-      before = await list();
-    }
-    const alive = notStopped(before);
-    if (alive.length && !p.allow_running)
-      throw new StepFailure(
-        `members of ${p.scope} still run: ${alive.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ')}. Stop Patroni on every member first, or set allow_running: true`,
+      const first = before;
+      before = await poll(
+        async (attempt) => {
+          // The listing just made is the first attempt.
+          const ms = attempt === 1 ? first : await list();
+          return notStopped(ms).length ? notYet(ms) : done(ms);
+        },
+        {
+          timeoutMs: p.wait_seconds * 1000,
+          intervalMs: 1000,
+          signal: ctx.signal,
+          onTimeout: (last) => stillRun(last ?? first),
+        },
       );
+    }
+    if (notStopped(before).length && !p.allow_running) throw stillRun(before);
     const leader = before.find((m) => /leader/i.test(m.Role ?? ''))?.Member;
     ctx.log(
       `DCS lists ${before.length ? before.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ') : 'no member'}`,

@@ -1,7 +1,7 @@
 // `patroni.status`: the cluster as Patroni describes it, as facts for later steps and `when`.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { defineStep } from '../define.js';
 import { clientOf } from './members.js';
 
@@ -73,23 +73,30 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const client = clientOf(ctx);
-    let c = await client.cluster(ctx.signal);
     const w = p.wait_running;
-    if (w) {
-      // A replica streams before its Patroni notices (up to loop_wait): what operators and
-      // load balancers read is Patroni's word, so that is what is waited for.
-      const ok = () =>
-        c.leader && c.members.length >= w.members && c.members.every((m) => RUNNING.has(m.state));
-      const until = Date.now() + (w.timeout ?? 60) * 1000;
-      while (!ok()) {
-        if (Date.now() > until)
-          throw new StepFailure(
-            `Patroni does not report ${w.members} running member(s) with a leader within ${w.timeout ?? 60} s: ${c.members.map((m) => `${m.name} ${m.role} ${m.state}`).join('; ') || 'no member'}`,
-          );
-        await sleep(500, undefined, { signal: ctx.signal });
-        c = await client.cluster(ctx.signal);
-      }
-    }
+    // A replica streams before its Patroni notices (up to loop_wait): what operators and load
+    // balancers read is Patroni's word, so that is what is waited for.
+    const c = !w
+      ? await client.cluster(ctx.signal)
+      : await poll(
+          async () => {
+            const seen = await client.cluster(ctx.signal);
+            const ok =
+              seen.leader &&
+              seen.members.length >= w.members &&
+              seen.members.every((m) => RUNNING.has(m.state));
+            return ok ? done(seen) : notYet(seen);
+          },
+          {
+            timeoutMs: (w.timeout ?? 60) * 1000,
+            intervalMs: 500,
+            signal: ctx.signal,
+            onTimeout: (last) =>
+              new StepFailure(
+                `Patroni does not report ${w.members} running member(s) with a leader within ${w.timeout ?? 60} s: ${last?.members.map((m) => `${m.name} ${m.role} ${m.state}`).join('; ') || 'no member'}`,
+              ),
+          },
+        );
     const members = c.members.map((m) => ({
       name: m.name,
       role: m.role,

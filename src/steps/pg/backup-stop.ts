@@ -1,7 +1,7 @@
 // `pg.backup_stop`: end the backup on its held session and register what PostgreSQL returned.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
+import { done, notYet, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
 import { defineStep, type Operation } from '../define.js';
 import { NEW_API, parseLabel, stopBackupSql } from './backup-sql.js';
@@ -127,17 +127,21 @@ export default defineStep({
     let archived = p.wait_for_archive ?? true;
     if (p.archive_dir && stopWal) {
       const t = await ctx.transport();
-      const deadline = Date.now() + (p.archive_timeout ?? 60) * 1000;
-      for (;;) {
-        const r = await t.exec(`test -f ${quote(`${p.archive_dir}/${stopWal}`)}`, { signal: ctx.signal });
-        if (r.exitCode === 0) break;
-        if (Date.now() > deadline) {
-          throw new StepFailure(
-            `WAL segment ${stopWal} (the backup's stop) did not reach ${p.archive_dir} within ${p.archive_timeout ?? 60}s`,
-          );
-        }
-        await sleep(500, undefined, { signal: ctx.signal });
-      }
+      await poll(
+        async () => {
+          const r = await t.exec(`test -f ${quote(`${p.archive_dir}/${stopWal}`)}`, { signal: ctx.signal });
+          return r.exitCode === 0 ? done(undefined) : notYet();
+        },
+        {
+          timeoutMs: (p.archive_timeout ?? 60) * 1000,
+          intervalMs: 500,
+          signal: ctx.signal,
+          onTimeout: () =>
+            new StepFailure(
+              `WAL segment ${stopWal} (the backup's stop) did not reach ${p.archive_dir} within ${p.archive_timeout ?? 60}s`,
+            ),
+        },
+      );
       archived = true;
     }
     const started = typeof startedAt === 'number' ? startedAt : Number.NaN;
