@@ -1,10 +1,10 @@
 // The dynamic groups `patroni_leader` and `patroni_replicas`: who leads each Patroni cluster is a
 // fact of the moment, asked from the REST API at run start (and by `plan --check`), never written
 // down in the inventory where it would go stale after the next failover.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClusterStatus, PatroniClient } from '../connections/patroni.js';
 import { ConnectionError, UsageError } from '../errors.js';
 import type { Inventory, InventoryHost, PatroniGroups } from '../inventory/inventory.js';
+import { done, poll } from '../util/poll.js';
 
 /** Members of one cluster name different leaders. */
 class Disagreement extends ConnectionError {}
@@ -22,15 +22,12 @@ export async function resolvePatroniGroups(
   settleMs = 10_000,
 ): Promise<PatroniGroups> {
   // Right after a leader change, members' views converge within a loop_wait or two.
-  const deadline = Date.now() + settleMs;
-  for (;;) {
-    try {
-      return await resolveOnce(inventory, signal);
-    } catch (err) {
-      if (!(err instanceof Disagreement) || Date.now() > deadline) throw err;
-      await sleep(Math.max(0, Math.min(500, deadline - Date.now())), undefined, { signal });
-    }
-  }
+  return poll(async () => done(await resolveOnce(inventory, signal)), {
+    timeoutMs: settleMs,
+    intervalMs: 500,
+    signal,
+    retryErrors: (err) => err instanceof Disagreement,
+  });
 }
 
 async function resolveOnce(inventory: Inventory, signal?: AbortSignal): Promise<PatroniGroups> {
