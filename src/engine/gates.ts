@@ -2,7 +2,7 @@
 // the point of no return, the leader guard and the recovery named once a step has succeeded.
 import type { InventoryHost } from '../inventory/inventory.js';
 import { renderText, type Scope } from '../playbook/expressions.js';
-import type { Common } from '../playbook/model.js';
+import { type Common, type Playbook, playNodes, walk } from '../playbook/model.js';
 import type { AnyStep } from '../steps/define.js';
 
 /**
@@ -63,6 +63,21 @@ export function approvalPrompt(gate: true | string, title: string, scopes: Map<s
   return texts.size === 1
     ? `${[...texts.keys()][0]} — on ${hosts.join(', ')}? [y/N] `
     : `${[...texts].map(([q, hs]) => `${q} — on ${hs.join(', ')}`).join('\n')}\nAll of the above? [y/N] `;
+}
+
+/** Steps that need an operator: approval gates and prompts. */
+export function interactiveSteps(playbook: Playbook, steps: ReadonlyMap<string, AnyStep>): string[] {
+  const out: string[] = [];
+  for (const s of walk(playbook.plays.flatMap(playNodes))) {
+    const def = steps.get(s.type)!;
+    const prompt = def.interactive?.((s.params ?? {}) as never) === true;
+    const gate = confirmOf(def, s.common, s.params);
+    if (gate || prompt) {
+      const { line, col } = playbook.doc.locate(s.path);
+      out.push(`${playbook.file}:${line}:${col}: ${s.title} (${gate ? 'confirm' : 'prompt'})`);
+    }
+  }
+  return out;
 }
 
 function asRecord(v: unknown): Record<string, unknown> {

@@ -103,3 +103,31 @@ export interface Plan {
   /** patroni_leader / patroni_replicas: as Patroni described them (`--check`), or still open */
   dynamicGroups?: { resolved: boolean; lines: string[]; groups?: Record<string, string[]> };
 }
+
+/** Where a planned node sits: the main list, or a block's (or play's) rescue or always list. */
+export type PlanSection = 'block' | 'rescue' | 'always';
+
+/**
+ * The one walker over a plan's block/rescue/always: every planned step in execution order, with
+ * the sections it sits in from the outside in.
+ */
+export function* planSteps(
+  nodes: readonly PlanNode[],
+  sections: PlanSection[] = [],
+): Generator<{ step: PlanStep; sections: PlanSection[] }> {
+  for (const n of nodes) {
+    if (n.kind === 'step') yield { step: n, sections };
+    else {
+      yield* planSteps(n.block, [...sections, 'block']);
+      yield* planSteps(n.rescue, [...sections, 'rescue']);
+      yield* planSteps(n.always, [...sections, 'always']);
+    }
+  }
+}
+
+/** Every planned step of a play, its rescue and always lists included, in execution order. */
+export function* playSteps(play: PlannedPlay): Generator<{ step: PlanStep; sections: PlanSection[] }> {
+  yield* planSteps(play.steps);
+  yield* planSteps(play.rescue, ['rescue']);
+  yield* planSteps(play.always, ['always']);
+}

@@ -1,6 +1,6 @@
 // The plan as a change-request checklist: one checkbox per step and host, ready to paste in an issue.
 
-import type { Plan, PlanNode } from '../engine/model.js';
+import { type Plan, type PlanNode, playSteps } from '../engine/model.js';
 import { formatProblem } from '../errors.js';
 import { redact } from '../util/secret.js';
 import { blockWhen, groupHosts } from './render-text.js';
@@ -69,7 +69,7 @@ export function renderPlanMarkdown(plan: Plan): string {
     out.push(
       `- Plan digest: \`${plan.digest}\` — \`pgrunbook run --plan\` of the saved plan refuses to run if it no longer matches`,
     );
-  const marked = allSteps(plan.plays.flatMap((p) => [...p.steps, ...p.rescue, ...p.always]));
+  const marked = plan.plays.flatMap((p) => [...playSteps(p)].map((x) => x.step));
   const down = marked.filter((n) => n.downtime).length;
   if (down) out.push(`- Downtime: the ${down} step(s) marked ⏱ run while the database accepts no writes`);
   const ponr = marked.find((n) => n.pointOfNoReturn);
@@ -98,10 +98,4 @@ export function renderPlanMarkdown(plan: Plan): string {
   if (plan.problems.length)
     out.push('### Problems', '', ...plan.problems.map((p) => `- ${formatProblem(p)}`), '');
   return `${redact(out.join('\n'))}\n`;
-}
-
-type StepNode = Extract<PlanNode, { kind: 'step' }>;
-
-function allSteps(list: PlanNode[]): StepNode[] {
-  return list.flatMap((n) => (n.kind === 'step' ? [n] : allSteps([...n.block, ...n.rescue, ...n.always])));
 }

@@ -24,8 +24,10 @@ import {
   type Play,
   type Playbook,
   PlaySchema,
+  playNodes,
   RESERVED_NAMES,
   walk,
+  walkNodes,
 } from './model.js';
 import { argvTemplateProblems, shellMode, shellTemplateProblems } from './shell-template.js';
 
@@ -206,7 +208,7 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   const ids = new Map<string, PathSeg[]>();
   const factNames = new Set<string>();
   for (const play of plays) {
-    for (const s of walk([...play.steps, ...play.rescue, ...play.always])) {
+    for (const s of walk(playNodes(play))) {
       const id = s.common.id;
       if (typeof id === 'string') {
         const first = ids.get(id);
@@ -305,40 +307,32 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   for (const play of plays) {
     for (const k of Object.keys(play.vars)) known.add(k);
     checkTemplates(play.vars, [...play.path, 'vars']);
-    const visit = (nodes: Node[]) => {
-      for (const n of nodes) {
-        if (n.kind === 'block') {
-          if (n.when) check(n.when, [...n.path, 'when']);
-          visit(n.block);
-          visit(n.rescue);
-          visit(n.always);
-          continue;
-        }
-        const def = registry.get(n.type)!;
-        const params = (n.params ?? {}) as Record<string, unknown>;
-        for (const [k, v] of Object.entries(params)) {
-          const p = [...n.path, n.type, k];
-          if (def.rawParams?.includes(k)) for (const [s, sp] of strings(v, p)) check(s, sp);
-          else if (def.shellParams?.includes(k) && typeof v === 'string') checkShell(v, p, play);
-          else {
-            checkTemplates(v, p);
-            // An argv list is quoted element by element, but a `sh -c` element is code again.
-            if (def.shellParams?.includes(k) && Array.isArray(v))
-              for (const a of argvTemplateProblems(v)) out.push(doc.problem([...p, a.element], a.message));
-          }
-        }
-        if (typeof n.common.when === 'string') check(n.common.when, [...n.path, 'when']);
-        if (typeof n.common.until === 'string') check(n.common.until, [...n.path, 'until'], ['result']);
-        if (typeof n.common.confirm === 'string') checkTemplates(n.common.confirm, [...n.path, 'confirm']);
-        if (typeof n.common.name === 'string') checkTemplates(n.common.name, [...n.path, 'name']);
-        for (const key of ['id', 'register'] as const)
-          if (typeof n.common[key] === 'string') known.add(n.common[key]);
-        if (def.setsFacts) for (const k of Object.keys(params)) known.add(k);
+    for (const { node: n } of walkNodes(playNodes(play))) {
+      if (n.kind === 'block') {
+        if (n.when) check(n.when, [...n.path, 'when']);
+        continue;
       }
-    };
-    visit(play.steps);
-    visit(play.rescue);
-    visit(play.always);
+      const def = registry.get(n.type)!;
+      const params = (n.params ?? {}) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(params)) {
+        const p = [...n.path, n.type, k];
+        if (def.rawParams?.includes(k)) for (const [s, sp] of strings(v, p)) check(s, sp);
+        else if (def.shellParams?.includes(k) && typeof v === 'string') checkShell(v, p, play);
+        else {
+          checkTemplates(v, p);
+          // An argv list is quoted element by element, but a `sh -c` element is code again.
+          if (def.shellParams?.includes(k) && Array.isArray(v))
+            for (const a of argvTemplateProblems(v)) out.push(doc.problem([...p, a.element], a.message));
+        }
+      }
+      if (typeof n.common.when === 'string') check(n.common.when, [...n.path, 'when']);
+      if (typeof n.common.until === 'string') check(n.common.until, [...n.path, 'until'], ['result']);
+      if (typeof n.common.confirm === 'string') checkTemplates(n.common.confirm, [...n.path, 'confirm']);
+      if (typeof n.common.name === 'string') checkTemplates(n.common.name, [...n.path, 'name']);
+      for (const key of ['id', 'register'] as const)
+        if (typeof n.common[key] === 'string') known.add(n.common[key]);
+      if (def.setsFacts) for (const k of Object.keys(params)) known.add(k);
+    }
   }
   return [...unchecked].sort();
 }
@@ -391,13 +385,9 @@ function checkHostPatterns(plays: Play[], doc: SourceDoc, inventory: Inventory, 
   };
   for (const play of plays) {
     if (play.hosts && !play.hosts.includes('{{')) checkPattern(play.hosts, [...play.path, 'hosts']);
-    const visit = (nodes: Node[]) => {
-      for (const n of nodes) {
-        const hosts = n.kind === 'step' ? n.common.hosts : n.hosts;
-        if (typeof hosts === 'string') checkPattern(hosts, [...n.path, 'hosts']);
-        if (n.kind === 'block') [n.block, n.rescue, n.always].forEach(visit);
-      }
-    };
-    [play.steps, play.rescue, play.always].forEach(visit);
+    for (const { node: n } of walkNodes(playNodes(play))) {
+      const hosts = n.kind === 'step' ? n.common.hosts : n.hosts;
+      if (typeof hosts === 'string') checkPattern(hosts, [...n.path, 'hosts']);
+    }
   }
 }

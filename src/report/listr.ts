@@ -1,6 +1,6 @@
 // Live progress on a terminal: a listr2 task tree of plays, batches and steps, fed by run events.
 import { Listr, type ListrTask } from 'listr2';
-import type { Plan, PlanNode } from '../engine/model.js';
+import { type Plan, playSteps } from '../engine/model.js';
 import type { RunEvent, StepStatus, Subscriber } from '../runner/events.js';
 import { redact } from '../util/secret.js';
 
@@ -14,18 +14,6 @@ interface Slot {
   settle?: () => void;
   settled: boolean;
   update?: () => void;
-}
-
-/** Flattens planned nodes in execution order: block steps, then rescue, then always. */
-function flatten(nodes: PlanNode[], prefix: string, out: { address: string; title: string }[]): void {
-  for (const n of nodes) {
-    if (n.kind === 'step') out.push({ address: n.address, title: `${prefix}${n.title}` });
-    else {
-      flatten(n.block, prefix, out);
-      flatten(n.rescue, `${prefix}rescue › `, out);
-      flatten(n.always, `${prefix}always › `, out);
-    }
-  }
 }
 
 /**
@@ -42,11 +30,15 @@ export function listrReporter(plan: Plan): { subscriber: Subscriber; done: Promi
   /** Per play: the steps in order, from the plan. */
   const stepsOf = new Map<number, { address: string; title: string }[]>();
   for (const p of plan.plays) {
-    const steps: { address: string; title: string }[] = [];
-    flatten(p.steps, '', steps);
-    flatten(p.rescue, 'rescue › ', steps);
-    flatten(p.always, 'always › ', steps);
-    stepsOf.set(p.index, steps);
+    // Rescue and always steps carry their section in the title: `rescue › …`, `always › …`.
+    const titled = [...playSteps(p)].map(({ step, sections }) => ({
+      address: step.address,
+      title: `${sections
+        .filter((x) => x !== 'block')
+        .map((x) => `${x} › `)
+        .join('')}${step.title}`,
+    }));
+    stepsOf.set(p.index, titled);
   }
   /**
    * Per play: resolves with its batches' slots when it starts (made at once, in the subscriber,

@@ -11,7 +11,7 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dispatch, exitCodeOf } from '../../src/cli/dispatch.js';
 import { prepare } from '../../src/engine/engine.js';
-import type { HostStepPlan, Plan, PlanNode } from '../../src/engine/model.js';
+import { type HostStepPlan, type Plan, playSteps } from '../../src/engine/model.js';
 import { loadInventory } from '../../src/inventory/inventory.js';
 import { loadPlaybook } from '../../src/playbook/validate.js';
 import { registry } from '../../src/steps/registry.js';
@@ -63,20 +63,9 @@ export function loopbackOnly(inventory: string): string {
 
 /** The plan of a step on a host, by address. */
 function planned(plan: Plan, address: string, host: string): HostStepPlan | undefined {
-  const find = (nodes: PlanNode[]): HostStepPlan | undefined => {
-    for (const n of nodes) {
-      if (n.kind === 'step' && n.address === address) return n.hosts.find((h) => h.host === host);
-      if (n.kind === 'block') {
-        const r = find([...n.block, ...n.rescue, ...n.always]);
-        if (r) return r;
-      }
-    }
-    return undefined;
-  };
-  for (const p of plan.plays) {
-    const r = find([...p.steps, ...p.rescue, ...p.always]);
-    if (r) return r;
-  }
+  for (const p of plan.plays)
+    for (const { step } of playSteps(p))
+      if (step.address === address) return step.hosts.find((h) => h.host === host);
   return undefined;
 }
 

@@ -42,7 +42,12 @@ const PLAYBOOK = `- name: on the leader
 
 async function switchoverTo(candidate: string): Promise<void> {
   const leader = await cluster.leader();
-  const r = await httpRequest('POST', `${cluster.members[0]!.restUrl}/switchover`, { leader, candidate }, 30_000);
+  const r = await httpRequest(
+    'POST',
+    `${cluster.members[0]!.restUrl}/switchover`,
+    { leader, candidate },
+    30_000,
+  );
   expect(r.status, r.body).toBe(200);
   const t0 = Date.now();
   while ((await cluster.leader()) !== candidate) {
@@ -56,7 +61,19 @@ describe('plan --out and run --plan', () => {
     const leader = await cluster.leader();
     const cwd = workdir({ 'inv.yml': inventory(), 'pb.yml': PLAYBOOK });
     const plan = await runCli(
-      ['plan', 'pb.yml', '-i', 'inv.yml', '--check', '--format', 'markdown', '--out', 'plan.json', '-e', 'tag=a'],
+      [
+        'plan',
+        'pb.yml',
+        '-i',
+        'inv.yml',
+        '--check',
+        '--format',
+        'markdown',
+        '--out',
+        'plan.json',
+        '-e',
+        'tag=a',
+      ],
       { cwd },
     );
     expect(plan.code, plan.stderr).toBe(0);

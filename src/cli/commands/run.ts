@@ -1,26 +1,24 @@
 // `pgrunbook run` and `pgrunbook resume`: wire the executor to the journal, reporters and signals.
 import { createHash } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline/promises';
 import { prepare } from '../../engine/engine.js';
-import { confirmOf } from '../../engine/gates.js';
+import { interactiveSteps } from '../../engine/gates.js';
 import { basisChanges, PlanChangedError, readSavedPlan } from '../../engine/saved-plan.js';
 import { PgrunbookError, UsageError, ValidationError } from '../../errors.js';
 import { describePatroniGroups } from '../../inventory/dynamic-groups.js';
-import { type Playbook, playNodes, walk } from '../../playbook/model.js';
-import { jsonReporter } from '../../report/json.js';
-import { MarkdownReport } from '../../report/markdown.js';
-import { plainReporter } from '../../report/plain.js';
+import { attachReporters } from '../../report/attach.js';
 import { coalescingWriter } from '../../report/sink.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
-import { Executor, type Prompter } from '../../runner/executor.js';
+import { Executor } from '../../runner/executor.js';
 import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
 import { completedSteps, type DoneStep } from '../../runner/resume.js';
+import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
 import { outputState } from '../output-state.js';
+import { ttyPrompter } from '../prompter.js';
 
 export interface RunCommandOptions {
   /** a plan saved by `plan --out`: run exactly it, or refuse naming what changed */
@@ -31,40 +29,6 @@ export interface RunCommandOptions {
   yes?: boolean;
   output?: string;
   report?: string;
-}
-
-/** Steps that need an operator: approval gates and prompts. */
-function interactiveSteps(playbook: Playbook): string[] {
-  const out: string[] = [];
-  for (const s of walk(playbook.plays.flatMap(playNodes))) {
-    const def = registry.get(s.type)!;
-    const prompt = def.interactive?.((s.params ?? {}) as never) === true;
-    const gate = confirmOf(def, s.common, s.params);
-    if (gate || prompt) {
-      const { line, col } = playbook.doc.locate(s.path);
-      out.push(`${playbook.file}:${line}:${col}: ${s.title} (${gate ? 'confirm' : 'prompt'})`);
-    }
-  }
-  return out;
-}
-
-function ttyPrompter(): Prompter {
-  const interactive = process.stdin.isTTY === true;
-  return {
-    interactive,
-    async ask(question, signal) {
-      if (!interactive) return '';
-      const rl = createInterface({ input: process.stdin, output: process.stderr });
-      // In raw mode readline swallows ^C: hand it to the runner's own handler, which unwinds.
-      rl.on('SIGINT', () => process.kill(process.pid, 'SIGINT'));
-      try {
-        // Aborted by a signal (the runner's stop), the question answers "" = declined.
-        return await rl.question(question, { signal }).catch(() => '');
-      } finally {
-        rl.close();
-      }
-    },
-  };
 }
 
 export async function runCommand(
@@ -126,7 +90,7 @@ export async function runCommand(
   }
 
   const prompter = ttyPrompter();
-  const gates = interactiveSteps(inputs.playbook);
+  const gates = interactiveSteps(inputs.playbook, registry);
   if (gates.length && !prompter.interactive && !opts.yes) {
     throw new PgrunbookError(
       `this playbook needs an operator at these steps, but standard input is not a terminal:\n  ${gates.join('\n  ')}\n` +
@@ -141,40 +105,13 @@ export async function runCommand(
   const sink = coalescingWriter((s) => {
     if (!outputState.closed) process.stdout.write(s);
   });
-  const write = sink.write;
-  // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
-  const live = output === 'plain' && process.stdout.isTTY === true && gates.length === 0;
-  let liveDone: Promise<void> | undefined;
-  let flushHeld = () => {};
-  if (live) {
-    // Who leads decides where the plays run: say it before the tree takes the screen.
-    if (groups) write(`${describePatroniGroups(groups).join('\n')}\n`);
-    // listr2 is loaded only for a terminal: logs and JSON runs never pay for it.
-    const { listrReporter } = await import('../../report/listr.js');
-    const tree = listrReporter(plan);
-    bus.subscribe(tree.subscriber);
-    liveDone = tree.done;
-    // Undo and the outcome print as plain lines once the tree has drawn its last frame.
-    const held: string[] = [];
-    const plain = plainReporter((s) => held.push(s));
-    const after = new Set([
-      'interrupted',
-      'run_aborted',
-      'unwind_started',
-      'undo_started',
-      'undo_finished',
-      'run_finished',
-    ]);
-    bus.subscribe((e) => {
-      if (after.has(e.type)) plain(e);
-    });
-    flushHeld = () => {
-      for (const s of held) write(s);
-    };
-  } else bus.subscribe(output === 'json' ? jsonReporter(write) : plainReporter(write));
-  const report = opts.report ? new MarkdownReport() : undefined;
-  if (report) bus.subscribe(report.subscriber);
-
+  const reporters = await attachReporters(bus, plan, sink.write, {
+    output: output as 'plain' | 'json',
+    // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
+    live: output === 'plain' && process.stdout.isTTY === true && gates.length === 0,
+    report: opts.report,
+    leaders: groups && describePatroniGroups(groups),
+  });
   const executor = new Executor({
     inputs: engineInputs,
     plan,
@@ -192,27 +129,7 @@ export async function runCommand(
       `the journal cannot be written (${(err as Error).message}): nothing new starts; clean-up and undo still run`,
     );
   };
-  // First signal: stop and unwind. Second: give up on the clean-up in progress (the summary prints
-  // what remains to do by hand). Third: leave at once.
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) executor.interrupt(sig);
-    else if (signals === 2) {
-      process.stderr.write(
-        `${sig} again: abandoning the clean-up in progress; the summary will list what remains to undo by hand\n`,
-      );
-      executor.abandonCleanup();
-    } else {
-      process.stderr.write(
-        `${sig} a third time: exiting now. The journal ${journal.path} shows what was done and undone.\n`,
-      );
-      process.exit(3);
-    }
-  };
-  // SIGHUP: the operator's terminal or SSH session went away; unwind as for SIGTERM.
-  const signalNames: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const s of signalNames) process.on(s, onSignal);
+  const signals = handleSignals(executor, journal.path);
   bus.emit({
     type: 'run_started',
     runId,
@@ -230,17 +147,15 @@ export async function runCommand(
     bus.emit({ type: 'groups_resolved', groups: groups.groups, clusters: describePatroniGroups(groups) });
   try {
     const outcome = await executor.execute();
-    await liveDone;
-    flushHeld();
+    await reporters.finish();
     sink.flush();
-    if (report && opts.report) writeFileSync(opts.report, report.render());
-    process.stderr.write(`journal: ${join(dir, 'journal.jsonl')}\n`);
+    process.stderr.write(`journal: ${journal.path}\n`);
     if (outcome.exitCode !== 0 && outcome.status !== 'compensation_failed') {
       process.stderr.write(`to continue after fixing the cause: pgrunbook resume ${runId}\n`);
     }
     return outcome.exitCode;
   } finally {
-    for (const s of signalNames) process.off(s, onSignal);
+    signals.release();
     try {
       journal.close();
     } catch {
