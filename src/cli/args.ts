@@ -20,6 +20,7 @@ export function parseCommandArgs(argv: string[]) {
         check: { type: 'boolean' },
         'assume-leader': { type: 'string' },
         out: { type: 'string' },
+        'break-lock': { type: 'boolean' },
         plan: { type: 'string' },
         yes: { type: 'boolean', short: 'y' },
         write: { type: 'boolean' },

@@ -8,7 +8,7 @@ const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
 Usage:
   pgrunbook validate PLAYBOOK [-i INVENTORY] [--limit PATTERN] [-e k=v]...
   pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check | --assume-leader HOST] [--out PLAN.json] [--limit PATTERN] [-e k=v]...
-  pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [-e k=v]...
+  pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [--break-lock] [-e k=v]...
   pgrunbook run --plan PLAN.json [--yes] [--output plain|json] [--report FILE.md] [-e k=v]...
   pgrunbook resume RUN_ID [--yes] [--output plain|json] [--report FILE.md]
   pgrunbook schema [playbook|inventory] [--write]
@@ -63,6 +63,7 @@ export async function dispatch(argv: string[]): Promise<number> {
       // With --plan the saved plan names its playbook and inventory.
       return runCommand(v.plan ? pos[0] : need('a PLAYBOOK'), {
         plan: v.plan,
+        breakLock: v['break-lock'],
         inventory: v.inventory,
         extraVars,
         limit: v.limit,

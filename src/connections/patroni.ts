@@ -19,6 +19,8 @@ export interface PatroniSettings {
   /** patroni.yml on the host and the patronictl command, for patronictl-only operations */
   config?: string;
   patronictl: string;
+  /** the cluster's DCS, where a run holds its lock (etcd v3 client URL, Patroni scope, lease TTL) */
+  dcs?: { etcd3: string; scope: string; lockTtlS: number };
 }
 
 /** A member as GET /cluster lists it (Patroni 3.x and 4.x). */

@@ -242,6 +242,7 @@ function resolveHost(
       member: p.member ?? name,
       config: p.config,
       patronictl: p.patronictl ?? 'patronictl',
+      dcs: p.dcs && { etcd3: p.dcs.etcd3, scope: p.dcs.scope, lockTtlS: p.dcs.lock_ttl ?? 15 },
     };
   }
   let gcp: InventoryHost['gcp'];

@@ -109,6 +109,29 @@ export const PatroniSchema = Type.Object(
     patronictl: Type.Optional(
       Type.String({ minLength: 1, description: 'patronictl command on the host (default patronictl)' }),
     ),
+    dcs: Type.Optional(
+      Type.Object(
+        {
+          etcd3: Type.String({
+            pattern: '^https?://[^/@]+$',
+            description:
+              "the cluster's etcd (v3) client URL, e.g. http://10.0.0.21:2379: a run holds its lock there",
+          }),
+          scope: Type.String({ minLength: 1, description: "the cluster's Patroni scope (the lock's name)" }),
+          lock_ttl: Type.Optional(
+            Type.Integer({
+              minimum: 2,
+              maximum: 300,
+              description: 'seconds a lock outlives a runner that died (default 15)',
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "the cluster's DCS: one run at a time on the cluster, whichever machine it runs from",
+        },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

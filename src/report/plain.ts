@@ -15,6 +15,7 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
         ...(e.savedPlan
           ? [`${t} saved plan ${e.savedPlan}: ${e.planDigest} (unchanged since it was made)`]
           : []),
+        ...(e.locks ?? []).map((l) => `${t} ${l}`),
       ];
     case 'play_started':
       return [`${t} PLAY ${e.name} on ${e.hosts.join(', ') || '(no hosts)'}`];

@@ -39,6 +39,8 @@ export type RunEvent =
       planDigest?: string;
       /** the run executes a saved plan (`run --plan FILE`) */
       savedPlan?: string;
+      /** the locks the run holds (one run at a time), one line each */
+      locks?: string[];
     }
   /** `batches`: the hosts split by `serial`, in the order they run */
   | { type: 'play_started'; play: number; name: string; hosts: string[]; batches?: string[][] }

@@ -13,6 +13,7 @@ import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { Executor } from '../../runner/executor.js';
 import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
+import { acquireRunLocks } from '../../runner/locks.js';
 import { completedSteps, type DoneStep } from '../../runner/resume.js';
 import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
@@ -24,6 +25,8 @@ export interface RunCommandOptions {
   /** a plan saved by `plan --out`: run exactly it, or refuse naming what changed */
   plan?: string;
   inventory?: string;
+  /** delete a Patroni cluster's lock held by another run (after confirmation) */
+  breakLock?: boolean;
   extraVars: Record<string, unknown>;
   limit?: string;
   yes?: boolean;
@@ -49,6 +52,7 @@ export async function runCommand(
       }
     : given;
   if (!opts.inventory) throw new UsageError('run needs an inventory: -i INVENTORY');
+  const inventoryFile = opts.inventory;
   const output = opts.output ?? 'plain';
   if (!['plain', 'json'].includes(output))
     throw new UsageError(`--output: expected plain or json, got "${output}"`);
@@ -98,68 +102,99 @@ export async function runCommand(
     );
   }
 
-  const bus = new EventBus();
-  const journal = new Journal(join(dir, 'journal.jsonl'));
-  bus.subscribe((e) => journal.write(e), 'journal');
-  outputState.running = true;
-  const sink = coalescingWriter((s) => {
-    if (!outputState.closed) process.stdout.write(s);
-  });
-  const reporters = await attachReporters(bus, plan, sink.write, {
-    output: output as 'plain' | 'json',
-    // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
-    live: output === 'plain' && process.stdout.isTTY === true && gates.length === 0,
-    report: opts.report,
-    leaders: groups && describePatroniGroups(groups),
-  });
-  const executor = new Executor({
-    inputs: engineInputs,
-    plan,
-    run: { id: runId, started_at: new Date().toISOString(), check: false },
-    bus,
-    connections: new ConnectionPool(),
-    prompter,
-    yes: opts.yes === true,
-    done,
-  });
-  bus.onSubscriberError = (name, err) => {
-    if (name !== 'journal') return;
-    process.stderr.write(`pgrunbook: cannot write the journal ${journal.path}: ${(err as Error).message}\n`);
-    executor.failRun(
-      `the journal cannot be written (${(err as Error).message}): nothing new starts; clean-up and undo still run`,
+  // One run at a time: on this machine per inventory, and in each Patroni cluster's own DCS.
+  if (opts.breakLock && !opts.yes) {
+    const answer = await prompter.ask(
+      'Break a lock another run holds on these clusters (only if that run is dead)? [y/N] ',
     );
-  };
-  const signals = handleSignals(executor, journal.path);
-  bus.emit({
-    type: 'run_started',
-    runId,
+    if (!/^y(es)?$/i.test(answer.trim()))
+      throw new UsageError(
+        '--break-lock was not confirmed (answer y in a terminal, or add --yes); nothing was run',
+      );
+  }
+  let stopRun: (why: string) => void = () => {};
+  const locks = await acquireRunLocks({
+    inventoryFile,
+    hosts: [...new Set(plan.plays.flatMap((p) => p.hosts))].map((h) => inputs.inventory.hosts.get(h)!),
+    run: runId,
     playbook: resolve(inputs.playbook.file),
-    playbookSha256: inputs.playbook.sha256,
-    inventorySha256: inventorySha,
-    inventory: resolve(opts.inventory),
-    extraVars: opts.extraVars,
-    limit: opts.limit,
-    resumed: resumeId !== undefined,
-    planDigest: plan.digest,
-    savedPlan: given.plan,
+    breakLock: opts.breakLock === true,
+    onLost: (why) => stopRun(why),
   });
-  if (groups)
-    bus.emit({ type: 'groups_resolved', groups: groups.groups, clusters: describePatroniGroups(groups) });
   try {
-    const outcome = await executor.execute();
-    await reporters.finish();
-    sink.flush();
-    process.stderr.write(`journal: ${journal.path}\n`);
-    if (outcome.exitCode !== 0 && outcome.status !== 'compensation_failed') {
-      process.stderr.write(`to continue after fixing the cause: pgrunbook resume ${runId}\n`);
-    }
-    return outcome.exitCode;
+    return await runLocked();
   } finally {
-    signals.release();
+    await locks.release();
+  }
+
+  async function runLocked(): Promise<number> {
+    const bus = new EventBus();
+    const journal = new Journal(join(dir, 'journal.jsonl'));
+    bus.subscribe((e) => journal.write(e), 'journal');
+    outputState.running = true;
+    const sink = coalescingWriter((s) => {
+      if (!outputState.closed) process.stdout.write(s);
+    });
+    const reporters = await attachReporters(bus, plan, sink.write, {
+      output: output as 'plain' | 'json',
+      // The live tree needs the terminal to itself: prompts and non-TTY output get plain lines.
+      live: output === 'plain' && process.stdout.isTTY === true && gates.length === 0,
+      report: opts.report,
+      leaders: groups && describePatroniGroups(groups),
+    });
+    const executor = new Executor({
+      inputs: engineInputs,
+      plan,
+      run: { id: runId, started_at: new Date().toISOString(), check: false },
+      bus,
+      connections: new ConnectionPool(),
+      prompter,
+      yes: opts.yes === true,
+      done,
+    });
+    bus.onSubscriberError = (name, err) => {
+      if (name !== 'journal') return;
+      process.stderr.write(
+        `pgrunbook: cannot write the journal ${journal.path}: ${(err as Error).message}\n`,
+      );
+      executor.failRun(
+        `the journal cannot be written (${(err as Error).message}): nothing new starts; clean-up and undo still run`,
+      );
+    };
+    stopRun = (why) => executor.failRun(`${why}: another run could start on the cluster; stopping`);
+    const signals = handleSignals(executor, journal.path);
+    bus.emit({
+      type: 'run_started',
+      runId,
+      playbook: resolve(inputs.playbook.file),
+      playbookSha256: inputs.playbook.sha256,
+      inventorySha256: inventorySha,
+      inventory: resolve(inventoryFile),
+      extraVars: opts.extraVars,
+      limit: opts.limit,
+      resumed: resumeId !== undefined,
+      planDigest: plan.digest,
+      savedPlan: given.plan,
+      locks: locks.lines,
+    });
+    if (groups)
+      bus.emit({ type: 'groups_resolved', groups: groups.groups, clusters: describePatroniGroups(groups) });
     try {
-      journal.close();
-    } catch {
-      // already reported through onSubscriberError
+      const outcome = await executor.execute();
+      await reporters.finish();
+      sink.flush();
+      process.stderr.write(`journal: ${journal.path}\n`);
+      if (outcome.exitCode !== 0 && outcome.status !== 'compensation_failed') {
+        process.stderr.write(`to continue after fixing the cause: pgrunbook resume ${runId}\n`);
+      }
+      return outcome.exitCode;
+    } finally {
+      signals.release();
+      try {
+        journal.close();
+      } catch {
+        // already reported through onSubscriberError
+      }
     }
   }
 }

@@ -1,0 +1,178 @@
+// One run at a time. Two locks, taken before the journal exists and held until the run ends:
+//  - on this machine, per inventory file: an flock(1) held by a child process that lives exactly
+//    as long as the runner (its stdin is our pipe), so even kill -9 of the runner frees it;
+//  - per Patroni cluster whose inventory names its DCS (`patroni.dcs`): a key in the cluster's own
+//    etcd bound to a lease the runner keeps alive, so a run from another machine is refused too,
+//    and the lock disappears by itself within the lease's TTL after its holder died.
+// A refused run names the holder (run id, user@host, pid, since when, playbook).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { deleteKey, type EtcdLock, keepAlive, tryLock } from '../connections/etcd.js';
+import { PgrunbookError } from '../errors.js';
+import type { InventoryHost } from '../inventory/inventory.js';
+
+/** Another run holds a lock this run needs: exit 2, nothing ran. */
+export class LockedError extends PgrunbookError {
+  override name = 'LockedError';
+}
+
+/** Who holds a lock, as the holder wrote it. */
+export interface Holder {
+  run: string;
+  user: string;
+  host: string;
+  pid: number;
+  since: string;
+  playbook: string;
+}
+
+/** What the run locks, and how. */
+export interface LockRequest {
+  inventoryFile: string;
+  /** the hosts the run may touch */
+  hosts: InventoryHost[];
+  run: string;
+  playbook: string;
+  /** delete a cluster lock held by someone else (the operator confirmed) */
+  breakLock: boolean;
+  /** the run lost a cluster lock while running (its lease could not be renewed) */
+  onLost(why: string): void;
+}
+
+/** Locks held by this run. */
+export interface HeldLocks {
+  /** one line per lock, for the log */
+  lines: string[];
+  release(): Promise<void>;
+}
+
+/** Where the machine-wide lock of an inventory lives. */
+export function localLockPath(inventoryFile: string): string {
+  const id = createHash('sha256').update(realpathSync(inventoryFile)).digest('hex').slice(0, 16);
+  return join(tmpdir(), 'pgrunbook-locks', `${id}.lock`);
+}
+
+function describeHolder(text: string): string {
+  try {
+    const h = JSON.parse(text) as Holder;
+    return `run ${h.run} by ${h.user}@${h.host} (pid ${h.pid}) since ${h.since}, playbook ${h.playbook}`;
+  } catch {
+    return text.trim() || '(holder unknown)';
+  }
+}
+
+/** Takes the machine-wide lock of the inventory, or says who holds it. */
+async function lockLocally(
+  path: string,
+  holder: string,
+): Promise<{ child: ChildProcess } | { busy: string }> {
+  mkdirSync(join(path, '..'), { recursive: true, mode: 0o1777 });
+  // `cat` holds the lock until its stdin — our pipe — closes: when we release it, or die.
+  const child = spawn('flock', ['-n', '-E', '75', path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  const got = await new Promise<boolean>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout!.once('data', () => resolve(true));
+    child.once('exit', () => resolve(false));
+  });
+  if (!got) {
+    let who = '(holder unknown)';
+    try {
+      who = describeHolder(readFileSync(`${path}.holder`, 'utf8'));
+    } catch {
+      // the holder has not written its name yet
+    }
+    return { busy: who };
+  }
+  child.stdout!.resume();
+  writeFileSync(`${path}.holder`, holder, { mode: 0o644 });
+  return { child };
+}
+
+/** Takes every lock the run needs, or throws LockedError naming who holds one (nothing kept). */
+export async function acquireRunLocks(req: LockRequest): Promise<HeldLocks> {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry
+  }
+  const holder: Holder = {
+    run: req.run,
+    user,
+    host: hostname(),
+    pid: process.pid,
+    since: new Date().toISOString(),
+    playbook: req.playbook,
+  };
+  const value = JSON.stringify(holder);
+  const lines: string[] = [];
+  const releases: (() => Promise<void>)[] = [];
+  const releaseAll = async () => {
+    for (const r of releases.reverse()) await r().catch(() => {});
+  };
+  const path = localLockPath(req.inventoryFile);
+  const local = await lockLocally(path, value);
+  if ('busy' in local)
+    throw new LockedError(
+      `another run on this machine holds the lock of ${req.inventoryFile}: ${local.busy}. Nothing was run; wait for it to end.`,
+    );
+  releases.push(async () => {
+    local.child.stdin!.end();
+    await new Promise((r) => local.child.once('exit', r));
+  });
+  lines.push(`lock: ${req.inventoryFile} on this machine (${path})`);
+  try {
+    const clusters = new Map<string, NonNullable<NonNullable<InventoryHost['patroni']>['dcs']>>();
+    for (const h of req.hosts) {
+      const d = h.patroni?.dcs;
+      if (d) clusters.set(`${d.etcd3} ${d.scope}`, d);
+    }
+    for (const d of clusters.values()) {
+      const key = `/pgrunbook/locks/${d.scope}`;
+      let attempt = await tryLock(d.etcd3, key, value, d.lockTtlS);
+      if ('holder' in attempt && req.breakLock) {
+        lines.push(
+          `lock: broke the lock of Patroni cluster ${d.scope} held by ${describeHolder(attempt.holder)}`,
+        );
+        await deleteKey(d.etcd3, key);
+        attempt = await tryLock(d.etcd3, key, value, d.lockTtlS);
+      }
+      if ('holder' in attempt)
+        throw new LockedError(
+          `Patroni cluster ${d.scope} is locked in its DCS (${d.etcd3}, key ${key}) by ${describeHolder(attempt.holder)}. Nothing was run. ` +
+            `The lock ends with that run, or ${d.lockTtlS} s after its runner died; if it is stale, "run --break-lock" breaks it after confirmation.`,
+        );
+      const lock: EtcdLock = attempt.held;
+      // Renewed at a third of its TTL: two missed renewals still leave time for a third.
+      const timer = setInterval(
+        () => {
+          keepAlive(d.etcd3, lock.leaseId).then(
+            (alive) => {
+              if (!alive) req.onLost(`the lock of Patroni cluster ${d.scope} in ${d.etcd3} expired`);
+            },
+            (err) =>
+              req.onLost(
+                `the lock of Patroni cluster ${d.scope} could not be renewed: ${(err as Error).message}`,
+              ),
+          );
+        },
+        Math.max(500, (d.lockTtlS * 1000) / 3),
+      );
+      timer.unref();
+      releases.push(async () => {
+        clearInterval(timer);
+        await lock.release();
+      });
+      lines.push(`lock: Patroni cluster ${d.scope} in its DCS (${d.etcd3}, lease ${d.lockTtlS} s)`);
+    }
+  } catch (err) {
+    await releaseAll();
+    throw err;
+  }
+  return { lines, release: releaseAll };
+}
