@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { done, notYet, PollTimeout, poll } from '../util/poll.js';
+import { forgetGroup, watchGroup } from './reaper.js';
 import type { ExecOptions, ExecResult, Transport } from './transport.js';
 
 /** How long an aborted command gets between SIGTERM and SIGKILL. */
@@ -55,6 +56,9 @@ export class LocalTransport implements Transport {
         detached: true,
         env: this.environment(),
       });
+      // If the runner dies while the command runs, the reaper ends its group.
+      const pgid = child.pid;
+      if (pgid) watchGroup(pgid);
       let stdout = '';
       let stderr = '';
       const onAbort = () => {
@@ -78,6 +82,7 @@ export class LocalTransport implements Transport {
         reject(err);
       });
       child.on('close', (code, sig) => {
+        if (pgid) forgetGroup(pgid);
         opts.signal?.removeEventListener('abort', onAbort);
         resolve({ exitCode: code, signal: sig, stdout, stderr });
       });

@@ -87,7 +87,11 @@ describe('one run at a time on a Patroni cluster', () => {
 
       // kill -9: no clean-up runs; the lease, no longer renewed, ends the lock by itself.
       holder.kill('SIGKILL');
-      const freedAfter = await until('the lock expired', async () => (await lockValue()) === undefined, (TTL + 3) * 1000);
+      const freedAfter = await until(
+        'the lock expired',
+        async () => (await lockValue()) === undefined,
+        (TTL + 3) * 1000,
+      );
       expect(freedAfter).toBeLessThanOrEqual((TTL + 2) * 1000);
     } finally {
       holder.kill('SIGKILL');
@@ -102,9 +106,17 @@ describe('one run at a time on a Patroni cluster', () => {
 
   it('--break-lock breaks a lock held by another (here: a lease nobody renews), only when confirmed', async () => {
     const key = Buffer.from(`/pgrunbook/locks/${cluster.scope}`).toString('base64');
-    const grant = JSON.parse((await httpRequest('POST', `${etcd.clientUrl}/v3/lease/grant`, { TTL: 60 })).body);
-    const stale = Buffer.from(JSON.stringify({ run: 'r-stale', user: 'op', host: 'far', pid: 1, since: 'then', playbook: 'x' }));
-    await httpRequest('POST', `${etcd.clientUrl}/v3/kv/put`, { key, value: stale.toString('base64'), lease: grant.ID });
+    const grant = JSON.parse(
+      (await httpRequest('POST', `${etcd.clientUrl}/v3/lease/grant`, { TTL: 60 })).body,
+    );
+    const stale = Buffer.from(
+      JSON.stringify({ run: 'r-stale', user: 'op', host: 'far', pid: 1, since: 'then', playbook: 'x' }),
+    );
+    await httpRequest('POST', `${etcd.clientUrl}/v3/kv/put`, {
+      key,
+      value: stale.toString('base64'),
+      lease: grant.ID,
+    });
     const cwd = workdir({ 'inv.yml': inventory(), 'pb.yml': QUICK });
     const refused = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--yes'], { cwd });
     expect(refused.code).toBe(2);
