@@ -101,7 +101,7 @@ const REFUSED: Partial<Record<FrameKind, string>> = {
 const SINGLE_IN_BRACE = `after '…' inside "$\{…}"`;
 
 /** Words that may precede a command name without being it. */
-const PREFIX_WORDS = new Set(['!', '{', 'if', 'then', 'else', 'elif', 'do', 'while', 'until', 'time']);
+const PREFIX_WORDS = new Set(['!', '{', 'if', 'then', 'else', 'elif', 'do', 'while', 'until']);
 const SPACE = /\s/;
 
 /** Follows an sh script piece by piece; literal text is fed, templates are asked about. */
