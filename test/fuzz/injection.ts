@@ -4,6 +4,7 @@
 // file:line:col location) or runs with the value as inert data; the payload's marker file (a
 // `touch` of a path unique to the pair) must never appear. Used by scripts/injection-corpus.ts
 // (every pair) and test/unit/fuzz/injection.test.ts (a slice).
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are sh scripts, where ${…} is sh syntax
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dispatch, exitCodeOf } from '../../src/cli/dispatch.js';
@@ -354,7 +355,7 @@ export async function runShellStep(
   return {
     code: r.code,
     output,
-    located: new RegExp(`${escape(playbook)}:\\d+:\\d+: `).test(output),
+    located: new RegExp(`${escapeRegExp(playbook)}:\\d+:\\d+: `).test(output),
     executed:
       readdirSync(scratch).some((f) => f.startsWith(marker)) ||
       readdirSync(cwd).some((f) => f.startsWith(marker)),
@@ -385,6 +386,6 @@ export async function runPair(
   return o;
 }
 
-function escape(s: string): string {
+function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
