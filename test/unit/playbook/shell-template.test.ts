@@ -73,7 +73,7 @@ describe.each(SHELLS)('allowed contexts stay exact for nasty values (%s)', (shel
     ['a here-string-free if', 'if [ -n "x{{ v }}" ]; then printf %s x{{ v }}; fi', (v) => `x${v}`, false],
     [
       'a redirection target',
-      'd=$(mktemp -d); printf %s x >"$d"/{{ v }}.t 2>/dev/null; printf %s ok',
+      'd=$(mktemp -d); { printf %s x >"$d"/{{ v }}.t; } 2>/dev/null; rm -rf "$d"; printf %s ok',
       () => 'ok',
       false,
     ],
