@@ -9,7 +9,12 @@ import {
 } from '../playbook/expressions.js';
 import type { PathSeg } from '../playbook/load.js';
 import type { StepNode } from '../playbook/model.js';
-import { renderShellTemplate, shellMode } from '../playbook/shell-template.js';
+import {
+  ArgvTemplateError,
+  renderArgvTemplate,
+  renderShellTemplate,
+  shellMode,
+} from '../playbook/shell-template.js';
 import type { AnyStep } from '../steps/define.js';
 import { describe, isValid, validatorFor } from '../util/schema-errors.js';
 
@@ -101,6 +106,14 @@ export function renderParams(def: AnyStep, node: StepNode, scope: Scope): Render
           out[k] = renderShellTemplate(v, scope);
         } catch (err) {
           throw new LeafError([k], v, err as Error);
+        }
+      } else if (def.shellParams?.includes(k) && Array.isArray(v) && v.every((x) => typeof x === 'string')) {
+        // An argv list: each element is one argument, placed by the same allowlist as scripts.
+        try {
+          out[k] = renderArgvTemplate(v, scope);
+        } catch (err) {
+          if (!(err instanceof ArgvTemplateError)) throw err;
+          throw new LeafError([k, err.element], v[err.element]!, err);
         }
       } else out[k] = renderLeaves(v, scope, [k]);
     } catch (err) {

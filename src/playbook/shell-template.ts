@@ -1,9 +1,12 @@
-// Templates inside sh scripts: each value is quoted for the place it lands in (bare word, '…' or
-// "…"), so a value can never become shell code. A template may only sit where the scanner below
-// can prove which of those three it is; anywhere else (inside $(…), backticks, $((…)), ${…},
-// [[…]], $'…', a comment, after a heredoc, in an eval or sh -c script) rendering refuses it, and
-// so does validation (see shellTemplateProblems). `| raw` opts out on purpose; `| quote` is
-// honoured as is in a bare word and refused inside quotes, where it would end them.
+// Templates inside sh scripts and argv lists, by allowlist: a value may only land where it is
+// proven to be data. In a script the scanner below must prove its quoting context (bare word, '…'
+// or "…"; not inside $(…), backticks, $((…)), ${…}, [[…]], $'…', a comment or after a heredoc),
+// and shell-positions.ts must prove its place in the command (an argument of a command that does
+// not run it, a lowercase variable, a redirection target, the directory of a literal program).
+// Anywhere else rendering refuses it, and so does validation (see shellTemplateProblems). A value
+// starting with `-` is refused at render time where the command could read it as an option.
+// `| raw` opts out on purpose; `| quote` is honoured as is in a bare word and refused inside
+// quotes, where it would end them.
 
 import { quote } from '../util/shell.js';
 import {
@@ -11,10 +14,12 @@ import {
   evaluate,
   isTemplate,
   isWholeTemplate,
+  renderTemplate,
   type Scope,
   stringify,
   Unknown,
 } from './expressions.js';
+import { type Hint, type Position, positionOf, startsWord } from './shell-positions.js';
 
 /** Where a template sits in an sh script, when the scanner can prove it. */
 export type ShellContext = 'bare' | 'single' | 'double';
@@ -35,6 +40,10 @@ export interface ShellTemplateSite {
   context?: ShellContext;
   /** Why the value cannot go in safely here; absent when it can. */
   refusal?: string;
+  /** What to suggest instead, for a refusal of its place in the command. */
+  hint?: Hint;
+  /** The command could read a value starting with `-` here as an option (checked at render). */
+  optionable?: boolean;
 }
 
 const TEMPLATE = /\{\{(.*?)\}\}/gs;
@@ -72,6 +81,8 @@ interface Frame {
   words: string[];
   /** The word being read, or null between words. */
   cur: string | null;
+  /** The next word is a redirection target (after <, >, >>, >&, …). */
+  redirect: boolean;
 }
 
 const SH_LIKE: ReadonlySet<FrameKind> = new Set(['sh', 'subst', 'paren']);
@@ -89,11 +100,8 @@ const REFUSED: Partial<Record<FrameKind, string>> = {
 
 const SINGLE_IN_BRACE = `after '…' inside "$\{…}"`;
 
-/** Commands whose `-c` argument is itself parsed as shell code. */
-const SHELLS = new Set(['sh', 'bash', 'dash', 'ash', 'ksh', 'mksh', 'zsh', 'busybox', 'su', 'runuser']);
 /** Words that may precede a command name without being it. */
-const PREFIX_WORDS = new Set(['!', '{', 'if', 'then', 'else', 'elif', 'do', 'while', 'until', 'time']);
-const WRAPPERS = new Set(['exec', 'command', 'builtin']);
+const PREFIX_WORDS = new Set(['!', '{', 'if', 'then', 'else', 'elif', 'do', 'while', 'until']);
 const SPACE = /\s/;
 
 /** Follows an sh script piece by piece; literal text is fed, templates are asked about. */
@@ -206,8 +214,8 @@ export class ShellScanner {
     this.wordChar('\0');
   }
 
-  /** Where a value would land now: its quoting context, or why it cannot be quoted. */
-  site(): { context: ShellContext } | { refusal: string } {
+  /** Where a value would land now: its quoting context and place, or why it cannot be quoted. */
+  site(): { context: ShellContext; position: Position } | { refusal: string } {
     if (this.poison) return { refusal: this.poison };
     if (this.comment) return { refusal: 'inside a # comment' };
     if (this.pendingEscape) return { refusal: 'right after a backslash' };
@@ -217,10 +225,11 @@ export class ShellScanner {
       if (where) return { refusal: where };
     }
     const sh = this.shFrame();
-    const twice = parsedTwice(sh);
-    if (twice) return { refusal: twice };
+    const position: Position = sh.redirect
+      ? { role: 'data', optionable: false }
+      : positionOf(sh.words, sh.cur ?? '', true);
     const top = this.top().kind;
-    return { context: top === 'single' ? 'single' : top === 'double' ? 'double' : 'bare' };
+    return { context: top === 'single' ? 'single' : top === 'double' ? 'double' : 'bare', position };
   }
 
   private top(): Frame {
@@ -248,6 +257,10 @@ export class ShellScanner {
     if (f.cur === null) return;
     const w = f.cur;
     f.cur = null;
+    if (f.redirect) {
+      f.redirect = false;
+      return;
+    }
     // A case pattern's ) would close a $( early: past a case inside $(…), stop following.
     if (
       w === 'case' &&
@@ -261,7 +274,9 @@ export class ShellScanner {
 
   private separator(): void {
     this.endWord();
-    this.shFrame().words = [];
+    const f = this.shFrame();
+    f.words = [];
+    f.redirect = false;
   }
 
   /** Handles `$` at text[i]; returns how many chars beyond i it consumed. */
@@ -355,11 +370,20 @@ export class ShellScanner {
       this.push('dbracket');
       return 1;
     }
+    if (c === '<' || c === '>' || (c === '&' && next === '>')) {
+      // A redirection: a number right before it is the fd, the word after it the target.
+      if (top.cur !== null && /^\d+$/.test(top.cur)) top.cur = null;
+      else this.endWord();
+      let k = 0;
+      while (/[<>&|]/.test(text[i + 1 + k] ?? '')) k++;
+      top.redirect = true;
+      return k;
+    }
     if (c === ';' || c === '&' || c === '|' || c === '\n') {
       this.separator();
       return 0;
     }
-    if (c === '<' || c === '>' || SPACE.test(c)) {
+    if (SPACE.test(c)) {
       this.endWord();
       return 0;
     }
@@ -369,75 +393,139 @@ export class ShellScanner {
 }
 
 function frame(kind: FrameKind): Frame {
-  return { kind, depth: 0, words: [], cur: null };
+  return { kind, depth: 0, words: [], cur: null, redirect: false };
 }
 
-/** Whether the word being read in `f` is code a command parses again (eval, trap, sh -c). */
-function parsedTwice(f: Frame): string | undefined {
-  const words = [...f.words];
-  while (words.length > 0 && WRAPPERS.has(words[0]!)) words.shift();
-  if (words[0] === 'eval') return EVAL;
-  if (words[0] === 'trap' && words.length === 1) return TRAP;
-  const shell = words.findIndex((w) => SHELLS.has(w.slice(w.lastIndexOf('/') + 1)));
-  if (shell < 0) return undefined;
-  const last = words[words.length - 1];
-  const cOption = (w: string | undefined) =>
-    w !== undefined && (/^-[A-Za-z]*c[A-Za-z]*$/.test(w) || w === '--command');
-  if (
-    (words.length - 1 > shell && cOption(last)) ||
-    f.cur?.startsWith('--command=') ||
-    /^-c./.test(f.cur ?? '')
-  )
-    return SH_C;
-  return undefined;
-}
+/** A value in the command word must be the directory of a literal program name: `{{ bin }}/psql`. */
+const DIRECTORY_OF_NAME = /^(?:\/[A-Za-z0-9_.+:@%-]+)+["']?(?=$|[\s;&|<>()])/;
+const COMMAND_WORD =
+  'as the command name (a value may only be the directory in front of a literal program name, as in {{ bin }}/psql)';
 
-const EVAL = 'in an eval command (the value would be read as shell code again)';
-const TRAP = 'in a trap action (the value would be read as shell code again)';
-const SH_C = 'in a sh -c script (the value would be read as shell code again)';
+/** Applies a Position to a site: a refusal and hint, or whether the value may be read as an option. */
+function place(site: ShellTemplateSite, position: Position, rest: string): void {
+  if (position.role === 'refused') {
+    site.refusal = position.why;
+    site.hint = position.hint;
+  } else if (position.role === 'command') {
+    if (!DIRECTORY_OF_NAME.test(rest)) {
+      site.refusal = COMMAND_WORD;
+      site.hint = 'directory';
+    }
+  } else site.optionable = position.optionable;
+}
 
 function refusalMessage(site: ShellTemplateSite): string {
   const x = site.expr;
-  if (site.mode === 'quote' && site.context !== undefined && site.context !== 'bare')
+  if (
+    site.mode === 'quote' &&
+    site.context !== undefined &&
+    site.context !== 'bare' &&
+    site.hint === undefined
+  )
     return `template ${site.text} ${site.refusal}: "| quote" would end the surrounding quotes; drop "| quote" (values are quoted for where they land)`;
   const e = site.mode === 'quote' ? x.replace(OPT_OUT, '').trim() : x;
-  const via =
-    site.refusal === SH_C
-      ? `pass it as a positional parameter (sh -c '… "$1"' sh {{ ${e} }})`
-      : site.refusal === EVAL || site.refusal === TRAP
-        ? `assign it to a shell variable first (v={{ ${e} }}) and use "$v" in the code`
-        : `pass the value as an argv list element, or assign it to a shell variable first (v={{ ${e} }}) and use "$v"`;
-  return `template ${site.text} ${site.refusal} cannot be quoted safely; ${via}, or mark it {{ ${e} | raw }} if it is meant as shell code`;
+  const what =
+    site.hint === undefined ? 'cannot be quoted safely' : '(not a data argument): no value is safe there';
+  return `template ${site.text} ${site.refusal} ${what}; ${instead(site.hint, e)}, or mark it {{ ${e} | raw }} if it is meant as shell code`;
 }
 
-/**
- * In an argv list like [sudo, -u, postgres, sh, -c, SCRIPT, …], the index of SCRIPT: the element
- * a shell parses as code, where a template's value would run. Undefined when there is none.
- */
-export function argvScriptIndex(argv: readonly unknown[]): number | undefined {
-  const shell = argv.findIndex((w) => typeof w === 'string' && SHELLS.has(w.slice(w.lastIndexOf('/') + 1)));
-  if (shell < 0) return undefined;
-  for (let i = shell + 1; i < argv.length; i++) {
-    const w = argv[i];
-    if (typeof w !== 'string' || !w.startsWith('-')) continue;
-    if (/^-[A-Za-z]*c[A-Za-z]*$/.test(w) || w === '--command') return i + 1 < argv.length ? i + 1 : undefined;
-    if (w.startsWith('--command=') || /^-c./.test(w)) return i;
+function instead(hint: Hint | undefined, e: string): string {
+  switch (hint) {
+    case 'positional':
+      return `pass it as a positional parameter (sh -c '… "$1"' sh {{ ${e} }})`;
+    case 'lowercase':
+      return `assign it to a lowercase shell variable (v={{ ${e} }})`;
+    case 'directory':
+      return `write the program name literally ({{ ${e} }}/NAME), or use an argv list with a literal program`;
+    case 'variable':
+      return `assign it to a shell variable first (v={{ ${e} }}) and write the command with "$v" yourself`;
+    default:
+      return `pass the value as an argv list element, or assign it to a shell variable first (v={{ ${e} }}) and use "$v"`;
   }
-  return undefined;
 }
 
-/** Why templates in an argv list's sh -c script cannot go in safely, as messages. */
+/** A value where the command could read it as an option, refused when it starts with `-`. */
+function optionMessage(text: string, value: string): string {
+  return `template ${text} is where the command could read an option, and its value ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)} starts with "-"; put -- before it, or write it after a fixed prefix (./{{ … }} for a path)`;
+}
+
+/** Whether a rendered value (quoted for its context already, or not) would start with `-`. */
+function leadingDash(value: string): boolean {
+  return value.replace(/^['"]+/, '').startsWith('-');
+}
+
+/** One template in an argv list, where it lands (`index` is its offset in the element). */
+interface ArgvSite extends ShellTemplateSite {
+  element: number;
+}
+
+/** Every template of an argv list with its place in the command, by the same allowlist as scripts. */
+function argvSites(argv: readonly unknown[]): ArgvSite[] {
+  const sites: ArgvSite[] = [];
+  const words: string[] = [];
+  argv.forEach((w, element) => {
+    const s = typeof w === 'string' ? w : '';
+    let last = 0;
+    let cur = '';
+    for (const m of s.matchAll(TEMPLATE)) {
+      const index = m.index ?? 0;
+      cur += s.slice(last, index);
+      const { expr, mode } = shellMode(m[1]!);
+      const site: ArgvSite = { element, index, text: m[0], mode, expr };
+      const position = positionOf(words, cur, false);
+      const rest = s.slice(index + m[0].length);
+      if (mode !== 'raw') place(site, position, rest);
+      if (position.role === 'data' && !startsWord(cur)) site.optionable = false;
+      sites.push(site);
+      cur += '\0';
+      last = index + m[0].length;
+    }
+    words.push(cur + s.slice(last));
+  });
+  return sites;
+}
+
+/** Why templates in an argv list cannot go in safely, as messages (an argv list is never parsed by sh). */
 export function argvTemplateProblems(argv: readonly unknown[]): { element: number; message: string }[] {
-  const i = argvScriptIndex(argv);
-  const script = i === undefined ? undefined : argv[i];
-  if (i === undefined || typeof script !== 'string') return [];
   // (`| raw` is refused in an argv list anyway.)
-  return [...script.matchAll(TEMPLATE)]
-    .filter((m) => shellMode(m[1]!).mode !== 'raw')
-    .map((m) => ({
-      element: i,
-      message: `template ${m[0]} ${SH_C} cannot be quoted safely; pass it as a positional parameter (…, "-c", '… "$1"', "sh", "{{ ${m[1]!.trim()} }}")`,
+  return argvSites(argv)
+    .filter((s) => s.refusal !== undefined)
+    .map((s) => ({
+      element: s.element,
+      message: refusalMessage(s).replace(
+        `sh -c '… "$1"' sh {{ ${s.expr} }}`,
+        `…, "-c", '… "$1"', "sh", "{{ ${s.expr} }}"`,
+      ),
     }));
+}
+
+/** A template of an argv list that failed, with the element it is in. */
+export class ArgvTemplateError extends ExpressionError {
+  constructor(
+    readonly element: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Renders an argv list: each element is one argument; refused places and option values throw. */
+export function renderArgvTemplate(argv: readonly string[], scope: Scope): unknown[] {
+  const sites = argvSites(argv);
+  const bad = sites.find((s) => s.refusal !== undefined);
+  if (bad) throw new ArgvTemplateError(bad.element, refusalMessage(bad));
+  return argv.map((w, element) => {
+    let v: unknown;
+    try {
+      v = renderTemplate(w, scope);
+    } catch (err) {
+      throw new ArgvTemplateError(element, (err as Error).message);
+    }
+    const first = sites.find((s) => s.element === element && s.optionable);
+    if (first && typeof v === 'string' && leadingDash(v))
+      throw new ArgvTemplateError(element, optionMessage(first.text, v));
+    return v;
+  });
 }
 
 /** Every template in an sh script with where it lands; raw values count as one word. */
@@ -472,9 +560,14 @@ function walkSites(script: string, each: (site: ShellTemplateSite) => string | u
     const at = scanner.site();
     const site: ShellTemplateSite = { index, text: m[0], expr, mode };
     if ('context' in at) site.context = at.context;
-    if (mode === 'quote' && 'context' in at && at.context !== 'bare')
-      site.refusal = at.context === 'single' ? "inside '…'" : 'inside "…"';
-    else if (mode !== 'raw' && 'refusal' in at) site.refusal = at.refusal;
+    if (mode === 'raw') {
+      // shell code on purpose: no place to check
+    } else if ('refusal' in at) site.refusal = at.refusal;
+    else {
+      place(site, at.position, script.slice(index + m[0].length));
+      if (site.refusal === undefined && mode === 'quote' && at.context !== 'bare')
+        site.refusal = at.context === 'single' ? "inside '…'" : 'inside "…"';
+    }
     const raw = each(site);
     if (raw === undefined) scanner.value();
     else scanner.feed(raw);
@@ -520,6 +613,7 @@ export function renderShellTemplate(script: string, scope: Scope): unknown {
       out += text;
       return text;
     }
+    if (site.optionable && leadingDash(text)) throw new ExpressionError(optionMessage(site.text, text));
     out += site.mode === 'quote' ? text : escapeFor(site.context!, text);
     return undefined;
   });

@@ -52,34 +52,48 @@ const render = (script: string, scope: Record<string, unknown>) =>
   renderShellTemplate(script, scope) as string;
 
 describe.each(SHELLS)('allowed contexts stay exact for nasty values (%s)', (shell) => {
-  const exact: [string, string, (v: string) => string][] = [
-    ['a bare word', 'printf %s {{ v }}', (v) => v],
-    ['single quotes', "printf %s 'x{{ v }}y'", (v) => `x${v}y`],
-    ['double quotes', 'printf %s "x{{ v }}y"', (v) => `x${v}y`],
-    ['the middle of a bare word', 'printf %s --opt=x{{ v }}y', (v) => `--opt=x${v}y`],
-    ['a word right after $(…)', 'printf %s "$(printf a)"{{ v }}', (v) => `a${v}`],
-    ['double quotes after ${…}', 'x=A; printf %s "${x}{{ v }}"', (v) => `A${v}`],
-    ['a ( subshell )', '( printf %s {{ v }} )', (v) => v],
-    ['the line after a comment', "# it's a comment\nprintf %s {{ v }}", (v) => v],
-    ['after $((1<<2))', 'printf %s $((1<<2)) {{ v }}', (v) => `4${v}`],
-    ['after backticks with quotes', 'printf %s `printf "%s" b` {{ v }}', (v) => `b${v}`],
-    ['a variable assignment', 'x={{ v }}; printf %s "$x"', (v) => v],
-    ['a case subject', 'case {{ v }} in *) printf %s "ok";; esac', () => 'ok'],
-    ['a positional parameter of sh -c', 'sh -c \'printf %s "$1"\' sh {{ v }}', (v) => v],
-    ['after an escaped quote', 'printf "%s|" "a\\"{{ v }}" \'{{ v }}\'', (v) => `a"${v}|${v}|`],
-    ['a here-string-free if', 'if [ -n "x{{ v }}" ]; then printf %s {{ v }}; fi', (v) => v],
+  // The last column: a value starting with `-` lands where printf could read it as an option.
+  const exact: [string, string, (v: string) => string, boolean][] = [
+    ['a bare word', 'printf %s {{ v }}', (v) => v, true],
+    ['a bare word after --', 'printf %s -- {{ v }}', (v) => `--${v}`, false],
+    ['single quotes', "printf %s 'x{{ v }}y'", (v) => `x${v}y`, false],
+    ['double quotes', 'printf %s "x{{ v }}y"', (v) => `x${v}y`, false],
+    ['the middle of a bare word', 'printf %s --opt=x{{ v }}y', (v) => `--opt=x${v}y`, false],
+    ['a word right after $(…)', 'printf %s "$(printf a)"{{ v }}', (v) => `a${v}`, false],
+    ['double quotes after ${…}', 'x=A; printf %s "${x}{{ v }}"', (v) => `A${v}`, false],
+    ['a ( subshell )', '( printf %s {{ v }} )', (v) => v, true],
+    ['the line after a comment', "# it's a comment\nprintf %s {{ v }}", (v) => v, true],
+    ['after $((1<<2))', 'printf %s $((1<<2)) {{ v }}', (v) => `4${v}`, true],
+    ['after backticks with quotes', 'printf %s `printf "%s" b` {{ v }}', (v) => `b${v}`, true],
+    ['a variable assignment', 'x={{ v }}; printf %s "$x"', (v) => v, false],
+    ['an export of a lowercase variable', 'export x={{ v }}; printf %s "$x"', (v) => v, false],
+    ['a case subject', 'case {{ v }} in *) printf %s "ok";; esac', () => 'ok', false],
+    ['a positional parameter of sh -c', 'sh -c \'printf %s "$1"\' sh {{ v }}', (v) => v, false],
+    ['after an escaped quote', 'printf "%s|" "a\\"{{ v }}" \'x{{ v }}\'', (v) => `a"${v}|x${v}|`, false],
+    ['a here-string-free if', 'if [ -n "x{{ v }}" ]; then printf %s x{{ v }}; fi', (v) => `x${v}`, false],
+    [
+      'a redirection target',
+      'd=$(mktemp -d); { printf %s x >"$d"/{{ v }}.t; } 2>/dev/null; rm -rf "$d"; printf %s ok',
+      () => 'ok',
+      false,
+    ],
   ];
-  describe.each(exact)('%s', (_what, template, expected) => {
+  describe.each(exact)('%s', (_what, template, expected, option) => {
     it.each(NASTY)('%j', (v) => {
-      expect(run(shell, render(template, { v }))).toBe(expected(v));
+      if (option && v.startsWith('-'))
+        expect(() => render(template, { v })).toThrow(/starts with "-"; put -- before it/);
+      else expect(run(shell, render(template, { v }))).toBe(expected(v));
     });
   });
 
-  it('a value is never a keyword or an assignment at a command start', () => {
+  it('a value is never a command name, a keyword or an assignment at a command start', () => {
     expect(render('{{ v }}', { v: ['X=1'] })).toEqual(['X=1']);
-    expect(render('{{ v }} 2>/dev/null; echo $?', { v: 'X=1' })).toBe("'X=1' 2>/dev/null; echo $?");
-    expect(run(shell, render('{{ v }} 2>/dev/null; echo $?', { v: 'X=1' }))).toBe('127\n');
-    expect(render('{{ v }} true', { v: 'if' })).toBe("'if' true");
+    for (const t of ['{{ v }} 2>/dev/null; echo $?', '{{ v }} true', 'x=1 {{ v }}', 'echo; "{{ v }}" x'])
+      expect(() => render(t, { v: 'X=1' })).toThrow(/as the command name/);
+    // Only as the directory of a literal program name.
+    expect(render('{{ v }}/printf %s ok', { v: '/usr/bin' })).toBe('/usr/bin/printf %s ok');
+    expect(run(shell, render('{{ v }}/printf %s ok', { v: '/usr/bin' }))).toBe('ok');
+    expect(() => render('{{ v }}/$x', { v: '/usr/bin' })).toThrow(/as the command name/);
   });
 });
 
@@ -109,13 +123,16 @@ describe('contexts where a value cannot be quoted are refused', () => {
     ['right after a backslash in "…"', 'echo "\\{{ v }}"', /right after a backslash/],
     ['right after $', 'echo ${{ v }}', /right after \$/],
     ['right after $ in "…"', 'echo "${{ v }}"', /right after \$/],
-    ['eval', 'eval echo {{ v }}', /in an eval command/],
-    ['eval after a pipe', 'echo x | eval "echo {{ v }}"', /in an eval command/],
-    ['sh -c', "sh -c 'echo {{ v }}'", /in a sh -c script/],
-    ['bash -c in "…"', 'bash -c "echo {{ v }}"', /in a sh -c script/],
-    ['sudo … sh -c', "sudo -u postgres /bin/sh -c 'echo {{ v }}'", /in a sh -c script/],
-    ['su -c', 'su postgres -c "echo {{ v }}"', /in a sh -c script/],
-    ['trap', "trap 'echo {{ v }}' EXIT", /in a trap action/],
+    ['eval', 'eval echo {{ v }}', /in an argument of eval/],
+    ['eval after a pipe', 'echo x | eval "echo {{ v }}"', /in an argument of eval/],
+    ['sh -c', "sh -c 'echo {{ v }}'", /in the script of sh -c/],
+    ['bash -c in "…"', 'bash -c "echo {{ v }}"', /in the script of bash -c/],
+    ['sudo … sh -c', "sudo -u postgres /bin/sh -c 'echo {{ v }}'", /in an argument of sudo/],
+    ['su -c', 'su postgres -c "echo {{ v }}"', /in an argument of su/],
+    ['trap', "trap 'echo {{ v }}' EXIT", /in an argument of trap/],
+    ['an assignment to PATH', 'PATH={{ v }} ls', /in an assignment to PATH/],
+    ['an export of LD_PRELOAD', 'export LD_PRELOAD={{ v }}', /in an assignment to LD_PRELOAD/],
+    ['a command named by a variable', '$cmd {{ v }}', /whose name is not written literally/],
     ['after a case inside $(…)', 'x=$(case a in a) echo;; esac); echo {{ v }}', /after a case statement/],
     ['| quote inside "…"', 'echo "{{ v | quote }}"', /"\| quote" would end the surrounding quotes/],
     ["| quote inside '…'", "echo '{{ v | quote }}'", /"\| quote" would end the surrounding quotes/],
@@ -126,7 +143,9 @@ describe('contexts where a value cannot be quoted are refused', () => {
     const attempt = () => renderShellTemplate(template, { v: 'x' });
     expect(attempt).toThrow(ExpressionError);
     expect(attempt).toThrow(where);
-    expect(attempt).toThrow(/cannot be quoted safely|would end the surrounding quotes/);
+    expect(attempt).toThrow(
+      /cannot be quoted safely|would end the surrounding quotes|no value is safe there/,
+    );
     // The same refusal is what validation reports, before anything runs.
     const problems = shellTemplateProblems(template);
     expect(problems).toHaveLength(1);

@@ -284,7 +284,7 @@ describe('shell scripts: templates sh cannot quote are refused at validation', (
       `${f}:9:24: [0].steps[1].shell.cmd: template {{ dir }} inside backticks ${advice('dir')}`,
       `${f}:12:19: [0].steps[2].shell.cmd: template {{ dir }} after a << heredoc ${advice('dir')}`,
       `${f}:14:27: [0].steps[3].shell.cmd: template {{ dir }} inside a # comment ${advice('dir')}`,
-      `${f}:15:52: [0].steps[4].shell.revert: template {{ dir }} in a sh -c script (the value would be read as shell code again) cannot be quoted safely; pass it as a positional parameter (sh -c '… "$1"' sh {{ dir }}), or mark it {{ dir | raw }} if it is meant as shell code`,
+      `${f}:15:52: [0].steps[4].shell.revert: template {{ dir }} in the script of sh -c (the value would be read as shell code again) (not a data argument): no value is safe there; pass it as a positional parameter (sh -c '… "$1"' sh {{ dir }}), or mark it {{ dir | raw }} if it is meant as shell code`,
       `${f}:16:14: [0].steps[5].shell.cmd: a command from a variable must be an argv list, or marked | raw: {{ script }} is a string; write {{ script | raw }} to run it as shell code`,
     ]);
   });
@@ -356,14 +356,23 @@ describe('shell scripts: templates sh cannot quote are refused at validation', (
     ]);
   });
 
-  it.each<[string, boolean]>([
-    ['["sh", "-c", "echo {{ f }}"]', true],
-    ['["sudo", "-u", "postgres", "/bin/bash", "-lc", "psql -c \\"{{ f }}\\""]', true],
-    ['["su", "postgres", "--command=echo {{ f }}"]', true],
+  it.each<[string, RegExp | false]>([
+    ['["sh", "-c", "echo {{ f }}"]', /in the script of sh -c .* pass it as a positional parameter/],
+    ['["sh", "-c", "--", "{{ f }}"]', /in the script of sh -c .* pass it as a positional parameter/],
+    [
+      '["sudo", "-u", "postgres", "/bin/bash", "-lc", "psql -c \\"{{ f }}\\""]',
+      /in an argument of sudo, which runs its arguments as a command/,
+    ],
+    [
+      '["su", "postgres", "--command=echo {{ f }}"]',
+      /in an argument of su, which runs its arguments as a command/,
+    ],
+    ['["{{ f }}", "x"]', /as the command name/],
     ['["sh", "-c", "echo \\"$1\\"", "sh", "{{ f }}"]', false],
     ['["echo", "-c", "{{ f }}"]', false],
     ['["sh", "script.sh", "{{ f }}"]', false],
-  ])('an argv list whose sh -c script holds a template: %s', (argv, refused) => {
+    ['["{{ f }}/psql", "-c", "select 1"]', false],
+  ])('an argv list: where a template may sit: %s', (argv, refused) => {
     const r = fromText(
       `- name: p\n  hosts: all\n  vars: { f: x }\n  steps:\n    - shell: { cmd: ${argv}, revert: ${argv} }`,
     );
@@ -374,7 +383,7 @@ describe('shell scripts: templates sh cannot quote are refused at validation', (
         ['cmd', 'revert'].map((k) =>
           expect.stringMatching(
             new RegExp(
-              `^\\[0\\]\\.steps\\[0\\]\\.shell\\.${k}\\[\\d\\]: template \\{\\{ f \\}\\} in a sh -c script .* pass it as a positional parameter`,
+              `^\\[0\\]\\.steps\\[0\\]\\.shell\\.${k}\\[\\d\\]: template \\{\\{ f \\}\\} .*${refused.source}`,
             ),
           ),
         ),
