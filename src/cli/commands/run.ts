@@ -12,7 +12,7 @@ import { coalescingWriter } from '../../report/sink.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { Executor } from '../../runner/executor.js';
-import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
+import { isRunId, Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
 import { completedSteps, type DoneStep } from '../../runner/resume.js';
 import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
@@ -169,9 +169,11 @@ export async function resumeCommand(
   runId: string,
   opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'>,
 ): Promise<number> {
+  if (!isRunId(runId)) throw new UsageError(`not a run id: ${JSON.stringify(runId)}`);
   const path = join(runDir(runId), 'journal.jsonl');
   if (!existsSync(path)) throw new UsageError(`no run ${runId}: ${resolve(path)} does not exist`);
-  const events = readJournal(path);
+  // Checksums first: nothing below may act on a journal that is cut, edited or another run's.
+  const events = readJournal(path, runId);
   const start = events.find((e) => e.type === 'run_started');
   if (start?.type !== 'run_started') throw new UsageError(`journal ${path} has no run_started event`);
   const last = [...events].reverse().find((e) => e.type === 'run_finished');
