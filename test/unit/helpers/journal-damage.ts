@@ -25,11 +25,16 @@ const GARBAGE = [
  * line dropped, each pair of neighbours swapped, each line repeated, garbage / `null` / a blank
  * line inserted before each line, one byte changed in each line, and each event's JSON rewritten.
  */
-export function* damages(text: string): Generator<Damage> {
+export function* damages(text: string, opts: { cutEvery?: number } = {}): Generator<Damage> {
   const lines = text.split('\n').slice(0, -1);
   const join = (ls: string[]) => ls.map((l) => `${l}\n`).join('');
-  for (let i = 0; i < text.length; i++)
-    yield { kind: 'cut', name: `cut at byte ${i}`, text: text.slice(0, i) };
+  // Cuts: at every line boundary and next to it, and every `cutEvery`-th byte in between.
+  const every = opts.cutEvery ?? 1;
+  for (let i = 0; i < text.length; i++) {
+    const nearBoundary = i === 0 || text[i - 1] === '\n' || text[i - 2] === '\n' || text[i] === '\n';
+    if (nearBoundary || i % every === 0)
+      yield { kind: 'cut', name: `cut at byte ${i}`, text: text.slice(0, i) };
+  }
   for (let i = 0; i < lines.length; i++) {
     const others = lines.filter((_, j) => j !== i);
     yield { kind: 'drop', name: `line ${i + 1} dropped`, text: join(others) };

@@ -63,7 +63,8 @@ const EVENTS: RunEvent[] = [
 function written(events: RunEvent[] = EVENTS, runId = RUN): string {
   const dir = join(root, `w${n++}`, runId);
   const j = new Journal(join(dir, 'journal.jsonl'));
-  events.forEach((e, i) => j.write({ ...e, ts: `2026-12-06T07:00:${String(i).padStart(2, '0')}.000Z` }));
+  for (const [i, e] of events.entries())
+    j.write({ ...e, ts: `2026-12-06T07:00:${String(i).padStart(2, '0')}.000Z` });
   j.close();
   return join(dir, 'journal.jsonl');
 }
