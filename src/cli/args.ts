@@ -22,6 +22,7 @@ export function parseCommandArgs(argv: string[]) {
         out: { type: 'string' },
         plan: { type: 'string' },
         yes: { type: 'boolean', short: 'y' },
+        'rerun-unfinished': { type: 'boolean' },
         write: { type: 'boolean' },
         markdown: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },

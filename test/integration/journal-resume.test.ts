@@ -5,7 +5,7 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli, runIds, workdir } from './cli.js';
+import { runCli, runIds, startCli, waitUntil, workdir } from './cli.js';
 
 const INV = 'hosts:\n  a: { transport: local }\n';
 
@@ -169,4 +169,57 @@ describe('resume refuses a damaged journal (issue 11)', () => {
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('already finished successfully');
   });
+});
+
+describe('resume after kill -9 mid-step (issue 11, item 6)', () => {
+  it('issue 11: a killed step that changes things and has no undo is not run again without --rerun-unfinished', async () => {
+    const dir = workdir();
+    const log = join(dir, 'log');
+    const flag = join(dir, 'flag');
+    const pidFile = join(dir, 'pid');
+    const cwd = workdir({
+      'inv.yml': INV,
+      'pb.yml': `
+- name: killed
+  hosts: a
+  steps:
+    - name: first change
+      shell: "echo first >> ${log}"
+    - name: slow change
+      shell: "echo slow >> ${log}; test -f ${flag} && exit 0; echo $$ > ${pidFile}; exec sleep 60"
+`,
+    });
+    const { child, done } = startCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
+    try {
+      await waitUntil(
+        'the slow step never started',
+        () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'),
+      );
+      child.kill('SIGKILL');
+      await done;
+    } finally {
+      // kill -9 of the runner leaves its child (issue 11, item 6, first half): end it here.
+      try {
+        process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    writeFileSync(flag, '');
+    const id = runIds(cwd)[0]!;
+    const refused = await runCli(['resume', id], { cwd });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('these steps were started and never finished (the runner was killed)');
+    expect(refused.stderr).toMatch(/a: "slow change" \(p0\.steps\.1\), started \d{4}-/);
+    expect(refused.stderr).not.toContain('first change');
+    expect(refused.stderr).toContain('--rerun-unfinished');
+    expect(readFileSync(log, 'utf8')).toBe('first\nslow\n');
+
+    const again = await runCli(['resume', id, '--rerun-unfinished'], { cwd });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('ALREADY DONE first change');
+    expect(readFileSync(log, 'utf8')).toBe('first\nslow\nslow\n');
+    // Once it finished, nothing is left to ask about.
+    expect((await runCli(['resume', id], { cwd })).stdout).toContain('already finished successfully');
+  }, 60_000);
 });

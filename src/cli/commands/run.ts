@@ -13,7 +13,7 @@ import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { Executor } from '../../runner/executor.js';
 import { isRunId, Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
-import { completedSteps, type DoneStep } from '../../runner/resume.js';
+import { completedSteps, type DoneStep, unfinishedChanges } from '../../runner/resume.js';
 import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
@@ -167,7 +167,7 @@ export async function runCommand(
 /** `pgrunbook resume RUN_ID`: re-validates, refuses a changed playbook, continues after what stands. */
 export async function resumeCommand(
   runId: string,
-  opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'>,
+  opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'> & { rerunUnfinished?: boolean },
 ): Promise<number> {
   if (!isRunId(runId)) throw new UsageError(`not a run id: ${JSON.stringify(runId)}`);
   const path = join(runDir(runId), 'journal.jsonl');
@@ -186,9 +186,16 @@ export async function resumeCommand(
       `run ${runId} ended in compensation_failed: fix the hosts by hand (see its journal) before running again`,
     );
   }
+  const killed = unfinishedChanges(events);
+  if (killed.length && !opts.rerunUnfinished)
+    throw new PgrunbookError(
+      `these steps were started and never finished (the runner was killed): they change things and have no undo, so running them again may do them twice:\n  ${killed.join('\n  ')}\n` +
+        'Check these hosts by hand; then resume with --rerun-unfinished to run the steps again. Nothing was run.',
+    );
+  const { rerunUnfinished: _, ...runOpts } = opts;
   return runCommand(
     start.playbook,
-    { ...opts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit },
+    { ...runOpts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit },
     runId,
   );
 }
