@@ -73,7 +73,10 @@ export class Journal {
     if (BARRIERS.has(e.type)) this.sync();
     const { line, hash } = sealLine(this.#prev, JSON.stringify(redactValue(e)));
     // writeSync hands the line to the kernel at once: a crash of this process loses nothing.
-    writeSync(this.#fd, `${line}\n`);
+    const bytes = Buffer.from(`${line}\n`);
+    const n = writeSync(this.#fd, bytes);
+    // A full disk can take part of a line: nothing may follow it (resume will name the torn line).
+    if (n !== bytes.length) throw new Error(`short write (${n} of ${bytes.length} bytes)`);
     this.#prev = hash;
     this.#lines++;
     if (!PROGRESS.has(e.type)) this.#dirty = true;
