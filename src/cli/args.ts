@@ -23,6 +23,7 @@ export function parseCommandArgs(argv: string[]) {
         'break-lock': { type: 'boolean' },
         plan: { type: 'string' },
         yes: { type: 'boolean', short: 'y' },
+        'rerun-unfinished': { type: 'boolean' },
         write: { type: 'boolean' },
         markdown: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },

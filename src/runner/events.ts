@@ -47,7 +47,18 @@ export type RunEvent =
   /** patroni_leader / patroni_replicas as the REST API described them (run start, each play) */
   | { type: 'groups_resolved'; groups: Record<string, string[]>; clusters: string[] }
   | { type: 'batch_started'; play: number; batch: number; of: number; hosts: string[] }
-  | { type: 'step_started'; address: string; title: string; stepType: string; host: string; attempt: number }
+  | {
+      type: 'step_started';
+      address: string;
+      title: string;
+      stepType: string;
+      host: string;
+      attempt: number;
+      /** the step changes something on the host (resume asks before running it again if it was killed) */
+      mutating?: boolean;
+      /** it declares an undo */
+      undo?: boolean;
+    }
   | { type: 'step_output'; address: string; host: string; stream: 'stdout' | 'stderr' | 'log'; text: string }
   | {
       type: 'step_finished';

@@ -406,6 +406,8 @@ export class Executor {
     const retries = (n.common.retries as number | undefined) ?? 0;
     const delayMs = ((n.common.delay as number | undefined) ?? 1) * 1000;
     let lastError = '';
+    // Journaled with step_started: a resume after kill -9 asks before re-running a change without undo.
+    const undo = this.#declaresUndo(def, n, host, params);
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
         try {
@@ -418,7 +420,7 @@ export class Executor {
         lastError = messageOf(this.#stop.signal.reason);
         break;
       }
-      bus.emit({ type: 'step_started', ...base, attempt: attempt + 1 });
+      bus.emit({ type: 'step_started', ...base, attempt: attempt + 1, mutating: inst.mutating, undo });
       const ctl = new AbortController();
       const watched = inAlways ? this.#cleanup.signal : this.#stop.signal;
       const onInterrupt = () => ctl.abort(watched.reason);
@@ -462,6 +464,16 @@ export class Executor {
     if (inst.mutating) this.#unknown.push({ host, title, address: n.address, error: lastError });
     this.#firstError ??= `${host}: ${title}: ${lastError}`;
     return false;
+  }
+
+  /** Whether the step, with these params, has an undo to push once it succeeds (as its plan says). */
+  #declaresUndo(def: AnyStep, n: StepNode, host: string, params: Record<string, unknown>): boolean {
+    if (!def.undo || n.common.undo === 'never') return false;
+    try {
+      return def.plan(this.#pass.planContext(host), params).undo !== undefined;
+    } catch {
+      return false;
+    }
   }
 
   #pushUndo(

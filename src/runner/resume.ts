@@ -2,6 +2,7 @@
 // stand, and whether resuming on top of them is safe.
 import { PgrunbookError } from '../errors.js';
 import { readJournal } from './journal.js';
+import type { JournalEvent } from './journal-chain.js';
 
 /** A step that completed in an earlier attempt of this run and still stands (for resume). */
 export interface DoneStep {
@@ -65,4 +66,24 @@ export function completedSteps(
     if (e.type === 'undo_finished' && e.ok) done.delete(`${e.address}@${e.host}`);
   }
   return done;
+}
+
+/**
+ * Steps that changed things without an undo, started and never finished in any attempt (the
+ * runner was killed mid-step): `host: "title" (address), started <ts>`. Re-running one could do its
+ * change twice, so resume asks for --rerun-unfinished. A step_started without these fields (a
+ * journal line we did not write ourselves cannot get here) counts as changing with no undo.
+ */
+export function unfinishedChanges(events: JournalEvent[]): string[] {
+  const open = new Map<string, string>();
+  for (const e of events) {
+    const key = 'address' in e && 'host' in e ? `${e.address}@${e.host}` : undefined;
+    if (e.type === 'step_started') {
+      if (e.mutating !== false && e.undo !== true)
+        open.set(key!, `${e.host}: "${e.title}" (${e.address}), started ${e.ts}`);
+      else open.delete(key!);
+    }
+    if (e.type === 'step_finished') open.delete(key!);
+  }
+  return [...open.values()];
 }

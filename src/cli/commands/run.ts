@@ -12,9 +12,9 @@ import { coalescingWriter } from '../../report/sink.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { Executor } from '../../runner/executor.js';
-import { Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
+import { isRunId, Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
 import { acquireRunLocks } from '../../runner/locks.js';
-import { completedSteps, type DoneStep } from '../../runner/resume.js';
+import { completedSteps, type DoneStep, unfinishedChanges } from '../../runner/resume.js';
 import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
 import { loadInputs } from '../load-inputs.js';
@@ -202,11 +202,13 @@ export async function runCommand(
 /** `pgrunbook resume RUN_ID`: re-validates, refuses a changed playbook, continues after what stands. */
 export async function resumeCommand(
   runId: string,
-  opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'>,
+  opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'> & { rerunUnfinished?: boolean },
 ): Promise<number> {
+  if (!isRunId(runId)) throw new UsageError(`not a run id: ${JSON.stringify(runId)}`);
   const path = join(runDir(runId), 'journal.jsonl');
   if (!existsSync(path)) throw new UsageError(`no run ${runId}: ${resolve(path)} does not exist`);
-  const events = readJournal(path);
+  // Checksums first: nothing below may act on a journal that is cut, edited or another run's.
+  const events = readJournal(path, runId);
   const start = events.find((e) => e.type === 'run_started');
   if (start?.type !== 'run_started') throw new UsageError(`journal ${path} has no run_started event`);
   const last = [...events].reverse().find((e) => e.type === 'run_finished');
@@ -219,9 +221,16 @@ export async function resumeCommand(
       `run ${runId} ended in compensation_failed: fix the hosts by hand (see its journal) before running again`,
     );
   }
+  const killed = unfinishedChanges(events);
+  if (killed.length && !opts.rerunUnfinished)
+    throw new PgrunbookError(
+      `these steps were started and never finished (the runner was killed): they change things and have no undo, so running them again may do them twice:\n  ${killed.join('\n  ')}\n` +
+        'Check these hosts by hand; then resume with --rerun-unfinished to run the steps again. Nothing was run.',
+    );
+  const { rerunUnfinished: _, ...runOpts } = opts;
   return runCommand(
     start.playbook,
-    { ...opts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit },
+    { ...runOpts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit },
     runId,
   );
 }
