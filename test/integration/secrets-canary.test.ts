@@ -3,7 +3,7 @@
 // when refusing, echoes them back like a careless proxy would; it contains `|`), an SSH key
 // passphrase (real sshd; equal to the playbook's directory name) and a GCP service-account key
 // file — then every artifact of plan, run, a failing run, the report and resume is searched.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import {
   startPostgres,
   startSshd,
 } from '../../tools/testenv/index.js';
-import { events, runCli, runIds, workdir } from './cli.js';
+import { CLI, events, runCli, runIds, workdir } from './cli.js';
 
 const CANARY = {
   /** PostgreSQL password, from {file}: two characters. */
@@ -206,6 +206,20 @@ hosts:
       ev.some((e) => e.type === 'step_finished' && (e.names as string[])?.includes(id) && e.status === 'ok');
     expect(ok('who') && ok('me') && ok('careless')).toBe(true);
     const failedRun = String(ev.find((e) => e.type === 'run_started')?.runId);
+    // The live tree, on a pseudo-terminal (script(1)), failing the same way.
+    artifacts['run live tree (failing)'] = await new Promise<string>((res) => {
+      const child = spawn(
+        'script',
+        ['-qfec', `exec ${process.execPath} ${CLI} run ${pb} -i inv.yml --yes`, '/dev/null'],
+        { cwd, env: { ...process.env, ...env, SHELL: '/bin/sh' }, stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let screen = '';
+      child.stdout.on('data', (c) => {
+        screen += c.toString();
+      });
+      child.on('close', () => res(screen));
+    });
+    expect(artifacts['run live tree (failing)']).toContain('refused credentials admin:***');
 
     // Resume reads the playbook path back from the journal: it must be the real path.
     accept = true;
@@ -222,7 +236,7 @@ hosts:
     expect(paused).toBe(true);
     paused = false;
     // The plain run, resumed in plain output.
-    const plainRun = runIds(cwd).find((id) => id !== failedRun)!;
+    const plainRun = /run (\d{8}-\d{6}-[a-z0-9]+)/.exec(plain.stdout)![1]!;
     const resumedPlain = await runCli(['resume', plainRun, '--yes'], { cwd, env });
     keep('resume plain', resumedPlain);
     expect(resumedPlain.code, resumedPlain.stderr + resumedPlain.stdout).toBe(0);
