@@ -20,7 +20,7 @@ dispatch(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof ValidationError) {
-      for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+      for (const p of err.problems) process.stderr.write(`${redact(formatProblem(p))}\n`);
       const n = err.problems.length;
       process.stderr.write(`${n} problem${n === 1 ? '' : 's'} found; nothing was run.\n`);
       process.exit(2);

@@ -230,6 +230,8 @@ function resolveHost(
   let patroni: InventoryHost['patroni'];
   if (h.patroni) {
     const p = h.patroni;
+    const bad = patroniUrlProblem(p.url);
+    if (bad) out.push(doc.problem(['hosts', name, 'patroni', 'url'], bad));
     const file = (f?: string) => (f ? expandHome(f, base) : undefined);
     patroni = {
       url: p.url.replace(/\/+$/, ''),
@@ -290,6 +292,29 @@ function resolveHost(
   return { name, transport: transport ?? 'local', ssh, become, pg, patroni, gcp };
 }
 
+/**
+ * What is wrong with a Patroni REST API URL, if anything; never quotes the URL, which may hold a
+ * password. Allowed: http or https, a host, an optional port and path; nothing else.
+ */
+export function patroniUrlProblem(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return 'not a URL: expected http://HOST:PORT or https://HOST:PORT';
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    return `scheme ${JSON.stringify(u.protocol.replace(/:$/, '')).slice(0, 20)} refused: expected http or https`;
+  if (u.username || u.password || /^[a-z]+:\/\/[^/?#]*@/i.test(url))
+    return (
+      'credentials in the URL are refused (they would be printed wherever the URL is): ' +
+      'put the user in patroni.username and the password in patroni.password as {env: NAME} or {file: PATH} (docs/security.md#secrets)'
+    );
+  if (!u.hostname) return 'no host in the URL';
+  if (u.search || u.hash) return 'a query or fragment in the URL is refused: give the base URL only';
+  return undefined;
+}
+
 /** Reads every secret the hosts need; a missing variable or unreadable file is a problem. */
 export function resolveSecrets(inventory: Inventory, hostNames: readonly string[]): Problem[] {
   const out: Problem[] = [];
@@ -336,6 +361,9 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     if (h?.patroni?.passwordSource && !h.patroni.password) {
       h.patroni.password = read(h.patroni.passwordSource, ['hosts', name, 'patroni', 'password']);
     }
+    const c = h?.gcp?.credentials;
+    if (c?.kind === 'key_file') registerKeyFileSecrets(c.path);
+    if (c?.kind === 'impersonate') registerKeyFileSecrets(c.keyFile);
     if (h?.pg?.passwordSource && !h.pg.password) {
       const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password
         ? ['hosts', name, 'pg', 'password']
@@ -344,4 +372,22 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     }
   }
   return out;
+}
+
+/**
+ * A service-account key file is read by the Google client, never by us; its private parts are
+ * still registered as secrets so that no output, journal or report can show them.
+ */
+function registerKeyFileSecrets(path: string | undefined): void {
+  if (!path) return;
+  let key: unknown;
+  try {
+    key = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return; // the Google client reports an unreadable key file when it needs it
+  }
+  if (!key || typeof key !== 'object') return;
+  const k = key as Record<string, unknown>;
+  for (const field of ['private_key', 'private_key_id', 'client_secret', 'refresh_token'])
+    if (typeof k[field] === 'string' && k[field]) new Secret(k[field] as string, `gcp key file ${field}`);
 }

@@ -84,7 +84,13 @@ export const PgSchema = Type.Object(
 /** Patroni's REST API on a host (a cluster member). */
 export const PatroniSchema = Type.Object(
   {
-    url: Type.String({ pattern: '^https?://', description: 'REST API base URL, e.g. http://10.0.0.11:8008' }),
+    // Checked in inventory.ts rather than by a pattern: a schema error would echo the URL, and
+    // credentials written into it must be refused without printing them.
+    url: Type.String({
+      minLength: 1,
+      description:
+        'REST API base URL, e.g. http://10.0.0.11:8008 (no credentials: use username and password)',
+    }),
     username: Type.Optional(Type.String({ minLength: 1, description: 'restapi.authentication username' })),
     password: Type.Optional(SecretSource),
     ca_file: Type.Optional(Type.String({ minLength: 1, description: 'CA to verify an https REST API' })),

@@ -2,7 +2,7 @@
 
 import { type Plan, type PlanNode, playSteps } from '../engine/model.js';
 import { formatProblem } from '../errors.js';
-import { redact } from '../util/secret.js';
+import { redactValue } from '../util/secret.js';
 import { blockWhen, groupHosts } from './render-text.js';
 
 function fence(lines: string[]): string[] {
@@ -54,7 +54,10 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
 }
 
 /** The plan as GitHub/GitLab-flavoured Markdown. */
-export function renderPlanMarkdown(plan: Plan): string {
+export function renderPlanMarkdown(raw: Plan): string {
+  // Values are masked before they are formatted (fenced, quoted, escaped), structure is kept:
+  // scrubbing the formatted text again would mask a path segment that happens to equal a secret.
+  const plan = redactValue(raw) as Plan;
   const out: string[] = [];
   out.push(`## Change plan: \`${plan.playbook}\``, '');
   out.push(`- Inventory: \`${plan.inventory}\``);
@@ -97,5 +100,5 @@ export function renderPlanMarkdown(plan: Plan): string {
   });
   if (plan.problems.length)
     out.push('### Problems', '', ...plan.problems.map((p) => `- ${formatProblem(p)}`), '');
-  return `${redact(out.join('\n'))}\n`;
+  return `${out.join('\n')}\n`;
 }

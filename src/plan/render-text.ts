@@ -3,7 +3,7 @@
 import type { HostStepPlan, Plan, PlanBlock, PlanNode } from '../engine/model.js';
 import { formatProblem } from '../errors.js';
 import type { Operation, StepPlan } from '../steps/define.js';
-import { redact } from '../util/secret.js';
+import { redactValue } from '../util/secret.js';
 
 /** One operation as text lines (no indentation). */
 export function operationLines(op: Operation): string[] {
@@ -122,7 +122,10 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
 }
 
 /** The plan as plain text. */
-export function renderPlanText(plan: Plan): string {
+export function renderPlanText(raw: Plan): string {
+  // Values are masked before they are formatted (fenced, quoted, escaped), structure is kept:
+  // scrubbing the formatted text again would mask a path segment that happens to equal a secret.
+  const plan = redactValue(raw) as Plan;
   const out: string[] = [];
   out.push(
     `Plan for ${plan.playbook} with ${plan.inventory}${plan.checked ? ' (facts checked on the hosts)' : ' (offline: no connection made)'}`,
@@ -156,7 +159,7 @@ export function renderPlanText(plan: Plan): string {
     out.push('', 'PROBLEMS:');
     for (const p of plan.problems) out.push(`  ${formatProblem(p)}`);
   }
-  return `${redact(out.join('\n'))}\n`;
+  return `${out.join('\n')}\n`;
 }
 
 /** A block's `when`, and the hosts where it is already known to be false. */

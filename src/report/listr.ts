@@ -2,7 +2,7 @@
 import { Listr, type ListrTask } from 'listr2';
 import { type Plan, playSteps } from '../engine/model.js';
 import type { RunEvent, StepStatus, Subscriber } from '../runner/events.js';
-import { redact } from '../util/secret.js';
+import { redact, redactValue } from '../util/secret.js';
 
 interface Slot {
   key: string;
@@ -126,7 +126,8 @@ export function listrReporter(plan: Plan): { subscriber: Subscriber; done: Promi
       s.settle?.();
     }
   };
-  const subscriber: Subscriber = (e: RunEvent) => {
+  const subscriber: Subscriber = (raw: RunEvent) => {
+    const e = redactValue(raw) as RunEvent;
     if (e.type === 'play_started') {
       play = e.play;
       started.get(e.play)?.resolve(makeBatches(e.play, e.batches ?? [e.hosts]));

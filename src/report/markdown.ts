@@ -1,6 +1,6 @@
 // The Markdown run report: per host and step, status, duration, outputs, undo taken.
 import type { RunEvent, Subscriber } from '../runner/events.js';
-import { redact, redactValue } from '../util/secret.js';
+import { redactValue } from '../util/secret.js';
 
 type Stamped = RunEvent & { ts: string };
 
@@ -8,7 +8,8 @@ type Stamped = RunEvent & { ts: string };
 export class MarkdownReport {
   readonly events: Stamped[] = [];
   readonly subscriber: Subscriber = (e) => {
-    if (e.type !== 'step_output') this.events.push(e);
+    // Masked as values, before any Markdown escaping: an escaped `|` no longer matches its secret.
+    if (e.type !== 'step_output') this.events.push(redactValue(e) as Stamped);
   };
 
   render(): string {
@@ -56,12 +57,12 @@ export class MarkdownReport {
           out.push(`| ${u.host} | ${cell(u.title)} | ${u.ok ? 'done' : `FAILED: ${cell(u.error ?? '')}`} |`);
     }
     if (end?.type === 'run_finished') out.push('', '## Outcome', '', ...end.summary.map((s) => `- ${s}`));
-    return `${redact(out.join('\n'))}\n`;
+    return `${out.join('\n')}\n`;
   }
 }
 
 function summarize(v: unknown): string {
-  const s = JSON.stringify(redactValue(v));
+  const s = JSON.stringify(v);
   return s.length > 300 ? `${s.slice(0, 300)}…` : s;
 }
 

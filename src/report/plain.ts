@@ -1,7 +1,7 @@
-// Plain timestamped lines for logs and non-TTY output; every line passes the secret filter.
+// Plain timestamped lines for logs and non-TTY output; every event passes the secret filter first.
 
 import type { RunEvent, Subscriber } from '../runner/events.js';
-import { redact } from '../util/secret.js';
+import { redactValue } from '../util/secret.js';
 
 const time = (ts: string) => ts.slice(11, 19);
 
@@ -67,7 +67,8 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
 /** A subscriber writing plain lines to a stream. */
 export function plainReporter(write: (s: string) => void): Subscriber {
   return (e) => {
-    const lines = plainLines(e);
-    if (lines.length) write(`${redact(lines.join('\n'))}\n`);
+    // Values are masked before they are formatted; structure (paths, hosts) is kept as written.
+    const lines = plainLines(redactValue(e) as typeof e);
+    if (lines.length) write(`${lines.join('\n')}\n`);
   };
 }

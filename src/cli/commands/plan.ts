@@ -7,7 +7,7 @@ import { renderPlanMarkdown } from '../../plan/render-markdown.js';
 import { renderPlanText } from '../../plan/render-text.js';
 import { runPreviews } from '../../runner/previews.js';
 import { registry } from '../../steps/registry.js';
-import { redactValue } from '../../util/secret.js';
+import { redact, redactValue } from '../../util/secret.js';
 import { loadInputs } from '../load-inputs.js';
 
 export async function planCommand(
@@ -46,7 +46,7 @@ export async function planCommand(
   else out(renderPlanText(plan));
   if (plan.problems.length > 0) {
     // The plan above shows them in place; stderr gets them located, for editors and CI.
-    for (const p of plan.problems) process.stderr.write(`${formatProblem(p)}\n`);
+    for (const p of plan.problems) process.stderr.write(`${redact(formatProblem(p))}\n`);
     return 2;
   }
   if (opts.out) {

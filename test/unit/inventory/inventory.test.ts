@@ -8,6 +8,7 @@ import { formatProblem } from '../../../src/errors.js';
 import {
   type Inventory,
   loadInventory,
+  patroniUrlProblem,
   resolveSecrets,
   secretEnvNames,
 } from '../../../src/inventory/inventory.js';
@@ -289,3 +290,41 @@ function loadInventoryText(text: string) {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// Issue 11: credentials in a URL were accepted and printed everywhere.
+describe('patroniUrlProblem', () => {
+  it('accepts a base URL: http or https, host, port, path', () => {
+    for (const u of ['http://127.0.0.1:8008', 'https://db1.internal:8008/', 'http://[::1]:8008/api'])
+      expect(patroniUrlProblem(u)).toBeUndefined();
+  });
+
+  it('refuses credentials, pointing at the secret mechanism and never quoting them', () => {
+    for (const u of [
+      'http://u:pw-zz91@127.0.0.1:8008',
+      'http://u@127.0.0.1:8008',
+      'https://:pw-zz91@127.0.0.1',
+      'http://u:pw-zz91@@127.0.0.1',
+    ]) {
+      const msg = patroniUrlProblem(u);
+      expect(msg, u).toMatch(
+        /credentials in the URL are refused.*patroni\.password as \{env: NAME\} or \{file: PATH\}/,
+      );
+      expect(msg).not.toContain('pw-zz91');
+    }
+  });
+
+  it('refuses what is not an http(s) base URL, without quoting it', () => {
+    for (const u of [
+      '127.0.0.1:8008',
+      'ftp://h/',
+      'file:///etc/passwd',
+      'http://h/?token=pw-zz91',
+      'http://h/#pw-zz91',
+      'not a url',
+    ]) {
+      const msg = patroniUrlProblem(u);
+      expect(msg, u).toBeDefined();
+      expect(msg).not.toContain('pw-zz91');
+    }
+  });
+});

@@ -33,11 +33,21 @@ describe('redact', () => {
     expect(redact('x a.b*c(d)$ y aXbbbc(d)$')).toBe('x *** y aXbbbc(d)$');
   });
 
-  it('values shorter than 3 characters are not remembered (they would scrub ordinary text)', () => {
-    new Secret('ab', 'short');
-    expect(redact('about a cab')).toBe('about a cab');
+  // Issue 11: a 2-character password was never masked.
+  it('a 2-character secret is masked where it stands as a token, not inside words', () => {
+    new Secret('Zq', 'short');
+    expect(redact('password=Zq ok')).toBe('password=*** ok');
+    expect(redact('"Zq"')).toBe('"***"');
+    expect(redact('Zq')).toBe('***');
+    expect(redact('line1\nZq\n')).toBe('line1\n***\n');
+    // inside a word it is not the secret: masking it would wreck the text and point at it
+    expect(redact('aZqb Zqx xZq')).toBe('aZqb Zqx xZq');
   });
 
+  it('a short secret made of punctuation is masked as a token too', () => {
+    new Secret('%|', 'short-punct');
+    expect(redact('pw: %| end')).toBe('pw: *** end');
+  });
   // BUG (src/util/secret.ts:35): secrets are replaced in insertion order, so when a shorter
   // secret is a prefix of a longer one registered later, the longer one's tail leaks.
   it('a secret that contains another secret is scrubbed whole', () => {
@@ -65,6 +75,32 @@ describe('redactValue', () => {
     // the input is not modified
     expect(input.list[1]).toBe('has gamma-0b3c inside');
     expect(input.pw).toBe(s);
+  });
+
+  // Issue 11: a password equal to a path segment masked that segment in the journal; resume read
+  // the masked playbook path back ("file not found"), and the masked path revealed the password.
+  it('keeps the top-level structure fields of an event (paths, addresses, hosts) as written', () => {
+    new Secret('runbooks', 'path-segment');
+    const e = {
+      type: 'run_started',
+      playbook: '/home/op/runbooks/upgrade.yml',
+      inventory: '/home/op/runbooks/inv.yml',
+      address: 'p0.runbooks',
+      host: 'db1',
+      error: 'cat: /home/op/runbooks: Is a directory, pw runbooks',
+      outputs: { playbook: 'runbooks' },
+    };
+    expect(redactValue(e)).toEqual({
+      ...e,
+      error: 'cat: /home/op/***: Is a directory, pw ***',
+      outputs: { playbook: '***' },
+    });
+  });
+
+  it('masks a secret containing | before anything escapes it', () => {
+    new Secret('pipe|canary-77', 'pipe');
+    const e = { type: 'step_finished', title: 't', error: 'got pipe|canary-77' };
+    expect(JSON.stringify(redactValue(e))).not.toContain('canary-77');
   });
 
   it('passes other scalars through', () => {
