@@ -47,8 +47,8 @@ export function locationViolations(stderr: string, files: Record<string, string>
   return out;
 }
 
-/** Worker side: runs mutants [from, to) with stride, reports one message per run. */
-async function worker(seed: number, indices: number[]): Promise<void> {
+/** Worker side: runs the given mutants, sends one message per run to the parent. */
+async function worker(seed: number, indices: number[], rotate: boolean): Promise<void> {
   const { dispatch } = await import('../../src/cli/dispatch.js');
   const { formatProblem, PgrunbookError, ValidationError } = await import('../../src/errors.js');
   const dir = mkdtempSync(join(tmpdir(), 'pgrb-fuzz-input-'));
@@ -59,7 +59,7 @@ async function worker(seed: number, indices: number[]): Promise<void> {
       const m = mutant(seed, index);
       const f = writeMutant(dir, m);
       const files = { [f.playbook]: m.playbook, [f.inventory]: m.inventory };
-      for (const command of COMMANDS) {
+      for (const command of rotate ? [COMMANDS[index % COMMANDS.length]!] : COMMANDS) {
         const argv =
           command === 'validate'
             ? ['validate', f.playbook]
@@ -111,6 +111,8 @@ export async function runInput(opts: {
   seed?: number;
   count: number;
   workers?: number;
+  /** each mutant through one command, in turn (a cheaper slice), instead of all three */
+  rotate?: boolean;
   onResult?: (r: RunResult) => void;
 }): Promise<RunResult[]> {
   const seed = opts.seed ?? DEFAULT_SEED;
@@ -121,10 +123,14 @@ export async function runInput(opts: {
     Array.from({ length: n }, (_, w) => {
       const indices = Array.from({ length: opts.count }, (_, i) => i).filter((i) => i % n === w);
       return new Promise<void>((res, rej) => {
-        const child = fork(self, ['--worker', String(seed), indices.join(',')], {
-          execArgv: ['--import', 'tsx'],
-          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        });
+        const child = fork(
+          self,
+          ['--worker', String(seed), indices.join(','), opts.rotate ? 'rotate' : 'all'],
+          {
+            execArgv: ['--import', 'tsx'],
+            stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          },
+        );
         child.on('message', (r: RunResult) => {
           results.push(r);
           opts.onResult?.(r);
@@ -138,6 +144,6 @@ export async function runInput(opts: {
 
 if (process.argv[2] === '--worker') {
   const indices = (process.argv[4] ?? '').split(',').filter(Boolean).map(Number);
-  await worker(Number(process.argv[3]), indices);
+  await worker(Number(process.argv[3]), indices, process.argv[5] === 'rotate');
   process.exit(0);
 }
