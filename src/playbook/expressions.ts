@@ -57,10 +57,38 @@ export function isWholeTemplate(s: string): boolean {
   return WHOLE.test(s) && (s.match(TEMPLATE)?.length ?? 0) === 1;
 }
 
-/** Parses an expression, caching the AST; syntax errors become ExpressionError. */
+/** The longest expression accepted, in characters (a `when:` of a real playbook is under 200). */
+export const MAX_EXPRESSION_CHARS = 2000;
+/** How deep an expression's syntax tree may nest (`a + b + c` is one level per `+`). */
+export const MAX_EXPRESSION_DEPTH = 64;
+
+/** Depth of a syntax tree, counted without recursion (the tree may be deeper than the stack). */
+function treeDepth(root: Expression): number {
+  let max = 0;
+  const todo: [unknown, number][] = [[root, 1]];
+  while (todo.length > 0) {
+    const [node, depth] = todo.pop()!;
+    if (depth > max) max = depth;
+    if (max > MAX_EXPRESSION_DEPTH) break;
+    for (const v of Object.values(node as object)) {
+      if (Array.isArray(v)) for (const x of v) if (x && typeof x === 'object') todo.push([x, depth + 1]);
+      if (v && typeof v === 'object' && !Array.isArray(v)) todo.push([v, depth + 1]);
+    }
+  }
+  return max;
+}
+
+/**
+ * Parses an expression, caching the AST; syntax errors and expressions past the size limits
+ * become ExpressionError (everything that walks an AST recurses, so its depth is bounded here).
+ */
 export function parseExpression(src: string): Expression {
   let ast = cache.get(src);
   if (!ast) {
+    if (src.length > MAX_EXPRESSION_CHARS)
+      throw new ExpressionError(
+        `expression of ${src.length} characters (limit ${MAX_EXPRESSION_CHARS}); split it with set_fact`,
+      );
     try {
       ast = jsep(src.trim());
     } catch (err) {
@@ -69,6 +97,10 @@ export function parseExpression(src: string): Expression {
       throw new ExpressionError(`cannot parse expression "${src.trim()}": ${msg}${hint}`);
     }
     if (ast.type === 'Compound') throw new ExpressionError(`expected one expression, got "${src.trim()}"`);
+    if (treeDepth(ast) > MAX_EXPRESSION_DEPTH)
+      throw new ExpressionError(
+        `expression nested more than ${MAX_EXPRESSION_DEPTH} levels deep (limit ${MAX_EXPRESSION_DEPTH}); split it with set_fact`,
+      );
     cache.set(src, ast);
   }
   return ast;

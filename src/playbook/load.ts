@@ -1,7 +1,13 @@
 // Reads YAML 1.2 (core schema) keeping a map from document paths back to line and column.
-import { readFileSync } from 'node:fs';
-import { isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { isMap, isPair, isScalar, isSeq, type Node, parseDocument } from 'yaml';
 import type { Problem } from '../errors.js';
+import { aliasBreach, tokenBreach } from './yaml-limits.js';
+
+/** The largest playbook or inventory read, in bytes: far above any real one, small enough to parse at once. */
+export const MAX_FILE_BYTES = 1024 * 1024;
+/** YAML syntax errors reported per file; the rest are counted in the last one. */
+const MAX_YAML_ERRORS = 20;
 
 export type PathSeg = string | number;
 
@@ -32,19 +38,52 @@ export function dotted(path: readonly PathSeg[]): string {
   return out;
 }
 
-/** Parses YAML text; syntax errors come back as problems, never as exceptions. */
+/**
+ * Line and column (both from 1) of character offsets in `text`, by binary search over line
+ * starts: computed from the text itself, so a parser that loses count of lines cannot shift
+ * positions. The column never passes the end of its line (+1, for "at the end of line").
+ */
+export function positions(text: string): (offset: number) => { line: number; col: number } {
+  const starts = [0];
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) starts.push(i + 1);
+  return (offset) => {
+    const o = Math.max(0, Math.min(offset, text.length));
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= o) lo = mid;
+      else hi = mid - 1;
+    }
+    const lineEnd = lo + 1 < starts.length ? starts[lo + 1]! - 1 : text.length;
+    const len = lineEnd - starts[lo]! - (text[lineEnd - 1] === '\r' ? 1 : 0);
+    return { line: lo + 1, col: Math.min(o - starts[lo]!, len) + 1 };
+  };
+}
+
+/** Parses YAML text; syntax errors and breached limits come back as problems, never as exceptions. */
 export function parseSource(file: string, text: string): { doc?: SourceDoc; problems: Problem[] } {
-  const lineCounter = new LineCounter();
+  const at = positions(text);
+  const located = (offset: number, message: string): Problem => ({ file, ...at(offset), path: '', message });
+  // Depth and size first, on tokens: the parser and everything after it recurse on nesting,
+  // and several steps after it grow faster than linearly with the number of values.
+  const deep = tokenBreach(text);
+  if (deep) return { problems: [located(deep.offset, deep.message)] };
   // core schema: `yes`/`on` stay strings and `0644` is the integer 644, never octal by surprise.
-  const ydoc = parseDocument(text, { version: '1.2', schema: 'core', lineCounter, prettyErrors: false });
+  const ydoc = parseDocument(text, { version: '1.2', schema: 'core', prettyErrors: false });
   const problems: Problem[] = [];
-  for (const err of ydoc.errors) {
-    const pos = lineCounter.linePos(err.pos[0]);
-    problems.push({ file, line: pos.line, col: pos.col, path: '', message: yamlMessage(err.message) });
+  for (const err of ydoc.errors.slice(0, MAX_YAML_ERRORS))
+    problems.push(located(err.pos[0], yamlMessage(err.message)));
+  if (ydoc.errors.length > MAX_YAML_ERRORS) {
+    const rest = ydoc.errors.length - MAX_YAML_ERRORS;
+    problems.push(
+      located(ydoc.errors[MAX_YAML_ERRORS]!.pos[0], `invalid YAML: ${rest} more error(s) from here on`),
+    );
   }
   if (problems.length > 0) return { problems };
+  const aliases = aliasBreach(ydoc);
+  if (aliases) return { problems: [located(aliases.offset, aliases.message)] };
 
-  const at = (offset: number) => lineCounter.linePos(offset);
   const locate = (path: readonly PathSeg[], opts?: { key?: boolean }) => {
     let node: Node | null | undefined = ydoc.contents as Node | null;
     let best = node?.range ? at(node.range[0]) : { line: 1, col: 1 };
@@ -70,14 +109,12 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
   };
   let value: unknown;
   try {
-    value = ydoc.toJS({ maxAliasCount: 100 });
+    // aliasBreach has bounded every alias already; the library's own count is a product of
+    // uses and nesting that refuses files the limits above accept.
+    value = ydoc.toJS({ maxAliasCount: -1 });
   } catch (err) {
-    // An alias that expands without end (a "billion laughs" file) or names no anchor: the
-    // document is refused, located at its start, never crashed on.
-    const why = /alias count/i.test((err as Error).message)
-      ? 'aliases expand to too many values (more than 100 alias uses); write the values out'
-      : (err as Error).message;
-    return { problems: [{ file, line: 1, col: 1, path: '', message: `invalid YAML: ${why}` }] };
+    // Not reached by any known input; refused at the document, never crashed on.
+    return { problems: [located(ydoc.contents?.range?.[0] ?? 0, `invalid YAML: ${(err as Error).message}`)] };
   }
   const doc: SourceDoc = {
     file,
@@ -109,21 +146,74 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
   return { doc, problems };
 }
 
-/** Reads and parses a YAML file; a missing file is a problem at 1:1. */
+/**
+ * Reads and parses a YAML file. A missing file, anything but a regular file (a FIFO would block
+ * the read for ever) and a file over MAX_FILE_BYTES are problems, found before parsing.
+ */
 export function loadSource(file: string): { doc?: SourceDoc; problems: Problem[] } {
-  let text: string;
+  const read = readInput(file);
+  if ('problem' in read) return { problems: [read.problem] };
+  return parseSource(file, read.text);
+}
+
+const KINDS: [(s: import('node:fs').Stats) => boolean, string][] = [
+  [(s) => s.isDirectory(), 'a directory'],
+  [(s) => s.isFIFO(), 'a FIFO'],
+  [(s) => s.isSocket(), 'a socket'],
+  [(s) => s.isCharacterDevice(), 'a character device'],
+  [(s) => s.isBlockDevice(), 'a block device'],
+];
+
+/** The text of a regular file of at most MAX_FILE_BYTES, or the problem that prevents it. */
+function readInput(file: string): { text: string } | { problem: Problem } {
+  const fail = (message: string, pos = { line: 1, col: 1 }) => ({
+    problem: { file, ...pos, path: '', message },
+  });
+  let fd: number;
   try {
-    text = readFileSync(file, 'utf8');
+    // O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})`;
-    return { problems: [{ file, line: 1, col: 1, path: '', message: why }] };
+    return fail(code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})`);
   }
-  return parseSource(file, text);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) {
+      const kind = KINDS.find(([is]) => is(st))?.[1] ?? 'not a regular file';
+      return fail(`not a regular file (${kind}); give the path of a YAML file`);
+    }
+    // One byte more than the limit tells "too large" without reading the rest of a huge file.
+    const buf = Buffer.alloc(MAX_FILE_BYTES + 1);
+    let n = 0;
+    for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
+    const text = buf.subarray(0, Math.min(n, MAX_FILE_BYTES)).toString('utf8');
+    if (n > MAX_FILE_BYTES) {
+      const size = Math.max(st.size, n);
+      const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
+      return fail(
+        `file is larger than ${mb(MAX_FILE_BYTES)} (${mb(size)}; limit ${MAX_FILE_BYTES} bytes); the limit is reached here`,
+        positions(text)(text.length),
+      );
+    }
+    return { text };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return fail(`cannot read file (${code ?? String(err)})`);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function yamlMessage(msg: string): string {
   // The yaml library appends a code excerpt after the first line; the location is ours to print.
   const first = msg.split('\n')[0] ?? msg;
-  return `invalid YAML: ${first.replace(/ at line \d+, column \d+:?$/, '')}`;
+  const text = first.replace(/ at line \d+, column \d+:?$/, '');
+  // A quoted token is shown up to the end of its first line (the location points at its start),
+  // and a long one is cut: a 2 MB scalar must not become a 2 MB message.
+  return `invalid YAML: ${text.replace(/: "(.*)"$/, (_, tok: string) => {
+    const line = tok.split('\\n')[0]!;
+    const cut = line.length > 40 || line !== tok;
+    return `: "${line.slice(0, 40)}${cut ? '…' : ''}"`;
+  })}`;
 }

@@ -1314,6 +1314,117 @@ const shapeInventory = op('shape.inventory', false, (d, rng) => {
 });
 
 /** Every operator, in a fixed order (the generator cycles through them). */
+
+// Hostile input (issue 11): text appended to the playbook (a new play) or the inventory (a new
+// top-level key) that a loader must bound and locate, never crash or hang on.
+
+/** An integer in [lo, hi]. */
+const between = (rng: Rng, lo: number, hi: number) => lo + rng.int(hi - lo + 1);
+
+/** Appends `play` (YAML lines of a play, at column 0) to the playbook, or `key` to the inventory. */
+function appendHostile(d: Draft, rng: Rng, play: string, key?: string): string {
+  const inInventory = key !== undefined && rng.chance(0.3);
+  const base = (inInventory ? d.seed.inventory.text : d.seed.playbook.text).replace(/\n*$/, '\n');
+  if (inInventory) d.invText = base + key;
+  else d.pbText = base + play;
+  return inInventory ? 'inventory' : 'playbook';
+}
+
+const hostileUndefinedAlias = op('hostile.undefined-alias', false, (d, rng) => {
+  const name = rng.pick(['nope', 'a', 'x_1', 's']);
+  const where = appendHostile(
+    d,
+    rng,
+    `- name: hostile\n  hosts: all\n  vars: { a: *${name} }\n  steps: []\n`,
+    `hostile_x: *${name}\n`,
+  );
+  return `${where}: alias *${name} with no anchor`;
+});
+
+const hostileBillionLaughs = op('hostile.billion-laughs', false, (d, rng) => {
+  const width = between(rng, 3, 10);
+  const depth = between(rng, 2, 9);
+  let vars = `    a0: &a0 [${Array(width).fill('"lol"').join(',')}]\n`;
+  for (let i = 1; i <= depth; i++)
+    vars += `    a${i}: &a${i} [${Array(width)
+      .fill(`*a${i - 1}`)
+      .join(',')}]\n`;
+  const where = appendHostile(d, rng, `- name: hostile\n  hosts: all\n  vars:\n${vars}  steps: []\n`);
+  return `${where}: ${width} wide, ${depth} deep alias expansion`;
+});
+
+const hostileAliasReuse = op('hostile.alias-reuse', false, (d, rng) => {
+  const n = between(rng, 95, 110);
+  const where = appendHostile(
+    d,
+    rng,
+    `- name: hostile\n  hosts: all\n  steps:\n    - &s\n      shell: "true"\n${'    - *s\n'.repeat(n)}`,
+  );
+  return `${where}: one step reused ${n} times through - *s`;
+});
+
+const hostileRecursiveAlias = op('hostile.recursive-alias', false, (d, rng) => {
+  const form = rng.pick(['&v {x: *v}', '&v [*v]', '&v {x: [1, {y: *v}]}']);
+  const where = appendHostile(
+    d,
+    rng,
+    `- name: hostile\n  hosts: all\n  vars: ${form}\n  steps: []\n`,
+    `hostile_x: ${form}\n`,
+  );
+  return `${where}: recursive alias ${form}`;
+});
+
+const hostileDeepNesting = op('hostile.deep-nesting', false, (d, rng) => {
+  const n = rng.pick([between(rng, 20, 70), between(rng, 60, 2000), between(rng, 2000, 100_000)]);
+  const form = between(rng, 0, 2);
+  const value =
+    form === 0
+      ? `${'['.repeat(n)}${']'.repeat(n)}`
+      : form === 1
+        ? `${'{a: '.repeat(n)}1${'}'.repeat(n)}`
+        : `\n${Array.from({ length: Math.min(n, 300) }, (_, i) => `${' '.repeat(4 + i)}k${i}:`).join('\n')} 1`;
+  const where = appendHostile(
+    d,
+    rng,
+    `- name: hostile\n  hosts: all\n  vars:\n    deep: ${value}\n  steps: []\n`,
+    `hostile_x: ${value}\n`,
+  );
+  return `${where}: nesting ${form === 2 ? Math.min(n, 300) : n} deep (${['flow list', 'flow map', 'block map'][form]})`;
+});
+
+const hostileLongExpression = op('hostile.long-expression', false, (d, rng) => {
+  const n = rng.pick([between(rng, 2, 80), between(rng, 80, 600), 4000]);
+  const expr = rng.pick([
+    () => Array(n).fill('1').join(' + '),
+    () => Array(n).fill('x').join(' and '),
+    () => `${'('.repeat(n)}1${')'.repeat(n)}`,
+    () => `${'not '.repeat(n)}true`,
+  ])();
+  const where = appendHostile(
+    d,
+    rng,
+    `- name: hostile\n  hosts: all\n  vars:\n    x: true\n  steps:\n    - shell: "echo {{ ${expr} }}"\n`,
+  );
+  return `${where}: an expression of ${n} terms (${expr.length} characters)`;
+});
+
+const hostileLargeFile = op('hostile.large-file', false, (d, rng) => {
+  const bytes = rng.pick([
+    between(rng, 10_000, 900_000),
+    between(rng, 1_000_000, 1_100_000),
+    between(rng, 2_000_000, 3_000_000),
+  ]);
+  const form = between(rng, 0, 2);
+  const body =
+    form === 0
+      ? `    big: "${'x'.repeat(bytes)}"\n`
+      : form === 1
+        ? `    # ${'c'.repeat(bytes)}\n`
+        : Array.from({ length: Math.ceil(bytes / 12) }, (_, i) => `    v${i}: 1\n`).join('');
+  const where = appendHostile(d, rng, `- name: hostile\n  hosts: all\n  vars:\n${body}  steps: []\n`);
+  return `${where}: ~${bytes} bytes as ${['one long scalar', 'one long comment', 'many small vars'][form]}`;
+});
+
 export const OPERATORS: readonly Operator[] = [
   exprUndefinedName,
   exprUndefinedAttr,
@@ -1347,4 +1458,11 @@ export const OPERATORS: readonly Operator[] = [
   neutralReorderKeys,
   neutralAddNoop,
   neutralAddVarAndUse,
+  hostileUndefinedAlias,
+  hostileBillionLaughs,
+  hostileAliasReuse,
+  hostileRecursiveAlias,
+  hostileDeepNesting,
+  hostileLongExpression,
+  hostileLargeFile,
 ];
