@@ -71,8 +71,10 @@ async function lockLocally(
 ): Promise<{ child: ChildProcess } | { busy: string }> {
   mkdirSync(join(path, '..'), { recursive: true, mode: 0o1777 });
   // `cat` holds the lock until its stdin — our pipe — closes: when we release it, or die.
+  // Its own process group: a Ctrl-C on the terminal is the runner's to handle, not the lock's.
   const child = spawn('flock', ['-n', '-E', '75', path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
     stdio: ['pipe', 'pipe', 'ignore'],
+    detached: true,
   });
   const got = await new Promise<boolean>((resolve, reject) => {
     child.once('error', reject);
@@ -122,8 +124,12 @@ export async function acquireRunLocks(req: LockRequest): Promise<HeldLocks> {
       `another run on this machine holds the lock of ${req.inventoryFile}: ${local.busy}. Nothing was run; wait for it to end.`,
     );
   releases.push(async () => {
-    local.child.stdin!.end();
-    await new Promise((r) => local.child.once('exit', r));
+    const c = local.child;
+    // Already gone (killed from outside): nothing to wait for, and no 'exit' will come again.
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.stdin!.end();
+    await exited;
   });
   lines.push(`lock: ${req.inventoryFile} on this machine (${path})`);
   try {

@@ -7,7 +7,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: these strings are sh scripts, where ${…} is sh syntax
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { dispatch, exitCodeOf } from '../../src/cli/dispatch.js';
+import { command } from './in-process.js';
 
 /** A payload, given the command that creates the marker (`touch /…/pwned-N`). */
 export type Payload = { name: string; make: (touch: string) => string };
@@ -282,32 +282,6 @@ export interface Outcome {
   executed: boolean;
   /** why the pair breaks a promise, if it does */
   problem?: string;
-}
-
-/** Runs a CLI command in this process, in `cwd`, capturing what it writes. */
-async function command(
-  argv: string[],
-  cwd: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = { stdout: '', stderr: '' };
-  const [writeOut, writeErr, before] = [process.stdout.write, process.stderr.write, process.cwd()];
-  const capture = (key: 'stdout' | 'stderr') =>
-    ((chunk: string | Uint8Array) => {
-      out[key] += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = capture('stdout');
-  process.stderr.write = capture('stderr');
-  process.chdir(cwd);
-  try {
-    return { code: await dispatch(argv), ...out };
-  } catch (err) {
-    return { code: exitCodeOf(err), ...out, stderr: `${out.stderr}${(err as Error).stack ?? err}` };
-  } finally {
-    process.chdir(before);
-    process.stdout.write = writeOut;
-    process.stderr.write = writeErr;
-  }
 }
 
 /** What one CLI command did with `cmd` and `-e v=VALUE`, and whether the marker appeared. */

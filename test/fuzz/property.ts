@@ -9,48 +9,18 @@
 // turned into a closed loopback port first, so even a broken promise sends nothing off the machine.
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { dispatch, exitCodeOf } from '../../src/cli/dispatch.js';
 import { prepare } from '../../src/engine/engine.js';
 import { type HostStepPlan, type Plan, playSteps } from '../../src/engine/model.js';
 import { loadInventory } from '../../src/inventory/inventory.js';
 import { loadPlaybook } from '../../src/playbook/validate.js';
 import { registry } from '../../src/steps/registry.js';
+import { command } from './in-process.js';
 import { extraVarArgs, type Mutant, writeMutant } from './mutants.js';
 
 /** A broken promise, with what is needed to reproduce it. */
 export interface Finding {
   id: string;
   problem: string;
-}
-
-/** Exit code and output of one command run in this process. */
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a CLI command in this process, in `cwd`, capturing what it writes. */
-async function command(argv: string[], cwd: string): Promise<Outcome> {
-  const out = { stdout: '', stderr: '' };
-  const [writeOut, writeErr, before] = [process.stdout.write, process.stderr.write, process.cwd()];
-  const capture = (key: 'stdout' | 'stderr') =>
-    ((chunk: string | Uint8Array) => {
-      out[key] += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-      return true;
-    }) as typeof process.stdout.write;
-  process.stdout.write = capture('stdout');
-  process.stderr.write = capture('stderr');
-  process.chdir(cwd);
-  try {
-    return { code: await dispatch(argv), ...out };
-  } catch (err) {
-    return { code: exitCodeOf(err), ...out, stderr: `${out.stderr}${(err as Error).stack ?? err}` };
-  } finally {
-    process.chdir(before);
-    process.stdout.write = writeOut;
-    process.stderr.write = writeErr;
-  }
 }
 
 /** Every address of an inventory turned into a closed port on the loopback (see the header). */
