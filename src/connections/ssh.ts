@@ -197,6 +197,40 @@ export function killScript(pid: number, graceMs = KILL_GRACE_MS): string {
   ].join(' ');
 }
 
+/**
+ * The command line sent for `line`, with a lifeline: if the runner dies (kill -9, a crash, a lost
+ * network), nothing of ours can send a kill, yet the command must not run on unattended. The
+ * channel's stdin is kept open by the runner until the command has ended (the exit status came);
+ * the command reads its `stdinBytes` of input through a pipe, and a watcher, started once that
+ * input is read, waits for EOF on the channel's stdin. EOF while the shell still runs means the
+ * runner is gone: the watcher sends SIGTERM to the shell's process group, and SIGKILL once the
+ * shell is gone or after the grace period. The watcher only ignores SIGTERM once it acts, so an
+ * abort's group kill ends it at once. `line` runs in a subshell at the end of a pipeline, so its
+ * status is the shell's; its own `exit` ends only that subshell, with that status.
+ */
+export function withLifeline(line: string, stdinBytes: number, graceMs = KILL_GRACE_MS): string {
+  if (!Number.isSafeInteger(stdinBytes) || stdinBytes < 0) throw new Error(`bad input size ${stdinBytes}`);
+  const ticks = Math.max(1, Math.ceil(graceMs / 100));
+  const watcher = [
+    'cat >/dev/null 2>&1;',
+    'kill -0 $$ 2>/dev/null || exit 0;',
+    "trap '' TERM;",
+    'kill -TERM -$$ 2>/dev/null;',
+    `n=0; while kill -0 $$ 2>/dev/null && [ "$n" -lt ${ticks} ]; do`,
+    'if sleep 0.1 2>/dev/null; then n=$((n+1)); else sleep 1; n=$((n+10)); fi; done;',
+    'kill -KILL -$$ 2>/dev/null',
+  ].join(' ');
+  // An asynchronous list reads /dev/null unless told otherwise: the watcher gets the channel's
+  // stdin through fd 3, and holds nothing else of the channel (its output would keep it open).
+  // An abort's SIGTERM reaches the whole group: the shell waits for the command before it goes
+  // (a command that ignores SIGTERM ends by the SIGKILL, and that is the status reported), then
+  // ends by the same signal. Traps with an action are reset in subshells: the command is not deaf.
+  return (
+    `trap 'trap - TERM; kill -TERM $$' TERM; printf '%s\\n' "$$" >&2; ` +
+    `{ exec 3<&0; head -c ${stdinBytes} 2>/dev/null; (${watcher}) <&3 3<&- >/dev/null 2>&1 & } | { ${line}\n}`
+  );
+}
+
 /** An open SSH connection; exec channels are capped so OpenSSH's MaxSessions is never hit. */
 export class SshTransport implements Transport {
   readonly kind = 'ssh' as const;
@@ -261,8 +295,10 @@ export class SshTransport implements Transport {
       return Promise.resolve({ exitCode: null, signal: 'SIGTERM', stdout: '', stderr: '' });
     // OpenSSH ignores "signal" channel requests and leaves a non-pty command running when its
     // channel closes. sshd starts each command as a session leader, so the shell's PID names the
-    // whole process group: learn it from the first stderr line, and kill the group on abort.
-    const wrapped = `printf '%s\\n' "$$" >&2; ${line}`;
+    // whole process group: learn it from the first stderr line, and kill the group on abort. If
+    // the runner itself dies, the lifeline in `withLifeline` ends the group on the host.
+    const input = opts.stdin ?? '';
+    const wrapped = withLifeline(line, Buffer.byteLength(input, 'utf8'));
     let opened: () => void = () => {};
     const opening = new Promise<void>((r) => {
       opened = r;
@@ -282,6 +318,16 @@ export class SshTransport implements Transport {
         let exitCode: number | null = null;
         let signal: string | null = null;
         let settled = false;
+        let inputEnded = false;
+        const endInput = () => {
+          if (inputEnded) return;
+          inputEnded = true;
+          try {
+            ch.end();
+          } catch {
+            // the connection is gone: so is the lifeline
+          }
+        };
         let setPid: (pid: number | undefined) => void = () => {};
         const pidKnown = new Promise<number | undefined>((r) => {
           setPid = r;
@@ -332,14 +378,17 @@ export class SshTransport implements Transport {
         ch.on('exit', (code: number | null, sig?: string) => {
           exitCode = code;
           signal = sig ?? null;
+          // The command has ended: cut the lifeline so its watcher ends too (it sees the shell
+          // gone and kills nothing), which also lets the channel close.
+          endInput();
         });
         ch.on('close', () => {
           markClosed();
           finish();
         });
-        // No empty data packet when there is no input: EOF alone.
-        if (opts.stdin) ch.end(opts.stdin);
-        else ch.end();
+        // The input, then nothing until the command ends: the channel's stdin stays open as the
+        // lifeline. No empty data packet when there is no input.
+        if (input) ch.write(input);
         if (opts.signal?.aborted) onAbort();
       };
       try {

@@ -266,6 +266,45 @@ describe('ssh cancellation', () => {
   });
 });
 
+describe('ssh input and status under the lifeline', () => {
+  it('input reaches the command byte for byte (multi-byte text, 1 MB), and the exit status is the command\'s', async () => {
+    const t = await openSsh(sshSettings(sshd));
+    try {
+      const small = 'é€😀 line\nsecond\n';
+      const r1 = await t.exec('cat', { stdin: small });
+      expect(r1).toMatchObject({ exitCode: 0, stdout: small });
+      const big = 'x'.repeat(1024 * 1024 - 1) + '\n';
+      const r2 = await t.exec('wc -c', { stdin: big });
+      expect(r2.stdout.trim()).toBe(String(1024 * 1024));
+      // A command that never reads a large input still ends, with its own status.
+      const r3 = await t.exec('exit 7', { stdin: big });
+      expect(r3.exitCode).toBe(7);
+      // Without input the command reads EOF at once, as before.
+      const r4 = await t.exec('cat; echo done');
+      expect(r4).toMatchObject({ exitCode: 0, stdout: 'done\n' });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a command that leaves a background job with its output closed ends at once; the job is not killed', async () => {
+    const t = await openSsh(sshSettings(sshd));
+    const m = marker();
+    try {
+      const t0 = Date.now();
+      const r = await t.exec(`(sleep ${m}) </dev/null >/dev/null 2>&1 & echo ok`);
+      expect(r).toMatchObject({ exitCode: 0, stdout: 'ok\n' });
+      expect(Date.now() - t0).toBeLessThan(2000);
+      // The watcher saw the shell gone when its input ended: the job a command left on purpose runs on.
+      await new Promise((res) => setTimeout(res, 500));
+      expect(procsWith(m).length).toBe(1);
+    } finally {
+      for (const pid of procsWith(m)) process.kill(pid, 'SIGKILL');
+      await t.close();
+    }
+  });
+});
+
 describe('ssh host keys', () => {
   it('known_hosts with only the rsa (or ecdsa) key: that key type is negotiated and trusted', async () => {
     for (const type of ['rsa', 'ecdsa', 'ed25519'] as const) {
