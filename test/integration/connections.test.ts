@@ -267,7 +267,7 @@ describe('ssh cancellation', () => {
 });
 
 describe('ssh input and status under the lifeline', () => {
-  it('input reaches the command byte for byte (multi-byte text, 1 MB), and the exit status is the command\'s', async () => {
+  it("input reaches the command byte for byte (multi-byte text, 1 MB), and the exit status is the command's", async () => {
     const t = await openSsh(sshSettings(sshd));
     try {
       const small = 'é€😀 line\nsecond\n';

@@ -82,7 +82,9 @@ describe('a killed runner leaves no process behind', () => {
     });
 
     it('kill -9 mid-step: every process of the remote command is gone from the host within 5 s', async () => {
-      const took = await killMidStep(sshInventory(sshd, ['db1']), () => join(remote, `started-${Date.now()}`));
+      const took = await killMidStep(sshInventory(sshd, ['db1']), () =>
+        join(remote, `started-${Date.now()}`),
+      );
       expect(took).toBeLessThan(5000);
     }, 30_000);
   });
