@@ -10,7 +10,7 @@ Usage:
   pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check | --assume-leader HOST] [--out PLAN.json] [--limit PATTERN] [-e k=v]...
   pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [--break-lock] [-e k=v]...
   pgrunbook run --plan PLAN.json [--yes] [--output plain|json] [--report FILE.md] [-e k=v]...
-  pgrunbook resume RUN_ID [--yes] [--rerun-unfinished] [--output plain|json] [--report FILE.md]
+  pgrunbook resume RUN_ID [-e NAME=VALUE (a value its journal masked)] [--yes] [--rerun-unfinished] [--output plain|json] [--report FILE.md]
   pgrunbook schema [playbook|inventory] [--write]
   pgrunbook steps [TYPE] [--markdown | --write]
   pgrunbook lab up|demo|gcp up|gcp down|down|status [--version 15|13] [--dir DIR]
@@ -75,6 +75,7 @@ export async function dispatch(argv: string[]): Promise<number> {
     case 'resume': {
       const { resumeCommand } = await import('./commands/run.js');
       return resumeCommand(need('a RUN_ID'), {
+        extraVars,
         yes: v.yes,
         output: v.output,
         report: v.report,

@@ -1,6 +1,9 @@
 // Host-key checking the way OpenSSH does it: known_hosts (plain and hashed entries) or a pin.
 import { createHash, createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { FileReadError, readRegularText } from '../util/read-file.js';
+
+/** A known_hosts file far larger than any real one is refused rather than read without end. */
+const MAX_KNOWN_HOSTS_BYTES = 64 * 1024 * 1024;
 
 /** OpenSSH's fingerprint of a raw public key blob: `SHA256:` + unpadded base64 of its sha256. */
 export function fingerprint(keyBlob: Buffer): string {
@@ -93,13 +96,12 @@ export function checkKnownHosts(text: string, host: string, port: number, keyBlo
  */
 export function readKnownHosts(path: string, opts: { mustExist?: boolean } = {}): string {
   try {
-    return readFileSync(path, 'utf8');
+    return readRegularText(path, MAX_KNOWN_HOSTS_BYTES);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' && !opts.mustExist) return '';
-    throw new Error(
-      `cannot read known_hosts file ${path}: ${code === 'ENOENT' ? 'it does not exist' : (code ?? (err as Error).message)}`,
-    );
+    if (!(err instanceof FileReadError)) throw err;
+    const missing = err.reason === 'file not found';
+    if (missing && !opts.mustExist) return '';
+    throw new Error(`cannot read known_hosts file ${path}: ${missing ? 'it does not exist' : err.reason}`);
   }
 }
 

@@ -1,8 +1,8 @@
 // Patroni's REST API: member and cluster status, and the dynamic configuration (pause).
-import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { ConnectionError } from '../errors.js';
+import { FileReadError, readRegularFile } from '../util/read-file.js';
 import type { Secret } from '../util/secret.js';
 
 /** How to reach one member's REST API. */
@@ -85,9 +85,9 @@ export class PatroniClient {
     }
     const tls = https
       ? {
-          ca: this.s.caFile ? readFileSync(this.s.caFile) : undefined,
-          cert: this.s.certFile ? readFileSync(this.s.certFile) : undefined,
-          key: this.s.keyFile ? readFileSync(this.s.keyFile) : undefined,
+          ca: this.s.caFile ? tlsFile(this.s.caFile) : undefined,
+          cert: this.s.certFile ? tlsFile(this.s.certFile) : undefined,
+          key: this.s.keyFile ? tlsFile(this.s.keyFile) : undefined,
         }
       : {};
     const fn = https ? httpsRequest : httpRequest;
@@ -171,5 +171,15 @@ export class PatroniClient {
         `Patroni ${this.memberName}: PATCH /config answered ${r.status}: ${r.body.trim().slice(0, 200)}`,
       );
     }
+  }
+}
+
+/** A TLS file of the inventory's patroni settings; a FIFO or a huge file is refused, not read. */
+function tlsFile(path: string): Buffer {
+  try {
+    return readRegularFile(path, 4 * 1024 * 1024);
+  } catch (err) {
+    if (!(err instanceof FileReadError)) throw err;
+    throw new ConnectionError(`cannot read Patroni TLS file ${path}: ${err.reason}`);
   }
 }

@@ -1,8 +1,9 @@
 // PostgreSQL sessions: one client per host for ordinary queries, opened lazily.
-import { readFileSync } from 'node:fs';
+
 import type { ConnectionOptions } from 'node:tls';
 import type pg from 'pg';
 import { ConnectionError } from '../errors.js';
+import { FileReadError, readRegularFile } from '../util/read-file.js';
 import type { Secret } from '../util/secret.js';
 
 /** How to reach one host's PostgreSQL; the password is a Secret from an env var or a file. */
@@ -131,11 +132,10 @@ export function tlsOptions(s: PgSettings): false | ConnectionOptions {
 
 function readRootCert(path: string): Buffer {
   try {
-    return readFileSync(path);
+    return readRegularFile(path, 4 * 1024 * 1024);
   } catch (err) {
-    throw new ConnectionError(
-      `cannot read sslrootcert ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
+    if (!(err instanceof FileReadError)) throw err;
+    throw new ConnectionError(`cannot read sslrootcert ${path}: ${err.reason}`);
   }
 }
 

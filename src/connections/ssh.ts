@@ -1,8 +1,8 @@
 // The `ssh` transport: one ssh2 connection per host for the whole run, many exec channels.
-import { readFileSync } from 'node:fs';
 import { Client, type ClientChannel } from 'ssh2';
 import { ConnectionError } from '../errors.js';
 import { done, notYet, PollTimeout, poll } from '../util/poll.js';
+import { FileReadError, readRegularFile } from '../util/read-file.js';
 import type { Secret } from '../util/secret.js';
 import { Semaphore } from '../util/semaphore.js';
 import {
@@ -128,11 +128,10 @@ export async function openSsh(s: SshSettings, opts: OpenSshOptions = {}): Promis
   let privateKey: Buffer | undefined;
   if (s.identityFile) {
     try {
-      privateKey = readFileSync(s.identityFile);
+      privateKey = readRegularFile(s.identityFile, 1024 * 1024);
     } catch (err) {
-      throw new ConnectionError(
-        `${s.hostName}: cannot read identity file ${s.identityFile}: ${(err as Error).message}`,
-      );
+      if (!(err instanceof FileReadError)) throw err;
+      throw new ConnectionError(`${s.hostName}: cannot read identity file ${s.identityFile}: ${err.reason}`);
     }
   }
   const serverHostKey = hostKeyAlgorithms(knownTypes);

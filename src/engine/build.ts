@@ -6,6 +6,7 @@ import type { Problem } from '../errors.js';
 import { describePatroniGroups } from '../inventory/dynamic-groups.js';
 import { matchHosts } from '../inventory/patterns.js';
 import type { Node, Play } from '../playbook/model.js';
+import { rawTemplates } from '../playbook/shell-template.js';
 import { confirmOf, pointOfNoReturnOf, requiresLeaderOn } from './gates.js';
 import { batchesOf, narrowHosts, playHosts, usesDynamicGroups } from './hosts.js';
 import type { HostStepPlan, Plan, PlanNode, PlannedPlay, PlanStep, PreviewRequest } from './model.js';
@@ -162,6 +163,7 @@ function planPlay(
       pointOfNoReturn: pointOfNoReturnOf(n.common),
       recovery:
         typeof n.common.recovery === 'string' ? pass.agreedText(n.common.recovery, targets) : undefined,
+      rawShell: rawShellOf(def.shellParams ?? [], n.params),
       hosts: perHost,
     };
     return step;
@@ -177,6 +179,16 @@ function planPlay(
     rescue: list(play.rescue, hosts),
     always: list(play.always, hosts),
   };
+}
+
+/** `param: {{ … | raw }}` for each `| raw` template of a step's shell scripts (argv lists refuse them). */
+function rawShellOf(shellParams: readonly string[], params: unknown): string[] | undefined {
+  const p = (params ?? {}) as Record<string, unknown>;
+  const out = shellParams.flatMap((k) => {
+    const v = p[k];
+    return typeof v === 'string' ? rawTemplates(v).map((t) => `${k}: ${t}`) : [];
+  });
+  return out.length ? out : undefined;
 }
 
 /** One problem per place and message: the same mistake on ten hosts is one line naming them. */

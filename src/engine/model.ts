@@ -47,6 +47,11 @@ export interface PlanStep {
   pointOfNoReturn?: true | string;
   /** recovery: the way back once this step has succeeded */
   recovery?: string;
+  /**
+   * `| raw` templates of its shell parameters, as `param: {{ … | raw }}`: values run as shell
+   * code, unquoted, on purpose. Reviewers must see them; the rendered command is in each host's plan.
+   */
+  rawShell?: string[];
   /** every host the step targets (after `hosts:` narrowing), in order */
   hosts: HostStepPlan[];
 }

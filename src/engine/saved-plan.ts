@@ -3,10 +3,11 @@
 // runs it only if all of that is still the same, and names what changed otherwise. A reviewer's
 // approval of the Markdown (which shows the digest) and the run are tied together.
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { PgrunbookError, UsageError } from '../errors.js';
 import type { PatroniGroups } from '../inventory/inventory.js';
+import { FileReadError, readRegularText } from '../util/read-file.js';
 import type { Plan } from './model.js';
 import type { EngineInputs } from './pass.js';
 
@@ -87,9 +88,10 @@ export function writeSavedPlan(path: string, saved: SavedPlan): void {
 export function readSavedPlan(path: string): SavedPlan {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularText(path, 256 * 1024 * 1024);
   } catch (err) {
-    throw new UsageError(`--plan ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
+    if (!(err instanceof FileReadError)) throw err;
+    throw new UsageError(`--plan ${path}: ${err.reason}`);
   }
   let v: unknown;
   try {

@@ -1,5 +1,4 @@
 // Loads an inventory file into resolved hosts and groups, with every problem located.
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { GcpSettings } from '../connections/gcp-settings.js';
@@ -8,9 +7,13 @@ import type { PgSettings } from '../connections/pg.js';
 import type { SshSettings } from '../connections/ssh.js';
 import type { Problem } from '../errors.js';
 import { loadSource, type SourceDoc } from '../playbook/load.js';
+import { FileReadError, readRegularText } from '../util/read-file.js';
 import { schemaProblems } from '../util/schema-errors.js';
 import { Secret } from '../util/secret.js';
 import { type HostFile, type InventoryFile, InventorySchema, type SecretSourceFile } from './schema.js';
+
+/** The largest secret or key file read: a secret is short; this only stops a runaway read. */
+const MAX_SECRET_FILE_BYTES = 1024 * 1024;
 
 /** A host with its connection settings merged from defaults and its groups' vars applied. */
 export interface InventoryHost {
@@ -336,16 +339,12 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     }
     try {
       return new Secret(
-        readFileSync(expandHome(src.file, base), 'utf8').replace(/\r?\n$/, ''),
+        readRegularText(expandHome(src.file, base), MAX_SECRET_FILE_BYTES).replace(/\r?\n$/, ''),
         `file ${src.file}`,
       );
     } catch (err) {
-      out.push(
-        inventory.doc.problem(
-          path,
-          `cannot read secret file ${src.file}: ${(err as NodeJS.ErrnoException).code}`,
-        ),
-      );
+      if (!(err instanceof FileReadError)) throw err;
+      out.push(inventory.doc.problem(path, `cannot read secret file ${src.file}: ${err.reason}`));
       return undefined;
     }
   };
@@ -362,8 +361,9 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
       h.patroni.password = read(h.patroni.passwordSource, ['hosts', name, 'patroni', 'password']);
     }
     const c = h?.gcp?.credentials;
-    if (c?.kind === 'key_file') registerKeyFileSecrets(c.path);
-    if (c?.kind === 'impersonate') registerKeyFileSecrets(c.keyFile);
+    const keyFile = c?.kind === 'key_file' ? c.path : c?.kind === 'impersonate' ? c.keyFile : undefined;
+    const keyProblem = registerKeyFileSecrets(keyFile);
+    if (keyProblem) out.push(inventory.doc.problem(['hosts', name, 'gcp', 'credentials'], keyProblem));
     if (h?.pg?.passwordSource && !h.pg.password) {
       const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.password
         ? ['hosts', name, 'pg', 'password']
@@ -378,13 +378,17 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
  * A service-account key file is read by the Google client, never by us; its private parts are
  * still registered as secrets so that no output, journal or report can show them.
  */
-function registerKeyFileSecrets(path: string | undefined): void {
+function registerKeyFileSecrets(path: string | undefined): string | undefined {
   if (!path) return;
   let key: unknown;
   try {
-    key = JSON.parse(readFileSync(path, 'utf8'));
-  } catch {
-    return; // the Google client reports an unreadable key file when it needs it
+    key = JSON.parse(readRegularText(path, MAX_SECRET_FILE_BYTES));
+  } catch (err) {
+    // The Google client reports a missing or malformed key file when it needs it; a FIFO or a
+    // device would hang it (and us) instead, and a huge file is not a key.
+    if (err instanceof FileReadError && err.reason !== 'file not found')
+      return `cannot read key file ${path}: ${err.reason}`;
+    return;
   }
   if (!key || typeof key !== 'object') return;
   const k = key as Record<string, unknown>;

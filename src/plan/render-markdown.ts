@@ -11,6 +11,13 @@ function fence(lines: string[]): string[] {
   return [`${ticks}text`, ...lines, ticks];
 }
 
+/** A Markdown code span that survives backticks in `s` (CommonMark: a longer backtick run). */
+function codeSpan(s: string): string {
+  const longest = Math.max(0, ...[...s.matchAll(/`+/g)].map((m) => m[0].length));
+  const ticks = '`'.repeat(longest + 1);
+  return longest ? `${ticks} ${s} ${ticks}` : `${ticks}${s}${ticks}`;
+}
+
 function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix = ''): void {
   for (const n of list) {
     if (n.kind === 'block') {
@@ -31,6 +38,7 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
       n.type,
       n.downtime ? 'downtime' : '',
       n.confirm ? 'needs approval' : '',
+      n.rawShell ? '| raw' : '',
       n.requiresLeader ? 'requires leader' : '',
       n.mutating && n.undoMode === 'never' ? 'undo: never' : '',
     ]
@@ -43,6 +51,11 @@ function nodes(list: PlanNode[], out: string[], counter: { n: number }, prefix =
         '',
       );
     if (n.confirm) out.push(`Approval asked: *${n.confirm}*`, '');
+    if (n.rawShell)
+      out.push(
+        `> **⚠ Shell code from values (\`| raw\`).** These go into the script unquoted and run as shell code: ${n.rawShell.map(codeSpan).join(', ')}. The command each host runs is below.`,
+        '',
+      );
     if (n.recovery) out.push(`Once done, recovery from a failure is: ${n.recovery}`, '');
     for (const h of n.hosts) out.push(`- [ ] \`${h.host}\` — ${h.status === 'runs' ? 'done' : h.status}`);
     out.push('');
@@ -75,6 +88,11 @@ export function renderPlanMarkdown(raw: Plan): string {
   const marked = plan.plays.flatMap((p) => [...playSteps(p)].map((x) => x.step));
   const down = marked.filter((n) => n.downtime).length;
   if (down) out.push(`- Downtime: the ${down} step(s) marked ⏱ run while the database accepts no writes`);
+  const rawSteps = marked.filter((n) => n.rawShell).length;
+  if (rawSteps)
+    out.push(
+      `- Shell code from values: the ${rawSteps} step(s) marked \`| raw\` run a value as shell code, unquoted`,
+    );
   const ponr = marked.find((n) => n.pointOfNoReturn);
   if (ponr)
     out.push(

@@ -77,6 +77,7 @@ function stepHeader(n: Extract<PlanNode, { kind: 'step' }>): string {
   if (n.pointOfNoReturn) tags.push('POINT OF NO RETURN');
   if (n.downtime) tags.push('downtime');
   if (n.confirm) tags.push('needs approval');
+  if (n.rawShell) tags.push('| raw: values run as shell code');
   if (n.requiresLeader) tags.push('only while this host is the Patroni leader');
   if (n.retries) tags.push(`retries ${n.retries}`);
   if (n.timeout) tags.push(`timeout ${n.timeout}s`);
@@ -109,6 +110,8 @@ function nodeLines(nodes: PlanNode[], depth: number, out: string[], counter: { n
         `${pad}   point of no return: steps before this one are undone automatically only if the run fails before it${typeof n.pointOfNoReturn === 'string' ? `; after it, recovery is ${n.pointOfNoReturn}` : ''}`,
       );
     if (n.recovery) out.push(`${pad}   once done, recovery from a failure is: ${n.recovery}`);
+    for (const r of n.rawShell ?? [])
+      out.push(`${pad}   | raw: ${r} goes into the script unquoted and runs as shell code`);
     if (n.requiresLeader)
       out.push(
         `${pad}   guard: GET /patroni and GET /cluster just before; refused if the host no longer leads`,

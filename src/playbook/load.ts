@@ -1,7 +1,7 @@
 // Reads YAML 1.2 (core schema) keeping a map from document paths back to line and column.
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { isMap, isPair, isScalar, isSeq, type Node, parseDocument } from 'yaml';
 import type { Problem } from '../errors.js';
+import { FileReadError, readBounded } from '../util/read-file.js';
 import { aliasBreach, tokenBreach } from './yaml-limits.js';
 
 /** The largest playbook or inventory read, in bytes: far above any real one, small enough to parse at once. */
@@ -156,52 +156,31 @@ export function loadSource(file: string): { doc?: SourceDoc; problems: Problem[]
   return parseSource(file, read.text);
 }
 
-const KINDS: [(s: import('node:fs').Stats) => boolean, string][] = [
-  [(s) => s.isDirectory(), 'a directory'],
-  [(s) => s.isFIFO(), 'a FIFO'],
-  [(s) => s.isSocket(), 'a socket'],
-  [(s) => s.isCharacterDevice(), 'a character device'],
-  [(s) => s.isBlockDevice(), 'a block device'],
-];
-
 /** The text of a regular file of at most MAX_FILE_BYTES, or the problem that prevents it. */
 function readInput(file: string): { text: string } | { problem: Problem } {
   const fail = (message: string, pos = { line: 1, col: 1 }) => ({
     problem: { file, ...pos, path: '', message },
   });
-  let fd: number;
   try {
-    // O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting for one.
-    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return fail(code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? String(err)})`);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) {
-      const kind = KINDS.find(([is]) => is(st))?.[1] ?? 'not a regular file';
-      return fail(`not a regular file (${kind}); give the path of a YAML file`);
-    }
-    // One byte more than the limit tells "too large" without reading the rest of a huge file.
-    const buf = Buffer.alloc(MAX_FILE_BYTES + 1);
-    let n = 0;
-    for (let r = 1; r > 0 && n < buf.length; n += r) r = readSync(fd, buf, n, buf.length - n, null);
-    const text = buf.subarray(0, Math.min(n, MAX_FILE_BYTES)).toString('utf8');
-    if (n > MAX_FILE_BYTES) {
-      const size = Math.max(st.size, n);
+    const r = readBounded(file, MAX_FILE_BYTES);
+    const text = r.data.toString('utf8');
+    if (r.over) {
       const mb = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
       return fail(
-        `file is larger than ${mb(MAX_FILE_BYTES)} (${mb(size)}; limit ${MAX_FILE_BYTES} bytes); the limit is reached here`,
+        `file is larger than ${mb(MAX_FILE_BYTES)} (${mb(r.size)}; limit ${MAX_FILE_BYTES} bytes); the limit is reached here`,
         positions(text)(text.length),
       );
     }
     return { text };
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return fail(`cannot read file (${code ?? String(err)})`);
-  } finally {
-    closeSync(fd);
+    if (!(err instanceof FileReadError)) throw err;
+    return fail(
+      err.reason.startsWith('not a regular file')
+        ? `${err.reason}; give the path of a YAML file`
+        : err.reason === 'file not found'
+          ? err.reason
+          : `cannot read file (${err.reason})`,
+    );
   }
 }
 

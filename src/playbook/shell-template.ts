@@ -58,6 +58,11 @@ export function shellMode(expr: string): { expr: string; mode: ShellTemplateMode
   return { expr: e, mode: 'quoted' };
 }
 
+/** The `{{ … | raw }}` templates of an sh script, as written: the values it runs as shell code. */
+export function rawTemplates(script: string): string[] {
+  return [...script.matchAll(TEMPLATE)].filter((m) => shellMode(m[1]!).mode === 'raw').map((m) => m[0]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The scanner: a small sh lexer that only tracks what decides how a value must be quoted.
 

@@ -33,6 +33,11 @@ export type RunEvent =
       inventorySha256?: string;
       inventory: string;
       extraVars: Record<string, unknown>;
+      /**
+       * -e names whose value held a secret and is masked in this journal: `resume` cannot read them
+       * back, and asks for them again (`-e NAME=…`) instead of running with `***`.
+       */
+      maskedExtraVars?: string[];
       limit?: string;
       resumed: boolean;
       /** the digest of the plan the run executes (a saved plan's, with `run --plan`) */

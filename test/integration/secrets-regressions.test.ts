@@ -1,6 +1,6 @@
 // Issue 11's secret reproducers, each through the real CLI. The secrets come from {env} sources of
 // a local host's pg.password (read at run start whether or not a step connects).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { events, journalOf, runCli, workdir } from './cli.js';
@@ -72,6 +72,55 @@ describe('secrets (issue 11 reproducers)', () => {
     expect(resumed.stderr).not.toContain('file not found');
     expect(resumed.code, resumed.stderr + resumed.stdout).toBe(0);
     expect(resumed.stdout).toContain(`${join(cwd, pw, 'pb.yml')}`);
+  });
+
+  it('an -e value holding a secret is masked in the journal; resume asks for it again instead of running with ***', async () => {
+    const pw = 'ev-secret-9c1d';
+    const cwd = workdir({ 'inv.yml': inventory() });
+    writeFileSync(
+      join(cwd, 'pb.yml'),
+      [
+        '- name: p',
+        '  hosts: db',
+        '  steps:',
+        '    - name: needs the flag',
+        `      shell: "test -f ${join(cwd, 'flag')}"`,
+        '    - name: uses the value',
+        `      shell: "printf %s {{ conn }} > ${join(cwd, 'used')}"`,
+        '',
+      ].join('\n'),
+    );
+    const env = { RG_PW: pw };
+    const conn = `host=db password=${pw}`;
+    const first = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '-e', `conn=${conn}`, '-e', 'n=1'], {
+      cwd,
+      env,
+    });
+    expect(first.code).toBe(1);
+    const start = journalOf(cwd).find((e) => e.type === 'run_started')!;
+    expect(start.extraVars).toEqual({ conn: 'host=db password=***', n: 1 });
+    expect(start.maskedExtraVars).toEqual(['conn']);
+    expect(JSON.stringify(journalOf(cwd))).not.toContain(pw);
+    writeFileSync(join(cwd, 'flag'), '');
+    const runId = String(start.runId);
+    // Without it: refused, naming the value and the command to give; nothing runs.
+    const bare = await runCli(['resume', runId], { cwd, env });
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain(
+      `masked in its journal: conn. Give them again, with the same values: pgrunbook resume ${runId} -e conn=…`,
+    );
+    expect(existsSync(join(cwd, 'used'))).toBe(false);
+    // Another -e cannot change the run.
+    const other = await runCli(['resume', runId, '-e', `conn=${conn}`, '-e', 'n=2'], { cwd, env });
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain(
+      '-e n cannot be changed (only the values its journal masked can be given again: conn)',
+    );
+    // With it: the step gets the real value, not ***.
+    const resumed = await runCli(['resume', runId, '-e', `conn=${conn}`], { cwd, env });
+    expect(resumed.code, resumed.stderr + resumed.stdout).toBe(0);
+    expect(readFileSync(join(cwd, 'used'), 'utf8')).toBe(conn);
+    expect(resumed.stdout + resumed.stderr).not.toContain(pw);
   });
 
   it('credentials in patroni.url are refused at validation, located, without echoing them', async () => {

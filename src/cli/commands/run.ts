@@ -17,6 +17,7 @@ import { acquireRunLocks } from '../../runner/locks.js';
 import { completedSteps, type DoneStep, unfinishedChanges } from '../../runner/resume.js';
 import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
+import { redactValue } from '../../util/secret.js';
 import { loadInputs } from '../load-inputs.js';
 import { outputState } from '../output-state.js';
 import { ttyPrompter } from '../prompter.js';
@@ -171,6 +172,7 @@ export async function runCommand(
       inventorySha256: inventorySha,
       inventory: resolve(inventoryFile),
       extraVars: opts.extraVars,
+      maskedExtraVars: maskedNames(opts.extraVars),
       limit: opts.limit,
       resumed: resumeId !== undefined,
       planDigest: plan.digest,
@@ -199,10 +201,43 @@ export async function runCommand(
   }
 }
 
+/** -e names whose value the journal will mask (it holds a secret); undefined when none. */
+function maskedNames(extraVars: Record<string, unknown>): string[] | undefined {
+  const names = Object.keys(extraVars).filter(
+    (k) => JSON.stringify(redactValue(extraVars[k])) !== JSON.stringify(extraVars[k]),
+  );
+  return names.length ? names : undefined;
+}
+
+/**
+ * The -e values a resume runs with: the run's own, from its journal, except those the journal
+ * masked, which the operator gives again. Nothing else may change: a resume continues one run.
+ */
+function resumeExtraVars(
+  runId: string,
+  journaled: Record<string, unknown>,
+  masked: readonly string[],
+  given: Record<string, unknown>,
+): Record<string, unknown> {
+  const stray = Object.keys(given).filter((k) => !masked.includes(k));
+  if (stray.length)
+    throw new UsageError(
+      `resume continues run ${runId} with its own -e values; ${stray.map((k) => `-e ${k}`).join(', ')} cannot be changed` +
+        (masked.length ? ` (only the values its journal masked can be given again: ${masked.join(', ')})` : ''),
+    );
+  const missing = masked.filter((k) => !(k in given));
+  if (missing.length)
+    throw new UsageError(
+      `run ${runId} was started with -e values that hold a secret, masked in its journal: ${missing.join(', ')}. ` +
+        `Give them again, with the same values: pgrunbook resume ${runId} ${missing.map((k) => `-e ${k}=…`).join(' ')}. Nothing was run.`,
+    );
+  return { ...journaled, ...given };
+}
+
 /** `pgrunbook resume RUN_ID`: re-validates, refuses a changed playbook, continues after what stands. */
 export async function resumeCommand(
   runId: string,
-  opts: Omit<RunCommandOptions, 'inventory' | 'extraVars' | 'limit'> & { rerunUnfinished?: boolean },
+  opts: Omit<RunCommandOptions, 'inventory' | 'limit'> & { rerunUnfinished?: boolean },
 ): Promise<number> {
   if (!isRunId(runId)) throw new UsageError(`not a run id: ${JSON.stringify(runId)}`);
   const path = join(runDir(runId), 'journal.jsonl');
@@ -221,6 +256,7 @@ export async function resumeCommand(
       `run ${runId} ended in compensation_failed: fix the hosts by hand (see its journal) before running again`,
     );
   }
+  const extraVars = resumeExtraVars(runId, start.extraVars, start.maskedExtraVars ?? [], opts.extraVars);
   const killed = unfinishedChanges(events);
   if (killed.length && !opts.rerunUnfinished)
     throw new PgrunbookError(
@@ -230,7 +266,7 @@ export async function resumeCommand(
   const { rerunUnfinished: _, ...runOpts } = opts;
   return runCommand(
     start.playbook,
-    { ...runOpts, inventory: start.inventory, extraVars: start.extraVars, limit: start.limit },
+    { ...runOpts, inventory: start.inventory, extraVars, limit: start.limit },
     runId,
   );
 }

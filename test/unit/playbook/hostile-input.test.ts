@@ -1,7 +1,7 @@
 // Issue 11's reproducers, one named test each: hostile file content is a located exit-2
 // problem, never a crash, an abort or a hang; locations point at the token in question.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,6 +150,29 @@ describe('issue 11 crashes: file content gives a located problem', () => {
     expect(r.signal).toBeNull();
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('fifo.yml:1:1: not a regular file (a FIFO); give the path of a YAML file');
+  });
+
+  it('a secret file: that is a FIFO is refused by plan --check and run at once, nothing runs', () => {
+    const sub = join(dir, 'fifo-secret');
+    mkdirSync(sub);
+    expect(spawnSync('mkfifo', [join(sub, 'pw.fifo')]).status).toBe(0);
+    writeFileSync(
+      join(sub, 'inv.yml'),
+      'hosts:\n  here:\n    transport: local\n    pg: { host: /nowhere, password: { file: ./pw.fifo } }\n',
+    );
+    writeFileSync(join(sub, 'pb.yml'), '- name: p\n  hosts: here\n  steps:\n    - shell: touch ran\n');
+    for (const args of [
+      ['plan', 'pb.yml', '-i', 'inv.yml', '--check'],
+      ['run', 'pb.yml', '-i', 'inv.yml', '--yes'],
+    ]) {
+      const t0 = Date.now();
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000, cwd: sub });
+      expect(r.signal, args[0]).toBeNull();
+      expect(r.status, `${args[0]}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toMatch(/inv\.yml:4:\d+: .*cannot read secret file \.\/pw\.fifo: not a regular file \(a FIFO\)/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    }
+    expect(existsSync(join(sub, 'ran'))).toBe(false);
   });
 
   it('a directory as the playbook or the inventory path is refused as not a regular file', () => {
