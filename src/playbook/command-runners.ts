@@ -142,3 +142,69 @@ export const RUNNERS: ReadonlyMap<string, RunnerSpec> = new Map(
 export function runnerOf(name: string): RunnerSpec | undefined {
   return RUNNERS.get(name);
 }
+
+/** Interpreters that run their standard input as a program when given none on the command line. */
+const STDIN_PROGRAM = new Set([
+  'perl',
+  'python',
+  'python2',
+  'python3',
+  'ruby',
+  'node',
+  'nodejs',
+  'php',
+  'lua',
+  'tclsh',
+  'expect',
+  'Rscript',
+]);
+/** Names of a process's own standard input. */
+const STDIN_PATHS = new Set(['-', '/dev/stdin', '/dev/fd/0', '/proc/self/fd/0']);
+/** Their options that give the program on the command line (so standard input is data). */
+const PROGRAM_OPTIONS = /^-(?:c|e|E|r|m)$|^--(?:eval|command|exec)(?:=|$)/;
+
+/**
+ * Why a command given `words` (its name first, as written) would run its standard input as code,
+ * or undefined when standard input is data to it. A value that flows into such a command's input —
+ * piped from an earlier command, or the shell step's `stdin` — is code, whatever quoting it had.
+ * Shells without -c or a script file, interpreters without a program argument, psql without
+ * -c/-f, crontab and every command runner (it hands its input to the command it runs).
+ */
+export function stdinIsCode(words: readonly string[]): string | undefined {
+  const cmd = words[0];
+  if (cmd === undefined) return undefined;
+  const name = cmd.slice(cmd.lastIndexOf('/') + 1);
+  const args = words.slice(1);
+  const operand = args.find((w) => !w.startsWith('-') && !w.startsWith('+'));
+  if (name === 'crontab')
+    return operand === undefined || args.includes('-') ? 'crontab installs its input as jobs' : undefined;
+  if (name === 'psql')
+    return args.some((w) => /^-[^-]*[cf]/.test(w) || /^--(?:command|file)(?:=|$)/.test(w)) &&
+      !args.includes('-')
+      ? undefined
+      : 'psql runs its input as SQL (and \\! runs shell commands)';
+  if (STDIN_PROGRAM.has(name))
+    return operand === undefined && !args.some((w) => PROGRAM_OPTIONS.test(w))
+      ? `${name} runs its input as a program`
+      : undefined;
+  const spec = runnerOf(name);
+  if (!spec) return undefined;
+  if (spec.kind === 'shell') {
+    // -c SCRIPT or a script FILE: the input is the script's data. Otherwise (-s, or nothing) it is the script.
+    const c = args.some((w) => /^-[A-Za-z]*c[A-Za-z]*$/.test(w));
+    return c || (operand !== undefined && !args.some((w) => /^-[A-Za-z]*s[A-Za-z]*$/.test(w)))
+      ? undefined
+      : `${name} reads its script from its input`;
+  }
+  if (spec.kind !== 'code') return undefined;
+  if (name === 'eval' || name === 'trap') return undefined;
+  if (name === 'source' || name === '.')
+    return args.some((w) => STDIN_PATHS.has(w)) ? `${name} reads its input as shell code` : undefined;
+  if (name === 'make')
+    return args.includes('-') || args.includes('--file=-')
+      ? 'make -f - reads its input as a makefile'
+      : undefined;
+  // awk, sed, jq: the program is an argument; the input is their data.
+  if (spec.why === RUNS_SCRIPT) return undefined;
+  return `${name} ${spec.why}, and hands it its input`;
+}

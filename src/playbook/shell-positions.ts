@@ -15,7 +15,7 @@ export type Position =
   | { role: 'refused'; why: string; hint: Hint };
 
 /** What to suggest instead of a refused template. */
-export type Hint = 'positional' | 'variable' | 'lowercase' | 'directory';
+export type Hint = 'positional' | 'variable' | 'lowercase' | 'directory' | 'input';
 
 const ASSIGN = /^([A-Za-z_][A-Za-z0-9_]*)\+?=/;
 /** Shell variables a value may be assigned to: lowercase ones, which no program reads from the environment. */

@@ -9,6 +9,7 @@
 // quotes, where it would end them.
 
 import { quote } from '../util/shell.js';
+import { stdinIsCode } from './command-runners.js';
 import {
   ExpressionError,
   evaluate,
@@ -73,6 +74,7 @@ type FrameKind =
   | 'backtick' // ` … `
   | 'arith' // $(( … )) and (( … ))
   | 'brace' // ${ … }
+  | 'procsubst' // <( … ) and >( … )
   | 'dbracket' // [[ … ]]
   | 'single' // ' … '
   | 'ansi' // $' … '
@@ -88,9 +90,15 @@ interface Frame {
   cur: string | null;
   /** The next word is a redirection target (after <, >, >>, >&, …). */
   redirect: boolean;
+  /** Accepted values since the last list separator outside a compound command (sh-like frames). */
+  stage: ShellTemplateSite[];
+  /** Accepted values upstream in the current pipeline: what later commands read on their input. */
+  piped: ShellTemplateSite[];
+  /** Open compound commands ({ …; }, if, while, until, for, case): their inside is one pipeline stage. */
+  group: number;
 }
 
-const SH_LIKE: ReadonlySet<FrameKind> = new Set(['sh', 'subst', 'paren']);
+const SH_LIKE: ReadonlySet<FrameKind> = new Set(['sh', 'subst', 'paren', 'procsubst']);
 
 /** Frames inside which no value can be quoted safely, and how to say where that is. */
 const REFUSED: Partial<Record<FrameKind, string>> = {
@@ -99,11 +107,18 @@ const REFUSED: Partial<Record<FrameKind, string>> = {
   arith: 'inside an arithmetic $((…)) or ((…))',
   // biome-ignore lint/suspicious/noTemplateCurlyInString: sh syntax in a message
   brace: 'inside ${…}',
+  procsubst: 'inside a process substitution <(…) or >(…)',
   dbracket: 'inside [[…]]',
   ansi: "inside $'…'",
 };
 
 const SINGLE_IN_BRACE = `after '…' inside "$\{…}"`;
+
+/** Words that open and close compound commands, at a command's start. */
+const OPENERS = new Set(['{', 'if', 'while', 'until', 'for', 'case', 'select']);
+const CLOSERS = new Set(['}', 'fi', 'done', 'esac']);
+/** Leading NAME=value words of a simple command. */
+const ASSIGNMENT_WORD = /^[A-Za-z_][A-Za-z0-9_]*\+?=/;
 
 /** Words that may precede a command name without being it. */
 const PREFIX_WORDS = new Set(['!', '{', 'if', 'then', 'else', 'elif', 'do', 'while', 'until']);
@@ -111,6 +126,8 @@ const SPACE = /\s/;
 
 /** Follows an sh script piece by piece; literal text is fed, templates are asked about. */
 export class ShellScanner {
+  /** Every simple command completed so far, as its words (leading assignments dropped). */
+  readonly commands: string[][] = [];
   private readonly stack: Frame[] = [frame('sh')];
   private comment = false;
   private poison: string | undefined;
@@ -212,11 +229,28 @@ export class ShellScanner {
     }
   }
 
-  /** A template's value went in here: it is part of a word and changes no context. */
-  value(): void {
+  /**
+   * A template's value went in here: it is part of a word and changes no context. An accepted
+   * `site` is followed to the end of its pipeline: if a later command runs its input as code, the
+   * site is refused then (its value would reach that command as code, quoted or not).
+   */
+  value(site?: ShellTemplateSite): void {
     this.pendingEscape = false;
     this.pendingDollar = false;
     this.wordChar('\0');
+    if (site && site.refusal === undefined) this.shFrame().stage.push(site);
+  }
+
+  /** Why the scanner stopped following the script (a heredoc, …), if it did. */
+  get lost(): string | undefined {
+    return this.poison;
+  }
+
+  /** The script is over: its last command is complete. */
+  end(): void {
+    if (this.poison || this.comment) return;
+    while (this.stack.length > 1 && SH_LIKE.has(this.top().kind)) this.closeFrame();
+    this.separator('list');
   }
 
   /** Where a value would land now: its quoting context and place, or why it cannot be quoted. */
@@ -242,7 +276,18 @@ export class ShellScanner {
   }
 
   private push(kind: FrameKind): void {
-    this.stack.push(frame(kind));
+    const f = frame(kind);
+    // A subshell reads what is piped into the command it stands for: it inherits the pipeline.
+    if (SH_LIKE.has(kind)) f.piped = this.shFrame().piped;
+    this.stack.push(f);
+  }
+
+  /** Leaves a sh-like frame: its values belong to the command it is part of. */
+  private closeFrame(): void {
+    this.separator('close');
+    const inner = this.stack.pop()!;
+    const outer = this.shFrame();
+    outer.stage.push(...inner.stage);
   }
 
   /** The innermost frame whose text is shell code (the one words belong to). */
@@ -273,13 +318,40 @@ export class ShellScanner {
       this.stack.some((x) => x.kind === 'subst' || x.kind === 'paren')
     )
       this.poison = 'after a case statement inside $(…)';
+    if (f.words.length === 0 && OPENERS.has(w)) f.group++;
+    if (f.words.length === 0 && CLOSERS.has(w)) f.group = Math.max(0, f.group - 1);
     if (f.words.length === 0 && PREFIX_WORDS.has(w)) return;
     f.words.push(w);
   }
 
-  private separator(): void {
+  /**
+   * Ends the simple command being read. `pipe`: its output goes to the next command; `list`: the
+   * next command starts afresh (`;`, `&`, `&&`, `||`, a newline); `close`: the frame ends. A command
+   * that runs its input as code refuses every value upstream in its pipeline.
+   */
+  private separator(how: 'pipe' | 'list' | 'close' = 'list'): void {
     this.endWord();
     const f = this.shFrame();
+    const start = f.words.findIndex((w) => !ASSIGNMENT_WORD.test(w));
+    if (start >= 0) this.commands.push(f.words.slice(start));
+    if (f.piped.length > 0) {
+      const words = f.words.slice(f.words.findIndex((w) => !ASSIGNMENT_WORD.test(w)));
+      const why = f.words.some((w) => !ASSIGNMENT_WORD.test(w)) ? stdinIsCode(words) : undefined;
+      if (why)
+        for (const site of f.piped) {
+          if (site.refusal !== undefined) continue;
+          site.refusal = `is piped into ${words[0]}, and ${why}`;
+          site.hint = 'input';
+        }
+    }
+    if (how === 'pipe') {
+      f.piped.push(...f.stage);
+      f.stage = [];
+    } else if (how === 'list' && f.group === 0) {
+      // A fresh pipeline: nothing flows on. (Inside a compound command, everything may.)
+      f.piped.length = 0;
+      f.stage = [];
+    }
     f.words = [];
     f.redirect = false;
   }
@@ -360,19 +432,25 @@ export class ShellScanner {
       return 0;
     }
     if (c === ')') {
-      this.separator();
-      if (top.kind === 'subst') {
+      if (top.kind === 'subst' || top.kind === 'procsubst') {
         // The word holding $(…) goes on after it.
-        this.stack.pop();
+        this.closeFrame();
         this.wordChar(c);
       } else if (this.stack.length > 1) {
-        this.stack.pop();
-        this.separator();
-      }
+        this.closeFrame();
+        this.separator('close');
+      } else this.separator('list');
       return 0;
     }
     if (c === '[' && next === '[' && wordStart && SPACE.test(text[i + 2] ?? ' ')) {
       this.push('dbracket');
+      return 1;
+    }
+    if ((c === '<' || c === '>') && next === '(') {
+      // <(…) and >(…): the output of commands becomes a file some command reads, maybe as code.
+      this.endWord();
+      this.wordChar(c);
+      this.push('procsubst');
       return 1;
     }
     if (c === '<' || c === '>' || (c === '&' && next === '>')) {
@@ -384,9 +462,15 @@ export class ShellScanner {
       top.redirect = true;
       return k;
     }
+    if (c === '|' && next !== '|') {
+      this.separator('pipe');
+      // `|&` pipes standard error too.
+      return next === '&' ? 1 : 0;
+    }
     if (c === ';' || c === '&' || c === '|' || c === '\n') {
-      this.separator();
-      return 0;
+      this.separator('list');
+      // `||` and `&&` are one separator.
+      return (c === '|' || c === '&') && next === c ? 1 : 0;
     }
     if (SPACE.test(c)) {
       this.endWord();
@@ -398,7 +482,7 @@ export class ShellScanner {
 }
 
 function frame(kind: FrameKind): Frame {
-  return { kind, depth: 0, words: [], cur: null, redirect: false };
+  return { kind, depth: 0, words: [], cur: null, redirect: false, stage: [], piped: [], group: 0 };
 }
 
 /** A value in the command word must be the directory of a literal program name: `{{ bin }}/psql`. */
@@ -442,6 +526,8 @@ function instead(hint: Hint | undefined, e: string): string {
       return `assign it to a lowercase shell variable (v={{ ${e} }})`;
     case 'directory':
       return `write the program name literally ({{ ${e} }}/NAME), or use an argv list with a literal program`;
+    case 'input':
+      return `pass it as an argument the command reads as data (for sh: sh -c '… "$1"' sh {{ ${e} }}; for psql: -v name={{ ${e} }} and :'name')`;
     case 'variable':
       return `assign it to a shell variable first (v={{ ${e} }}) and write the command with "$v" yourself`;
     default:
@@ -555,7 +641,7 @@ export function shellTemplateProblems(script: string): { index: number; text: st
  * Walks the templates of `script` in order. `each` gets the site and may return the text a
  * `| raw` value put into the script (so the scanner follows it), or undefined for one opaque word.
  */
-function walkSites(script: string, each: (site: ShellTemplateSite) => string | undefined): void {
+function walkSites(script: string, each: (site: ShellTemplateSite) => string | undefined): ShellScanner {
   const scanner = new ShellScanner();
   let last = 0;
   for (const m of script.matchAll(TEMPLATE)) {
@@ -574,10 +660,22 @@ function walkSites(script: string, each: (site: ShellTemplateSite) => string | u
         site.refusal = at.context === 'single' ? "inside '…'" : 'inside "…"';
     }
     const raw = each(site);
-    if (raw === undefined) scanner.value();
+    if (raw === undefined) scanner.value(site);
     else scanner.feed(raw);
     last = index + m[0].length;
   }
+  scanner.feed(script.slice(last));
+  scanner.end();
+  return scanner;
+}
+
+/**
+ * The simple commands of an sh script, as words (a template's value is `\0`), or undefined when
+ * the scanner cannot follow the script to its end (a heredoc, …).
+ */
+export function shellCommands(script: string): string[][] | undefined {
+  const scanner = walkSites(script, () => undefined);
+  return scanner.lost ? undefined : scanner.commands;
 }
 
 function escapeFor(ctx: ShellContext, value: string): string {
@@ -603,7 +701,9 @@ export function renderShellTemplate(script: string, scope: Scope): unknown {
   let out = '';
   let last = 0;
   let unknown = false;
+  const seen: ShellTemplateSite[] = [];
   walkSites(script, (site) => {
+    seen.push(site);
     out += script.slice(last, site.index);
     last = site.index + site.text.length;
     if (site.refusal !== undefined) throw new ExpressionError(refusalMessage(site));
@@ -623,6 +723,9 @@ export function renderShellTemplate(script: string, scope: Scope): unknown {
     return undefined;
   });
   out += script.slice(last);
+  // A value accepted where it stood can be refused later in its pipeline (`… | sh`).
+  const late = seen.find((x) => x.refusal !== undefined);
+  if (late) throw new ExpressionError(refusalMessage(late));
   return unknown ? new Unknown(script, out) : out;
 }
 

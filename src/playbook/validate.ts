@@ -29,6 +29,7 @@ import {
   walk,
   walkNodes,
 } from './model.js';
+import { shellInputProblems } from './shell-inputs.js';
 import { argvTemplateProblems, shellMode, shellTemplateProblems } from './shell-template.js';
 
 export { BUILTIN_NAMES } from './model.js';
@@ -325,6 +326,9 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
             for (const a of argvTemplateProblems(v)) out.push(doc.problem([...p, a.element], a.message));
         }
       }
+      if (def.shellInputs)
+        for (const p of shellInputProblems({ commands: def.shellParams ?? [], ...def.shellInputs }, params))
+          out.push(doc.problem([...n.path, n.type, ...p.path], p.message));
       if (typeof n.common.when === 'string') check(n.common.when, [...n.path, 'when']);
       if (typeof n.common.until === 'string') check(n.common.until, [...n.path, 'until'], ['result']);
       if (typeof n.common.confirm === 'string') checkTemplates(n.common.confirm, [...n.path, 'confirm']);

@@ -85,6 +85,8 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   undoSummary: string;
   /** Parameters holding sh scripts: templates in them are quoted for where they land. */
   shellParams?: readonly string[];
+  /** Parameters that feed those scripts other than as arguments: their input and environment. */
+  shellInputs?: { stdin?: string; env?: string };
   /** Parameters holding bare expressions, not templates (e.g. assert's `that`). */
   rawParams?: readonly string[];
   /** `type: VALUE` (a string or list) means `type: { [shorthand]: VALUE }`. */

@@ -12,10 +12,15 @@ import { command } from './in-process.js';
 /** A payload, given the command that creates the marker (`touch /…/pwned-N`). */
 export type Payload = { name: string; make: (touch: string) => string };
 
-/** Where `{{ v }}` sits: an sh script, or an argv list. `DIR` is replaced by the scratch directory. */
+/**
+ * Where `{{ v }}` sits: an sh script, or an argv list, or the step's `stdin` or `env` feeding one.
+ * `DIR` is replaced by the scratch directory.
+ */
 export interface Position {
   name: string;
   cmd: string | string[];
+  stdin?: string;
+  env?: Record<string, string>;
   /** Refused at validation whatever the value (a static position). */
   refused: boolean;
 }
@@ -260,6 +265,63 @@ export const POSITIONS: Position[] = [
       ['/usr/bin/printf', '%s', 'x{{ v }}'],
     ] as string[][]
   ).map((cmd) => ({ name: `argv ${JSON.stringify(cmd)}`, cmd, refused: false })),
+  // Data flow: a value reaches a command through a pipe, the step's stdin or its env.
+  ...[
+    'echo {{ v }} | sh',
+    'printf %s {{ v }} | bash -s',
+    'echo {{ v }} | cat | sh',
+    '{ echo {{ v }}; } | sh',
+    '(echo {{ v }}) | sh',
+    'for x in 1; do echo {{ v }}; done | sh',
+    'echo {{ v }} |& sh',
+    'echo {{ v }} | LC_ALL=C sh',
+    'echo {{ v }} | . /dev/stdin',
+    'echo {{ v }} | python3',
+    'echo {{ v }} | perl',
+    'echo {{ v }} | xargs sh -c',
+    'echo {{ v }} | sudo sh',
+    'echo {{ v }} | while read l; do sh; done',
+    'sh <(echo {{ v }})',
+    'cat <(echo {{ v }})',
+  ].map((cmd) => ({ name: cmd, cmd, refused: true })),
+  ...(
+    [
+      ['sh', 'stdin {{ v }} into sh'],
+      ['bash -s', 'stdin {{ v }} into bash -s'],
+      ['cat >/dev/null; sh', 'stdin {{ v }} into a script that runs sh'],
+      [['sh'], 'stdin {{ v }} into argv sh'],
+      [['python3'], 'stdin {{ v }} into argv python3'],
+    ] as [string | string[], string][]
+  ).map(([cmd, name]) => ({ name, cmd, stdin: '{{ v }}', refused: true })),
+  ...(
+    [
+      ['eval "$x"', 'env x={{ v }} with eval "$x"'],
+      ['sh -c "$x"', 'env x={{ v }} with sh -c "$x"'],
+      ["sh -c 'eval $x'", "env x={{ v }} with sh -c 'eval $x'"],
+      ['$x', 'env x={{ v }} as the command'],
+      [['sh', '-c', '$x'], 'env x={{ v }} with argv sh -c $x'],
+    ] as [string | string[], string][]
+  ).map(([cmd, name]) => ({ name, cmd, env: { x: '{{ v }}' }, refused: true })),
+  {
+    name: 'env BASH_ENV={{ v }} with bash',
+    cmd: 'bash -c true',
+    env: { BASH_ENV: '{{ v }}' },
+    refused: true,
+  },
+  { name: 'env LD_PRELOAD={{ v }}', cmd: 'true', env: { LD_PRELOAD: '{{ v }}' }, refused: true },
+  // Data flow that stays data.
+  ...['echo {{ v }} | cat', "echo {{ v }} | sh -c 'cat >/dev/null'", 'echo {{ v }} | grep -c x'].map(
+    (cmd) => ({ name: cmd, cmd, refused: false }),
+  ),
+  { name: 'stdin {{ v }} into cat', cmd: 'cat >/dev/null', stdin: '{{ v }}', refused: false },
+  { name: 'stdin {{ v }} into argv wc', cmd: ['wc', '-c'], stdin: '{{ v }}', refused: false },
+  { name: 'env x={{ v }} as "$x"', cmd: 'printf %s "$x"', env: { x: '{{ v }}' }, refused: false },
+  {
+    name: 'env PGAPPNAME={{ v }}',
+    cmd: 'printf %s "$PGAPPNAME"',
+    env: { PGAPPNAME: '{{ v }}' },
+    refused: false,
+  },
 ];
 
 /** Every payload × position pair, numbered. */
@@ -300,7 +362,7 @@ export interface Ran {
  * directory is another one, checked for `pwned*` files too.
  */
 export async function runShellStep(
-  cmd: string | string[],
+  step: string | string[] | Pick<Position, 'cmd' | 'stdin' | 'env'>,
   value: string,
   dir: string,
   verb: 'run' | 'validate' = 'run',
@@ -311,12 +373,14 @@ export async function runShellStep(
   mkdirSync(scratch, { recursive: true });
   mkdirSync(cwd, { recursive: true });
   const fill = (s: string) => s.replaceAll('DIR', scratch);
+  const { cmd, stdin, env } = typeof step === 'string' || Array.isArray(step) ? { cmd: step } : step;
   const filled = typeof cmd === 'string' ? fill(cmd) : cmd.map(fill);
+  const params = { cmd: filled, stdin: stdin === undefined ? '' : fill(stdin), ...(env ? { env } : {}) };
   const playbook = join(dir, 'playbook.yml');
   const inventory = join(dir, 'inventory.yml');
   writeFileSync(
     playbook,
-    `- name: injection\n  hosts: all\n  steps:\n    - shell: { cmd: ${JSON.stringify(filled)}, stdin: "" }\n`,
+    `- name: injection\n  hosts: all\n  steps:\n    - shell: ${JSON.stringify(params)}\n`,
   );
   writeFileSync(inventory, 'defaults:\n  transport: local\nhosts:\n  local: {}\n');
   const extra = ['-e', `v=${JSON.stringify(fill(value))}`];
@@ -342,7 +406,7 @@ export async function runPair(
   dir: string,
 ): Promise<Outcome> {
   const value = p.payload.make(`touch DIR/pwned-${p.n}`);
-  const r = await runShellStep(p.position.cmd, value, dir, 'run', `pwned-${p.n}`);
+  const r = await runShellStep(p.position, value, dir, 'run', `pwned-${p.n}`);
   const o: Outcome = {
     n: p.n,
     position: p.position.name,

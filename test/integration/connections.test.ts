@@ -552,6 +552,6 @@ describe('PostgreSQL values and TLS', () => {
     const missing = join(tlsDir, 'nope.pem');
     await expect(
       openPg('db', pgSettings(tlsPg, { sslmode: 'verify-full', sslrootcert: missing })),
-    ).rejects.toThrow(`cannot read sslrootcert ${missing}: ENOENT`);
+    ).rejects.toThrow(`cannot read sslrootcert ${missing}: file not found`);
   });
 });

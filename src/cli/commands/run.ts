@@ -223,7 +223,9 @@ function resumeExtraVars(
   if (stray.length)
     throw new UsageError(
       `resume continues run ${runId} with its own -e values; ${stray.map((k) => `-e ${k}`).join(', ')} cannot be changed` +
-        (masked.length ? ` (only the values its journal masked can be given again: ${masked.join(', ')})` : ''),
+        (masked.length
+          ? ` (only the values its journal masked can be given again: ${masked.join(', ')})`
+          : ''),
     );
   const missing = masked.filter((k) => !(k in given));
   if (missing.length)

@@ -66,6 +66,7 @@ export default defineStep({
   mutating: true,
   shorthand: 'cmd',
   shellParams: ['cmd', 'revert'],
+  shellInputs: { stdin: 'stdin', env: 'env' },
   undoSummary: 'runs `revert` when given; otherwise none (a command cannot be undone automatically)',
   plan(ctx, p) {
     const ops: Operation[] = [{ kind: 'command', line: line(p.cmd, p, ctx.host), stdin: p.stdin }];

@@ -69,7 +69,7 @@ describe('tlsOptions: libpq sslmode semantics', () => {
   it('an unreadable sslrootcert is an error naming the file', () => {
     const missing = join(dir, 'missing.pem');
     expect(() => tlsOptions(settings('verify-full', missing))).toThrow(
-      `cannot read sslrootcert ${missing}: ENOENT`,
+      `cannot read sslrootcert ${missing}: file not found`,
     );
   });
 });

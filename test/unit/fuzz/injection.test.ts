@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RUNNERS } from '../../../src/playbook/command-runners.js';
+import { shellInputProblems } from '../../../src/playbook/shell-inputs.js';
 import { argvTemplateProblems, shellTemplateProblems } from '../../../src/playbook/shell-template.js';
-import { POSITIONS, pairs, runPair, runShellStep } from '../../fuzz/injection.js';
+import { POSITIONS, type Position, pairs, runPair, runShellStep } from '../../fuzz/injection.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pgrb-injection-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -50,6 +51,52 @@ describe('issue 11: with -e v="touch pwned" no reproducer runs the payload', () 
     expect(safe.executed).toBe(false);
   });
 
+  // The data-flow holes: a value that is data where it stands, then reaches a command as code.
+  it.each<[string, Pick<Position, 'cmd' | 'stdin' | 'env'>, RegExp]>([
+    [
+      'echo {{ v }} | sh',
+      { cmd: 'echo {{ v }} | sh' },
+      /template \{\{ v \}\} is piped into sh, and sh reads its script from its input/,
+    ],
+    ['echo {{ v }} | cat | bash', { cmd: 'echo {{ v }} | cat | bash' }, /is piped into bash/],
+    [
+      'stdin {{ v }} into sh',
+      { cmd: 'sh', stdin: '{{ v }}' },
+      /stdin holds a template and cmd runs sh, where sh reads its script from its input/,
+    ],
+    ['stdin {{ v }} into psql', { cmd: ['psql'], stdin: 'select {{ v }}' }, /psql runs its input as SQL/],
+    [
+      'env x={{ v }} and eval "$x"',
+      { cmd: 'eval "$x"', env: { x: '{{ v }}' } },
+      /env\.x holds a template and cmd expands \$x in an argument of eval/,
+    ],
+    [
+      'env BASH_ENV={{ v }}',
+      { cmd: 'bash -c true', env: { BASH_ENV: '{{ v }}' } },
+      /env\.BASH_ENV holds a template: programs read variables like BASH_ENV/,
+    ],
+  ])('%s: validate and run exit 2, located, nothing runs', async (_name, step, message) => {
+    const v = await runShellStep(step, 'touch pwned', dir(), 'validate');
+    expect(v.code).toBe(2);
+    expect(v.located).toBe(true);
+    expect(v.output).toMatch(message);
+    const r = await runShellStep(step, 'touch pwned', dir(), 'run');
+    expect(r.code).toBe(2);
+    expect(r.executed).toBe(false);
+  });
+
+  it('the same values as data: piped into cat, fed to wc, expanded as "$x": they run, inert', async () => {
+    for (const step of [
+      { cmd: 'echo {{ v }} | cat' },
+      { cmd: ['wc', '-c'], stdin: '{{ v }}' },
+      { cmd: 'printf %s "$x"', env: { x: '{{ v }}' } },
+    ]) {
+      const r = await runShellStep(step, 'x; touch pwned', dir(), 'run');
+      expect(r.code, JSON.stringify(step) + r.output).toBe(0);
+      expect(r.executed).toBe(false);
+    }
+  });
+
   it('the harness sees a payload that runs: | raw is the one escape hatch', async () => {
     const r = await runShellStep('{{ v | raw }}', 'touch pwned', dir(), 'run');
     expect(r.code).toBe(0);
@@ -79,18 +126,24 @@ describe('the list of shells and command runners', () => {
   });
 });
 
+/** What validation says about a position: its templates' places, and what its stdin and env feed. */
+function staticProblems(p: Position): string[] {
+  const { cmd } = p;
+  const places = typeof cmd === 'string' ? shellTemplateProblems(cmd) : argvTemplateProblems(cmd);
+  const inputs = shellInputProblems({ commands: ['cmd'], stdin: 'stdin', env: 'env' }, { ...p });
+  return [...places.map((x) => x.message), ...inputs.map((x) => x.message)];
+}
+
 describe('every position the corpus marks as refused is refused at validation', () => {
   // (A whole-template script, `{{ v }}`, is refused by its own rule: a command from a variable.)
   const refused = POSITIONS.filter((p) => p.refused && p.cmd !== '{{ v }}');
-  it.each(refused.map((p) => [p.name, p.cmd] as const))('%s', (_name, cmd) => {
-    const problems = typeof cmd === 'string' ? shellTemplateProblems(cmd) : argvTemplateProblems(cmd);
-    expect(problems.length).toBeGreaterThan(0);
+  it.each(refused.map((p) => [p.name, p] as const))('%s', (_name, p) => {
+    expect(staticProblems(p).length).toBeGreaterThan(0);
   });
   it.each(
-    POSITIONS.filter((p) => !p.refused).map((p) => [p.name, p.cmd] as const),
-  )('a data position is accepted: %s', (_name, cmd) => {
-    const problems = typeof cmd === 'string' ? shellTemplateProblems(cmd) : argvTemplateProblems(cmd);
-    expect(problems).toEqual([]);
+    POSITIONS.filter((p) => !p.refused).map((p) => [p.name, p] as const),
+  )('a data position is accepted: %s', (_name, p) => {
+    expect(staticProblems(p)).toEqual([]);
   });
 });
 

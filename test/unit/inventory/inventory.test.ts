@@ -265,7 +265,7 @@ describe('resolveSecrets', () => {
     const problems = resolveSecrets(inv, ['missing_env', 'missing_file']).map(formatProblem);
     expect(problems).toEqual([
       `${f}:10:21: hosts.missing_env.pg.password: environment variable PGRB_UNIT_SECRET_NEVER_SET is not set`,
-      `${f}:13:21: hosts.missing_file.pg.password: cannot read secret file ./no-such-secret.txt: ENOENT`,
+      `${f}:13:21: hosts.missing_file.pg.password: cannot read secret file ./no-such-secret.txt: file not found`,
     ]);
   });
 

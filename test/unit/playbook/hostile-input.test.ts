@@ -169,7 +169,9 @@ describe('issue 11 crashes: file content gives a located problem', () => {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000, cwd: sub });
       expect(r.signal, args[0]).toBeNull();
       expect(r.status, `${args[0]}: ${r.stderr}`).toBe(2);
-      expect(r.stderr).toMatch(/inv\.yml:4:\d+: .*cannot read secret file \.\/pw\.fifo: not a regular file \(a FIFO\)/);
+      expect(r.stderr).toMatch(
+        /inv\.yml:4:\d+: .*cannot read secret file \.\/pw\.fifo: not a regular file \(a FIFO\)/,
+      );
       expect(Date.now() - t0).toBeLessThan(5000);
     }
     expect(existsSync(join(sub, 'ran'))).toBe(false);
