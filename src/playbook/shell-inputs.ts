@@ -64,6 +64,25 @@ export function shellInputProblems(spec: ShellInputParams, params: Record<string
   return out;
 }
 
+/**
+ * Values a script assigns to a variable (`x={{ v }}`, accepted as data) and then expands where a
+ * template would be refused (`sh -c "$x"`, `eval $x`, `$x args`): the value would run as code.
+ */
+export function variableFlowProblems(script: string): { index: number; text: string; message: string }[] {
+  const out: { index: number; text: string; message: string }[] = [];
+  for (const site of scanShellTemplate(script)) {
+    if (!site.assigns) continue;
+    const where = expansionRefusal(script, site.assigns);
+    if (where)
+      out.push({
+        index: site.index,
+        text: site.text,
+        message: `template ${site.text} is assigned to ${site.assigns}, and the script expands $${site.assigns} ${where}: the value would run as code; expand "$${site.assigns}" only as a data argument`,
+      });
+  }
+  return out;
+}
+
 /** What in a command runs the step's input as code, or undefined when none does (or cannot tell). */
 function inputReader(cmd: unknown): string | undefined {
   if (Array.isArray(cmd)) {
@@ -99,7 +118,7 @@ function expansionRefusal(cmd: unknown, name: string): string | undefined {
   if (typeof cmd !== 'string' || !ref.test(cmd)) return undefined;
   ref.lastIndex = 0;
   // Existing templates stay (they are checked on their own); the expansions become markers.
-  const site = scanShellTemplate(cmd.replace(ref, mark)).find(
+  const site = scanShellTemplate(cmd.replace(ref, mark), { placeOnly: true }).find(
     (s) => s.text === mark && s.refusal !== undefined,
   );
   return site?.refusal;

@@ -43,8 +43,10 @@ export interface ShellTemplateSite {
   refusal?: string;
   /** What to suggest instead, for a refusal of its place in the command. */
   hint?: Hint;
-  /** The command could read a value starting with `-` here as an option (checked at render). */
+  /** The command could read a value starting with `-` as an option (checked at render). */
   optionable?: boolean;
+  /** The value is assigned to this shell variable (`name={{ … }}`, also after export/local/…). */
+  assigns?: string;
 }
 
 const TEMPLATE = /\{\{(.*?)\}\}/gs;
@@ -241,6 +243,12 @@ export class ShellScanner {
     if (site && site.refusal === undefined) this.shFrame().stage.push(site);
   }
 
+  /** The command's words so far and the word being read, in the innermost shell code. */
+  command(): { words: readonly string[]; cur: string } {
+    const f = this.shFrame();
+    return { words: f.words, cur: f.cur ?? '' };
+  }
+
   /** Why the scanner stopped following the script (a heredoc, …), if it did. */
   get lost(): string | undefined {
     return this.poison;
@@ -254,14 +262,20 @@ export class ShellScanner {
   }
 
   /** Where a value would land now: its quoting context and place, or why it cannot be quoted. */
-  site(): { context: ShellContext; position: Position } | { refusal: string } {
+  site(
+    opts: { placeOnly?: boolean } = {},
+  ): { context: ShellContext; position: Position } | { refusal: string } {
     if (this.poison) return { refusal: this.poison };
     if (this.comment) return { refusal: 'inside a # comment' };
-    if (this.pendingEscape) return { refusal: 'right after a backslash' };
-    if (this.pendingDollar) return { refusal: 'right after $' };
-    for (let k = this.stack.length - 1; k >= 0; k--) {
-      const where = REFUSED[this.stack[k]!.kind];
-      if (where) return { refusal: where };
+    // placeOnly: what the command does with the word, whether or not a value could be quoted here
+    // (for a variable the script expands itself, quoting is the script's).
+    if (!opts.placeOnly) {
+      if (this.pendingEscape) return { refusal: 'right after a backslash' };
+      if (this.pendingDollar) return { refusal: 'right after $' };
+      for (let k = this.stack.length - 1; k >= 0; k--) {
+        const where = REFUSED[this.stack[k]!.kind];
+        if (where) return { refusal: where };
+      }
     }
     const sh = this.shFrame();
     const position: Position = sh.redirect
@@ -619,13 +633,20 @@ export function renderArgvTemplate(argv: readonly string[], scope: Scope): unkno
   });
 }
 
-/** Every template in an sh script with where it lands; raw values count as one word. */
-export function scanShellTemplate(script: string): ShellTemplateSite[] {
+/**
+ * Every template in an sh script with where it lands; raw values count as one word. `placeOnly`:
+ * judge only what the command does with each word, not whether a value could be quoted there.
+ */
+export function scanShellTemplate(script: string, opts: { placeOnly?: boolean } = {}): ShellTemplateSite[] {
   const sites: ShellTemplateSite[] = [];
-  walkSites(script, (site) => {
-    sites.push(site);
-    return undefined;
-  });
+  walkSites(
+    script,
+    (site) => {
+      sites.push(site);
+      return undefined;
+    },
+    opts,
+  );
   return sites;
 }
 
@@ -641,14 +662,18 @@ export function shellTemplateProblems(script: string): { index: number; text: st
  * Walks the templates of `script` in order. `each` gets the site and may return the text a
  * `| raw` value put into the script (so the scanner follows it), or undefined for one opaque word.
  */
-function walkSites(script: string, each: (site: ShellTemplateSite) => string | undefined): ShellScanner {
+function walkSites(
+  script: string,
+  each: (site: ShellTemplateSite) => string | undefined,
+  opts: { placeOnly?: boolean } = {},
+): ShellScanner {
   const scanner = new ShellScanner();
   let last = 0;
   for (const m of script.matchAll(TEMPLATE)) {
     const index = m.index ?? 0;
     scanner.feed(script.slice(last, index));
     const { expr, mode } = shellMode(m[1]!);
-    const at = scanner.site();
+    const at = scanner.site(opts);
     const site: ShellTemplateSite = { index, text: m[0], expr, mode };
     if ('context' in at) site.context = at.context;
     if (mode === 'raw') {
@@ -656,6 +681,8 @@ function walkSites(script: string, each: (site: ShellTemplateSite) => string | u
     } else if ('refusal' in at) site.refusal = at.refusal;
     else {
       place(site, at.position, script.slice(index + m[0].length));
+      const assigns = assignmentOf(scanner.command());
+      if (assigns && site.refusal === undefined) site.assigns = assigns;
       if (site.refusal === undefined && mode === 'quote' && at.context !== 'bare')
         site.refusal = at.context === 'single' ? "inside '…'" : 'inside "…"';
     }
@@ -667,6 +694,20 @@ function walkSites(script: string, each: (site: ShellTemplateSite) => string | u
   scanner.feed(script.slice(last));
   scanner.end();
   return scanner;
+}
+
+const DECLARING = new Set(['export', 'readonly', 'local', 'declare', 'typeset']);
+
+/** The variable a value in word `cur` is assigned to, if the word is an assignment. */
+function assignmentOf(at: { words: readonly string[]; cur: string }): string | undefined {
+  const m = ASSIGNMENT_WORD.exec(at.cur);
+  if (!m) return undefined;
+  const plain = at.words.every((w) => ASSIGNMENT_WORD.test(w));
+  const declared =
+    at.words.length > 0 &&
+    DECLARING.has(at.words[0]!) &&
+    at.words.slice(1).every((w) => ASSIGNMENT_WORD.test(w) || w.startsWith('-'));
+  return plain || declared ? m[0].replace(/\+?=$/, '') : undefined;
 }
 
 /**

@@ -29,7 +29,7 @@ import {
   walk,
   walkNodes,
 } from './model.js';
-import { shellInputProblems } from './shell-inputs.js';
+import { shellInputProblems, variableFlowProblems } from './shell-inputs.js';
 import { argvTemplateProblems, shellMode, shellTemplateProblems } from './shell-template.js';
 
 export { BUILTIN_NAMES } from './model.js';
@@ -292,6 +292,8 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   const checkShell = (script: string, path: PathSeg[], play: Play) => {
     for (const e of templateExpressions(script)) check(shellMode(e).expr, path);
     for (const p of shellTemplateProblems(script))
+      out.push(doc.problemAt(path, script, p.index, p.text, p.message));
+    for (const p of variableFlowProblems(script))
       out.push(doc.problemAt(path, script, p.index, p.text, p.message));
     if (isWholeTemplate(script)) {
       const { expr, mode } = shellMode(templateExpressions(script)[0]!);

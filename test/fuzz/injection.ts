@@ -283,6 +283,11 @@ export const POSITIONS: Position[] = [
     'echo {{ v }} | while read l; do sh; done',
     'sh <(echo {{ v }})',
     'cat <(echo {{ v }})',
+    'x={{ v }}; sh -c "$x"',
+    'x={{ v }}; eval "$x"',
+    'export x={{ v }}; $x',
+    'local_x={{ v }}; sh -c "echo ok; ${local_x}"',
+    'x={{ v }}; echo "$x" | sh',
   ].map((cmd) => ({ name: cmd, cmd, refused: true })),
   ...(
     [

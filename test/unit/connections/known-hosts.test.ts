@@ -163,7 +163,9 @@ describe('readKnownHosts', () => {
   });
 
   it('an unreadable path (a directory) is an error, not an empty file', () => {
-    expect(() => readKnownHosts(dir)).toThrow(`cannot read known_hosts file ${dir}: not a regular file (a directory)`);
+    expect(() => readKnownHosts(dir)).toThrow(
+      `cannot read known_hosts file ${dir}: not a regular file (a directory)`,
+    );
   });
 });
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RUNNERS } from '../../../src/playbook/command-runners.js';
-import { shellInputProblems } from '../../../src/playbook/shell-inputs.js';
+import { shellInputProblems, variableFlowProblems } from '../../../src/playbook/shell-inputs.js';
 import { argvTemplateProblems, shellTemplateProblems } from '../../../src/playbook/shell-template.js';
 import { POSITIONS, type Position, pairs, runPair, runShellStep } from '../../fuzz/injection.js';
 
@@ -129,7 +129,10 @@ describe('the list of shells and command runners', () => {
 /** What validation says about a position: its templates' places, and what its stdin and env feed. */
 function staticProblems(p: Position): string[] {
   const { cmd } = p;
-  const places = typeof cmd === 'string' ? shellTemplateProblems(cmd) : argvTemplateProblems(cmd);
+  const places =
+    typeof cmd === 'string'
+      ? [...shellTemplateProblems(cmd), ...variableFlowProblems(cmd)]
+      : argvTemplateProblems(cmd);
   const inputs = shellInputProblems({ commands: ['cmd'], stdin: 'stdin', env: 'env' }, { ...p });
   return [...places.map((x) => x.message), ...inputs.map((x) => x.message)];
 }
