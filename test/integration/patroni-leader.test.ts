@@ -3,27 +3,17 @@
 // the switchover tests leave the leader where the next test expects it.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import {
-  type EtcdServer,
-  httpRequest,
-  type PatroniCluster,
-  startEtcd,
-  startPatroniCluster,
-} from '../../tools/testenv/index.js';
+import { type EtcdServer, httpRequest, type PatroniCluster } from '../../tools/testenv/index.js';
 import { events, journalOf, outputsOf, runCli, runIds, startCli, waitUntil, workdir } from './cli.js';
+import { usePatroniCluster } from './patroni-cluster.js';
 
 let etcd: EtcdServer;
 let cluster: PatroniCluster;
 
-beforeAll(async () => {
-  etcd = await startEtcd();
-  cluster = await startPatroniCluster({ etcd, members: 2 });
-}, 90_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await etcd?.stop();
+usePatroniCluster((lab) => {
+  ({ etcd, cluster } = lab);
 });
 
 /** Inventory hosts named db-<member>, so host and member names differ (patroni.member maps them). */

@@ -1,24 +1,13 @@
 // patroni.pause / patroni.resume against a real etcd and a two-member Patroni cluster.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type EtcdServer,
-  httpRequest,
-  type PatroniCluster,
-  startEtcd,
-  startPatroniCluster,
-} from '../../tools/testenv/index.js';
+import { describe, expect, it } from 'vitest';
+import { httpRequest, type PatroniCluster } from '../../tools/testenv/index.js';
 import { events, journalOf, runCli, workdir } from './cli.js';
+import { usePatroniCluster } from './patroni-cluster.js';
 
-let etcd: EtcdServer;
 let cluster: PatroniCluster;
 
-beforeAll(async () => {
-  etcd = await startEtcd();
-  cluster = await startPatroniCluster({ etcd, members: 2 });
-}, 90_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await etcd?.stop();
+usePatroniCluster((lab) => {
+  ({ cluster } = lab);
 });
 
 const inventory = () =>

@@ -5,27 +5,17 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type EtcdServer,
-  httpRequest,
-  type PatroniCluster,
-  startEtcd,
-  startPatroniCluster,
-} from '../../tools/testenv/index.js';
+import { describe, expect, it } from 'vitest';
+import { type EtcdServer, httpRequest, type PatroniCluster } from '../../tools/testenv/index.js';
 import { CLI, runCli, workdir } from './cli.js';
+import { usePatroniCluster } from './patroni-cluster.js';
 
 let etcd: EtcdServer;
 let cluster: PatroniCluster;
 const TTL = 3;
 
-beforeAll(async () => {
-  etcd = await startEtcd();
-  cluster = await startPatroniCluster({ etcd, members: 2 });
-}, 90_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await etcd?.stop();
+usePatroniCluster((lab) => {
+  ({ etcd, cluster } = lab);
 });
 
 const inventory = () =>

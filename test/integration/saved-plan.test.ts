@@ -3,26 +3,15 @@
 // (exit 2, nothing run) after a one-character edit of the playbook, a changed -e, or a switchover.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type EtcdServer,
-  httpRequest,
-  type PatroniCluster,
-  startEtcd,
-  startPatroniCluster,
-} from '../../tools/testenv/index.js';
+import { describe, expect, it } from 'vitest';
+import { httpRequest, type PatroniCluster } from '../../tools/testenv/index.js';
 import { runCli, workdir } from './cli.js';
+import { usePatroniCluster } from './patroni-cluster.js';
 
-let etcd: EtcdServer;
 let cluster: PatroniCluster;
 
-beforeAll(async () => {
-  etcd = await startEtcd();
-  cluster = await startPatroniCluster({ etcd, members: 2 });
-}, 90_000);
-afterAll(async () => {
-  await cluster?.stop();
-  await etcd?.stop();
+usePatroniCluster((lab) => {
+  ({ cluster } = lab);
 });
 
 const inventory = () =>
