@@ -117,7 +117,9 @@ export class PatroniClient {
     try {
       return JSON.parse(r.body) as Record<string, unknown>;
     } catch {
-      throw new ConnectionError(`Patroni ${this.memberName}: GET ${path} answered ${r.status} without JSON`);
+      throw new ConnectionError(
+        `Patroni ${this.memberName}: GET ${path} answered ${r.status} without JSON: ${patroniMessage(r.body)}`,
+      );
     }
   }
 
@@ -158,20 +160,73 @@ export class PatroniClient {
     };
   }
 
-  /** PATCH /config: changes the dynamic configuration in the DCS. */
+  /**
+   * PATCH /config: changes the dynamic configuration in the DCS. Patroni writes it with the DCS's
+   * compare-and-set: a 409 means another change landed in between (another member's PATCH, an
+   * operator's edit), so it is sent again, a few times, rather than failing the step.
+   */
   async patchConfig(body: Record<string, unknown>, signal?: AbortSignal): Promise<void> {
-    const r = await this.send('PATCH', '/config', body, signal);
-    if (r.status === 401 || r.status === 403) {
+    let r: Reply | undefined;
+    for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt++) {
+      if (attempt > 0) await new Promise((res) => setTimeout(res, 100 * attempt));
+      r = await this.send('PATCH', '/config', body, signal);
+      if (r.status !== 409) break;
+    }
+    const status = r!.status;
+    if (status === 401 || status === 403) {
       throw new ConnectionError(
-        `Patroni ${this.memberName}: PATCH /config refused (${r.status}): check patroni.username/password`,
+        `Patroni ${this.memberName}: PATCH /config refused (${status}): check patroni.username/password`,
       );
     }
-    if (r.status < 200 || r.status >= 300) {
+    if (status === 409)
       throw new ConnectionError(
-        `Patroni ${this.memberName}: PATCH /config answered ${r.status}: ${r.body.trim().slice(0, 200)}`,
+        `Patroni ${this.memberName}: PATCH /config answered 409 ${CONFLICT_RETRIES} times: ${patroniMessage(r!.body)} — the write to the DCS did not take: another change of the configuration kept landing first, or the DCS (etcd, Consul) refused or is unreachable from the member`,
+      );
+    if (status >= 500)
+      throw new DcsError(
+        `Patroni ${this.memberName}: PATCH /config answered ${status}: ${patroniMessage(r!.body)} — the member could not write to its DCS (etcd, Consul): is the DCS up and reachable from it?`,
+      );
+    if (status < 200 || status >= 300) {
+      throw new ConnectionError(
+        `Patroni ${this.memberName}: PATCH /config answered ${status}: ${patroniMessage(r!.body)}`,
       );
     }
   }
+}
+
+/** Attempts of a PATCH /config that conflicts with another change. */
+const CONFLICT_RETRIES = 5;
+
+/** The member answered, but could not reach its DCS: a different failure from an unreachable member. */
+export class DcsError extends ConnectionError {}
+
+/**
+ * What a Patroni answer says, as one line of text. Errors from Patroni's HTTP server are HTML
+ * pages ("Error response … Message: Conflict."): their message and explanation, not the markup.
+ */
+export function patroniMessage(body: string): string {
+  const text = body.trim();
+  if (!text) return '(no text)';
+  if (/^<!DOCTYPE|^<html|<\/(?:p|h1|title|body)>/i.test(text)) {
+    const pick = (label: string) =>
+      new RegExp(`${label}:\\s*([^<]*)`, 'i').exec(text)?.[1]?.trim().replace(/\.$/, '');
+    const message = pick('Message');
+    const explanation = pick('Error code explanation');
+    const parts = [...new Set([message, explanation].filter((x): x is string => !!x))];
+    if (parts.length) return oneLine(parts.join(': '));
+    return oneLine(text.replace(/<[^>]*>/g, ' '));
+  }
+  return oneLine(text);
+}
+
+function oneLine(s: string): string {
+  const t = s
+    .replace(/&quot;/g, '"')
+    .replace(/&amp;/g, '&')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>');
+  const line = t.replace(/\s+/g, ' ').trim();
+  return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
 
 /** A TLS file of the inventory's patroni settings; a FIFO or a huge file is refused, not read. */

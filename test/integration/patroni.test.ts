@@ -1,13 +1,14 @@
 // patroni.pause / patroni.resume against a real etcd and a two-member Patroni cluster.
 import { describe, expect, it } from 'vitest';
-import { httpRequest, type PatroniCluster } from '../../tools/testenv/index.js';
+import { type EtcdServer, httpRequest, type PatroniCluster } from '../../tools/testenv/index.js';
 import { events, journalOf, runCli, workdir } from './cli.js';
 import { usePatroniCluster } from './patroni-cluster.js';
 
+let etcd: EtcdServer;
 let cluster: PatroniCluster;
 
 usePatroniCluster((lab) => {
-  ({ cluster } = lab);
+  ({ etcd, cluster } = lab);
 });
 
 const inventory = () =>
@@ -86,6 +87,36 @@ describe('patroni.pause and patroni.resume', () => {
     }
   });
 
+  it('the member the run paused through stops answering: the clean-up resumes through another member', async () => {
+    const first = cluster.members[0]!;
+    const other = cluster.members[1]!;
+    expect(Object.values(await pausedOn())).not.toContain(true);
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      // After the pause, the host's own Patroni freezes (its REST API accepts and never answers).
+      'pb.yml': playbook(`    - name: freeze this host's Patroni\n      shell: "kill -STOP ${first.pid}"\n`),
+    });
+    try {
+      const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+      expect(r.code, r.stderr).toBe(0);
+      const resumed = events(r.stdout).find(
+        (e) => e.type === 'step_finished' && e.stepType === 'patroni.resume',
+      )!;
+      expect(resumed.outputs).toMatchObject({ resumed: true });
+      expect(r.stdout).toContain(
+        `${first.name}: its Patroni did not answer; the pause is cleared in the DCS`,
+      );
+      // The truth, from the member that answers, and from the DCS once the frozen one is back.
+      expect(JSON.parse((await httpRequest('GET', `${other.restUrl}/patroni`)).body).pause).toBeUndefined();
+    } finally {
+      process.kill(first.pid, 'SIGCONT');
+    }
+    const t0 = Date.now();
+    while (Object.values(await pausedOn()).includes(true) && Date.now() - t0 < 10_000)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await pausedOn()).toEqual(Object.fromEntries(cluster.members.map((m) => [m.name, false])));
+  });
+
   it('a member whose REST API does not answer: pause fails naming it, is withdrawn, and nothing after it runs', async () => {
     const replica = cluster.members[1]!;
     expect(Object.values(await pausedOn())).not.toContain(true);
@@ -139,4 +170,30 @@ describe('patroni.pause and patroni.resume', () => {
         await new Promise((r) => setTimeout(r, 100));
     }
   });
+  it('etcd frozen: pause fails saying the DCS is down, not that the REST API is', async () => {
+    expect(Object.values(await pausedOn())).not.toContain(true);
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': playbook().replace('timeout: 10', 'timeout: 3'),
+    });
+    process.kill(etcd.pid, 'SIGSTOP');
+    let r: Awaited<ReturnType<typeof runCli>>;
+    try {
+      // Long enough for the members' last DCS contact to age (loop_wait is 2 s here).
+      await new Promise((res) => setTimeout(res, 6000));
+      r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    } finally {
+      process.kill(etcd.pid, 'SIGCONT');
+    }
+    expect(r.code).not.toBe(0);
+    const failed = events(r.stdout).find((e) => e.type === 'step_finished' && e.status === 'failed')!;
+    expect(failed.stepType).toBe('patroni.pause');
+    expect(String(failed.error)).toMatch(/the DCS \(etcd, Consul\) looks down or unreachable from the/);
+    expect(String(failed.error)).toMatch(/last reached its DCS \d+ s ago/);
+    // The cluster recovers once etcd is back, unpaused.
+    const t0 = Date.now();
+    while (Object.values(await pausedOn()).includes(true) && Date.now() - t0 < 20_000)
+      await new Promise((res) => setTimeout(res, 200));
+    expect(Object.values(await pausedOn())).not.toContain(true);
+  }, 60_000);
 });

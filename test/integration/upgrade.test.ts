@@ -33,7 +33,14 @@ let sshd: SshServer;
 let cluster: PatroniCluster | undefined;
 // What the upgrade test leaves for the rollback test: the upgraded cluster and where it ran.
 let upgraded:
-  | { cwd: string; runId: string; leader: string; before: Record<string, string>; lastLsn: string }
+  | {
+      root: string;
+      cwd: string;
+      runId: string;
+      leader: string;
+      before: Record<string, string>;
+      lastLsn: string;
+    }
   | undefined;
 
 beforeAll(async () => {
@@ -181,7 +188,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(patched.status).toBe(200);
     await sql(c.clientConfig(leader), 'alter system set log_min_duration_statement = 1234');
     await sql(c.clientConfig(leader), 'select pg_reload_conf()');
-    const { cwd } = await setup(c);
+    const { root, cwd } = await setup(c);
 
     const r = await runCli(
       ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json', '--report', 'report.md'],
@@ -246,13 +253,23 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(said).toContain(
       `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i INVENTORY -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lastLsn}`,
     );
-    upgraded = { cwd, runId, leader, before, lastLsn };
+    upgraded = { root, cwd, runId, leader, before, lastLsn };
   }, 240_000);
 
   it('the rollback playbook brings the upgraded cluster back on 13 from the snapshot, with the pre-upgrade data', async () => {
     expect(upgraded, 'needs the upgrade test before it').toBeDefined();
     const c = cluster!;
-    const { cwd, runId, leader, before, lastLsn } = upgraded!;
+    const { root, cwd, runId, leader, before, lastLsn } = upgraded!;
+    // The snapshot is the upgrade's own, taken while Patroni was paused. Whether its saved dynamic
+    // configuration already holds the pause depends on when Patroni wrote patroni.dynamic.json
+    // (at the end of the cycle that saw the pause): if it does, the pause must be dropped, or the
+    // restored cluster never starts PostgreSQL.
+    const manifest = JSON.parse(
+      readFileSync(join(root, `upgrade-${leader}-${runId}`, 'manifest.json'), 'utf8'),
+    );
+    const snapshot = String(manifest.snapshots[0].data);
+    const savedPause =
+      JSON.parse(readFileSync(join(snapshot, 'patroni.dynamic.json'), 'utf8')).pause === true;
     const replica = c.members.find((m) => m.name !== leader)!.name;
     // A write on 15 after the upgrade: the rollback goes back to before it.
     await sql(
@@ -287,6 +304,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       return BigInt(`0x${hi}`) * 2n ** 32n + BigInt(`0x${lo}`);
     };
     expect(lsn(restored.checkpoint_lsn)).toBeGreaterThan(lsn(lastLsn));
+    expect((restored as unknown as { pause_dropped: boolean }).pause_dropped).toBe(savedPause);
     expect(restored.timeline).toBeGreaterThan(1);
     await expectMembers(c, '13', leader);
     expect(await contents(c.clientConfig(leader))).toEqual(before);

@@ -60,6 +60,9 @@ const Outputs = Type.Object({
   seconds: Type.Number(),
   timeline: Type.Integer({ description: 'the timeline after promotion' }),
   checkpoint_lsn: Type.String({ description: 'its shutdown checkpoint' }),
+  pause_dropped: Type.Boolean({
+    description: "the snapshot's patroni.dynamic.json held a saved pause, which was removed",
+  }),
 });
 
 type P = typeof Params.static;
@@ -132,6 +135,35 @@ function recoverScript(p: P): string {
 
 const as = (ctx: PlanContext, p: P, s: string) => asUser(ctx.host, serverUser(ctx.host, p.run_as), s);
 
+/**
+ * Patroni saves its dynamic configuration in the data directory, pause included. A snapshot taken
+ * while the cluster was paused (as every backup in a maintenance window is) would start the
+ * restored cluster paused: Patroni reads the file when the DCS is empty, and a paused Patroni
+ * never starts PostgreSQL. The restored copy keeps everything else in it.
+ */
+const dynamicJson = (p: P) => `${p.data_dir}/patroni.dynamic.json`;
+const readDynamicLine = (ctx: PlanContext, p: P) =>
+  as(ctx, p, `f=${quote(dynamicJson(p))}; [ -e "$f" ] || exit 3; cat -- "$f"`);
+const writeDynamicLine = (ctx: PlanContext, p: P) =>
+  as(
+    ctx,
+    p,
+    `set -e\n(umask 077 && cat > ${quote(`${dynamicJson(p)}.pgrunbook-tmp`)})\nmv -f -- ${quote(`${dynamicJson(p)}.pgrunbook-tmp`)} ${quote(dynamicJson(p))}`,
+  );
+
+/** The file without a saved pause, or undefined when it holds none. */
+export function withoutSavedPause(text: string): string | undefined {
+  let conf: unknown;
+  try {
+    conf = JSON.parse(text);
+  } catch {
+    throw new StepFailure('patroni.dynamic.json in the restored copy is not JSON');
+  }
+  if (!conf || typeof conf !== 'object' || Array.isArray(conf) || !('pause' in conf)) return undefined;
+  const { pause: _, ...rest } = conf as Record<string, unknown>;
+  return `${JSON.stringify(rest)}\n`;
+}
+
 export default defineStep({
   type: 'backup.recover',
   summary:
@@ -153,6 +185,11 @@ export default defineStep({
             ctx.host.become,
           ),
         },
+        {
+          kind: 'note',
+          text: `drop a saved pause from ${dynamicJson(p)} if it holds one (a snapshot taken while Patroni was paused would start the restored cluster paused)`,
+        },
+        { kind: 'command', line: readDynamicLine(ctx, p) },
         { kind: 'command', line: as(ctx, p, recoverScript(p)) },
       ],
     };
@@ -185,6 +222,7 @@ export default defineStep({
     if (!copy.stdout.trim().startsWith(m.files.backup_label.sha256))
       throw new StepFailure(`backup_label in ${p.data_dir} differs from the stored one`);
     ctx.log(`copied ${data} into ${p.data_dir}; recovering`);
+    const pauseDropped = await dropSavedPause(ctx, p, t);
     const r = await t.exec(as(ctx, p, recoverScript(p)), { signal: ctx.signal });
     if (r.exitCode !== 0)
       throw new StepFailure(`recovery of ${p.data_dir} failed:\n${r.stderr.trim().slice(-2000)}`);
@@ -212,9 +250,28 @@ export default defineStep({
       seconds,
       timeline,
       checkpoint_lsn: f['Latest checkpoint location'] ?? '',
+      pause_dropped: pauseDropped,
     };
   },
 });
+
+async function dropSavedPause(
+  ctx: ApplyContext,
+  p: P,
+  t: Awaited<ReturnType<ApplyContext['transport']>>,
+): Promise<boolean> {
+  const r = await t.exec(readDynamicLine(ctx, p), { signal: ctx.signal });
+  if (r.exitCode === 3) return false;
+  if (r.exitCode !== 0)
+    throw new StepFailure(`reading ${dynamicJson(p)} failed: ${r.stderr.trim().slice(-300)}`);
+  const text = withoutSavedPause(r.stdout);
+  if (text === undefined) return false;
+  const w = await t.exec(writeDynamicLine(ctx, p), { signal: ctx.signal, stdin: text });
+  if (w.exitCode !== 0)
+    throw new StepFailure(`writing ${dynamicJson(p)} failed: ${w.stderr.trim().slice(-300)}`);
+  ctx.log(`${dynamicJson(p)}: the saved pause was dropped (the restored cluster starts unpaused)`);
+  return true;
+}
 
 /** An LSN (`16/B374D848`) as a number to compare; NaN for anything else. */
 export function lsnValue(lsn: string): bigint | number {

@@ -4,7 +4,14 @@ import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
 import { done, poll } from '../../util/poll.js';
 import { defineStep } from '../define.js';
-import { clientOf, memberClient, waitForPause } from './members.js';
+import {
+  answeringMembers,
+  memberClient,
+  memberUrls,
+  patchAnyMember,
+  reachCluster,
+  waitForPause,
+} from './members.js';
 
 const Params = Type.Object(
   {
@@ -22,6 +29,9 @@ const Outputs = Type.Object({
   scope: Type.String(),
   leader: Type.String(),
   members: Type.Array(Type.String()),
+  member_urls: Type.Record(Type.String(), Type.String(), {
+    description: "each member's REST API as /cluster advertised it: the undo goes through any that answers",
+  }),
 });
 
 export default defineStep({
@@ -55,12 +65,12 @@ export default defineStep({
     };
   },
   async apply(ctx, p) {
-    const client = clientOf(ctx);
-    const cluster = await client.cluster(ctx.signal);
+    const { client, cluster } = await reachCluster(ctx);
     const base = {
       scope: cluster.scope ?? '',
       leader: cluster.leader ?? '',
       members: cluster.members.map((m) => m.name),
+      member_urls: memberUrls(cluster),
     };
     // One member's /cluster can lag a pause made elsewhere by up to loop_wait: ask every member.
     const views = await Promise.all(
@@ -84,7 +94,7 @@ export default defineStep({
       ctx.log(`cluster ${cluster.scope} was already paused: left paused, and this run will not resume it`);
       return { paused_by_run: false, ...base };
     }
-    await client.patchConfig({ pause: true }, ctx.signal);
+    const via = await patchAnyMember(ctx, client, cluster, { pause: true });
     try {
       await waitForPause(ctx, cluster, true, p.timeout ?? 30);
     } catch (err) {
@@ -92,7 +102,7 @@ export default defineStep({
       // plainly if that did not work, since no undo will be registered for a failed step.
       let withdrawn = 'the pause was withdrawn (PATCH /config {"pause": null})';
       try {
-        await client.patchConfig({ pause: null });
+        await patchAnyMember(ctx, via, cluster, { pause: null });
         // The members that never acknowledged cannot confirm the withdrawal either.
         const answering = {
           ...cluster,
@@ -109,13 +119,14 @@ export default defineStep({
   },
   async undo(ctx, p, out) {
     if (!out.paused_by_run) return;
-    const client = clientOf(ctx);
-    // An unwinding upgrade has just started Patroni again (systemctl returns before its REST API
-    // listens): keep asking, a second apart, until it answers; the last error once the timeout
+    // Through any member that answers (this host's Patroni may be the one that is down). An
+    // unwinding upgrade has just started Patroni again (systemctl returns before its REST API
+    // listens): keep asking, a second apart, until one answers; the last error once the timeout
     // has no second left.
     const cluster = await poll(
       async () => {
-        await client.patchConfig({ pause: null }, ctx.signal);
+        const { client, cluster } = await reachCluster(ctx, out.member_urls ?? {});
+        await patchAnyMember(ctx, client, cluster, { pause: null });
         return done(await client.cluster(ctx.signal));
       },
       {
@@ -126,7 +137,14 @@ export default defineStep({
         signal: ctx.signal,
       },
     );
-    await waitForPause(ctx, cluster, false, p.timeout ?? 30);
+    // A member whose Patroni is down cannot acknowledge; the pause is gone from the DCS, which it
+    // reads when it starts again. Wait for the others, and say which did not answer.
+    const { answering, silent } = await answeringMembers(ctx, cluster);
+    await waitForPause(ctx, answering, false, p.timeout ?? 30);
+    for (const m of silent)
+      ctx.log(
+        `${m.name}: its Patroni did not answer; the pause is cleared in the DCS, which it reads when it starts`,
+      );
     ctx.log(`cluster ${out.scope} resumed (this run had paused it)`);
   },
 });

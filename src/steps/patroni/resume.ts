@@ -3,7 +3,7 @@
 // unpauses someone else's; without it, any pause is ended (the operator ending maintenance).
 import { Type } from '@sinclair/typebox';
 import { defineStep } from '../define.js';
-import { clientOf, waitForPause } from './members.js';
+import { answeringMembers, patchAnyMember, reachCluster, waitForPause } from './members.js';
 
 const Params = Type.Object(
   {
@@ -47,11 +47,17 @@ export default defineStep({
       ctx.log(`not resuming: ${why}`);
       return { resumed: false, reason: why };
     }
-    const client = clientOf(ctx);
-    const cluster = await client.cluster(ctx.signal);
+    // Through any member that answers: the pause step kept every member's URL.
+    const urls = (p.paused_by?.member_urls ?? {}) as Record<string, string>;
+    const { client, cluster } = await reachCluster(ctx, urls);
     if (!cluster.paused) return { resumed: false, reason: 'the cluster is not paused' };
-    await client.patchConfig({ pause: null }, ctx.signal);
-    await waitForPause(ctx, cluster, false, p.timeout ?? 30);
+    await patchAnyMember(ctx, client, cluster, { pause: null });
+    const { answering, silent } = await answeringMembers(ctx, cluster);
+    await waitForPause(ctx, answering, false, p.timeout ?? 30);
+    for (const m of silent)
+      ctx.log(
+        `${m.name}: its Patroni did not answer; the pause is cleared in the DCS, which it reads when it starts`,
+      );
     return { resumed: true, reason: 'resumed' };
   },
 });
