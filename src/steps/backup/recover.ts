@@ -185,12 +185,12 @@ export default defineStep({
             ctx.host.become,
           ),
         },
+        { kind: 'command', line: as(ctx, p, recoverScript(p)) },
         {
           kind: 'note',
-          text: `drop a saved pause from ${dynamicJson(p)} if it holds one (a snapshot taken while Patroni was paused would start the restored cluster paused)`,
+          text: `then drop a saved pause from ${dynamicJson(p)} if it holds one (a snapshot taken while Patroni was paused would start the restored cluster paused)`,
         },
         { kind: 'command', line: readDynamicLine(ctx, p) },
-        { kind: 'command', line: as(ctx, p, recoverScript(p)) },
       ],
     };
   },
@@ -222,7 +222,6 @@ export default defineStep({
     if (!copy.stdout.trim().startsWith(m.files.backup_label.sha256))
       throw new StepFailure(`backup_label in ${p.data_dir} differs from the stored one`);
     ctx.log(`copied ${data} into ${p.data_dir}; recovering`);
-    const pauseDropped = await dropSavedPause(ctx, p, t);
     const r = await t.exec(as(ctx, p, recoverScript(p)), { signal: ctx.signal });
     if (r.exitCode !== 0)
       throw new StepFailure(`recovery of ${p.data_dir} failed:\n${r.stderr.trim().slice(-2000)}`);
@@ -241,6 +240,7 @@ export default defineStep({
       throw new StepFailure(
         `recovery of ${p.data_dir} ended at ${redo}, not past ${p.reach_lsn} (the source's last checkpoint): WAL is missing from the archive and ${(p.wal_dirs ?? []).join(', ') || 'the WAL directories'}; the restored copy lacks the last writes and is left stopped`,
       );
+    const pauseDropped = await dropSavedPause(ctx, p, t);
     ctx.log(
       `recovered and promoted in ${seconds.toFixed(1)} s: timeline ${timeline}, stopped cleanly (${f['Database cluster state']})`,
     );

@@ -151,7 +151,7 @@ describe('checkLeader', () => {
       '/patroni': memberStatus({ role: 'primary', scope: 'demo', name: 'db1' }),
     });
     expect(await refusal(hostAt('db1', f.url))).toContain(
-      'cannot confirm db1 is the Patroni leader (Patroni db1: GET /cluster answered 502 without JSON)',
+      'cannot confirm db1 is the Patroni leader (Patroni db1: GET /cluster answered 502 without JSON: bad gateway)',
     );
   });
 
