@@ -32,10 +32,14 @@ export async function resolvePatroniGroups(
 
 async function resolveOnce(inventory: Inventory, signal?: AbortSignal): Promise<PatroniGroups> {
   const hosts = [...inventory.hosts.values()].filter((h) => h.patroni);
+  // No Patroni here: both groups are empty (a play on `all:!patroni_replicas` runs on every
+  // host; one on `patroni_leader` matches nothing, which the plan reports as an error).
   if (hosts.length === 0)
-    throw new ConnectionError(
-      'patroni_leader/patroni_replicas: no host in the inventory has patroni settings (patroni.url)',
-    );
+    return {
+      at: new Date().toISOString(),
+      clusters: [],
+      groups: { patroni_leader: [], patroni_replicas: [] },
+    };
   const answers = await Promise.all(
     hosts.map(async (h) => {
       try {

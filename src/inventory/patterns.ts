@@ -47,7 +47,12 @@ export function matchHosts(inventory: Inventory, pattern: string): PatternMatch 
     const op = t[0] === '!' || t[0] === '&' ? t[0] : '';
     const name = op ? t.slice(1) : t;
     const hs = termHosts(name);
-    if (hs.length === 0) unmatched.push(name);
+    const dynamic = DYNAMIC_GROUPS.includes(name);
+    // Excluding a dynamic group that holds no host (no Patroni here) is no mistake.
+    if (hs.length === 0 && !(op === '!' && dynamic)) unmatched.push(name);
+    // Unresolved, a dynamic group stands for every host it may turn out to hold: excluding it
+    // then excludes nothing, so the plan shows every host the run may select (a superset).
+    if (op === '!' && dynamic && !inventory.groups.has(name)) continue;
     if (op === '!') selected = new Set([...selected].filter((h) => !hs.includes(h)));
     else if (op === '&') selected = new Set([...selected].filter((h) => hs.includes(h)));
     else for (const h of hs) selected.add(h);

@@ -2,7 +2,7 @@
 // cluster: scheduled Chef runs stopped, Patroni paused and verified on every member, the backup
 // taken on the leader (found from Patroni, guarded by requires_leader), labels kept, the restore
 // proven; then Patroni resumed and Chef re-enabled — also when a step fails.
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,7 +27,7 @@ const ZONE = 'us-east1-c';
 
 beforeAll(async () => {
   etcd = await startEtcd();
-  cluster = await startPatroniCluster({ etcd, members: 2 });
+  cluster = await startPatroniCluster({ etcd, members: 3 });
   // Each member is also a GCE instance with a data disk (for the gcp provider).
   gce = await startComputeEmulator({
     root: mkdtempSync(join(tmpdir(), 'pgrb-gce-')),
@@ -81,15 +81,15 @@ async function pausedOn(): Promise<boolean[]> {
 }
 
 describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
-  it('disables Chef, pauses Patroni, backs up the leader, proves the restore, then resumes and re-enables', async () => {
+  it('without --limit on three members: disables Chef, pauses Patroni once, backs up the leader only, proves the restore, then resumes and re-enables', async () => {
     const leader = await cluster.leader();
-    const { lock, cwd } = setup();
-    const r = await runCli(
-      ['run', PLAYBOOK, '-i', 'inv.yml', '--limit', 'patroni_leader', '--output', 'json'],
-      {
-        cwd,
-      },
-    );
+    const { root, lock, cwd } = setup();
+    // plan --check already plans the backup on the leader alone.
+    const checked = await runCli(['plan', PLAYBOOK, '-i', 'inv.yml', '--check', '--format', 'json'], { cwd });
+    expect(checked.code, checked.stderr).toBe(0);
+    const planned = JSON.parse(checked.stdout).plays[0];
+    expect(planned.hosts).toEqual([leader]);
+    const r = await runCli(['run', PLAYBOOK, '-i', 'inv.yml', '--output', 'json'], { cwd });
     expect(
       r.code,
       r.stdout
@@ -124,8 +124,13 @@ describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
     expect(readFileSync(join(labels.dir, 'backup_label'), 'utf8')).toMatch(/^START WAL LOCATION: /);
     expect(outputsOf(ev, 'verify')).toBeTruthy();
     // Clean-up done: nothing paused, no lock left.
-    expect(await pausedOn()).toEqual([false, false]);
+    expect(await pausedOn()).toEqual([false, false, false]);
     expect(existsSync(lock)).toBe(false);
+    // One pause, one backup: the truth on disk is one backup directory, the leader's.
+    expect(ev.filter((e) => e.type === 'step_started' && e.stepType === 'patroni.pause')).toHaveLength(1);
+    expect(
+      readdirSync(join(root, 'backups')).filter((d) => !d.endsWith('.snap') && !d.endsWith('.verify')),
+    ).toEqual([`${leader}-${String(ev.find((e) => e.type === 'run_started')?.runId)}`]);
   }, 120_000);
 
   it('a failing restore proof unwinds the backup, and still resumes Patroni and re-enables Chef', async () => {
@@ -159,7 +164,7 @@ describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
     );
     const resume = ev.find((e) => e.type === 'step_finished' && e.stepType === 'patroni.resume')!;
     expect(resume).toMatchObject({ status: 'ok', outputs: { resumed: true } });
-    expect(await pausedOn()).toEqual([false, false]);
+    expect(await pausedOn()).toEqual([false, false, false]);
     expect(existsSync(lock)).toBe(false);
   }, 120_000);
   it('gcp provider: a snapshot operation ending in QUOTA_EXCEEDED fails the step with that reason; the backup is stopped, Patroni resumed, Chef re-enabled', async () => {
@@ -200,7 +205,7 @@ describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
     ]);
     const resume = ev.find((e) => e.type === 'step_finished' && e.stepType === 'patroni.resume')!;
     expect(resume).toMatchObject({ status: 'ok', outputs: { resumed: true } });
-    expect(await pausedOn()).toEqual([false, false]);
+    expect(await pausedOn()).toEqual([false, false, false]);
     expect(existsSync(lock)).toBe(false);
     expect(gce.snapshots()).toEqual([]);
   }, 120_000);

@@ -113,7 +113,9 @@ describe('matchHosts with the dynamic groups', () => {
     ['patroni_leader', ['db1', 'db2'], ['patroni_leader']],
     ['patroni_replicas', ['db1', 'db2'], ['patroni_replicas']],
     ['web1:patroni_leader', ['db1', 'db2', 'web1'], ['patroni_leader']],
-    ['all:!patroni_leader', ['web1'], ['patroni_leader']],
+    // Excluding an unresolved group excludes nothing: the plan shows every host the run may select.
+    ['all:!patroni_leader', ['db1', 'db2', 'web1'], ['patroni_leader']],
+    ['all:!patroni_replicas', ['db1', 'db2', 'web1'], ['patroni_replicas']],
     ['patroni_leader:patroni_replicas', ['db1', 'db2'], ['patroni_leader', 'patroni_replicas']],
   ])('unresolved: %j stands for the hosts with patroni settings → %j', (pattern, hosts, unresolved) => {
     expect(matchHosts(fresh(), pattern)).toEqual({ hosts, unmatched: [], unresolved });
@@ -123,6 +125,7 @@ describe('matchHosts with the dynamic groups', () => {
     ['patroni_leader', ['db2']],
     ['patroni_replicas', ['db1']],
     ['all:!patroni_leader', ['db1', 'web1']],
+    ['all:!patroni_replicas', ['db2', 'web1']],
     ['dbs:&patroni_replicas', ['db1']],
     ['web1,patroni_leader', ['db2', 'web1']],
   ])('once applied, %j is an ordinary group → %j', (pattern, hosts) => {
@@ -341,10 +344,10 @@ describe('resolvePatroniGroups', () => {
     );
   });
 
-  it('no host with patroni settings: an error, and no host without them is ever asked', async () => {
-    await expect(resolvePatroniGroups(inventoryOf('hosts:\n  web1: { transport: local }\n'))).rejects.toThrow(
-      'no host in the inventory has patroni settings',
-    );
+  it('no host with patroni settings: both groups empty, and no host without them is ever asked', async () => {
+    const none = await resolvePatroniGroups(inventoryOf('hosts:\n  web1: { transport: local }\n'));
+    expect(none.groups).toEqual({ patroni_leader: [], patroni_replicas: [] });
+    expect(none.clusters).toEqual([]);
     const members = [{ name: 'db1', role: 'leader' }];
     const a = await member4('demo', 'db1', 'primary', members);
     const g = await resolvePatroniGroups(
