@@ -1,6 +1,7 @@
 // The README's main job on the embedded local lab — `lab up`, `lab demo`, and the GCP flavour
 // with `lab gcp up` — in a scratch directory, then `lab down` leaves nothing running.
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +30,26 @@ describe('the local lab', () => {
       /restored copy has: +\d+ rows, ids 1\.\.\d+ without a gap — every one of them/,
     );
     expect(existsSync(join(dir, 'last-report.md'))).toBe(true);
+  }, 180_000);
+
+  it('lab demo on a machine without rsync (not on PATH): the copy provider uses tar, and the backup restores', async () => {
+    // A PATH with every command of this machine except rsync: the demo must need nothing more
+    // than a base system has.
+    const bin = mkdtempSync(join(tmpdir(), 'pgrb-norsync-'));
+    // Steps run commands as the server user too: it must reach them.
+    chmodSync(bin, 0o755);
+    for (const d of ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin'])
+      for (const f of existsSync(d) ? readdirSync(d) : [])
+        if (f !== 'rsync' && !existsSync(join(bin, f))) symlinkSync(join(d, f), join(bin, f));
+    const env = { PATH: bin };
+    expect(spawnSync('sh', ['-c', 'command -v rsync'], { env }).status).not.toBe(0);
+    const demo = await runCli(['lab', 'demo', '--dir', dir], { cwd, env });
+    expect(demo.code, demo.stdout.slice(-3000) + demo.stderr).toBe(0);
+    expect(demo.stdout).toMatch(
+      /restored copy has: +\d+ rows, ids 1\.\.\d+ without a gap — every one of them/,
+    );
+    expect(demo.stdout).toMatch(/copy snapshot of .* \(tar\)/);
+    rmSync(bin, { recursive: true, force: true });
   }, 180_000);
 
   it('lab gcp up: the GCP provider snapshots the lab PGDATA through the emulator; lab down stops everything', async () => {

@@ -269,8 +269,10 @@ async function materialiseAndStart(
   );
   if (start.exitCode !== 0) {
     const tail = (await t.exec(`tail -n 25 ${quote(log(p))}`)).stdout;
+    // pg_ctl's own complaint (it could not run the server at all) is on its stderr, not in the log.
+    const said = [start.stderr.trim(), tail.trim()].filter(Boolean).join('\n');
     throw new StepFailure(
-      `the restored copy did not start or reach consistency within ${timeout}s:\n${tail}`,
+      `the restored copy did not start or reach consistency within ${timeout}s (pg_ctl exit ${start.exitCode ?? start.signal}):\n${said}`,
     );
   }
   return { m, asUser, bin, started };

@@ -32,6 +32,7 @@ const Outputs = Type.Object({
   source: Type.String(),
   tablespaces: Type.Array(Tablespace),
   seconds: Type.Number(),
+  tool: Type.String({ description: 'what copied: rsync, tar (where rsync is not installed) or btrfs' }),
 });
 
 // What pg_basebackup leaves out too: runtime state and WAL (the archive provides the WAL).
@@ -48,17 +49,33 @@ const EXCLUDES = [
 
 function copyScript(source: string, to: string): string {
   const ex = EXCLUDES.map((e) => `--exclude=${quote(e)}`).join(' ');
-  // rsync exit 24: files vanished during the copy, normal for a live cluster under the backup API.
-  const rsync = (from: string, dest: string) =>
-    `rsync -a ${ex} ${quote(`${from}/`)} ${quote(`${dest}/`)} || [ $? -eq 24 ]`;
+  // rsync where it is installed; GNU tar (in every base system) where it is not, so that a bare
+  // machine can take a backup. rsync exit 24 and tar exit 1 mean files changed or vanished during
+  // the copy: normal for a live cluster under the backup API, which WAL replay makes consistent.
+  // tar's status is kept in a file: in a pipeline, sh reports only the extracting side's.
+  // `from` and `dest` are shell words, quoted already (a tablespace's are variables).
+  const copy = (from: string, dest: string) =>
+    [
+      'if command -v rsync >/dev/null 2>&1; then',
+      '  echo "copy-tool rsync"',
+      `  rsync -a ${ex} ${from}/ ${dest}/ || [ $? -eq 24 ]`,
+      'else',
+      '  echo "copy-tool tar"',
+      `  { st=0; tar -C ${from} ${ex} -cf - . || st=$?; echo "$st" > ${dest}/.pgrunbook-tar-status; } | tar -C ${dest} -xpf -`,
+      `  st=$(cat ${dest}/.pgrunbook-tar-status); rm -f ${dest}/.pgrunbook-tar-status; [ "$st" -le 1 ]`,
+      'fi',
+    ].join('\n');
+  const tablespace = `${quote(`${to}/tablespaces`)}/"$oid"`;
   return [
     'set -e',
     `mkdir -p -m 700 ${quote(`${to}/data`)}`,
-    rsync(source, `${to}/data`),
+    copy(quote(source), quote(`${to}/data`)),
     `mkdir -p ${quote(`${to}/data/pg_wal/archive_status`)}`,
     // Tablespaces are symlinks in pg_tblspc: copy what they point at, report where.
-    `for l in ${quote(source)}/pg_tblspc/*; do [ -L "$l" ] || continue; oid=$(basename "$l"); target=$(readlink -f "$l");`,
-    `  mkdir -p -m 700 ${quote(`${to}/tablespaces`)}/$oid; rsync -a "$target/" ${quote(`${to}/tablespaces`)}/$oid/ || [ $? -eq 24 ]; echo "tablespace $oid $target"; done`,
+    `for l in ${quote(source)}/pg_tblspc/*; do [ -L "$l" ] || continue; oid=$(basename "$l"); target=$(readlink -f "$l")`,
+    `mkdir -p -m 700 ${tablespace}`,
+    copy('"$target"', tablespace),
+    'echo "tablespace $oid $target"; done',
     // The copy (data and tablespaces) is durable before the backup is declared complete.
     `sync -f ${quote(`${to}/data`)}`,
   ].join('\n');
@@ -81,7 +98,7 @@ function removeScript(provider: string, to: string): string {
 export default defineStep({
   type: 'fs.snapshot',
   summary:
-    'Snapshot PGDATA during a backup: copy (rsync of data and tablespaces) or btrfs (read-only subvolume snapshot).',
+    'Snapshot PGDATA during a backup: copy (rsync, or tar where rsync is not installed, of data and tablespaces) or btrfs (read-only subvolume snapshot).',
   params: Params,
   outputs: Outputs,
   mutating: true,
@@ -131,8 +148,9 @@ export default defineStep({
       path: `${p.to}/tablespaces/${m[1]}`,
     }));
     const data = p.provider === 'btrfs' ? p.to : `${p.to}/data`;
+    const tool = p.provider === 'btrfs' ? 'btrfs' : out.includes('copy-tool tar') ? 'tar' : 'rsync';
     ctx.log(
-      `${p.provider} snapshot of ${source} at ${data} in ${((Date.now() - started) / 1000).toFixed(2)}s`,
+      `${p.provider} snapshot of ${source} at ${data} in ${((Date.now() - started) / 1000).toFixed(2)}s (${tool})`,
     );
     return {
       provider: p.provider,
@@ -141,6 +159,7 @@ export default defineStep({
       source,
       tablespaces,
       seconds: (Date.now() - started) / 1000,
+      tool,
     };
   },
   async undo(ctx, p) {
