@@ -8,6 +8,7 @@ import { playHosts, usesDynamicGroups } from './hosts.js';
 import type { Plan, PreviewRequest } from './model.js';
 import type { EngineInputs } from './pass.js';
 import { assumedGroups, resolvePatroniGroups } from './patroni-groups.js';
+import { preflight } from './preflight.js';
 import { basisOf, digestOf, type PlanBasis } from './saved-plan.js';
 
 /** What to learn from the hosts before the plan is built. */
@@ -62,6 +63,12 @@ export async function prepare(inputs: EngineInputs, opts: PrepareOptions): Promi
   }
   const previews: PreviewRequest[] = [];
   const plan = buildPlan(inputs, { facts, previews: opts.mode === 'check' ? previews : undefined });
+  if (opts.mode !== 'offline') {
+    // Every SSH host the plan targets is reached, key verified, become tried: plan --check is a
+    // preflight, and a run repeats it before its first step.
+    const targeted = new Set(playbook.plays.flatMap((p) => playHosts(p, inventory, limit)));
+    plan.problems.push(...(await preflight(inventory, [...targeted])));
+  }
   const basis = basisOf(inputs, groups, plan);
   plan.digest = digestOf(basis);
   return { plan, groups, previews, basis };

@@ -196,7 +196,7 @@ describe('run over ssh', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
-  it('refuses an unknown host key and shows its fingerprint; nothing runs', async () => {
+  it('plan --check and run refuse an unknown host key before anything runs, showing its fingerprint', async () => {
     const empty = join(workdir(), 'known_hosts');
     writeFileSync(empty, '');
     const marker = `${remote}/should-not-exist-${Date.now()}`;
@@ -204,13 +204,22 @@ describe('run over ssh', () => {
       'inv.yml': sshInventory({ ...sshd, knownHostsFile: empty }, ['db1']),
       'pb.yml': `- name: p\n  hosts: db1\n  steps:\n    - shell: "touch ${marker}"\n`,
     });
-    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
-    expect(r.code).toBe(1);
-    expect(r.stdout).toContain(
-      `unknown host key for db1 ([127.0.0.1]:${sshd.port}): ${sshd.hostKeyFingerprint}`,
-    );
-    expect(r.stdout).toContain(`ssh.host_key: ${sshd.hostKeyFingerprint}`);
+    // The preflight: located at the host in the inventory, exit 2, for the plan and the run alike.
+    for (const args of [
+      ['plan', 'pb.yml', '-i', 'inv.yml', '--check'],
+      ['run', 'pb.yml', '-i', 'inv.yml'],
+    ]) {
+      const r = await runCli(args, { cwd });
+      expect(r.code, args[0]).toBe(2);
+      expect(r.stderr).toMatch(/^inv\.yml:\d+:\d+: hosts\.db1: preflight: ssh: unknown host key/m);
+      expect(r.stderr).toContain(
+        `unknown host key for db1 ([127.0.0.1]:${sshd.port}): ${sshd.hostKeyFingerprint}`,
+      );
+      expect(r.stderr).toContain(`ssh.host_key: ${sshd.hostKeyFingerprint}`);
+    }
     expect(existsSync(marker)).toBe(false);
+    // Nothing ran: no run was even started.
+    expect(existsSync(join(cwd, '.pgrunbook', 'runs'))).toBe(false);
   });
 
   it('accepts a pinned fingerprint and refuses a wrong pin', async () => {
@@ -227,8 +236,8 @@ describe('run over ssh', () => {
     const bad = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
       cwd: workdir({ 'inv.yml': inv(wrong), 'pb.yml': pb }),
     });
-    expect(bad.code).toBe(1);
-    expect(bad.stdout).toContain(`is ${sshd.hostKeyFingerprint}, but the inventory pins ${wrong}`);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`is ${sshd.hostKeyFingerprint}, but the inventory pins ${wrong}`);
   });
 
   it('steps run in lockstep across hosts, batch by batch with serial', async () => {
