@@ -19,7 +19,8 @@ export async function preflight(inventory: Inventory, hosts: readonly string[]):
 async function checkHost(inventory: Inventory, name: string): Promise<Problem[]> {
   const h = inventory.hosts.get(name);
   if (!h || h.transport !== 'ssh' || !h.ssh) return [];
-  const at = (message: string) => inventory.doc.problem(['hosts', name], `preflight: ${message}`, { key: true });
+  const at = (message: string) =>
+    inventory.doc.problem(['hosts', name], `preflight: ${message}`, { key: true });
   let t: Awaited<ReturnType<typeof openSsh>>;
   try {
     t = await openSsh(h.ssh);

@@ -408,6 +408,8 @@ export class Executor {
     let lastError = '';
     // Journaled with step_started: a resume after kill -9 asks before re-running a change without undo.
     const undo = this.#declaresUndo(def, n, host, params);
+    // Whether any attempt reached the step's first change (steps that say so; others always may have).
+    let changed = def.marksChanges !== true;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
         try {
@@ -432,7 +434,9 @@ export class Executor {
       const timer = timeoutS
         ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000)
         : undefined;
-      const ctx = this.#context(host, n, ctl.signal);
+      const ctx = this.#context(host, n, ctl.signal, () => {
+        changed = true;
+      });
       try {
         const outputs = await abortable(def.apply(ctx, params), ctl.signal).finally(() => ctx.flushOutput());
         if (typeof n.common.until === 'string' && !this.#pass.until(n.common.until, host, outputs)) {
@@ -461,7 +465,7 @@ export class Executor {
       return true;
     }
     finish('failed', { error: lastError });
-    if (inst.mutating) this.#unknown.push({ host, title, address: n.address, error: lastError });
+    if (inst.mutating && changed) this.#unknown.push({ host, title, address: n.address, error: lastError });
     this.#firstError ??= `${host}: ${title}: ${lastError}`;
     return false;
   }
@@ -513,7 +517,12 @@ export class Executor {
     });
   }
 
-  #context(host: string, n: StepNode, signal: AbortSignal): ApplyContext & { flushOutput(): void } {
+  #context(
+    host: string,
+    n: StepNode,
+    signal: AbortSignal,
+    onChanging: () => void = () => {},
+  ): ApplyContext & { flushOutput(): void } {
     const sc = this.#pass.hostScope(host);
     const { bus, connections, prompter } = this.#o;
     const h = sc.host;
@@ -556,6 +565,7 @@ export class Executor {
       },
       prompt: (q) =>
         this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `, signal),
+      changing: onChanging,
     };
   }
 

@@ -70,6 +70,12 @@ export interface ApplyContext extends PlanContext {
   output(stream: 'stdout' | 'stderr', chunk: string): void;
   /** Asks the operator; resolves false when declined. Refused up front without a TTY or --yes. */
   prompt(question: string): Promise<string>;
+  /**
+   * Said right before the step's first change on the host, by steps that declare `marksChanges`:
+   * a failure before it (a refused host key, a read-only check) changed nothing, and the run's
+   * summary does not send the operator to check that host by hand.
+   */
+  changing(): void;
   signal: AbortSignal;
 }
 
@@ -85,6 +91,11 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   undoSummary: string;
   /** Parameters holding sh scripts: templates in them are quoted for where they land. */
   shellParams?: readonly string[];
+  /**
+   * apply() calls `ctx.changing()` right before its first change: a failure before that is
+   * reported as having changed nothing. Without it, any failure of a mutating step may have.
+   */
+  marksChanges?: boolean;
   /** Parameters that feed those scripts other than as arguments: their input and environment. */
   shellInputs?: { stdin?: string; env?: string };
   /** Parameters holding bare expressions, not templates (e.g. assert's `that`). */

@@ -132,6 +132,9 @@ describe('patroni.pause and patroni.resume', () => {
       expect(failed.stepType).toBe('patroni.pause');
       expect(String(failed.error)).toContain(`not acknowledged within 3s by: ${replica.name}`);
       expect(String(failed.error)).toContain('the pause was withdrawn');
+      // It did change the cluster (then withdrew the pause): that one is for the operator to see.
+      const fin = events(r.stdout).find((e) => e.type === 'run_finished') as { summary: string[] };
+      expect(fin.summary.join('\n')).toContain('State unknown');
       expect(events(r.stdout).some((e) => e.type === 'step_started' && e.stepType === 'shell')).toBe(false);
     } finally {
       process.kill(replica.pid, 'SIGCONT');
@@ -158,6 +161,9 @@ describe('patroni.pause and patroni.resume', () => {
         const failed = events(r.stdout).find((e) => e.type === 'step_finished' && e.status === 'failed')!;
         expect(String(failed.error)).toContain('already paused by someone else');
         expect(String(failed.error)).toContain(`not acknowledged within 3s by: ${replica.name}`);
+        // Nothing of this run changed the cluster: the summary does not send anyone to check it.
+        const fin = events(r.stdout).find((e) => e.type === 'run_finished') as { summary: string[] };
+        expect(fin.summary.join('\n')).not.toContain('State unknown');
         expect(events(r.stdout).some((e) => e.type === 'step_started' && e.stepType === 'shell')).toBe(false);
       } finally {
         process.kill(replica.pid, 'SIGCONT');

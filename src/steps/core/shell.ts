@@ -65,6 +65,7 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   shorthand: 'cmd',
+  marksChanges: true,
   shellParams: ['cmd', 'revert'],
   shellInputs: { stdin: 'stdin', env: 'env' },
   undoSummary: 'runs `revert` when given; otherwise none (a command cannot be undone automatically)',
@@ -80,6 +81,8 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
+    // From here the command runs: whatever it does may be done, even if it fails.
+    ctx.changing();
     const r = await t.exec(line(p.cmd, p, ctx.host), {
       signal: ctx.signal,
       stdin: p.stdin,

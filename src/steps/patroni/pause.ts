@@ -40,6 +40,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary:
     'resume (verified on every member) — only if this run paused it; a cluster found paused stays paused',
   plan(ctx, p) {
@@ -94,6 +95,7 @@ export default defineStep({
       ctx.log(`cluster ${cluster.scope} was already paused: left paused, and this run will not resume it`);
       return { paused_by_run: false, ...base };
     }
+    ctx.changing();
     const via = await patchAnyMember(ctx, client, cluster, { pause: true });
     try {
       await waitForPause(ctx, cluster, true, p.timeout ?? 30);

@@ -69,6 +69,7 @@ function applyCtx(h: InventoryHost): ApplyContext & { logs: string[] } {
     log: (s) => logs.push(s),
     output: () => {},
     prompt: async () => '',
+    changing: () => {},
     signal: new AbortController().signal,
   };
 }
