@@ -70,14 +70,24 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
   const deep = tokenBreach(text);
   if (deep) return { problems: [located(deep.offset, deep.message)] };
   // core schema: `yes`/`on` stay strings and `0644` is the integer 644, never octal by surprise.
-  const ydoc = parseDocument(text, { version: '1.2', schema: 'core', prettyErrors: false });
+  // Duplicate keys are found here, not by the library: it compares each key with every key
+  // before it, and a map of 25,000 keys (an inventory's hosts) took seconds.
+  const ydoc = parseDocument(text, {
+    version: '1.2',
+    schema: 'core',
+    prettyErrors: false,
+    uniqueKeys: false,
+  });
+  const errors = mergeByOffset(
+    ydoc.errors.map((err) => ({ offset: err.pos[0], message: yamlMessage(err.message) })),
+    duplicateKeys(ydoc.contents),
+  );
   const problems: Problem[] = [];
-  for (const err of ydoc.errors.slice(0, MAX_YAML_ERRORS))
-    problems.push(located(err.pos[0], yamlMessage(err.message)));
-  if (ydoc.errors.length > MAX_YAML_ERRORS) {
-    const rest = ydoc.errors.length - MAX_YAML_ERRORS;
+  for (const err of errors.slice(0, MAX_YAML_ERRORS)) problems.push(located(err.offset, err.message));
+  if (errors.length > MAX_YAML_ERRORS) {
+    const rest = errors.length - MAX_YAML_ERRORS;
     problems.push(
-      located(ydoc.errors[MAX_YAML_ERRORS]!.pos[0], `invalid YAML: ${rest} more error(s) from here on`),
+      located(errors[MAX_YAML_ERRORS]!.offset, `invalid YAML: ${rest} more error(s) from here on`),
     );
   }
   if (problems.length > 0) return { problems };
@@ -182,6 +192,46 @@ function readInput(file: string): { text: string } | { problem: Problem } {
           : `cannot read file (${err.reason})`,
     );
   }
+}
+
+/**
+ * Keys equal to an earlier key of the same map, as the yaml library reports them (a scalar key
+ * by its value, `===`; any other key only if it is the same node), at the repeated key.
+ * Nesting is bounded by tokenBreach before this recursion.
+ */
+function duplicateKeys(root: unknown): { offset: number; message: string }[] {
+  const out: { offset: number; message: string }[] = [];
+  const visit = (node: unknown): void => {
+    if (isMap(node)) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = pair.key as Node | null;
+        const value = isScalar(key) ? key.value : key;
+        // === never holds for NaN; a Set would call two NaN keys equal.
+        const comparable = !(typeof value === 'number' && Number.isNaN(value));
+        if (comparable && seen.has(value))
+          out.push({ offset: key?.range?.[0] ?? 0, message: 'invalid YAML: Map keys must be unique' });
+        else if (comparable) seen.add(value);
+        visit(pair.key);
+        visit(pair.value);
+      }
+    } else if (isSeq(node)) for (const item of node.items) visit(item);
+  };
+  visit(root);
+  return out;
+}
+
+/** Two lists ordered by offset as one, `a`'s entries first where offsets tie. */
+function mergeByOffset<T extends { offset: number }>(a: T[], b: T[]): T[] {
+  if (b.length === 0) return a;
+  const out: T[] = [];
+  let i = 0;
+  for (const x of b) {
+    while (i < a.length && a[i]!.offset <= x.offset) out.push(a[i++]!);
+    out.push(x);
+  }
+  while (i < a.length) out.push(a[i++]!);
+  return out;
 }
 
 function yamlMessage(msg: string): string {

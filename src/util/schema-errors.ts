@@ -57,7 +57,11 @@ export function describe(v: unknown): string {
 /** Suggests the nearest of `candidates` to `name` when it is plausibly a typo. */
 export function didYouMean(name: string, candidates: readonly string[]): string {
   if (candidates.length === 0) return '';
-  const best = closest(name, candidates as string[]);
+  return typoHint(name, closest(name, candidates as string[]));
+}
+
+/** The hint for `name` given the nearest candidate (the first one at the least edit distance). */
+export function typoHint(name: string, best: string): string {
   // Short names are close to many others: allow fewer edits so the hint stays a real typo.
   const shorter = Math.min(name.length, best.length);
   const limit = shorter <= 4 ? 1 : shorter <= 8 ? 2 : 3;

@@ -115,11 +115,11 @@ describe('issue 11 crashes: file content gives a located problem', () => {
     ]);
   });
 
-  it('a file of 2,001 values is refused at the value past the limit', () => {
-    // 5 values before the vars' entries, 2 per entry: the 2,001st is the value of a997 (line 1001).
-    const text = `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: 2000 }, (_, i) => `    a${i}: 1\n`).join('')}`;
+  it('a file of 50,001 values is refused at the value past the limit', () => {
+    // 5 values before the vars' entries, 2 per entry: the 50,001st is the value of a24997 (line 25001).
+    const text = `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: 25_000 }, (_, i) => `    a${i}: 1\n`).join('')}`;
     const ps = problemsOf('many.yml', text);
-    expect(ps).toEqual(['many.yml:1001:11: more than 2000 values in one file (limit 2000); split it']);
+    expect(ps).toEqual(['many.yml:25001:13: more than 50000 values in one file (limit 50000); split it']);
   });
 
   it('a 20 MB one-line file: exit 2 in seconds with a 256 MB heap, located where the limit is reached', () => {
@@ -169,7 +169,9 @@ describe('issue 11 crashes: file content gives a located problem', () => {
       const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 10_000, cwd: sub });
       expect(r.signal, args[0]).toBeNull();
       expect(r.status, `${args[0]}: ${r.stderr}`).toBe(2);
-      expect(r.stderr).toMatch(/inv\.yml:4:\d+: .*cannot read secret file \.\/pw\.fifo: not a regular file \(a FIFO\)/);
+      expect(r.stderr).toMatch(
+        /inv\.yml:4:\d+: .*cannot read secret file \.\/pw\.fifo: not a regular file \(a FIFO\)/,
+      );
       expect(Date.now() - t0).toBeLessThan(5000);
     }
     expect(existsSync(join(sub, 'ran'))).toBe(false);
