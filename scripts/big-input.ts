@@ -6,6 +6,7 @@
 //   npx tsx scripts/big-input.ts --write DIR --values 20000        # DIR/inventory.yml, DIR/playbook.yml
 //   npm run build && npx tsx scripts/big-input.ts --measure        # table: values, command, ms, MB
 //   npx tsx scripts/big-input.ts --measure --sizes 1000,5000 --shape all
+//   npx tsx scripts/big-input.ts --measure --cli OTHER/bin/pgrunbook.js  # another build, to compare
 //
 // --shape cluster (default): each play targets one cluster of 3 hosts, the way a large fleet is
 // worked on; --shape all: every play targets every host (the plan is hosts × steps: the worst
@@ -27,15 +28,11 @@ interface Measure {
   out: string;
 }
 
-function measure(args: string[]): Measure {
-  const r = spawnSync(
-    '/usr/bin/time',
-    ['-f', '%e %M', process.execPath, join(ROOT, 'bin/pgrunbook.js'), ...args],
-    {
-      encoding: 'utf8',
-      maxBuffer: 1 << 30,
-    },
-  );
+function measure(cli: string, args: string[]): Measure {
+  const r = spawnSync('/usr/bin/time', ['-f', '%e %M', process.execPath, cli, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 30,
+  });
   const lines = r.stderr.trimEnd().split('\n');
   const [secs, kb] = lines.pop()!.split(' ').map(Number);
   return {
@@ -67,10 +64,12 @@ function main(): void {
   }
   if (!argv.includes('--measure')) {
     console.error(
-      'usage: big-input.ts --write DIR [--values N] [--shape cluster|all] | --measure [--sizes 1000,2000,...] [--shape ...]',
+      'usage: big-input.ts --write DIR [--values N] [--shape cluster|all] | --measure [--sizes 1000,2000,...] [--shape ...] [--cli PATH]',
     );
     process.exit(2);
   }
+  // --cli: another build to compare with (e.g. a worktree of an older commit).
+  const cli = resolve(opt('--cli') ?? join(ROOT, 'bin/pgrunbook.js'));
   const sizes = (opt('--sizes') ?? '1000,2000,5000,10000,20000,50000').split(',').map(Number);
   const dir = mkdtempSync(join(tmpdir(), 'pgrunbook-big-'));
   console.log(`shape ${shape}; each command is one process of the built CLI (start-up included)`);
@@ -88,7 +87,7 @@ function main(): void {
         ['plan', ['plan', pb, '-i', inv]],
       ];
       for (const [label, args] of runs) {
-        const m = measure(args);
+        const m = measure(cli, args);
         const row = [
           String(size).padStart(11),
           String(g.hosts).padStart(5),

@@ -115,11 +115,11 @@ describe('issue 11 crashes: file content gives a located problem', () => {
     ]);
   });
 
-  it('a file of 50,001 values is refused at the value past the limit', () => {
-    // 5 values before the vars' entries, 2 per entry: the 50,001st is the value of a24997 (line 25001).
-    const text = `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: 25_000 }, (_, i) => `    a${i}: 1\n`).join('')}`;
+  it('a file of 25,001 values is refused at the value past the limit', () => {
+    // 5 values before the vars' entries, 2 per entry: the 25,001st is the value of a12497 (line 12501).
+    const text = `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: 12_500 }, (_, i) => `    a${i}: 1\n`).join('')}`;
     const ps = problemsOf('many.yml', text);
-    expect(ps).toEqual(['many.yml:25001:13: more than 50000 values in one file (limit 50000); split it']);
+    expect(ps).toEqual(['many.yml:12501:13: more than 25000 values in one file (limit 25000); split it']);
   });
 
   it('a 20 MB one-line file: exit 2 in seconds with a 256 MB heap, located where the limit is reached', () => {

@@ -114,21 +114,28 @@ describe('inputs near MAX_VALUES', () => {
 });
 
 describe('large maps and group chains', () => {
-  it('a map of 24,000 keys with one repeated is one located problem, found in about linear time', () => {
-    const text = (n: number) =>
-      `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: n }, (_, i) => `    v${i}: 1\n`).join('')}    v7: 2\n  steps: []\n`;
-    const time = (n: number) => {
+  it('a map of 12,000 keys with one repeated is one located problem, found as fast as in 12 maps', () => {
+    const vars = (from: number, n: number) =>
+      Array.from({ length: n }, (_, i) => `    v${from + i}: 1\n`).join('');
+    // One play with 12,000 vars (and v7 again), or 12 plays of 1,000: the same size.
+    const one = `- name: x\n  hosts: all\n  vars:\n${vars(0, 12_000)}    v7: 2\n  steps: []\n`;
+    const twelve = Array.from(
+      { length: 12 },
+      (_, p) => `- name: x${p}\n  hosts: all\n  vars:\n${vars(p * 1000, 1000)}  steps: []\n`,
+    ).join('');
+    const time = (text: string) => {
       const t0 = performance.now();
-      const r = parseSource('dup.yml', text(n));
+      const r = parseSource('dup.yml', text);
       return { ms: performance.now() - t0, problems: r.problems.map(formatProblem) };
     };
-    time(1000);
-    const small = Math.min(time(1000).ms, time(1000).ms);
-    const big = time(24_000);
-    expect(big.problems).toEqual(['dup.yml:24004:5: invalid YAML: Map keys must be unique']);
-    // 24 times the keys: linear is 24×, the library's own check (every key against every
-    // earlier one) was quadratic, hundreds of times.
-    expect(big.ms / small).toBeLessThan(24 * 6);
+    time(twelve);
+    const spread = Math.min(time(twelve).ms, time(twelve).ms);
+    const runs = [time(one), time(one)];
+    expect(runs[0]!.problems).toEqual(['dup.yml:12004:5: invalid YAML: Map keys must be unique']);
+    expect(time(twelve).problems).toEqual([]);
+    // The library's own check compares each key with every earlier one: 12 times the work in
+    // one map of 12,000 keys as in 12 of 1,000 (3 to 6 times the time, measured). Ours: the same.
+    expect(Math.min(...runs.map((r) => r.ms)) / spread).toBeLessThan(2);
   });
 
   it('groups nested through children deeper than MAX_GROUP_DEPTH are a located problem, not a crash', () => {
