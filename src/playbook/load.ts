@@ -1,5 +1,5 @@
 // Reads YAML 1.2 (core schema) keeping a map from document paths back to line and column.
-import { isMap, isPair, isScalar, isSeq, type Node, parseDocument } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, type Node, type Pair, parseDocument, type YAMLMap } from 'yaml';
 import type { Problem } from '../errors.js';
 import { FileReadError, readBounded } from '../util/read-file.js';
 import { aliasBreach, tokenBreach } from './yaml-limits.js';
@@ -94,6 +94,36 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
   const aliases = aliasBreach(ydoc);
   if (aliases) return { problems: [located(aliases.offset, aliases.message)] };
 
+  // Each map's pairs by key (the first of equal keys, as a search in order finds), built when
+  // a path first passes through it: a problem on each of thousands of hosts must not search the
+  // hosts map for each.
+  const keyIndexes = new WeakMap<object, Map<string, Pair>>();
+  const keyIndex = (map: YAMLMap): Map<string, Pair> => {
+    let index = keyIndexes.get(map);
+    if (!index) {
+      index = new Map();
+      for (const p of map.items)
+        if (isPair(p) && isScalar(p.key)) {
+          const k = String(p.key.value);
+          if (!index.has(k)) index.set(k, p);
+        }
+      keyIndexes.set(map, index);
+    }
+    return index;
+  };
+  // Offsets of line starts, for problemAt: splitting the text for each problem was quadratic.
+  const lineStarts = [0];
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lineStarts.push(i + 1);
+  const lineOf = (offset: number): number => {
+    let lo = 0;
+    let hi = lineStarts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (lineStarts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo + 1;
+  };
   const locate = (path: readonly PathSeg[], opts?: { key?: boolean }) => {
     let node: Node | null | undefined = ydoc.contents as Node | null;
     let best = node?.range ? at(node.range[0]) : { line: 1, col: 1 };
@@ -101,7 +131,7 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
       const seg = path[i]!;
       const last = i === path.length - 1;
       if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === seg);
+        const pair = typeof seg === 'string' ? keyIndex(node).get(seg) : undefined;
         if (!pair) break;
         const keyNode = pair.key as Node;
         if (keyNode.range) best = at(keyNode.range[0]);
@@ -137,19 +167,15 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
     },
     problemAt(path, value, index, needle, message) {
       const base = locate(path);
-      const lines = text.split('\n');
-      let start = 0;
-      for (let l = 0; l < base.line - 1 && l < lines.length; l++) start += lines[l]!.length + 1;
-      start += base.col - 1;
+      const start = (lineStarts[Math.min(base.line, lineStarts.length) - 1] ?? 0) + base.col - 1;
       let nth = 0;
       for (let k = value.indexOf(needle); k >= 0 && k < index; k = value.indexOf(needle, k + 1)) nth++;
       const limit = start + value.length * 2 + 256;
       let at = text.indexOf(needle, start);
       for (; at >= 0 && nth > 0; nth--) at = text.indexOf(needle, at + 1);
       if (at < 0 || at > limit) return doc.problem(path, message);
-      const before = text.slice(0, at);
-      const line = before.split('\n').length;
-      const col = at - before.lastIndexOf('\n');
+      const line = lineOf(at);
+      const col = at - lineStarts[line - 1]! + 1;
       return { file, line, col, path: dotted(path), message };
     },
   };

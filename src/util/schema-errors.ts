@@ -142,9 +142,10 @@ export function schemaProblems(
   validate(value);
   const errors = (validate.errors ?? []) as ErrorObject[];
   // A failed anyOf/oneOf reports every branch; keep one message at the union's own path.
-  const unions = errors
-    .filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
-    .map((e) => e.schemaPath);
+  // Schema paths, not instance paths: the same few for thousands of failing hosts, so a set.
+  const unions = [
+    ...new Set(errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.schemaPath)),
+  ];
   const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
   const problems: Problem[] = [];
   const seen = new Set<string>();
