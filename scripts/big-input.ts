@@ -73,7 +73,9 @@ function main(): void {
   const sizes = (opt('--sizes') ?? '1000,2000,5000,10000,20000,50000').split(',').map(Number);
   const dir = mkdtempSync(join(tmpdir(), 'pgrunbook-big-'));
   console.log(`shape ${shape}; each command is one process of the built CLI (start-up included)`);
-  console.log('values/file | hosts | plays | pb KiB | inv KiB | command     |    ms |  MB | exit');
+  console.log(
+    'target | inv values | pb values | hosts | plays | pb KiB | inv KiB | command     |    ms |  MB | exit',
+  );
   try {
     for (const size of sizes) {
       const g = sized(size, shape);
@@ -89,7 +91,9 @@ function main(): void {
       for (const [label, args] of runs) {
         const m = measure(cli, args);
         const row = [
-          String(size).padStart(11),
+          String(size).padStart(6),
+          String(countValues(g.inventory)).padStart(10),
+          String(countValues(g.playbook)).padStart(9),
           String(g.hosts).padStart(5),
           String(g.plays).padStart(5),
           String(Math.round(g.playbook.length / 1024)).padStart(6),

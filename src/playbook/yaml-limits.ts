@@ -9,8 +9,8 @@ export const MAX_DEPTH = 64;
  * How many scalar values and aliases one file may hold: an inventory of some 680 Patroni hosts
  * with ssh, pg, patroni settings and vars, or a playbook of 390 plays of 9 steps
  * (scripts/big-input.ts). Validation grows linearly; a pair of files at the limit validates with
- * -i in about 2 s on a busy 2-core machine (50,000 took 4 s there: the YAML parser alone reads
- * about a megabyte a second). A plan of two such files is bounded by MAX_PLAN_COST.
+ * -i in 1.5–3 s and 170 MB on a shared 2-core machine at load 4 (a pair at 50,000 took 4 s there:
+ * the YAML parser alone reads about a megabyte a second). MAX_PLAN_COST bounds their plan.
  */
 export const MAX_VALUES = 25_000;
 /** How many times one anchor may be used through aliases. */
