@@ -5,6 +5,7 @@ import type { PgFacts } from '../connections/pg.js';
 import type { Problem } from '../errors.js';
 import { describePatroniGroups } from '../inventory/dynamic-groups.js';
 import { matchHosts } from '../inventory/patterns.js';
+import type { PathSeg } from '../playbook/load.js';
 import type { Node, Play } from '../playbook/model.js';
 import { rawTemplates } from '../playbook/shell-template.js';
 import { confirmOf, pointOfNoReturnOf, requiresLeaderOn } from './gates.js';
@@ -28,13 +29,88 @@ export const PLAN_RUN: RunInfo = {
   check: true,
 };
 
+/**
+ * How much work one plan may be. Each file is bounded on its own (MAX_VALUES, MAX_FILE_BYTES),
+ * but a plan is steps × hosts, and each step renders its templates on each host: 1,000 steps on
+ * 1,000 hosts, or one 300 KB template on 2,000 hosts, would take minutes and gigabytes. A step
+ * (or block, or the play's vars) on a host costs PLAN_RUN_COST, plus one per value it holds,
+ * plus the characters of the templates it renders there. The limit allows some 50,000 runs of
+ * small steps (1,000 hosts × 50 steps), or 20,000 of steps with 100 characters of templates,
+ * and keeps a plan within about a second (scripts/big-input.ts measures it).
+ */
+export const MAX_PLAN_COST = 3_000_000;
+/** The cost of one step, block or play's vars on one host, besides its templates. */
+export const PLAN_RUN_COST = 50;
+
+/** The plan passed MAX_PLAN_COST: building it stops where it did. */
+class PlanTooLarge extends Error {
+  constructor(readonly problem: Problem) {
+    super(problem.message);
+  }
+}
+
+/** Counts the cost of a plan as it is built, and stops it at MAX_PLAN_COST. */
+class Budget {
+  #spent = 0;
+  readonly #chars = new WeakMap<object, number>();
+
+  constructor(private readonly playbook: EngineInputs['playbook']) {}
+
+  /** Charges `hosts` runs of `what` (a node or a play's vars), located at `path` when over. */
+  charge(what: object, hosts: number, path: readonly PathSeg[]): void {
+    let chars = this.#chars.get(what);
+    if (chars === undefined) {
+      chars = templateChars(what);
+      this.#chars.set(what, chars);
+    }
+    this.#spent += hosts * (PLAN_RUN_COST + chars);
+    if (this.#spent > MAX_PLAN_COST)
+      throw new PlanTooLarge(
+        this.playbook.doc.problem(
+          path,
+          `the plan grows past its limit here (${MAX_PLAN_COST} units: ${PLAN_RUN_COST} for each step on each host, plus the characters of the templates it renders there); narrow the hosts of the plays or split the playbook`,
+        ),
+      );
+  }
+}
+
+/** One per value, plus the characters of its templates (strings with `{{`, and `when` expressions). */
+function templateChars(value: unknown): number {
+  let n = 0;
+  const walkValue = (v: unknown, key?: string): void => {
+    if (typeof v === 'string') {
+      n += 1;
+      if (key === 'when' || key === 'until' || v.includes('{{')) n += v.length;
+    } else if (Array.isArray(v)) for (const x of v) walkValue(x);
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) {
+        // A block's child lists are charged when their own steps are.
+        if (k === 'block' || k === 'rescue' || k === 'always' || k === 'path') continue;
+        walkValue(x, k);
+      }
+    else n += 1;
+  };
+  walkValue(value);
+  return n;
+}
+
 /** Builds the plan; no connection is made (facts come in through options). */
 export function buildPlan(inputs: EngineInputs, opts: PlanOptions = {}): Plan {
   const { playbook, inventory, limit } = inputs;
   const facts = opts.facts ?? {};
   const pass = new Pass(inputs, PLAN_RUN, 'plan');
   const problems: Problem[] = [];
-  const plays = playbook.plays.map((play) => planPlay(pass, play, facts, problems, opts.previews));
+  const budget = new Budget(playbook);
+  let plays: PlannedPlay[];
+  try {
+    plays = playbook.plays.map((play) => planPlay(pass, play, facts, problems, budget, opts.previews));
+  } catch (err) {
+    if (!(err instanceof PlanTooLarge)) throw err;
+    // Nothing of a plan that size is shown: the one problem says where it got too large.
+    plays = [];
+    problems.splice(0, problems.length, err.problem);
+    opts.previews?.splice(0);
+  }
   let dynamicGroups: Plan['dynamicGroups'];
   if (usesDynamicGroups(playbook.plays, limit)) {
     const candidates = [...inventory.hosts.values()].filter((h) => h.patroni).map((h) => h.name);
@@ -64,10 +140,12 @@ function planPlay(
   play: Play,
   facts: Record<string, { pg?: PgFacts }>,
   problems: Problem[],
+  budget: Budget,
   previews?: PreviewRequest[],
 ): PlannedPlay {
   const { inventory, limit, playbook } = pass.inputs;
   const hosts = playHosts(play, inventory, limit);
+  budget.charge(play.vars, hosts.length, play.path);
   problems.push(...pass.enterPlay(play, hosts));
   const dynamic = usesDynamicGroups([play], limit);
   // A play resolved to nothing did nothing: with --limit that is the operator's narrowing, but a
@@ -82,6 +160,7 @@ function planPlay(
   const planNode = (n: Node, hs: string[]): PlanNode => {
     if (n.kind === 'block') {
       const targets = narrowHosts(inventory, hs, n.hosts);
+      budget.charge(n, targets.length, n.path);
       const { active, skipped, problems: whenProblems } = pass.blockHosts(n, targets);
       problems.push(...whenProblems);
       return {
@@ -98,6 +177,7 @@ function planPlay(
     }
     const def = pass.inputs.steps.get(n.type)!;
     const targets = narrowHosts(inventory, hs, n.common.hosts);
+    budget.charge(n, targets.length, n.path);
     const perHost = targets.map((h): HostStepPlan => {
       const inst = pass.resolve(n, h);
       if (inst.status === 'skipped') {

@@ -18,7 +18,7 @@ import {
 import type { AnyStep, PlanContext, StepPlan } from '../steps/define.js';
 import { isMutating } from '../steps/define.js';
 import { type RenderFailure, renderParams } from './render.js';
-import { groupsOf, HostScope, type RunInfo } from './scope.js';
+import { GroupsView, HostScope, HostVars, type RunInfo } from './scope.js';
 
 /** Step types by name; handed in by the caller (the CLI passes the registry). */
 export type StepTypes = ReadonlyMap<string, AnyStep>;
@@ -57,7 +57,9 @@ export type Outcome =
 /** Variables per host for one pass, and the decisions taken with them. */
 export class Pass {
   readonly scopes = new Map<string, HostScope>();
-  readonly #world = { scopes: this.scopes, groups: () => groupsOf(this.inputs.inventory) };
+  readonly #hostvars = new HostVars();
+  readonly #groups = new GroupsView(() => this.inputs.inventory);
+  readonly #world = { hostvars: this.#hostvars.object, groups: () => this.#groups.get() };
   #nodes: Map<string, Node> | undefined;
 
   constructor(
@@ -86,6 +88,7 @@ export class Pass {
       if (!h) throw new Error(`internal: host ${host} is not in the inventory`);
       sc = new HostScope(h, this.run, this.inputs.extraVars, this.#world);
       this.scopes.set(host, sc);
+      this.#hostvars.add(host, sc);
     }
     return sc;
   }
@@ -106,12 +109,15 @@ export class Pass {
   enterPlay(play: Play, hosts: readonly string[]): Problem[] {
     const problems: Problem[] = [];
     const { doc } = this.inputs.playbook;
+    // The names the play registers and their shapes, found once for all its hosts.
+    const registered: [string, Shape | undefined][] = [];
+    if (this.mode === 'plan')
+      for (const s of walk(playNodes(play)))
+        for (const name of [s.common.id, s.common.register])
+          if (typeof name === 'string') registered.push([name, this.#outputShape(s)]);
     for (const h of hosts) {
       const sc = this.hostScope(h);
-      if (this.mode === 'plan')
-        for (const s of walk(playNodes(play)))
-          for (const name of [s.common.id, s.common.register])
-            if (typeof name === 'string') sc.facts[name] = new Unknown(name, undefined, this.#outputShape(s));
+      for (const [name, shape] of registered) sc.facts[name] = new Unknown(name, undefined, shape);
       try {
         sc.enterPlay(play.vars);
       } catch (err) {

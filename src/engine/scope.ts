@@ -15,9 +15,10 @@ export interface RunInfo {
  * pg_control with the leader's, which only the leader's scope holds.
  */
 export interface ScopeWorld {
-  scopes: ReadonlyMap<string, HostScope>;
   /** group name → host names, with the dynamic groups once resolved (Unknown before, in a plan) */
   groups(): Record<string, unknown>;
+  /** `hostvars`: one lazily computed entry per host that has entered (`HostVars.object`) */
+  hostvars: Record<string, unknown>;
 }
 
 /** Per-host variable state that grows as steps register outputs and set facts. */
@@ -51,39 +52,103 @@ export class HostScope {
     this.failedVar = undefined;
   }
 
-  /** inventory vars < play vars < facts and registered values < -e extra vars. */
+  /**
+   * inventory vars < play vars < facts and registered values < -e extra vars; then the names
+   * pgrunbook sets (`vars`, `run`, `hostvars`, `groups`, `host`), then `extra`. A view, not a
+   * copy: a scope is made for every step on every host, and copying every fact into each made a
+   * plan grow with hosts × steps × facts. Names are looked up in the layers when read.
+   */
   scope(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    const vars = this.vars();
-    const h = this.host;
-    return {
-      ...vars,
-      vars,
-      run: this.run,
-      hostvars: hostvarsOf(this.world),
-      groups: this.world?.groups() ?? {},
-      host: {
-        name: h.name,
-        groups: h.groups,
-        transport: h.transport,
-        address: h.ssh?.host ?? 'localhost',
-        pg: h.pg ? { host: h.pg.host, port: h.pg.port, user: h.pg.user, database: h.pg.database } : undefined,
-        patroni: h.patroni
-          ? { url: h.patroni.url, member: h.patroni.member, config: h.patroni.config }
-          : undefined,
-        vars: h.vars,
-      },
-      ...extra,
+    const layers = () => [this.extraVars, this.facts, this.playVars, this.host.vars];
+    const own = new Map<string, unknown>();
+    const builtin = (name: string): unknown => {
+      if (!own.has(name)) own.set(name, this.#builtin(name));
+      return own.get(name);
     };
+    const find = (name: string | symbol): { value: unknown } | undefined => {
+      if (typeof name !== 'string') return undefined;
+      if (Object.hasOwn(extra, name)) return { value: extra[name] };
+      if (BUILTINS.has(name)) return { value: builtin(name) };
+      for (const layer of layers()) if (Object.hasOwn(layer, name)) return { value: layer[name] };
+      return undefined;
+    };
+    return new Proxy({} as Record<string, unknown>, {
+      get: (_t, name) => find(name)?.value,
+      has: (_t, name) => find(name) !== undefined,
+      getOwnPropertyDescriptor: (_t, name) => {
+        const found = find(name);
+        return found && { value: found.value, writable: true, enumerable: true, configurable: true };
+      },
+      // The keys in the order the layers were once spread in: variables, built-ins, extra.
+      ownKeys: () => [...new Set([...Object.keys(this.vars()), ...BUILTINS, ...Object.keys(extra)])],
+    });
+  }
+
+  #builtin(name: string): unknown {
+    const h = this.host;
+    switch (name) {
+      case 'vars':
+        return this.vars();
+      case 'run':
+        return this.run;
+      case 'hostvars':
+        return this.world?.hostvars ?? {};
+      case 'groups':
+        return this.world?.groups() ?? {};
+      default:
+        return {
+          name: h.name,
+          groups: h.groups,
+          transport: h.transport,
+          address: h.ssh?.host ?? 'localhost',
+          pg: h.pg
+            ? { host: h.pg.host, port: h.pg.port, user: h.pg.user, database: h.pg.database }
+            : undefined,
+          patroni: h.patroni
+            ? { url: h.patroni.url, member: h.patroni.member, config: h.patroni.config }
+            : undefined,
+          vars: h.vars,
+        };
+    }
   }
 }
 
-/** `hostvars`: one lazily computed entry per host that has entered a play so far. */
-function hostvarsOf(world: ScopeWorld | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [name, sc] of world?.scopes ?? []) {
-    Object.defineProperty(out, name, { enumerable: true, get: () => sc.vars() });
+/** The names every scope sets itself, in the order they once were spread in. */
+const BUILTINS = new Set(['vars', 'run', 'hostvars', 'groups', 'host']);
+
+/**
+ * `hostvars`, kept up to date as hosts enter instead of built for every scope: building it costs
+ * one entry per host, and a scope is built for every step on every host (hosts × steps × hosts).
+ * One lazily computed entry per host that has entered a play so far, in the order they entered.
+ */
+export class HostVars {
+  readonly object: Record<string, unknown> = {};
+
+  /** Adds the entry of a host that has just entered. */
+  add(name: string, sc: HostScope): void {
+    Object.defineProperty(this.object, name, { enumerable: true, get: () => sc.vars() });
   }
-  return out;
+}
+
+/**
+ * `groups` for templates, built once per state of the inventory's groups (they change only when
+ * the dynamic groups are resolved again): the same object serves every scope until then.
+ */
+export class GroupsView {
+  #for: Inventory['dynamic'] | null = null;
+  #groups: Record<string, unknown> = {};
+
+  constructor(private readonly inventory: () => Inventory) {}
+
+  /** `groups` as the inventory stands now. */
+  get(): Record<string, unknown> {
+    const inventory = this.inventory();
+    if (this.#for !== inventory.dynamic) {
+      this.#groups = groupsOf(inventory);
+      this.#for = inventory.dynamic;
+    }
+    return this.#groups;
+  }
 }
 
 /**

@@ -69,6 +69,9 @@ export interface PatroniGroups {
   groups: Record<string, string[]>;
 }
 
+/** How deep groups may nest through `children`: far beyond any real inventory, and a bound on recursion. */
+export const MAX_GROUP_DEPTH = 64;
+
 const expandHome = (p: string, base: string) =>
   p.startsWith('~/') ? resolve(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolve(base, p);
 
@@ -103,6 +106,11 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
   }
   const groups = new Map<string, string[]>();
   const cycles = new Set<string>();
+  // Levels of groups below each group through children (0: none). The lowest group found with
+  // MAX_GROUP_DEPTH levels below it is the problem; recursion stops there too, so a chain of
+  // thousands of groups is one located problem, not a stack overflow or a quadratic walk.
+  const below = new Map<string, number>();
+  let tooDeep = false;
   const expand = (g: string, trail: string[]): string[] => {
     const cached = groups.get(g);
     if (cached) return cached;
@@ -115,9 +123,34 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
       }
       return [];
     }
+    // Deeper than the limit from here: the group above it gets the problem.
+    if (trail.length >= MAX_GROUP_DEPTH) {
+      below.set(g, MAX_GROUP_DEPTH - 1);
+      return [];
+    }
     const def = groupDefs[g]!;
     const names = (def.hosts ?? []).filter((h) => inv.hosts[h]);
-    for (const c of def.children ?? []) if (groupDefs[c]) names.push(...expand(c, [...trail, g]));
+    let levels = 0;
+    let deepChild = false;
+    for (const c of def.children ?? [])
+      if (groupDefs[c]) {
+        for (const h of expand(c, [...trail, g])) names.push(h);
+        const l = below.get(c) ?? 0;
+        levels = Math.max(levels, 1 + l);
+        if (l >= MAX_GROUP_DEPTH) deepChild = true;
+      }
+    below.set(g, levels);
+    // One problem for the file, like the other size limits: written top-down, a long chain is
+    // met again at every MAX_GROUP_DEPTH groups.
+    if (levels >= MAX_GROUP_DEPTH && !deepChild && !tooDeep) {
+      tooDeep = true;
+      out.push(
+        doc.problem(
+          ['groups', g, 'children'],
+          `groups nested more than ${MAX_GROUP_DEPTH} levels deep through children (limit ${MAX_GROUP_DEPTH})`,
+        ),
+      );
+    }
     const result = [...new Set(names)];
     if (trail.length === 0 || !trail.includes(g)) groups.set(g, result);
     return result;
@@ -125,12 +158,18 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
   for (const g of Object.keys(groupDefs)) expand(g, []);
   // Ansible's order: a child group's vars override its parents'; file order breaks ties.
   const depth = new Map<string, number>();
+  // Parents of each group, in file order, found once (not by a scan of every group per group).
+  const parentsOf = new Map<string, string[]>();
+  for (const [p, d] of Object.entries(groupDefs))
+    for (const c of new Set(d.children ?? [])) {
+      const list = parentsOf.get(c);
+      if (list) list.push(p);
+      else parentsOf.set(c, [p]);
+    }
   const depthOf = (g: string, seen: string[] = []): number => {
     if (depth.has(g)) return depth.get(g)!;
-    if (seen.includes(g)) return 0;
-    const parents = Object.entries(groupDefs)
-      .filter(([, d]) => d.children?.includes(g))
-      .map(([p]) => p);
+    if (seen.includes(g) || seen.length >= MAX_GROUP_DEPTH) return 0;
+    const parents = parentsOf.get(g) ?? [];
     const d = parents.length ? 1 + Math.max(...parents.map((p) => depthOf(p, [...seen, g]))) : 0;
     depth.set(g, d);
     return d;
@@ -142,10 +181,24 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
 
   const secretEnv = secretEnvNamesOf(inv);
   const hosts = new Map<string, InventoryHost>();
+  // Each host's groups in file order, and in the order their vars apply: found by one pass over
+  // the groups, not a search of every group for every host.
+  const memberships = (order: string[]) => {
+    const by = new Map<string, string[]>();
+    for (const g of order)
+      for (const h of groups.get(g) ?? []) {
+        const list = by.get(h);
+        if (list) list.push(g);
+        else by.set(h, [g]);
+      }
+    return by;
+  };
+  const inFileOrder = memberships(Object.keys(groupDefs));
+  const inVarsOrder = memberships(groupOrder);
   for (const [name, h] of Object.entries(inv.hosts)) {
-    const memberOf = Object.keys(groupDefs).filter((g) => groups.get(g)?.includes(name));
+    const memberOf = inFileOrder.get(name) ?? [];
     const vars: Record<string, unknown> = { ...(inv.vars ?? {}) };
-    for (const g of groupOrder) if (memberOf.includes(g)) Object.assign(vars, groupDefs[g]?.vars ?? {});
+    for (const g of inVarsOrder.get(name) ?? []) Object.assign(vars, groupDefs[g]?.vars ?? {});
     Object.assign(vars, h.vars ?? {});
     const host = resolveHost(name, h ?? {}, inv, base, doc, out);
     hosts.set(name, { ...host, vars, groups: memberOf, secretEnv });

@@ -18,8 +18,28 @@ function globToRegExp(glob: string): RegExp {
   );
 }
 
+// Results per inventory and pattern, while its groups stay as they are (the dynamic groups are
+// entered anew when resolved): a plan matches the same few patterns for every play and step, and
+// each match walks every host.
+const memo = new WeakMap<Inventory, { dynamic: Inventory['dynamic']; results: Map<string, PatternMatch> }>();
+
 /** Resolves `pattern` against the inventory. */
 export function matchHosts(inventory: Inventory, pattern: string): PatternMatch {
+  let m = memo.get(inventory);
+  if (!m || m.dynamic !== inventory.dynamic) {
+    m = { dynamic: inventory.dynamic, results: new Map() };
+    memo.set(inventory, m);
+  }
+  let r = m.results.get(pattern);
+  if (!r) {
+    r = match(inventory, pattern);
+    m.results.set(pattern, r);
+  }
+  // Copies: callers may narrow or extend what they get.
+  return { hosts: [...r.hosts], unmatched: [...r.unmatched], unresolved: [...r.unresolved] };
+}
+
+function match(inventory: Inventory, pattern: string): PatternMatch {
   const all = [...inventory.hosts.keys()];
   const unresolved: string[] = [];
   const termHosts = (term: string): string[] => {
@@ -32,8 +52,8 @@ export function matchHosts(inventory: Inventory, pattern: string): PatternMatch 
     if (inventory.hosts.has(term)) return [term];
     if (/[*?]/.test(term)) {
       const re = globToRegExp(term);
-      const groupHits = [...inventory.groups].filter(([g]) => re.test(g)).flatMap(([, hs]) => hs);
-      return all.filter((h) => re.test(h) || groupHits.includes(h));
+      const groupHits = new Set([...inventory.groups].filter(([g]) => re.test(g)).flatMap(([, hs]) => hs));
+      return all.filter((h) => re.test(h) || groupHits.has(h));
     }
     return [];
   };
@@ -53,8 +73,10 @@ export function matchHosts(inventory: Inventory, pattern: string): PatternMatch 
     // Unresolved, a dynamic group stands for every host it may turn out to hold: excluding it
     // then excludes nothing, so the plan shows every host the run may select (a superset).
     if (op === '!' && dynamic && !inventory.groups.has(name)) continue;
-    if (op === '!') selected = new Set([...selected].filter((h) => !hs.includes(h)));
-    else if (op === '&') selected = new Set([...selected].filter((h) => hs.includes(h)));
+    // A set: `all:!db*` on thousands of hosts must not compare every host with every other.
+    const hit = new Set(hs);
+    if (op === '!') selected = new Set([...selected].filter((h) => !hit.has(h)));
+    else if (op === '&') selected = new Set([...selected].filter((h) => hit.has(h)));
     else for (const h of hs) selected.add(h);
   }
   return { hosts: all.filter((h) => selected.has(h)), unmatched, unresolved };

@@ -1,5 +1,5 @@
 // Reads YAML 1.2 (core schema) keeping a map from document paths back to line and column.
-import { isMap, isPair, isScalar, isSeq, type Node, parseDocument } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, type Node, type Pair, parseDocument, type YAMLMap } from 'yaml';
 import type { Problem } from '../errors.js';
 import { FileReadError, readBounded } from '../util/read-file.js';
 import { aliasBreach, tokenBreach } from './yaml-limits.js';
@@ -70,20 +70,60 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
   const deep = tokenBreach(text);
   if (deep) return { problems: [located(deep.offset, deep.message)] };
   // core schema: `yes`/`on` stay strings and `0644` is the integer 644, never octal by surprise.
-  const ydoc = parseDocument(text, { version: '1.2', schema: 'core', prettyErrors: false });
+  // Duplicate keys are found here, not by the library: it compares each key with every key
+  // before it, and a map of 25,000 keys (an inventory's hosts) took seconds.
+  const ydoc = parseDocument(text, {
+    version: '1.2',
+    schema: 'core',
+    prettyErrors: false,
+    uniqueKeys: false,
+  });
+  const errors = mergeByOffset(
+    ydoc.errors.map((err) => ({ offset: err.pos[0], message: yamlMessage(err.message) })),
+    duplicateKeys(ydoc.contents),
+  );
   const problems: Problem[] = [];
-  for (const err of ydoc.errors.slice(0, MAX_YAML_ERRORS))
-    problems.push(located(err.pos[0], yamlMessage(err.message)));
-  if (ydoc.errors.length > MAX_YAML_ERRORS) {
-    const rest = ydoc.errors.length - MAX_YAML_ERRORS;
+  for (const err of errors.slice(0, MAX_YAML_ERRORS)) problems.push(located(err.offset, err.message));
+  if (errors.length > MAX_YAML_ERRORS) {
+    const rest = errors.length - MAX_YAML_ERRORS;
     problems.push(
-      located(ydoc.errors[MAX_YAML_ERRORS]!.pos[0], `invalid YAML: ${rest} more error(s) from here on`),
+      located(errors[MAX_YAML_ERRORS]!.offset, `invalid YAML: ${rest} more error(s) from here on`),
     );
   }
   if (problems.length > 0) return { problems };
   const aliases = aliasBreach(ydoc);
   if (aliases) return { problems: [located(aliases.offset, aliases.message)] };
 
+  // Each map's pairs by key (the first of equal keys, as a search in order finds), built when
+  // a path first passes through it: a problem on each of thousands of hosts must not search the
+  // hosts map for each.
+  const keyIndexes = new WeakMap<object, Map<string, Pair>>();
+  const keyIndex = (map: YAMLMap): Map<string, Pair> => {
+    let index = keyIndexes.get(map);
+    if (!index) {
+      index = new Map();
+      for (const p of map.items)
+        if (isPair(p) && isScalar(p.key)) {
+          const k = String(p.key.value);
+          if (!index.has(k)) index.set(k, p);
+        }
+      keyIndexes.set(map, index);
+    }
+    return index;
+  };
+  // Offsets of line starts, for problemAt: splitting the text for each problem was quadratic.
+  const lineStarts = [0];
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lineStarts.push(i + 1);
+  const lineOf = (offset: number): number => {
+    let lo = 0;
+    let hi = lineStarts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (lineStarts[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo + 1;
+  };
   const locate = (path: readonly PathSeg[], opts?: { key?: boolean }) => {
     let node: Node | null | undefined = ydoc.contents as Node | null;
     let best = node?.range ? at(node.range[0]) : { line: 1, col: 1 };
@@ -91,7 +131,7 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
       const seg = path[i]!;
       const last = i === path.length - 1;
       if (isMap(node)) {
-        const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === seg);
+        const pair = typeof seg === 'string' ? keyIndex(node).get(seg) : undefined;
         if (!pair) break;
         const keyNode = pair.key as Node;
         if (keyNode.range) best = at(keyNode.range[0]);
@@ -127,19 +167,15 @@ export function parseSource(file: string, text: string): { doc?: SourceDoc; prob
     },
     problemAt(path, value, index, needle, message) {
       const base = locate(path);
-      const lines = text.split('\n');
-      let start = 0;
-      for (let l = 0; l < base.line - 1 && l < lines.length; l++) start += lines[l]!.length + 1;
-      start += base.col - 1;
+      const start = (lineStarts[Math.min(base.line, lineStarts.length) - 1] ?? 0) + base.col - 1;
       let nth = 0;
       for (let k = value.indexOf(needle); k >= 0 && k < index; k = value.indexOf(needle, k + 1)) nth++;
       const limit = start + value.length * 2 + 256;
       let at = text.indexOf(needle, start);
       for (; at >= 0 && nth > 0; nth--) at = text.indexOf(needle, at + 1);
       if (at < 0 || at > limit) return doc.problem(path, message);
-      const before = text.slice(0, at);
-      const line = before.split('\n').length;
-      const col = at - before.lastIndexOf('\n');
+      const line = lineOf(at);
+      const col = at - lineStarts[line - 1]! + 1;
       return { file, line, col, path: dotted(path), message };
     },
   };
@@ -182,6 +218,46 @@ function readInput(file: string): { text: string } | { problem: Problem } {
           : `cannot read file (${err.reason})`,
     );
   }
+}
+
+/**
+ * Keys equal to an earlier key of the same map, as the yaml library reports them (a scalar key
+ * by its value, `===`; any other key only if it is the same node), at the repeated key.
+ * Nesting is bounded by tokenBreach before this recursion.
+ */
+function duplicateKeys(root: unknown): { offset: number; message: string }[] {
+  const out: { offset: number; message: string }[] = [];
+  const visit = (node: unknown): void => {
+    if (isMap(node)) {
+      const seen = new Set<unknown>();
+      for (const pair of node.items) {
+        const key = pair.key as Node | null;
+        const value = isScalar(key) ? key.value : key;
+        // === never holds for NaN; a Set would call two NaN keys equal.
+        const comparable = !(typeof value === 'number' && Number.isNaN(value));
+        if (comparable && seen.has(value))
+          out.push({ offset: key?.range?.[0] ?? 0, message: 'invalid YAML: Map keys must be unique' });
+        else if (comparable) seen.add(value);
+        visit(pair.key);
+        visit(pair.value);
+      }
+    } else if (isSeq(node)) for (const item of node.items) visit(item);
+  };
+  visit(root);
+  return out;
+}
+
+/** Two lists ordered by offset as one, `a`'s entries first where offsets tie. */
+function mergeByOffset<T extends { offset: number }>(a: T[], b: T[]): T[] {
+  if (b.length === 0) return a;
+  const out: T[] = [];
+  let i = 0;
+  for (const x of b) {
+    while (i < a.length && a[i]!.offset <= x.offset) out.push(a[i++]!);
+    out.push(x);
+  }
+  while (i < a.length) out.push(a[i++]!);
+  return out;
 }
 
 function yamlMessage(msg: string): string {

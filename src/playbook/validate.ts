@@ -1,10 +1,11 @@
 // Whole-file validation of a playbook: envelope, then each step type's own schema, then names.
 import { createHash } from 'node:crypto';
+import { distance } from 'fastest-levenshtein';
 import type { Problem } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
 import { registry, stepTypes } from '../steps/registry.js';
-import { describe, didYouMean, schemaProblems } from '../util/schema-errors.js';
+import { describe, didYouMean, schemaProblems, typoHint } from '../util/schema-errors.js';
 import {
   ExpressionError,
   expressionProblems,
@@ -254,6 +255,38 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
     for (const h of opts.inventory.hosts.values()) for (const k of Object.keys(h.vars)) inventoryVars.add(k);
   const known = new Set<string>([...BUILTIN_NAMES, ...Object.keys(opts.extraVars ?? {}), ...inventoryVars]);
 
+  // The hint for a name, found once while the known names stay the same (they only grow):
+  // a name used in every play must not cost a search of every id in the playbook each time.
+  // The nearest candidate is kept per name and brought up to date with the names added since,
+  // in the order didYouMean(root, [...known, ...definedAt.keys()]) would see them.
+  const knownList = [...known];
+  const addKnown = (k: string) => {
+    if (known.has(k)) return;
+    known.add(k);
+    knownList.push(k);
+  };
+  type Best = { name: string; d: number } | undefined;
+  const nearest = (root: string, names: Iterable<string>, best: Best): Best => {
+    for (const name of names) {
+      const d = distance(root, name);
+      if (!best || d < best.d) best = { name, d };
+    }
+    return best;
+  };
+  const hints = new Map<string, { seen: number; known: Best; defined: Best }>();
+  const hintFor = (root: string): string => {
+    let c = hints.get(root);
+    if (!c) {
+      c = { seen: 0, known: undefined, defined: nearest(root, definedAt.keys(), undefined) };
+      hints.set(root, c);
+    }
+    if (c.seen < knownList.length) {
+      c.known = nearest(root, knownList.slice(c.seen), c.known);
+      c.seen = knownList.length;
+    }
+    const best = !c.defined || (c.known && c.known.d <= c.defined.d) ? c.known : c.defined;
+    return best ? typoHint(root, best.name) : '';
+  };
   const check = (expr: string, path: PathSeg[], extra: readonly string[] = []) => {
     const bad = expressionProblems(expr, didYouMean);
     if (bad.length > 0) {
@@ -280,7 +313,7 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
         );
         continue;
       }
-      const hint = didYouMean(root, [...known, ...definedAt.keys()]);
+      const hint = hintFor(root);
       if (opts.inventory || hint) out.push(doc.problem(path, `undefined name "${root}"${hint}`));
       else unchecked.add(root);
     }
@@ -308,7 +341,7 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   };
 
   for (const play of plays) {
-    for (const k of Object.keys(play.vars)) known.add(k);
+    for (const k of Object.keys(play.vars)) addKnown(k);
     checkTemplates(play.vars, [...play.path, 'vars']);
     for (const { node: n } of walkNodes(playNodes(play))) {
       if (n.kind === 'block') {
@@ -336,8 +369,8 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
       if (typeof n.common.confirm === 'string') checkTemplates(n.common.confirm, [...n.path, 'confirm']);
       if (typeof n.common.name === 'string') checkTemplates(n.common.name, [...n.path, 'name']);
       for (const key of ['id', 'register'] as const)
-        if (typeof n.common[key] === 'string') known.add(n.common[key]);
-      if (def.setsFacts) for (const k of Object.keys(params)) known.add(k);
+        if (typeof n.common[key] === 'string') addKnown(n.common[key]);
+      if (def.setsFacts) for (const k of Object.keys(params)) addKnown(k);
     }
   }
   return [...unchecked].sort();

@@ -57,7 +57,11 @@ export function describe(v: unknown): string {
 /** Suggests the nearest of `candidates` to `name` when it is plausibly a typo. */
 export function didYouMean(name: string, candidates: readonly string[]): string {
   if (candidates.length === 0) return '';
-  const best = closest(name, candidates as string[]);
+  return typoHint(name, closest(name, candidates as string[]));
+}
+
+/** The hint for `name` given the nearest candidate (the first one at the least edit distance). */
+export function typoHint(name: string, best: string): string {
   // Short names are close to many others: allow fewer edits so the hint stays a real typo.
   const shorter = Math.min(name.length, best.length);
   const limit = shorter <= 4 ? 1 : shorter <= 8 ? 2 : 3;
@@ -138,9 +142,10 @@ export function schemaProblems(
   validate(value);
   const errors = (validate.errors ?? []) as ErrorObject[];
   // A failed anyOf/oneOf reports every branch; keep one message at the union's own path.
-  const unions = errors
-    .filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
-    .map((e) => e.schemaPath);
+  // Schema paths, not instance paths: the same few for thousands of failing hosts, so a set.
+  const unions = [
+    ...new Set(errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf').map((e) => e.schemaPath)),
+  ];
   const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
   const problems: Problem[] = [];
   const seen = new Set<string>();

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PlanNode } from '../../../src/engine/model.js';
-import { groupsOf, HostScope, type RunInfo, type ScopeWorld } from '../../../src/engine/scope.js';
+import { groupsOf, HostScope, HostVars, type RunInfo, type ScopeWorld } from '../../../src/engine/scope.js';
 import { formatProblem } from '../../../src/errors.js';
 import { applyPatroniGroups } from '../../../src/inventory/dynamic-groups.js';
 import { type Inventory, loadInventory } from '../../../src/inventory/inventory.js';
@@ -47,9 +47,13 @@ const RUN: RunInfo = { id: 'r1', started_at: '2024-01-01T00:00:00Z', check: fals
 /** Scopes of several hosts sharing one world, as the executor and the planner build them. */
 function world(inv: Inventory, extraVars: Record<string, unknown> = {}) {
   const scopes = new Map<string, HostScope>();
-  const w: ScopeWorld = { scopes, groups: () => groupsOf(inv) };
+  const hostvars = new HostVars();
+  const w: ScopeWorld = { hostvars: hostvars.object, groups: () => groupsOf(inv) };
   const enter = (name: string, vars: Record<string, unknown> = {}) => {
-    if (!scopes.has(name)) scopes.set(name, new HostScope(inv.hosts.get(name)!, RUN, extraVars, w));
+    if (!scopes.has(name)) {
+      scopes.set(name, new HostScope(inv.hosts.get(name)!, RUN, extraVars, w));
+      hostvars.add(name, scopes.get(name)!);
+    }
     const sc = scopes.get(name)!;
     sc.enterPlay(vars);
     return sc;

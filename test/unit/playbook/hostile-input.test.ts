@@ -115,11 +115,11 @@ describe('issue 11 crashes: file content gives a located problem', () => {
     ]);
   });
 
-  it('a file of 2,001 values is refused at the value past the limit', () => {
-    // 5 values before the vars' entries, 2 per entry: the 2,001st is the value of a997 (line 1001).
-    const text = `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: 2000 }, (_, i) => `    a${i}: 1\n`).join('')}`;
+  it('a file of 25,001 values is refused at the value past the limit', () => {
+    // 5 values before the vars' entries, 2 per entry: the 25,001st is the value of a12497 (line 12501).
+    const text = `- name: x\n  hosts: all\n  vars:\n${Array.from({ length: 12_500 }, (_, i) => `    a${i}: 1\n`).join('')}`;
     const ps = problemsOf('many.yml', text);
-    expect(ps).toEqual(['many.yml:1001:11: more than 2000 values in one file (limit 2000); split it']);
+    expect(ps).toEqual(['many.yml:12501:13: more than 25000 values in one file (limit 25000); split it']);
   });
 
   it('a 20 MB one-line file: exit 2 in seconds with a 256 MB heap, located where the limit is reached', () => {
