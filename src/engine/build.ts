@@ -98,7 +98,8 @@ function templateChars(value: unknown): number {
 export function buildPlan(inputs: EngineInputs, opts: PlanOptions = {}): Plan {
   const { playbook, inventory, limit } = inputs;
   const facts = opts.facts ?? {};
-  const pass = new Pass(inputs, PLAN_RUN, 'plan');
+  // As the operator wrote it: the plan shows the command they would type (a run names the absolute path).
+  const pass = new Pass(inputs, { ...PLAN_RUN, inventory: inventory.file }, 'plan');
   const problems: Problem[] = [];
   const budget = new Budget(playbook);
   let plays: PlannedPlay[];
@@ -240,7 +241,9 @@ function planPlay(
       ignoreErrors: n.common.ignore_errors === true,
       requiresLeader: targets.some((h) => requiresLeaderOn(n.common, inventory.hosts.get(h)!)) || undefined,
       downtime: n.common.downtime === true ? true : undefined,
-      pointOfNoReturn: pointOfNoReturnOf(n.common),
+      pointOfNoReturn: ((x) => (typeof x === 'string' ? pass.agreedText(x, targets) : x))(
+        pointOfNoReturnOf(n.common),
+      ),
       recovery:
         typeof n.common.recovery === 'string' ? pass.agreedText(n.common.recovery, targets) : undefined,
       rawShell: rawShellOf(def.shellParams ?? [], n.params),

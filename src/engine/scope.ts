@@ -8,6 +8,8 @@ export interface RunInfo {
   started_at: string;
   /** true in a dry-run plan */
   check: boolean;
+  /** the inventory's absolute path: a recovery command printed by the run names the real file */
+  inventory?: string;
 }
 
 /**

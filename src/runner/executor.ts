@@ -312,6 +312,17 @@ export class Executor {
    * files the new one has changed): they become changes that remain, and a later failure stops
    * the run with the recovery named.
    */
+  /** The recovery a point of no return names, rendered with the run's values (ids, LSNs, paths). */
+  #ponrText(n: StepNode, host: string, planned: true | string): true | string {
+    const raw = n.common.point_of_no_return;
+    if (typeof raw !== 'string') return planned;
+    try {
+      return this.#pass.text(raw, host);
+    } catch {
+      return planned;
+    }
+  }
+
   #crossPonr(n: StepNode, title: string, ponr: true | string): void {
     const recovery = typeof ponr === 'string' ? ponr : undefined;
     const dropped = this.#undo.entries.splice(0);
@@ -402,7 +413,7 @@ export class Executor {
     }
     // Crossed when the step really starts on its first host (past `when` and the leader guard).
     if (p.pointOfNoReturn !== undefined && this.#ponr?.address !== n.address && !this.#stopping)
-      this.#crossPonr(n, title, p.pointOfNoReturn);
+      this.#crossPonr(n, title, this.#ponrText(n, host, p.pointOfNoReturn));
     const retries = (n.common.retries as number | undefined) ?? 0;
     const delayMs = ((n.common.delay as number | undefined) ?? 1) * 1000;
     let lastError = '';

@@ -251,7 +251,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     const runId = String(ev.find((e) => e.type === 'run_started')?.runId);
     const lastLsn = outputsOf<{ checkpoint_lsn: string }>(ev, 'leader_ctl').checkpoint_lsn;
     expect(said).toContain(
-      `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i INVENTORY -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lastLsn}`,
+      `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i ${join(cwd, 'inv.yml')} -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lastLsn}`,
     );
     upgraded = { root, cwd, runId, leader, before, lastLsn };
   }, 240_000);

@@ -146,7 +146,12 @@ export async function runCommand(
     const executor = new Executor({
       inputs: engineInputs,
       plan,
-      run: { id: runId, started_at: new Date().toISOString(), check: false },
+      run: {
+        id: runId,
+        started_at: new Date().toISOString(),
+        check: false,
+        inventory: resolve(inventoryFile),
+      },
       bus,
       connections: new ConnectionPool(),
       prompter,
