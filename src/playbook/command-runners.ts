@@ -15,6 +15,21 @@ export type RunnerSpec =
   | { kind: 'after'; words: readonly string[]; why: string };
 
 const RUNS_COMMAND = 'runs its arguments as a command';
+/** Interpreters that also run their standard input as a program when given none on the command line. */
+const STDIN_PROGRAM_NAMES = [
+  'perl',
+  'python',
+  'python2',
+  'python3',
+  'ruby',
+  'node',
+  'nodejs',
+  'php',
+  'lua',
+  'tclsh',
+  'expect',
+  'Rscript',
+] as const;
 const RUNS_SCRIPT = 'runs an argument as a program in its own language';
 
 const entries: [readonly string[], RunnerSpec][] = [
@@ -77,27 +92,7 @@ const entries: [readonly string[], RunnerSpec][] = [
     { kind: 'code', why: RUNS_COMMAND },
   ],
   [
-    [
-      'awk',
-      'gawk',
-      'mawk',
-      'nawk',
-      'sed',
-      'perl',
-      'python',
-      'python2',
-      'python3',
-      'ruby',
-      'node',
-      'nodejs',
-      'php',
-      'lua',
-      'tclsh',
-      'expect',
-      'Rscript',
-      'make',
-      'jq',
-    ],
+    ['awk', 'gawk', 'mawk', 'nawk', 'sed', ...STDIN_PROGRAM_NAMES, 'make', 'jq'],
     { kind: 'code', why: RUNS_SCRIPT },
   ],
   [
@@ -143,21 +138,7 @@ export function runnerOf(name: string): RunnerSpec | undefined {
   return RUNNERS.get(name);
 }
 
-/** Interpreters that run their standard input as a program when given none on the command line. */
-const STDIN_PROGRAM = new Set([
-  'perl',
-  'python',
-  'python2',
-  'python3',
-  'ruby',
-  'node',
-  'nodejs',
-  'php',
-  'lua',
-  'tclsh',
-  'expect',
-  'Rscript',
-]);
+const STDIN_PROGRAM: ReadonlySet<string> = new Set(STDIN_PROGRAM_NAMES);
 /** Names of a process's own standard input. */
 const STDIN_PATHS = new Set(['-', '/dev/stdin', '/dev/fd/0', '/proc/self/fd/0']);
 /** Their options that give the program on the command line (so standard input is data). */
