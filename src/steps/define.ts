@@ -64,6 +64,20 @@ export interface ApplyContext extends PlanContext {
     get(name: string): PgSession | undefined;
     release(name: string): Promise<void>;
   };
+  /**
+   * Watchers that outlive a step and end with the run, owned by the runner (a pause's guard):
+   * started on this host over the run's own connection, told the run is alive, and ended with a
+   * last word. One the run did not end is told `finish` when the run ends; one that ends on its
+   * own while held fails the run. Names are run-wide.
+   */
+  guards: {
+    start(name: string, commandLine: string, settings: string, lostMessage: string): Promise<void>;
+    /** Sends a word without ending the guard (e.g. `armed`). */
+    tell(name: string, word: string): void;
+    /** Ends it: `release` (nothing to guard) or `finish` (act now); its last line, if it ended in time. */
+    end(name: string, word: 'release' | 'finish'): Promise<string | undefined>;
+    has(name: string): boolean;
+  };
   /** A line for the log and the live output (already redacted by the engine). */
   log(text: string): void;
   /** Streams command output into the log. */
