@@ -5,6 +5,7 @@ import { asUser, serverUser } from '../../connections/run-as.js';
 import { StepFailure } from '../../errors.js';
 import { joinArgv, quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
+import { pgBinary } from './binaries.js';
 
 const Params = Type.Object(
   {
@@ -109,6 +110,7 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   undoSummary: 'removes the data directory it created (refused if a server runs there)',
+  needs: (_ctx, p) => ({ binaries: [pgBinary(p.bin_dir, 'initdb', 'bin_dir')] }),
   plan(ctx, p) {
     notLive(ctx, p);
     return {
