@@ -110,7 +110,11 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   undoSummary: 'removes the data directory it created (refused if a server runs there)',
-  needs: (_ctx, p) => ({ binaries: [pgBinary(p.bin_dir, 'initdb', 'bin_dir')] }),
+  // initdb creates the data directory as the server user: its parent (or it, empty) writable.
+  needs: (ctx, p) => ({
+    binaries: [pgBinary(p.bin_dir, 'initdb', 'bin_dir')],
+    writable: [{ path: p.data_dir, user: serverUser(ctx.host, p.run_as), param: 'data_dir' }],
+  }),
   plan(ctx, p) {
     notLive(ctx, p);
     return {

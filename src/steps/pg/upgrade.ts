@@ -189,11 +189,19 @@ export default defineStep({
   mutating: (p) => !p.check,
   undoSummary:
     "link mode: renames the old cluster's global/pg_control.old back, refused once the new cluster has run",
-  // pg_upgrade of the new major runs the old major's server and tools from old_bin_dir.
-  needs: (_ctx, p) => ({
+  // pg_upgrade of the new major runs the old major's server and tools from old_bin_dir, and
+  // writes its scripts and logs in its working directory, as the server user.
+  needs: (ctx, p) => ({
     binaries: [
       pgBinary(p.new_bin_dir, 'pg_upgrade', 'new_bin_dir'),
       pgBinary(p.old_bin_dir, 'pg_ctl', 'old_bin_dir'),
+    ],
+    writable: [
+      {
+        path: p.work_dir ?? dirname(p.new_data_dir),
+        user: serverUser(ctx.host, p.run_as),
+        param: p.work_dir ? 'work_dir' : 'new_data_dir',
+      },
     ],
   }),
   plan(ctx, p) {

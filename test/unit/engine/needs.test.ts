@@ -83,6 +83,8 @@ describe('checkableNeeds', () => {
       '/usr/lib/postgresql/15/bin/pg_upgrade',
       '/usr/lib/postgresql/13/bin/pg_ctl',
     ]);
+    // Its scripts and logs land in the new directory's parent, written as the server user.
+    expect(r.needs?.writable).toEqual([{ path: '/d', user: 'postgres', param: 'new_data_dir' }]);
   });
   it('skips what rests on a value only a run knows, and says so', () => {
     const r = checkableNeeds(upgrade, ctxOf(host('db1')), p, new Set(['new_bin_dir']));
