@@ -66,6 +66,10 @@ export default defineStep({
   marksChanges: true,
   undoSummary:
     'resume (verified on every member) — only while the pause is still the one this run set (its marker in the DCS config)',
+  needs(_ctx, p) {
+    // The guard is a Python program (every Patroni host has Python: Patroni is written in it).
+    return p.outlive_run ? {} : { binaries: [{ name: 'python3', package: 'python3' }] };
+  },
   plan(ctx, p) {
     const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
     const silence = p.guard_silence ?? DEFAULT_SILENCE_S;
