@@ -36,6 +36,8 @@ let patroniPort: number;
 /** The REST API fails PATCH /config (echoing the credentials) until this is set. */
 let accept = false;
 let paused = false;
+/** The fake's dynamic configuration (the pause and the run's marker live here). */
+const config: Record<string, unknown> = {};
 const authSeen: string[] = [];
 
 beforeAll(async () => {
@@ -73,9 +75,14 @@ beforeAll(async () => {
           res.writeHead(503, { 'content-type': 'text/plain' });
           return res.end(`refused credentials ${auth}`);
         }
-        paused = (JSON.parse(body) as { pause?: unknown }).pause === true;
-        return json(200, {});
+        // Patroni's PATCH merges into the dynamic configuration; null removes a key.
+        for (const [k, v] of Object.entries(JSON.parse(body) as Record<string, unknown>))
+          if (v === null) delete config[k];
+          else config[k] = v;
+        paused = config.pause === true;
+        return json(200, config);
       }
+      if (req.method === 'GET' && req.url === '/config') return json(200, config);
       json(404, {});
     });
   });
@@ -233,8 +240,13 @@ hosts:
     keep('resume json', resumed);
     expect(resumed.code, resumed.stderr + resumed.stdout).toBe(0);
     expect(events(resumed.stdout).find((e) => e.type === 'run_finished')?.status).toBe('ok');
-    expect(paused).toBe(true);
-    paused = false;
+    // The playbook never resumes: the pause's guard (on the ssh host, holding the Patroni
+    // credentials it got on its stdin) resumed it when the run ended, with those credentials.
+    expect(paused).toBe(false);
+    expect(JSON.stringify(events(resumed.stdout).find((e) => e.type === 'run_finished'))).toContain(
+      'Patroni pause of cluster cn: resumed Patroni through',
+    );
+    expect(config.pgrunbook_pause).toBeUndefined();
     // The plain run, resumed in plain output.
     const plainRun = /run (\d{8}-\d{6}-[a-z0-9]+)/.exec(plain.stdout)![1]!;
     const resumedPlain = await runCli(['resume', plainRun, '--yes'], { cwd, env });
