@@ -15,6 +15,9 @@ export interface StartSshdOptions {
   // Host key types to generate, each an sshd HostKey; default ['ed25519']. The first one is the
   // key of hostPublicKey, hostKeyFingerprint and knownHostsFile; all are in hostKeys.
   hostKeyTypes?: HostKeyType[];
+  // Environment of every session (sshd's SetEnv, applied after its default PATH): a PATH without
+  // rsync makes a host "without rsync" for the fault matrix. Names and values must be plain.
+  setEnv?: Record<string, string>;
 }
 
 export type HostKeyType = 'ed25519' | 'rsa' | 'ecdsa';
@@ -140,6 +143,11 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
         'LogLevel VERBOSE',
         'Subsystem sftp internal-sftp',
         ...(opts.defaults ? [] : ['MaxSessions 64', 'MaxStartups 200']),
+        ...Object.entries(opts.setEnv ?? {}).map(([k, v]) => {
+          if (!/^[A-Z_][A-Z0-9_]*$/.test(k) || !/^[\w./:-]*$/.test(v))
+            throw new Error(`startSshd: SetEnv ${k}=${v} is not plain`);
+          return `SetEnv ${k}=${v}`;
+        }),
       ];
       await writeFile(configFile, `${lines.join('\n')}\n`, { mode: 0o644 });
       await writeFile(logFile, '');
