@@ -4,7 +4,8 @@
 // the runner has exited (a frozen etcd thawed, a stopped Patroni started), so the truth is read
 // on servers that are up again.
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { sql } from '../../tools/testenv/checks.js';
 import {
   descendants,
@@ -65,6 +66,32 @@ export async function initCells(): Promise<void> {
 }
 
 const COPYING = /^rsync -a |^tar -C /;
+
+/**
+ * The copy runs and has already written part of PGDATA (a `.snap` under the backup root holds 50
+ * files or more): the fault lands in the middle of the copy, not before its first file.
+ */
+function copyUnderway(lab: Lab): boolean {
+  if (!running(lab, COPYING)) return false;
+  for (const e of readdirSync(lab.backupRoot)) {
+    if (!e.endsWith('.snap')) continue;
+    let n = 0;
+    const walk = (d: string): void => {
+      for (const f of readdirSync(d, { withFileTypes: true })) {
+        if (n >= 50) return;
+        if (f.isDirectory()) walk(join(d, f.name));
+        else n++;
+      }
+    };
+    try {
+      walk(join(lab.backupRoot, e));
+    } catch {
+      // being written
+    }
+    if (n >= 50) return true;
+  }
+  return false;
+}
 
 function signalRunner(sig: NodeJS.Signals) {
   return async (ctx: CellContext): Promise<undefined> => {
@@ -158,7 +185,7 @@ const SIGNALS: [string, NodeJS.Signals][] = [
 
 const after = (step: RegExp): Trigger => ({ event: 'step_finished', step });
 const mid = (step: RegExp, until?: Trigger['until']): Trigger => ({ event: 'step_started', step, until });
-const midCopy = mid(/^fs\.snapshot$/, (c) => running(c.lab, COPYING));
+const midCopy = mid(/^fs\.snapshot$/, (c) => copyUnderway(c.lab));
 const midVerify = mid(/^backup\.verify$/, (c) => running(c.lab, /\.verify/));
 
 /** Every cell of the matrix, in the order the script runs them. */

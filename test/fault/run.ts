@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Cell, CellContext, Heal } from './cells.js';
-import { backupInventory, freshCluster, type Lab, resetBackupCluster, upgradeInventory } from './lab.js';
+import {
+  backupInventory,
+  emptyDir,
+  freshCluster,
+  type Lab,
+  resetBackupCluster,
+  upgradeInventory,
+} from './lab.js';
 import { type Damage, processBaseline, readTruth, type Truth } from './truth.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -61,28 +68,37 @@ export interface CellResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** The summary words that admit each kind of damage (the run's own claim, read as text). */
-const ADMITS: Record<Damage['kind'], RegExp> = {
-  paused: /paus/i,
-  'backup-session': /backup/i,
-  process: /process|rsync|tar\b|pg_upgrade|still running/i,
-  orphan: /orphan|partial/i,
-  manifest: /manifest|label/i,
-  journal: /journal/i,
-  member:
-    /State unknown|not running|down|stopped|check (it |them )?by hand|Manual remedy|COMPENSATION FAILED|rollback|Recover with/i,
-  versions: /State unknown|point of no return|rollback|Recover with/i,
-  'no-backup': /(?!)/,
+/**
+ * The summary lines that admit each kind of damage (the run's own claim, read as text). Step titles
+ * ("Pause Patroni", "Sync the replicas (rsync …)") appear in every "Undone" line, so a title alone
+ * admits nothing: the line must say the thing is left, or be a State unknown / Manual remedy /
+ * COMPENSATION FAILED line about the step that did it.
+ */
+const TROUBLE = /^\s*(State unknown|COMPENSATION FAILED|Manual remedy|- )/;
+const ADMITS: Record<Damage['kind'], (line: string) => boolean> = {
+  paused: (l) =>
+    /(left|still|stays|remains?|is) paused|patronictl resume|PATCH \/config/i.test(l) ||
+    (TROUBLE.test(l) && /(Pause|Resume) Patroni/.test(l)),
+  'backup-session': (l) =>
+    /(backup|session)[^.;]*(still|in progress|left open|remains? open)|pg_terminate_backend/i.test(l) ||
+    (TROUBLE.test(l) && /backup/i.test(l)),
+  process: (l) => /process(es)?[^.;]*(still|left)|(still|left) running/i.test(l),
+  orphan: (l) => /orphan|partial (copy|backup)/i.test(l),
+  manifest: (l) => /manifest[^.;]*(claims|wrong|dishonest|without)/i.test(l),
+  journal: (l) => /journal/i.test(l),
+  member: (l) => TROUBLE.test(l) || /Recover with|point of no return|not running|is down/i.test(l),
+  versions: (l) => /Recover with|point of no return|rollback|mixed/i.test(l),
+  'no-backup': () => false,
 };
 
 /** Damage the claim does not admit: everything when it claims success; none without a summary. */
 export function understatedDamage(claim: Claim, damage: Damage[]): Damage[] {
   if (claim.summary === undefined) return [];
-  const text = claim.summary.join('\n');
+  const lines = claim.summary;
   if (claim.exit === 0) return damage;
   return damage.filter((d) => {
-    if (d.kind === 'orphan' && d.name && text.includes(d.name)) return false;
-    return !ADMITS[d.kind].test(text);
+    if (d.kind === 'orphan' && d.name && lines.some((l) => l.includes(d.name!))) return false;
+    return !lines.some((l) => ADMITS[d.kind](l));
   });
 }
 
@@ -90,6 +106,7 @@ export function understatedDamage(claim: Claim, damage: Damage[]): Damage[] {
 async function prepare(lab: Lab, cell: Cell): Promise<void> {
   if (cell.playbook === 'upgrade') {
     await freshCluster(lab);
+    await emptyDir(lab.backupRoot);
     return;
   }
   try {
@@ -201,9 +218,11 @@ export async function runCell(lab: Lab, cell: Cell, o: MatrixOptions = DEFAULTS)
     runner.on('close', (code, sig) => res([code, sig])),
   );
   clearTimeout(timer);
-  const deathAt = Date.now();
+  // The pause is timed from the runner's death, or from the fault's end when that comes later (an
+  // injection still running, a frozen etcd thawed): nothing can resume through a DCS that is down.
   await Promise.all(injection);
   for (const h of heals) await h().catch(() => {});
+  const deathAt = Date.now();
   const truth = await readTruth(lab, {
     cwd,
     deathAt,

@@ -73,7 +73,8 @@ export async function pausedNow(lab: Lab): Promise<{ paused: boolean; where: str
   views.forEach((v, i) => {
     if (v?.pause === true) where.push(lab.cluster.members[i]!.name);
   });
-  return { paused: where.some((w) => w !== 'DCS unreadable'), where };
+  // An unreadable DCS proves nothing either way: Patroni may still write a pause it accepted.
+  return { paused: where.length > 0, where };
 }
 
 /**
@@ -123,6 +124,24 @@ function isServerProcess(cmd: string, backupRoot: string): boolean {
   );
 }
 
+/** How many files (not directories) are under `dir`, up to 1,000. */
+function filesUnder(dir: string): number {
+  let n = 0;
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (n >= 1000) return;
+      if (e.isDirectory()) walk(join(d, e.name));
+      else n++;
+    }
+  };
+  try {
+    walk(dir);
+  } catch {
+    return n;
+  }
+  return n;
+}
+
 /** What one scan of the backup root shows: complete backups, orphans, dishonest manifests. */
 export function scanBackups(root: string): { backups: string[]; damage: Damage[] } {
   const backups: string[] = [];
@@ -159,6 +178,8 @@ export function scanBackups(root: string): { backups: string[]; damage: Damage[]
       });
   }
   for (const e of entries) {
+    // An emptied directory is what an undo that removed the copy leaves: not a copy.
+    if (filesUnder(join(root, e)) === 0) continue;
     if (e.endsWith('.snap') && !complete.has(e.slice(0, -5)))
       damage.push({
         kind: 'orphan',

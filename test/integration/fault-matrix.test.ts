@@ -16,6 +16,8 @@ afterAll(async () => {
   await lab?.stop();
 });
 
+// The pause is watched just past the limit: enough for the verdict, and the slice stays short.
+const OPTS = { ...DEFAULTS, pauseWatchMs: (DEFAULTS.pauseLimitS + 2) * 1000 };
 const slice = allCells().filter((c) => c.ci);
 const cell = (id: string): Cell => {
   const c = slice.find((x) => x.id === id);
@@ -48,27 +50,29 @@ describe('fault matrix (CI slice): snapshot-backup.yml on Patroni + etcd over ss
   });
 
   it('SIGTERM right after the pause: undone, resumed, nothing left', async () => {
-    expectHonest(await runCell(lab, cell('backup: SIGTERM after pause'), DEFAULTS));
+    expectHonest(await runCell(lab, cell('backup: SIGTERM after pause'), OPTS));
   }, 120_000);
 
-  it('etcd stopped after the pause: the cluster is not left paused once etcd is back, and the summary says what is left', async () => {
-    expectHonest(await runCell(lab, cell('backup: etcd stopped after pause'), DEFAULTS));
+  // Fails today: the resume (and the pause's undo) fail while etcd is down, the run ends with
+  // exit 3, and nothing resumes Patroni once etcd is back — the cluster stays paused (issue 12
+  // item 1: the pause guard, which should resume when the run's channel closes, retrying until the
+  // DCS answers). Flip to `it` once it lands.
+  it.fails('etcd stopped after the pause: the cluster is not left paused once etcd is back', async () => {
+    expectHonest(await runCell(lab, cell('backup: etcd stopped after pause'), OPTS));
   }, 180_000);
 
   // Fails today: the summary does not list the partial copy (`<backup>.snap`) the interrupted
   // snapshot left, and no undo removes it (issue 12 item 5, "partial artifacts listed with their
   // paths and removed"). Flip to `it` once that lands.
   it.fails('backup backend terminated mid-copy: the summary names the partial copy it leaves', async () => {
-    expectHonest(
-      await runCell(lab, cell('backup: backend terminated mid snapshot (copy running)'), DEFAULTS),
-    );
+    expectHonest(await runCell(lab, cell('backup: backend terminated mid snapshot (copy running)'), OPTS));
   }, 120_000);
 
   // Fails today: nothing resumes Patroni when the runner is killed — the pause guard on a member
   // (issue 12 item 1: started over the run's SSH connection, resuming on EOF if the DCS still holds
   // this run's pgrunbook_pause marker) is not there yet. Flip to `it` once it lands.
   it.fails('kill -9 of the runner mid-copy: the cluster is resumed within seconds', async () => {
-    const r = await runCell(lab, cell('backup: kill -9 mid snapshot (copy running)'), DEFAULTS);
+    const r = await runCell(lab, cell('backup: kill -9 mid snapshot (copy running)'), OPTS);
     expectHonest(r);
   }, 120_000);
 });
