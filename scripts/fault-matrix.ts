@@ -5,6 +5,8 @@
 // truth from the servers. Prints the table; exits 1 if a cell stayed paused after the runner died
 // or a summary claims less damage than the servers show. Needs `npm run build` and root.
 //   npx tsx scripts/fault-matrix.ts [--only PATTERN] [--json] [--members N] [--pause-limit S]
+//   npx tsx scripts/fault-matrix.ts --table RESULTS.json    (the table of a saved --json run)
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { allCells, initCells } from '../test/fault/cells.js';
 import { startLab } from '../test/fault/lab.js';
@@ -18,8 +20,18 @@ const { values } = parseArgs({
     members: { type: 'string', default: '2' },
     'pause-limit': { type: 'string', default: String(DEFAULTS.pauseLimitS) },
     list: { type: 'boolean', default: false },
+    table: { type: 'string' },
   },
 });
+if (values.table) {
+  const saved = JSON.parse(readFileSync(values.table, 'utf8')) as {
+    seconds: number;
+    options: typeof DEFAULTS;
+    results: CellResult[];
+  };
+  process.stdout.write(renderTable(saved.results, saved.options, saved.seconds));
+  process.exit(saved.results.some(failing) ? 1 : 0);
+}
 const opts = { ...DEFAULTS, pauseLimitS: Number(values['pause-limit']) };
 const only = values.only === undefined ? undefined : new RegExp(values.only, 'i');
 const cells = allCells().filter((c) => !only || only.test(c.id));

@@ -16,6 +16,7 @@ function truthText(r: CellResult): string {
   const kinds = new Map<string, number>();
   for (const d of r.truth.damage) kinds.set(d.kind, (kinds.get(d.kind) ?? 0) + 1);
   const parts = [...kinds].map(([k, n]) => (n > 1 ? `${k}×${n}` : k));
+  if (parts.length === 0) parts.push('clean');
   const j = r.truth.journal;
   parts.push(`journal ${j.ok ? 'ok' : 'BROKEN'}${j.finished ? '' : ', open'}`);
   if (r.truth.backups.length) parts.push(`backups ${r.truth.backups.length}`);
