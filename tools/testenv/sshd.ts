@@ -18,6 +18,9 @@ export interface StartSshdOptions {
   // PATH of every session (sshd's SetEnv), e.g. a directory without rsync: a host that lacks a
   // program. Must hold no spaces or quotes.
   path?: string;
+  // Environment of every session (sshd's SetEnv, applied after its default PATH): a PATH without
+  // rsync makes a host "without rsync" for the fault matrix. Names and values must be plain.
+  setEnv?: Record<string, string>;
 }
 
 export type HostKeyType = 'ed25519' | 'rsa' | 'ecdsa';
@@ -145,7 +148,18 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
         'LogLevel VERBOSE',
         'Subsystem sftp internal-sftp',
         ...(opts.defaults ? [] : ['MaxSessions 64', 'MaxStartups 200']),
-        ...(opts.path ? [`SetEnv PATH=${opts.path}`] : []),
+        // One SetEnv line: sshd takes the first SetEnv of a config and ignores the rest.
+        ...(opts.path || opts.setEnv
+          ? [
+              `SetEnv ${Object.entries({ ...(opts.path ? { PATH: opts.path } : {}), ...(opts.setEnv ?? {}) })
+                .map(([k, v]) => {
+                  if (!/^[A-Z_][A-Z0-9_]*$/.test(k) || !/^[\w./:-]*$/.test(v))
+                    throw new Error(`startSshd: SetEnv ${k}=${v} is not plain`);
+                  return `${k}=${v}`;
+                })
+                .join(' ')}`,
+            ]
+          : []),
       ];
       await writeFile(configFile, `${lines.join('\n')}\n`, { mode: 0o644 });
       await writeFile(logFile, '');
