@@ -35,6 +35,9 @@ export interface Guard {
   lines: string[];
 }
 
+/** A guard's last word: what it did. */
+const RESULT = /^(ok|left|paused|failed): /;
+
 /** Options of a pool. */
 export interface ConnectionPoolOptions {
   /** More environment variable names to keep out of local commands (secret sources). */
@@ -248,21 +251,30 @@ export class ConnectionPool {
       clearInterval(this.#beat);
       this.#beat = undefined;
     }
+    // Its answer is the first result line after the word ("ok: …", "left: …", "paused: …",
+    // "failed: …"): a guard may report and go on watching (a pause that may still land).
+    const from = g.lines.length;
+    const result = () => g.lines.slice(from).find((l) => RESULT.test(l));
+    let answered: () => void = () => {};
+    const answer = new Promise<void>((r) => {
+      answered = r;
+    });
+    g.command.onLine(() => {
+      if (result()) answered();
+    });
     g.command.write(`${word}\n`);
     let timer: NodeJS.Timeout | undefined;
     const r = await Promise.race([
       g.command.exited,
-      new Promise<undefined>((res) => {
-        timer = setTimeout(() => res(undefined), waitMs);
+      answer,
+      new Promise<'timeout'>((res) => {
+        timer = setTimeout(() => res('timeout'), waitMs);
       }),
     ]);
     clearTimeout(timer);
     g.command.end();
-    if (!r) return undefined;
-    return (
-      g.lines.filter((l) => !l.startsWith('ready')).at(-1) ??
-      `(the guard ended without a word: exit ${r.exitCode ?? r.signal})`
-    );
+    if (r === 'timeout') return undefined;
+    return result() ?? `(the guard ended without a word: exit ${r ? (r.exitCode ?? r.signal) : 'unknown'})`;
   }
 
   async closeAll(): Promise<void> {

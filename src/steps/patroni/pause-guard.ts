@@ -85,9 +85,11 @@ def call(method, url, body=None):
         r.add_header('Authorization', cfg['auth'])
     with urllib.request.urlopen(r, timeout=5, context=ctx) as resp:
         return json.loads(resp.read().decode() or '{}')
-def resume(deadline, settle_until):
+def resume(deadline, settle_until, watch):
     last = 'no member answered'
+    told = False
     while True:
+        seen = None
         for url in cfg['urls']:
             try:
                 conf = call('GET', url + '/config')
@@ -107,13 +109,20 @@ def resume(deadline, settle_until):
                 except Exception as e:
                     last = '%s: %s' % (url, e)
                 continue
-            if time.time() >= settle_until:
-                if conf.get('pause') is not True:
-                    return 'left: the cluster is not paused (nothing to resume)'
-                other = (conf.get('${MARKER_KEY}') or {}).get('run')
+            seen = seen or conf
+        if seen is not None and time.time() >= settle_until:
+            if seen.get('pause') is True:
+                other = (seen.get('${MARKER_KEY}') or {}).get('run')
                 return 'paused: the cluster is paused by %s, not by this run: left paused' % (('pgrunbook run ' + other) if other else 'someone else')
+            if not watch:
+                return 'left: the cluster is not paused (nothing to resume)'
+            # A pause this run sent and never saw confirmed (its DCS write may be stuck behind a
+            # frozen etcd) can still land: report now, and keep watching until the deadline.
+            if not told:
+                say('left: the cluster is not paused (nothing to resume); watching %ds more for a pause of this run that may still land' % max(0, deadline - time.time()))
+                told = True
         if time.time() >= deadline:
-            return 'failed: could not resume Patroni (%s)' % last
+            return 'left: no pause of this run landed' if told else 'failed: could not resume Patroni (%s)' % last
         time.sleep(1)
 armed = False
 say('ready %d' % os.getpid())
@@ -147,12 +156,12 @@ while True:
         say('ok: released: the run resumed the cluster itself')
         sys.exit(0)
     if done == 'finish':
-        say(resume(time.time() + cfg['retry'], time.time() if armed else time.time() + cfg['settle']))
+        say(resume(time.time() + cfg['retry'], time.time() if armed else time.time() + cfg['settle'], not armed))
         sys.exit(0)
 say('acting: %s; resuming the cluster if the pause is still this run\'s' % why)
 # Before the pause was acknowledged everywhere, a member's cached /config may not show it yet:
 # look a while before concluding there is nothing to resume.
-say(resume(time.time() + cfg['retry'], time.time() if armed else time.time() + cfg['settle']))
+say(resume(time.time() + cfg['retry'], time.time() if armed else time.time() + cfg['settle'], not armed))
 `;
 
 /** The command line that starts the guard; it runs as the connecting user (no `become`). */
