@@ -1,6 +1,7 @@
 // Replaying a run's journal for `resume`: which steps of earlier attempts completed and still
 // stand, and whether resuming on top of them is safe.
 import { PgrunbookError } from '../errors.js';
+import { describeArtifact, partialArtifacts } from './artifacts.js';
 import { readJournal } from './journal.js';
 import type { JournalEvent } from './journal-chain.js';
 
@@ -38,8 +39,12 @@ export function completedSteps(
     }
     const left = [...pushed.values()];
     if (left.length) {
+      // Half-made paths (an orphan copy) are named too, with the command that removes them.
+      const partial = partialArtifacts(events).map(
+        (a) => `${describeArtifact(a)}, partial — to remove: ${a.remove.split('\n').join('; ')}`,
+      );
       throw new PgrunbookError(
-        `the last attempt of this run did not finish (no run_finished in its journal): its changes were not unwound.\n  ${left.join('\n  ')}\n` +
+        `the last attempt of this run did not finish (no run_finished in its journal): its changes were not unwound.\n  ${[...partial, ...left].join('\n  ')}\n` +
           'Undo these by hand (or check they are gone), then start a new run; resume refuses to build on them.',
       );
     }

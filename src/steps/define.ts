@@ -76,7 +76,22 @@ export interface ApplyContext extends PlanContext {
    * summary does not send the operator to check that host by hand.
    */
   changing(): void;
+  /**
+   * Said right before the step starts creating new paths on the host (a copy's destination),
+   * after checking they did not exist: journaled first, so a failure, a signal or a kill -9
+   * leaves them named. When the step does not succeed the runner runs `remove` (a sh script, with
+   * the host's become) and lists them in the summary; `resume` removes them before running the
+   * step again. Once the step succeeds they are its output, and its undo's to remove. Implies
+   * `changing()`.
+   */
+  artifact(a: Artifact): void;
   signal: AbortSignal;
+}
+
+/** Paths a step creates, and the sh script that removes them (and fails if they remain). */
+export interface Artifact {
+  paths: string[];
+  remove: string;
 }
 
 /** A step type. P and O are TypeBox schemas: the TypeScript types are inferred from them. */
