@@ -95,6 +95,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'rewrites manifest.json with status "void", so nothing claims a good backup',
   plan(ctx, p) {
     const files = ['backup_label', ...(p.from.spcmapfile ? ['tablespace_map'] : []), 'manifest.json'];
@@ -139,6 +140,7 @@ export default defineStep({
       );
     const labelfile = p.from.labelfile;
     const spcmap = p.from.spcmapfile;
+    ctx.changing();
     await run(
       t,
       `mkdir -p -m 700 ${quote(p.to)}\nif [ -e ${quote(`${p.to}/backup_label`)} ]; then echo "${p.to}/backup_label exists: another backup lives here" >&2; exit 17; fi`,

@@ -28,6 +28,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'none (resuming is itself the clean-up)',
   plan(ctx, p) {
     const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
@@ -51,6 +52,7 @@ export default defineStep({
     const urls = (p.paused_by?.member_urls ?? {}) as Record<string, string>;
     const { client, cluster } = await reachCluster(ctx, urls);
     if (!cluster.paused) return { resumed: false, reason: 'the cluster is not paused' };
+    ctx.changing();
     await patchAnyMember(ctx, client, cluster, { pause: null });
     const { answering, silent } = await answeringMembers(ctx, cluster);
     await waitForPause(ctx, answering, false, p.timeout ?? 30);

@@ -96,6 +96,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'stops the backup on its session without keeping the labels, marking it void',
   plan(ctx, p) {
     const fast = p.fast ?? true;
@@ -141,6 +142,8 @@ export default defineStep({
       throw new StepFailure(`refusing to start the backup:\n  - ${problems.join('\n  - ')}`);
     const s = await ctx.sessions.open(name, BACKUP_LOST, pinnedSessionSetup(versionNum));
     const { sql, params } = startBackupSql(versionNum, p.label, p.fast ?? true);
+    // The checks and the session changed nothing; starting the backup does.
+    ctx.changing();
     try {
       const r = await s.query(sql, params);
       s.notes.backupStartedAt = Date.now();

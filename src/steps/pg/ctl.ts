@@ -103,6 +103,7 @@ const opposite = (a: 'stop' | 'start') => (a === 'stop' ? 'start' : 'stop');
 
 async function act(ctx: ApplyContext, p: P, action: 'stop' | 'start'): Promise<Out> {
   const t = await ctx.transport();
+  ctx.changing();
   const atMs = Date.now();
   const r = await t.exec(script(ctx, p, action), {
     signal: ctx.signal,
@@ -135,6 +136,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'the opposite action (start after a stop, stop after a start), only if this step acted',
   plan(ctx, p) {
     return {

@@ -108,6 +108,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'removes the data directory it created (refused if a server runs there)',
   plan(ctx, p) {
     notLive(ctx, p);
@@ -120,6 +121,7 @@ export default defineStep({
   async apply(ctx, p) {
     notLive(ctx, p);
     const t = await ctx.transport();
+    ctx.changing();
     const r = await t.exec(script(ctx, p), { signal: ctx.signal });
     if (r.exitCode !== 0)
       throw new StepFailure(

@@ -158,6 +158,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: (p) => p.check !== true,
+  marksChanges: true,
   undoSummary:
     "none: the replicas' old data directories are overwritten; past the point of no return, rollback is the snapshot",
   plan(ctx, p) {
@@ -176,6 +177,7 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
+    ctx.changing();
     const started = Date.now();
     for (const r of p.except ?? [])
       if (p.replicas.includes(r)) ctx.log(`${r}: not synced (cloned afresh instead)`);
