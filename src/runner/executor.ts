@@ -472,7 +472,6 @@ export class Executor {
           changed = true;
         },
         (a) => {
-          changed = true;
           const pa = { ...a, address: n.address, title, host };
           artifacts.push(pa);
           bus.emit({ type: 'artifact', ...pa });

@@ -81,8 +81,9 @@ export interface ApplyContext extends PlanContext {
    * after checking they did not exist: journaled first, so a failure, a signal or a kill -9
    * leaves them named. When the step does not succeed the runner runs `remove` (a sh script, with
    * the host's become) and lists them in the summary; `resume` removes them before running the
-   * step again. Once the step succeeds they are its output, and its undo's to remove. Implies
-   * `changing()`.
+   * step again. Once the step succeeds they are its output, and its undo's to remove. A step
+   * whose only change they are (a copy) need not call `changing()`: once they are removed, its
+   * failure left nothing behind, and it is not reported as "state unknown".
    */
   artifact(a: Artifact): void;
   signal: AbortSignal;

@@ -149,7 +149,8 @@ export default defineStep({
       source = String((await pg.query("select current_setting('data_directory') as d")).rows[0]!.d);
     }
     // Checked, then named before the first byte is written: a failure or a kill -9 mid-copy
-    // leaves a partial copy that the runner (or resume) removes and the summary lists.
+    // leaves a partial copy that the runner (or resume) removes and the summary lists. The copy is
+    // the step's only change: no ctx.changing() (see ApplyContext.artifact).
     const made = madePaths(p.provider, p.to);
     await run(t, refuseExisting(made), `checking ${made.join(', ')}`, {
       become: ctx.host.become,
