@@ -760,7 +760,8 @@ export class Executor {
       {
         status,
         recovery: this.#ponr?.recovery,
-        remaining: this.#undo.permanent.length,
+        // An earlier attempt's completed steps stand too: a resumed run that fails resumes again.
+        remaining: this.#undo.permanent.length + (this.#o.done?.size ?? 0),
         unknown: this.#unknown.length,
         leftovers: left.length,
       },
