@@ -123,6 +123,10 @@ describe('an fs.snapshot stopped mid-copy', () => {
       `db1: ${join(to, 'data')}, ${join(to, 'tablespaces')} (left by "Copy the data directory", p0.steps.1), partial — to remove: rm -rf -- ${join(to, 'data')} ${join(to, 'tablespaces')}; `,
     );
     expect(r.stderr).toContain('db1: "file.write" — to undo: remove the file it created');
+    // It ends with the exact command to start again.
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toBe(
+      `  pgrunbook run ${join(cwd, 'pb.yml')} -i ${join(cwd, 'inv.yml')}`,
+    );
     // Refused: nothing was touched.
     expect(files(join(to, 'data'))).toEqual(partial);
   }, 180_000);
