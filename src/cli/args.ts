@@ -21,6 +21,7 @@ export function parseCommandArgs(argv: string[]) {
         'assume-leader': { type: 'string' },
         out: { type: 'string' },
         'break-lock': { type: 'boolean' },
+        'adopt-pause': { type: 'boolean' },
         plan: { type: 'string' },
         yes: { type: 'boolean', short: 'y' },
         'rerun-unfinished': { type: 'boolean' },

@@ -8,7 +8,7 @@ const USAGE = `pgrunbook — declarative runbooks for PostgreSQL operations
 Usage:
   pgrunbook validate PLAYBOOK [-i INVENTORY] [--limit PATTERN] [-e k=v]...
   pgrunbook plan PLAYBOOK -i INVENTORY [--format text|json|markdown] [--check | --assume-leader HOST] [--out PLAN.json] [--limit PATTERN] [-e k=v]...
-  pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [--break-lock] [-e k=v]...
+  pgrunbook run PLAYBOOK -i INVENTORY [--yes] [--output plain|json] [--report FILE.md] [--limit PATTERN] [--break-lock] [--adopt-pause] [-e k=v]...
   pgrunbook run --plan PLAN.json [--yes] [--output plain|json] [--report FILE.md] [-e k=v]...
   pgrunbook resume RUN_ID [-e NAME=VALUE (a value its journal masked)] [--yes] [--rerun-unfinished] [--output plain|json] [--report FILE.md]
   pgrunbook schema [playbook|inventory] [--write]
@@ -64,6 +64,7 @@ export async function dispatch(argv: string[]): Promise<number> {
       return runCommand(v.plan ? pos[0] : need('a PLAYBOOK'), {
         plan: v.plan,
         breakLock: v['break-lock'],
+        adoptPause: v['adopt-pause'],
         inventory: v.inventory,
         extraVars,
         limit: v.limit,

@@ -2,8 +2,9 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { done, notYet, PollTimeout, poll } from '../util/poll.js';
+import { heldCommand } from './held.js';
 import { forgetGroup, watchGroup } from './reaper.js';
-import type { ExecOptions, ExecResult, Transport } from './transport.js';
+import type { ExecOptions, ExecResult, HeldCommand, Transport } from './transport.js';
 
 /** How long an aborted command gets between SIGTERM and SIGKILL. */
 export const LOCAL_KILL_GRACE_MS = 3000;
@@ -89,6 +90,33 @@ export class LocalTransport implements Transport {
       child.stdin.on('error', () => {});
       child.stdin.end(opts.stdin ?? '');
       if (opts.signal?.aborted) onAbort();
+    });
+  }
+
+  /**
+   * Starts a held command in a process group of its own that the reaper does not know: it must
+   * outlive a runner killed with -9, and learns of it from the EOF on its input pipe.
+   */
+  hold(line: string): Promise<HeldCommand> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('/bin/sh', ['-c', line], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+        env: this.environment(),
+      });
+      const parts = heldCommand({ write: (t) => child.stdin.write(t), end: () => child.stdin.end() });
+      child.stdin.on('error', () => {});
+      child.stdout.setEncoding('utf8').on('data', (c: string) => parts.stdout(c));
+      child.stderr.setEncoding('utf8').on('data', (c: string) => parts.stderr(c));
+      child.on('error', reject);
+      child.on('spawn', () => {
+        // Never what keeps the runner alive: the runner ends it (or dies) on its own terms.
+        child.unref();
+        for (const s of [child.stdin, child.stdout, child.stderr])
+          (s as unknown as { unref?: () => void }).unref?.();
+        resolve(parts.command);
+      });
+      child.on('close', (code, sig) => parts.ended(code, sig));
     });
   }
 

@@ -5,6 +5,7 @@ import { done, notYet, PollTimeout, poll } from '../util/poll.js';
 import { FileReadError, readRegularFile } from '../util/read-file.js';
 import type { Secret } from '../util/secret.js';
 import { Semaphore } from '../util/semaphore.js';
+import { heldCommand } from './held.js';
 import {
   checkKnownHosts,
   fingerprint,
@@ -14,7 +15,7 @@ import {
   knownKeyTypes,
   readKnownHosts,
 } from './known-hosts.js';
-import type { ExecOptions, ExecResult, Transport } from './transport.js';
+import type { ExecOptions, ExecResult, HeldCommand, Transport } from './transport.js';
 
 /** Everything needed to open and trust one SSH connection. */
 export interface SshSettings {
@@ -398,6 +399,56 @@ export class SshTransport implements Transport {
         this.#lost ??= err as Error;
         reject(new ConnectionError(`${this.s.hostName}: ssh connection lost: ${(err as Error).message}`));
       }
+    });
+  }
+
+  /**
+   * Starts a held command: a channel of its own, without the lifeline every `exec` gets, so its
+   * channel closing (the runner gone, the connection lost) is something it reacts to rather
+   * than the end of it. It takes one of the connection's channel slots for as long as it lives.
+   */
+  hold(line: string): Promise<HeldCommand> {
+    if (this.#lost || this.#closed) {
+      const why = this.#lost?.message ?? 'closed by pgrunbook';
+      return Promise.reject(new ConnectionError(`${this.s.hostName}: ssh connection lost: ${why}`));
+    }
+    return new Promise((resolve, reject) => {
+      void this.#channels.run(
+        () =>
+          new Promise<void>((release) => {
+            try {
+              this.client.exec(line, (err, ch) => {
+                if (err) {
+                  release();
+                  reject(
+                    new ConnectionError(`${this.s.hostName}: cannot open an ssh channel: ${err.message}`),
+                  );
+                  return;
+                }
+                let code: number | null = null;
+                let sig: string | null = null;
+                const parts = heldCommand({ write: (t) => ch.write(t), end: () => ch.end() });
+                ch.on('data', (c: Buffer) => parts.stdout(c.toString('utf8')));
+                ch.stderr.on('data', (c: Buffer) => parts.stderr(c.toString('utf8')));
+                ch.on('exit', (c: number | null, s?: string) => {
+                  code = c;
+                  sig = s ?? null;
+                });
+                ch.on('close', () => {
+                  parts.ended(code, sig);
+                  release();
+                });
+                resolve(parts.command);
+              });
+            } catch (err) {
+              this.#lost ??= err as Error;
+              release();
+              reject(
+                new ConnectionError(`${this.s.hostName}: ssh connection lost: ${(err as Error).message}`),
+              );
+            }
+          }),
+      );
     });
   }
 

@@ -10,7 +10,16 @@ import type { Node, Play } from '../playbook/model.js';
 import { rawTemplates } from '../playbook/shell-template.js';
 import { confirmOf, pointOfNoReturnOf, requiresLeaderOn } from './gates.js';
 import { batchesOf, narrowHosts, playHosts, usesDynamicGroups } from './hosts.js';
-import type { HostStepPlan, Plan, PlanNode, PlannedPlay, PlanStep, PreviewRequest } from './model.js';
+import type {
+  HostStepPlan,
+  NeedRequest,
+  Plan,
+  PlanNode,
+  PlannedPlay,
+  PlanStep,
+  PreviewRequest,
+} from './model.js';
+import { checkableNeeds } from './needs.js';
 import { type EngineInputs, Pass } from './pass.js';
 import type { RunInfo } from './scope.js';
 
@@ -20,6 +29,8 @@ export interface PlanOptions {
   facts?: Record<string, { pg?: PgFacts }>;
   /** `--check`: collects the previews of steps that offer one, for the caller to run. */
   previews?: PreviewRequest[];
+  /** `--check` and run: collects what each step needs on its host, for the preflight. */
+  needs?: NeedRequest[];
 }
 
 /** What a plan shows for `run`: values only a run has. */
@@ -104,13 +115,16 @@ export function buildPlan(inputs: EngineInputs, opts: PlanOptions = {}): Plan {
   const budget = new Budget(playbook);
   let plays: PlannedPlay[];
   try {
-    plays = playbook.plays.map((play) => planPlay(pass, play, facts, problems, budget, opts.previews));
+    plays = playbook.plays.map((play) =>
+      planPlay(pass, play, facts, problems, budget, opts.previews, opts.needs),
+    );
   } catch (err) {
     if (!(err instanceof PlanTooLarge)) throw err;
     // Nothing of a plan that size is shown: the one problem says where it got too large.
     plays = [];
     problems.splice(0, problems.length, err.problem);
     opts.previews?.splice(0);
+    opts.needs?.splice(0);
   }
   let dynamicGroups: Plan['dynamicGroups'];
   if (usesDynamicGroups(playbook.plays, limit)) {
@@ -143,6 +157,7 @@ function planPlay(
   problems: Problem[],
   budget: Budget,
   previews?: PreviewRequest[],
+  needs?: NeedRequest[],
 ): PlannedPlay {
   const { inventory, limit, playbook } = pass.inputs;
   const hosts = playHosts(play, inventory, limit);
@@ -179,6 +194,7 @@ function planPlay(
     const def = pass.inputs.steps.get(n.type)!;
     const targets = narrowHosts(inventory, hs, n.common.hosts);
     budget.charge(n, targets.length, n.path);
+    const stepNeeds: NeedRequest[] = [];
     const perHost = targets.map((h): HostStepPlan => {
       const inst = pass.resolve(n, h);
       if (inst.status === 'skipped') {
@@ -207,6 +223,10 @@ function planPlay(
             mutating: inst.mutating,
             unknownParams: [...inst.unknownParams],
             plan: { action: `${n.type}: its operations depend on ${unknown}, known after apply`, ops: [] },
+            unchecked:
+              needs && def.needs
+                ? [`what ${n.type} needs on the host: ${unknown} known only after apply`]
+                : undefined,
           };
         }
         // plan() refused the values (a step's own check): located at the step.
@@ -217,6 +237,21 @@ function planPlay(
       pass.record(n, h, { kind: 'ok', outputs: undefined }, inst.params, inst.unknownParams);
       const hp: HostStepPlan = { host: h, status: inst.status, when, plan, mutating: inst.mutating };
       if (inst.unknownParams.size > 0) hp.unknownParams = [...inst.unknownParams];
+      if (needs && def.needs && !plan.noop) {
+        if (inst.status === 'conditional')
+          hp.unchecked = [`what ${n.type} needs on the host: runs only if \`when\` holds, known after apply`];
+        else {
+          const r = checkableNeeds(def, ctx, inst.params, inst.unknownParams);
+          if (r.unchecked.length) hp.unchecked = r.unchecked;
+          if (r.needs)
+            stepNeeds.push({
+              host: h,
+              title: n.type,
+              needs: r.needs,
+              problem: (message) => playbook.doc.problem([...n.path, n.type], message, { key: true }),
+            });
+        }
+      }
       if (previews && def.preview && !plan.noop) {
         if (inst.unknownParams.size > 0)
           hp.preview = {
@@ -227,6 +262,8 @@ function planPlay(
       return hp;
     });
     const title = pass.agreedText(n.title, targets);
+    for (const r of stepNeeds) r.title = title;
+    needs?.push(...stepNeeds);
     const gate = confirmOf(def, n.common, n.params);
     const step: PlanStep = {
       kind: 'step',

@@ -5,7 +5,7 @@ import { applyPatroniGroups } from '../inventory/dynamic-groups.js';
 import type { PatroniGroups } from '../inventory/inventory.js';
 import { buildPlan } from './build.js';
 import { playHosts, usesDynamicGroups } from './hosts.js';
-import type { Plan, PreviewRequest } from './model.js';
+import type { NeedRequest, Plan, PreviewRequest } from './model.js';
 import type { EngineInputs } from './pass.js';
 import { assumedGroups, resolvePatroniGroups } from './patroni-groups.js';
 import { preflight } from './preflight.js';
@@ -62,12 +62,19 @@ export async function prepare(inputs: EngineInputs, opts: PrepareOptions): Promi
     }
   }
   const previews: PreviewRequest[] = [];
-  const plan = buildPlan(inputs, { facts, previews: opts.mode === 'check' ? previews : undefined });
+  const needs: NeedRequest[] = [];
+  const plan = buildPlan(inputs, {
+    facts,
+    previews: opts.mode === 'check' ? previews : undefined,
+    needs: opts.mode === 'offline' ? undefined : needs,
+  });
   if (opts.mode !== 'offline') {
-    // Every SSH host the plan targets is reached, key verified, become tried: plan --check is a
-    // preflight, and a run repeats it before its first step.
+    // Every SSH host the plan targets is reached, key verified, become tried, and what the planned
+    // steps need is there: plan --check is a preflight, and a run repeats it before its first step.
+    // A plan that already has problems does not run; its needs may rest on values in error.
     const targeted = new Set(playbook.plays.flatMap((p) => playHosts(p, inventory, limit)));
-    plan.problems.push(...(await preflight(inventory, [...targeted])));
+    const found = await preflight(inventory, [...targeted], plan.problems.length ? [] : needs);
+    plan.problems.push(...found.sort((a, b) => a.line - b.line || a.col - b.col));
   }
   const basis = basisOf(inputs, groups, plan);
   plan.digest = digestOf(basis);

@@ -2,7 +2,7 @@
 // Renderers (src/plan/) print it; the runner (src/runner/) executes it.
 import type { PgFacts } from '../connections/pg.js';
 import type { Problem } from '../errors.js';
-import type { PreviewContext, StepPlan, StepPreview } from '../steps/define.js';
+import type { PreviewContext, StepNeeds, StepPlan, StepPreview } from '../steps/define.js';
 
 /** One step on one host, as planned. */
 export interface HostStepPlan {
@@ -18,6 +18,18 @@ export interface HostStepPlan {
   error?: string;
   /** `plan --check`: what the host says apply would change (e.g. chef-client --why-run) */
   preview?: StepPreview | { error: string };
+  /** what the preflight cannot check before the run (a value known only after apply), and why */
+  unchecked?: string[];
+}
+
+/** What one step needs on one host, for the preflight (see src/engine/preflight.ts). */
+export interface NeedRequest {
+  host: string;
+  /** the step's title as planned */
+  title: string;
+  needs: StepNeeds;
+  /** a problem located at the step in the playbook */
+  problem(message: string): Problem;
 }
 
 /** A read-only preview `plan --check` runs once the plan is built (see src/runner/previews.ts). */

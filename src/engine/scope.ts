@@ -10,6 +10,8 @@ export interface RunInfo {
   check: boolean;
   /** the inventory's absolute path: a recovery command printed by the run names the real file */
   inventory?: string;
+  /** `run --adopt-pause`: a Patroni cluster found paused by someone else is taken over, not refused */
+  adopt_pause?: boolean;
 }
 
 /**

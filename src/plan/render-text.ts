@@ -46,6 +46,7 @@ function hostLines(h: HostStepPlan): string[] {
     for (const op of p.undo.ops) out.push(...operationLines(op).map((l) => `  ${l}`));
   }
   out.push(...previewLines(h));
+  out.push(...(h.unchecked ?? []).map((u) => `not checked before the run: ${u}`));
   return out;
 }
 

@@ -3,7 +3,7 @@
 import { LocalTransport, withoutEnv } from '../connections/local.js';
 import { openPg, type PgSession } from '../connections/pg.js';
 import { openSsh, SshTransport } from '../connections/ssh.js';
-import type { Transport } from '../connections/transport.js';
+import type { ExecResult, HeldCommand, Transport } from '../connections/transport.js';
 import { ConnectionError } from '../errors.js';
 import type { InventoryHost } from '../inventory/inventory.js';
 import { Semaphore } from '../util/semaphore.js';
@@ -18,6 +18,21 @@ export interface PinnedSession {
   session: PgSession;
   /** What the run reports if the session ends before it is released. */
   lostMessage: string;
+}
+
+/**
+ * A held command that watches over a change for as long as the run lives (a pause's guard). It
+ * speaks a line protocol on its input: `beat` (sent by the pool), then one last word from the
+ * run; its last stdout line reports what it did ("ok: …", "left: …", "failed: …").
+ */
+export interface Guard {
+  host: string;
+  name: string;
+  command: HeldCommand;
+  /** What the run reports if the guard ends while held. */
+  lostMessage: string;
+  /** Its stdout lines so far. */
+  lines: string[];
 }
 
 /** Options of a pool. */
@@ -40,6 +55,10 @@ export class ConnectionPool {
   /** Connections found lost and replaced: closed with the rest at the end. */
   readonly #retired: Promise<{ close(): Promise<void> }>[] = [];
   readonly #hideEnv: string[];
+  readonly #guards = new Map<string, Guard>();
+  #beat: NodeJS.Timeout | undefined;
+  /** Set by the runner: a guard ended while held (its channel closed, it gave up). */
+  onGuardLost: (g: Guard, result: ExecResult) => void = () => {};
   /** Set by the runner: a pinned session ended while held. */
   onPinnedLost: (p: PinnedSession, why: string) => void = () => {};
   /**
@@ -148,6 +167,104 @@ export class ConnectionPool {
     await p?.session.close();
   }
 
+  /**
+   * Starts a guard on `host` under a run-wide `name`: `settings` is its first input line, and it
+   * must print a line starting with "ready" within `readyMs`. From then on the pool tells it the
+   * run is alive every `beatMs`; if it ends while held, `onGuardLost` is called.
+   */
+  async startGuard(
+    host: InventoryHost,
+    name: string,
+    line: string,
+    settings: string,
+    lostMessage: string,
+    opts: { readyMs: number; beatMs: number },
+  ): Promise<Guard> {
+    if (this.#guards.has(name))
+      throw new ConnectionError(`a guard named "${name}" is already held by this run`);
+    const command = await (await this.transport(host)).hold(line);
+    const guard: Guard = { host: host.name, name, command, lostMessage, lines: [] };
+    let ready: (ok: boolean) => void = () => {};
+    const isReady = new Promise<boolean>((r) => {
+      ready = r;
+    });
+    command.onLine((l) => {
+      guard.lines.push(l);
+      if (l.startsWith('ready')) ready(true);
+    });
+    const timer = setTimeout(() => ready(false), opts.readyMs);
+    void command.exited.then(() => ready(false));
+    command.write(settings);
+    const ok = await isReady;
+    clearTimeout(timer);
+    if (!ok) {
+      command.end();
+      const r = await Promise.race([
+        command.exited,
+        new Promise<undefined>((res) => setTimeout(() => res(undefined), 1000)),
+      ]);
+      const why = r
+        ? `${r.stderr.trim().split('\n').slice(-2).join(' ') || 'no message'} (exit ${r.exitCode ?? r.signal ?? 'unknown'})`
+        : `it did not say it was ready within ${opts.readyMs / 1000}s`;
+      throw new ConnectionError(`${host.name}: the guard could not start: ${why}`);
+    }
+    this.#guards.set(name, guard);
+    void command.exited.then((r) => {
+      if (this.#guards.get(name) !== guard) return;
+      this.#guards.delete(name);
+      this.onGuardLost(guard, r);
+    });
+    this.#beat ??= setInterval(() => {
+      for (const g of this.#guards.values()) g.command.write('beat\n');
+    }, opts.beatMs).unref();
+    return guard;
+  }
+
+  /** The guard `name`, if this run holds it. */
+  guard(name: string): Guard | undefined {
+    return this.#guards.get(name);
+  }
+
+  /** The guards still held, oldest first. */
+  heldGuards(): Guard[] {
+    return [...this.#guards.values()];
+  }
+
+  /** Tells a held guard something (e.g. `armed`) without ending it. */
+  tellGuard(name: string, word: string): void {
+    this.#guards.get(name)?.command.write(`${word}\n`);
+  }
+
+  /**
+   * Ends a guard with its last word (`release`: nothing to guard any more; `finish`: act now)
+   * and returns its last line, or undefined when it did not end within `waitMs` — it then goes
+   * on by itself, its input closed.
+   */
+  async endGuard(name: string, word: 'release' | 'finish', waitMs: number): Promise<string | undefined> {
+    const g = this.#guards.get(name);
+    if (!g) return undefined;
+    this.#guards.delete(name);
+    if (this.#guards.size === 0 && this.#beat) {
+      clearInterval(this.#beat);
+      this.#beat = undefined;
+    }
+    g.command.write(`${word}\n`);
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([
+      g.command.exited,
+      new Promise<undefined>((res) => {
+        timer = setTimeout(() => res(undefined), waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    g.command.end();
+    if (!r) return undefined;
+    return (
+      g.lines.filter((l) => !l.startsWith('ready')).at(-1) ??
+      `(the guard ended without a word: exit ${r.exitCode ?? r.signal})`
+    );
+  }
+
   async closeAll(): Promise<void> {
     const all: Promise<{ close(): Promise<void> }>[] = [
       ...[...this.#pinned.values()].map((p) => Promise.resolve(p.session)),
@@ -155,6 +272,12 @@ export class ConnectionPool {
       ...[...this.#pg.values()].map((c) => c.promise),
       ...this.#retired,
     ];
+    // A guard still held here means the runner did not end it (it should have): closing its
+    // input is the signal it acts on.
+    for (const g of this.#guards.values()) g.command.end();
+    this.#guards.clear();
+    if (this.#beat) clearInterval(this.#beat);
+    this.#beat = undefined;
     this.#pinned.clear();
     this.#transports.clear();
     this.#pg.clear();

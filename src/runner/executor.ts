@@ -97,6 +97,16 @@ export class Executor {
         trust: t.hostKeyTrust,
         reopened,
       });
+    opts.connections.onGuardLost = (g, r) => {
+      // What the guard said (why it acted, what it did) is the truth about the change it watched.
+      const said = g.lines.filter((l) => !l.startsWith('ready')).map((l) => l.replace(/^acting: /, ''));
+      const how = said.length
+        ? said.join('; ')
+        : r.exitCode === null && r.signal === null
+          ? 'its connection ended'
+          : `it exited (${r.exitCode ?? r.signal})`;
+      this.failRun(`${g.host}: ${g.lostMessage}: ${how}`);
+    };
     opts.connections.onPinnedLost = (p, why) =>
       this.failRun(`${p.host}: ${p.lostMessage} (session "${p.name}" ended: ${why})`);
   }
@@ -618,6 +628,17 @@ export class Executor {
         get: (name) => connections.pinned(host, name)?.session,
         release: (name) => connections.releasePinned(host, name),
       },
+      guards: {
+        start: async (name, line, settings, lostMessage) => {
+          await connections.startGuard(h, name, line, settings, lostMessage, {
+            readyMs: GUARD_READY_MS,
+            beatMs: GUARD_BEAT_MS,
+          });
+        },
+        tell: (name, word) => connections.tellGuard(name, word),
+        end: (name, word) => connections.endGuard(name, word, GUARD_END_MS),
+        has: (name) => connections.guard(name) !== undefined,
+      },
       log: (text) =>
         bus.emit({ type: 'step_output', address: n.address, host, stream: 'log', text: redact(text) }),
       output: (stream, text) => {
@@ -754,6 +775,22 @@ export class Executor {
         `Changes that remain (no automatic undo): ${this.#undo.permanent.map((p) => `${p.host}: "${p.title}" (${p.why})`).join('; ')}.`,
       );
     }
+    // A guard still held means what it watches over is still in place (a playbook that paused
+    // and never resumed, an undo that failed): it does now what it would do had the run died,
+    // and the summary says what it found. A cluster left paused is a failure of the run.
+    for (const g of this.#o.connections.heldGuards()) {
+      const said = await this.#o.connections.endGuard(g.name, 'finish', GUARD_END_MS);
+      if (said?.startsWith('ok:') || said?.startsWith('left:')) {
+        summary.push(`${g.host}: ${g.name}: ${said.replace(/^\w+: /, '')}.`);
+        continue;
+      }
+      summary.push(
+        said === undefined
+          ? `${g.host}: ${g.name}: STILL IN PLACE — its guard did not finish within ${GUARD_END_MS / 1000}s and goes on trying by itself on ${g.host} (journalctl -t pgrunbook-guard there).`
+          : `${g.host}: ${g.name}: STILL IN PLACE — ${said.replace(/^\w+: /, '')}.`,
+      );
+      status = status === 'ok' ? 'failed' : status === 'failed' ? 'compensation_failed' : status;
+    }
     if (status === 'ok') summary.unshift('All steps succeeded.');
     // Last, in every output: the one command that is the operator's next move (next-command.ts).
     const next = nextCommand(
@@ -774,6 +811,13 @@ export class Executor {
     return { status, exitCode };
   }
 }
+
+/** How long a guard may take to say it is ready. */
+const GUARD_READY_MS = 15_000;
+/** How often the runner tells its guards it is alive. */
+const GUARD_BEAT_MS = 2000;
+/** How long the run waits for a guard's last word before leaving it to go on by itself. */
+const GUARD_END_MS = 30_000;
 
 /** How long an undo may take before it counts as failed (and goes to the manual remedy). */
 const UNDO_TIMEOUT_MS = 10 * 60_000;

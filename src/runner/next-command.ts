@@ -75,6 +75,8 @@ export interface RunBasis {
   limit?: string;
   /** `run --plan FILE`: a fresh run is that saved plan again */
   savedPlan?: string;
+  /** the run was told to adopt a pause someone else set (`--adopt-pause`): so is the fresh one */
+  adoptPause?: boolean;
 }
 
 /** The `run` and `resume` command lines for this run, each argument quoted for sh. */
@@ -87,7 +89,10 @@ export function runCommands(b: RunBasis): RunCommands {
   const rerun = b.savedPlan
     ? `pgrunbook run --plan ${quote(b.savedPlan)} -i ${quote(b.inventory)}`
     : `pgrunbook run ${quote(b.playbook)} -i ${quote(b.inventory)}${e(Object.keys(b.extraVars)).join('')}${b.limit ? ` --limit ${quote(b.limit)}` : ''}`;
-  return { rerun, resume: `pgrunbook resume ${b.runId}${masked.map((k) => ` -e ${k}=…`).join('')}` };
+  return {
+    rerun: `${rerun}${b.adoptPause ? ' --adopt-pause' : ''}`,
+    resume: `pgrunbook resume ${b.runId}${masked.map((k) => ` -e ${k}=…`).join('')}`,
+  };
 }
 
 /** An -e value as typed: bare where YAML reads it back as the same string, else JSON (a YAML subset). */

@@ -54,6 +54,35 @@ export interface StepPreview {
   lines: string[];
 }
 
+/**
+ * What a step needs on its host before the run starts, read from its rendered params at plan time
+ * and checked by the preflight (`plan --check`, and `run` before its first change). `param` names
+ * the parameter a need comes from: when that value is only known after apply, the need is not
+ * checked, and the plan says so.
+ */
+export interface StepNeeds {
+  /** executables the step calls: a name looked up on PATH, or an absolute path */
+  binaries?: {
+    name: string;
+    /** the Debian package that provides it */
+    package?: string;
+    /** another inventory host it must be on (rsync's far side), instead of this one */
+    host?: string;
+    param?: string;
+  }[];
+  /** directories the step writes into (created when missing): the nearest existing one must be writable */
+  writable?: {
+    path: string;
+    /** OS user the step writes as (default: the host's login, through become) */
+    user?: string;
+    /** room needed: `databases` is the size of the host's PostgreSQL databases (a copy of PGDATA) */
+    room?: 'databases';
+    param?: string;
+  }[];
+  /** WAL archiving must work on the host's PostgreSQL (a backup waits for its WAL in the archive) */
+  archive?: boolean;
+}
+
 /** What apply() and undo() may use: connections, logging, cancellation. */
 export interface ApplyContext extends PlanContext {
   transport(): Promise<Transport>;
@@ -63,6 +92,20 @@ export interface ApplyContext extends PlanContext {
     open(name: string, lostMessage: string, setup: string[]): Promise<PgSession>;
     get(name: string): PgSession | undefined;
     release(name: string): Promise<void>;
+  };
+  /**
+   * Watchers that outlive a step and end with the run, owned by the runner (a pause's guard):
+   * started on this host over the run's own connection, told the run is alive, and ended with a
+   * last word. One the run did not end is told `finish` when the run ends; one that ends on its
+   * own while held fails the run. Names are run-wide.
+   */
+  guards: {
+    start(name: string, commandLine: string, settings: string, lostMessage: string): Promise<void>;
+    /** Sends a word without ending the guard (e.g. `armed`). */
+    tell(name: string, word: string): void;
+    /** Ends it: `release` (nothing to guard) or `finish` (act now); its last line, if it ended in time. */
+    end(name: string, word: 'release' | 'finish'): Promise<string | undefined>;
+    has(name: string): boolean;
   };
   /** A line for the log and the live output (already redacted by the engine). */
   log(text: string): void;
@@ -128,6 +171,8 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   /** Needs an operator at the keyboard (a prompt), so a run without a TTY needs --yes. */
   interactive?: (params: Static<P>) => boolean;
   plan(ctx: PlanContext, params: Static<P>): StepPlan;
+  /** What the step needs on its host before the run starts (see StepNeeds); pure, no I/O. */
+  needs?(ctx: PlanContext, params: Static<P>): StepNeeds;
   /** `plan --check` only: asks the host what apply would change, without changing anything. */
   preview?(ctx: PreviewContext, params: Static<P>): Promise<StepPreview>;
   apply(ctx: ApplyContext, params: Static<P>): Promise<Static<O>>;

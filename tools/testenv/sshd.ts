@@ -15,6 +15,9 @@ export interface StartSshdOptions {
   // Host key types to generate, each an sshd HostKey; default ['ed25519']. The first one is the
   // key of hostPublicKey, hostKeyFingerprint and knownHostsFile; all are in hostKeys.
   hostKeyTypes?: HostKeyType[];
+  // PATH of every session (sshd's SetEnv), e.g. a directory without rsync: a host that lacks a
+  // program. Must hold no spaces or quotes.
+  path?: string;
 }
 
 export type HostKeyType = 'ed25519' | 'rsa' | 'ecdsa';
@@ -63,6 +66,8 @@ const READY_TIMEOUT_MS = 10_000;
 
 // A second sshd (own config and host key, key login for SERVER_USER) on a free 127.0.0.1 port.
 export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer> {
+  if (opts.path !== undefined && !/^[\w./:-]+$/.test(opts.path))
+    throw new Error(`startSshd: PATH ${opts.path} would need quoting in sshd_config`);
   // Debian's sshd refuses to start without its privilege-separation dir; systemd normally makes it.
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   // Owned by root: sshd reads its host key as root, and the client key is for the test process.
@@ -140,6 +145,7 @@ export async function startSshd(opts: StartSshdOptions = {}): Promise<SshServer>
         'LogLevel VERBOSE',
         'Subsystem sftp internal-sftp',
         ...(opts.defaults ? [] : ['MaxSessions 64', 'MaxStartups 200']),
+        ...(opts.path ? [`SetEnv PATH=${opts.path}`] : []),
       ];
       await writeFile(configFile, `${lines.join('\n')}\n`, { mode: 0o644 });
       await writeFile(logFile, '');

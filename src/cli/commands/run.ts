@@ -30,6 +30,8 @@ export interface RunCommandOptions {
   inventory?: string;
   /** delete a Patroni cluster's lock held by another run (after confirmation) */
   breakLock?: boolean;
+  /** A Patroni cluster found paused by someone else is taken over (and resumed at the end). */
+  adoptPause?: boolean;
   extraVars: Record<string, unknown>;
   limit?: string;
   yes?: boolean;
@@ -161,6 +163,7 @@ export async function runCommand(
         started_at: new Date().toISOString(),
         check: false,
         inventory: resolve(inventoryFile),
+        ...(opts.adoptPause ? { adopt_pause: true } : {}),
       },
       bus,
       connections: new ConnectionPool(),
@@ -177,6 +180,7 @@ export async function runCommand(
         masked: maskedNames(opts.extraVars),
         limit: opts.limit,
         savedPlan: given.plan,
+        adoptPause: opts.adoptPause,
       }),
     });
     bus.onSubscriberError = (name, err) => {

@@ -121,6 +121,7 @@ async function stepTransport(ctx: ApplyContext): Promise<Transport> {
   return {
     kind: t.kind,
     exec: (line, opts) => t.exec(commandLine({ script: line }, become), opts),
+    hold: (line) => t.hold(commandLine({ script: line }, become)),
     close: () => t.close(),
   };
 }

@@ -97,6 +97,8 @@ export default defineStep({
   mutating: true,
   marksChanges: true,
   undoSummary: 'rewrites manifest.json with status "void", so nothing claims a good backup',
+  // A few small files, written through become like the snapshot beside them.
+  needs: (_ctx, p) => ({ writable: [{ path: p.to, param: 'to' }] }),
   plan(ctx, p) {
     const files = ['backup_label', ...(p.from.spcmapfile ? ['tablespace_map'] : []), 'manifest.json'];
     const ops: Operation[] = [

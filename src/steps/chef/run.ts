@@ -120,6 +120,15 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   undoSummary: NO_UNDO,
+  needs: (_ctx, p) => ({
+    binaries: [
+      {
+        name: chefArgv(p)[0]!,
+        package: "chef (or Chef Infra Client from Chef's own packages)",
+        param: 'command',
+      },
+    ],
+  }),
   plan(ctx, p) {
     const ops: Operation[] = [{ kind: 'command', line: commandLine({ argv: chefArgv(p) }, ctx.host.become) }];
     if (p.timeout)

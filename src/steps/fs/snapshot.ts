@@ -1,5 +1,7 @@
 // `fs.snapshot`: take a copy of PGDATA (and its tablespaces) while the backup is open. The
 // low-level API makes any copy method valid; providers differ in speed, not in correctness.
+
+import { dirname } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
@@ -123,6 +125,16 @@ export default defineStep({
   mutating: true,
   marksChanges: true,
   undoSummary: 'removes what it took (unless keep: true): an aborted backup leaves nothing behind',
+  // No binary: the copy uses rsync or, without it, GNU tar (in every base system); btrfs is the
+  // provider's own prerequisite. A copy needs room for the databases; a btrfs snapshot shares its
+  // blocks, and is created beside its path.
+  needs: (_ctx, p) => ({
+    writable: [
+      p.provider === 'btrfs'
+        ? { path: dirname(p.to), param: 'to' }
+        : { path: p.to, room: 'databases' as const, param: 'to' },
+    ],
+  }),
   plan(ctx, p) {
     const source = p.source ?? '$PGDATA (data_directory, learned when run)';
     const ops: Operation[] = [

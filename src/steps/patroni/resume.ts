@@ -4,6 +4,8 @@
 import { Type } from '@sinclair/typebox';
 import { defineStep } from '../define.js';
 import { answeringMembers, patchAnyMember, reachCluster, waitForPause } from './members.js';
+import { guardName } from './pause.js';
+import { MARKER_KEY } from './pause-guard.js';
 
 const Params = Type.Object(
   {
@@ -35,7 +37,7 @@ export default defineStep({
     return {
       action: p.paused_by ? 'resume Patroni if the given pause step paused it' : 'resume Patroni',
       ops: [
-        { kind: 'http', method: 'PATCH', url: `${url}/config`, body: { pause: null } },
+        { kind: 'http', method: 'PATCH', url: `${url}/config`, body: { pause: null, [MARKER_KEY]: null } },
         { kind: 'wait', what: 'no member reports "pause": true', timeoutSeconds: p.timeout ?? 30 },
       ],
     };
@@ -51,11 +53,17 @@ export default defineStep({
     // Through any member that answers: the pause step kept every member's URL.
     const urls = (p.paused_by?.member_urls ?? {}) as Record<string, string>;
     const { client, cluster } = await reachCluster(ctx, urls);
-    if (!cluster.paused) return { resumed: false, reason: 'the cluster is not paused' };
+    // Resumed, by whoever: this run's guard of that pause has nothing left to watch.
+    const release = () => ctx.guards.end(guardName(cluster.scope ?? ''), 'release');
+    if (!cluster.paused) {
+      await release();
+      return { resumed: false, reason: 'the cluster is not paused' };
+    }
     ctx.changing();
-    await patchAnyMember(ctx, client, cluster, { pause: null });
+    await patchAnyMember(ctx, client, cluster, { pause: null, [MARKER_KEY]: null });
     const { answering, silent } = await answeringMembers(ctx, cluster);
     await waitForPause(ctx, answering, false, p.timeout ?? 30);
+    await release();
     for (const m of silent)
       ctx.log(
         `${m.name}: its Patroni did not answer; the pause is cleared in the DCS, which it reads when it starts`,

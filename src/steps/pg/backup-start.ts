@@ -1,6 +1,7 @@
 // `pg.backup_start`: begin a non-exclusive low-level backup on a dedicated session the runner holds.
 import { Type } from '@sinclair/typebox';
 import type { PgSession } from '../../connections/pg.js';
+import { archiveProblemsOf } from '../../connections/pg-archive.js';
 import { StepFailure } from '../../errors.js';
 import { defineStep, type Operation } from '../define.js';
 import { NEW_API, pinnedSessionSetup, startBackupSql, startFunction, stopBackupSql } from './backup-sql.js';
@@ -60,24 +61,7 @@ async function preflight(s: PgSession, appName: string): Promise<{ versionNum: n
   if (!['replica', 'logical'].includes(String(r.wal_level))) {
     problems.push(`wal_level is "${r.wal_level}": a low-level backup needs replica or logical`);
   }
-  const mode = String(r.archive_mode);
-  if (r.in_recovery ? mode !== 'always' : !['on', 'always'].includes(mode)) {
-    problems.push(
-      `archive_mode is "${mode}": the WAL from backup start to stop must be archived (${r.in_recovery ? 'a standby needs always' : 'on or always'})`,
-    );
-  }
-  const command = String(r.archive_command ?? '');
-  if ((command === '' || command === '(disabled)') && !r.archive_library) {
-    problems.push(
-      'neither archive_command nor archive_library is set: nothing would archive the WAL the backup needs',
-    );
-  }
-  if (r.archiver_failing) {
-    problems.push(
-      `the WAL archiver is failing: last failure at ${r.last_failed_time} for ${r.last_failed_wal} (${r.failed_count} failures), ` +
-        `last success ${r.last_archived_time ?? 'never'}; fix archive_command first — pg_backup_stop would wait forever for the archive`,
-    );
-  }
+  problems.push(...archiveProblemsOf(r));
   const fn = startFunction(versionNum);
   const priv = await s.query('select has_function_privilege(current_user, $1, $2) as ok', [fn, 'execute']);
   if (!priv.rows[0]?.ok) problems.push(`role may not run ${fn}: grant execute on it, or use a superuser`);
@@ -98,6 +82,8 @@ export default defineStep({
   mutating: true,
   marksChanges: true,
   undoSummary: 'stops the backup on its session without keeping the labels, marking it void',
+  // The WAL from start to stop must reach the archive: a broken archive is found before the run.
+  needs: () => ({ archive: true }),
   plan(ctx, p) {
     const fast = p.fast ?? true;
     const v = ctx.facts.pg?.versionNum;

@@ -6,6 +6,7 @@ import { commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { defineStep, type PlanContext } from '../define.js';
+import { knownBinDir, pgBinary } from './binaries.js';
 
 const Params = Type.Object(
   {
@@ -106,6 +107,11 @@ export default defineStep({
   outputs: Outputs,
   mutating: false,
   undoSummary: 'none (reads only)',
+  needs(ctx, p) {
+    // Without bin_dir or pg_bin_dir, the directory follows the data directory's PG_VERSION.
+    const bin = knownBinDir(p, ctx.host.vars);
+    return bin ? { binaries: [pgBinary(bin.dir, 'pg_controldata', bin.param)] } : {};
+  },
   plan(ctx, p) {
     return { action: 'read pg_control', ops: [{ kind: 'command', line: script(ctx, p) }] };
   },

@@ -7,6 +7,7 @@ import { asUser, serverUser } from '../../connections/run-as.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
+import { knownBinDir, pgBinary } from './binaries.js';
 
 const Params = Type.Object(
   {
@@ -138,6 +139,11 @@ export default defineStep({
   mutating: true,
   marksChanges: true,
   undoSummary: 'the opposite action (start after a stop, stop after a start), only if this step acted',
+  needs(ctx, p) {
+    // Without bin_dir or pg_bin_dir, the directory follows the data directory's PG_VERSION.
+    const bin = knownBinDir(p, ctx.host.vars);
+    return bin ? { binaries: [pgBinary(bin.dir, 'pg_ctl', bin.param)] } : {};
+  },
   plan(ctx, p) {
     return {
       action: `${p.action} PostgreSQL in ${dataDirOf(ctx, p)}`,

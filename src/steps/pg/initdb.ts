@@ -5,6 +5,7 @@ import { asUser, serverUser } from '../../connections/run-as.js';
 import { StepFailure } from '../../errors.js';
 import { joinArgv, quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
+import { pgBinary } from './binaries.js';
 
 const Params = Type.Object(
   {
@@ -110,6 +111,11 @@ export default defineStep({
   mutating: true,
   marksChanges: true,
   undoSummary: 'removes the data directory it created (refused if a server runs there)',
+  // initdb creates the data directory as the server user: its parent (or it, empty) writable.
+  needs: (ctx, p) => ({
+    binaries: [pgBinary(p.bin_dir, 'initdb', 'bin_dir')],
+    writable: [{ path: p.data_dir, user: serverUser(ctx.host, p.run_as), param: 'data_dir' }],
+  }),
   plan(ctx, p) {
     notLive(ctx, p);
     return {

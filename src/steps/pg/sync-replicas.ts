@@ -161,6 +161,24 @@ export default defineStep({
   marksChanges: true,
   undoSummary:
     "none: the replicas' old data directories are overwritten; past the point of no return, rollback is the snapshot",
+  // rsync runs on the leader (not for check: true, which only asks the replicas) and, over ssh, on
+  // each replica; the ssh program on the leader. The replicas' writable parent is left to
+  // check: true, which tests it as the rsync login, where it lands.
+  needs(ctx, p) {
+    const e = (p.ssh ?? str(ctx.host.vars.rsync_ssh) ?? 'ssh').trim().split(/\s+/)[0]!;
+    const rsync = { name: 'rsync', package: 'rsync' };
+    return {
+      binaries: [
+        ...(p.check ? [] : [rsync]),
+        {
+          name: e,
+          package: basename(e) === 'ssh' ? 'openssh-client' : undefined,
+          param: p.ssh ? 'ssh' : undefined,
+        },
+        ...chosen(p).map((r) => ({ ...rsync, host: r, param: 'replicas' })),
+      ],
+    };
+  },
   plan(ctx, p) {
     p = { ...p, replicas: chosen(p) };
     if (p.check)

@@ -9,6 +9,7 @@ import { asUser, serverUser } from '../../connections/run-as.js';
 import { StepFailure } from '../../errors.js';
 import { joinArgv, quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
+import { pgBinary } from './binaries.js';
 
 const Params = Type.Object(
   {
@@ -188,6 +189,21 @@ export default defineStep({
   mutating: (p) => !p.check,
   undoSummary:
     "link mode: renames the old cluster's global/pg_control.old back, refused once the new cluster has run",
+  // pg_upgrade of the new major runs the old major's server and tools from old_bin_dir, and
+  // writes its scripts and logs in its working directory, as the server user.
+  needs: (ctx, p) => ({
+    binaries: [
+      pgBinary(p.new_bin_dir, 'pg_upgrade', 'new_bin_dir'),
+      pgBinary(p.old_bin_dir, 'pg_ctl', 'old_bin_dir'),
+    ],
+    writable: [
+      {
+        path: p.work_dir ?? dirname(p.new_data_dir),
+        user: serverUser(ctx.host, p.run_as),
+        param: p.work_dir ? 'work_dir' : 'new_data_dir',
+      },
+    ],
+  }),
   plan(ctx, p) {
     const ops = [{ kind: 'command' as const, line: script(ctx, p) }];
     if (p.check) return { action: 'pg_upgrade --check (changes nothing)', ops };

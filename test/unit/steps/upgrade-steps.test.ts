@@ -66,6 +66,12 @@ function applyCtx(h: InventoryHost): ApplyContext & { logs: string[] } {
       get: () => undefined,
       release: async () => {},
     },
+    guards: {
+      start: () => Promise.reject(new Error('no guards')),
+      tell: () => {},
+      end: async () => undefined,
+      has: () => false,
+    },
     log: (s) => logs.push(s),
     output: () => {},
     prompt: async () => '',
