@@ -2,8 +2,9 @@
 //
 // The rule (docs/output.md, "The next command"):
 // - every step succeeded: no next command;
-// - an undo failed (compensation_failed): `resume` refuses such a run, so the next move is the
-//   manual remedy by hand, then the recovery (past a point of no return) or a fresh `run`;
+// - an undo failed, or a guard could not finish (compensation_failed): `resume` refuses such a
+//   run, so the next move is what is still in place (the manual remedy), by hand, then the
+//   recovery (past a point of no return) or a fresh `run`;
 // - past a point of no return that names its recovery: that recovery (e.g. the rollback with the
 //   inventory's real path and every -e value), never `resume`: the author of the playbook said
 //   what to do from there;
@@ -56,7 +57,7 @@ export function nextCommand(end: Ending, cmds: RunCommands): NextCommand | undef
   });
   if (end.status === 'compensation_failed')
     return next(
-      `fix the changes under "Manual remedy" by hand (resume refuses a run whose undo failed), then`,
+      `fix by hand what the summary says is still in place (resume refuses a run whose undo failed), then`,
       end.recovery ?? cmds.rerun,
     );
   if (end.recovery) return next(first || 'past the point of no return', end.recovery);

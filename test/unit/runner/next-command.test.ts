@@ -57,7 +57,7 @@ describe('nextCommand', () => {
   it('after a failed undo: the manual remedy, then a fresh run (resume refuses)', () => {
     const n = nextCommand({ ...base, status: 'compensation_failed', remaining: 1 }, cmds)!;
     expect(n.command).toBe(cmds.rerun);
-    expect(n.line).toContain('Manual remedy');
+    expect(n.line).toContain('still in place');
   });
   it('unknown state and leftovers are checked first', () => {
     const n = nextCommand({ ...base, unknown: 1, leftovers: 1 }, cmds)!;
