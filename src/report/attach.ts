@@ -25,6 +25,7 @@ const AFTER_TREE = new Set([
   'unwind_started',
   'undo_started',
   'undo_finished',
+  'artifact_removed',
   'run_finished',
 ]);
 

@@ -41,6 +41,12 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
       return [
         `${t} POINT OF NO RETURN at "${e.title}": ${e.dropped} earlier change(s) will not be undone automatically${e.recovery ? `; recovery from here: ${e.recovery}` : ''}`,
       ];
+    case 'artifact':
+      return [`${t} ${e.host}: creating ${e.paths.join(', ')} (removed if "${e.title}" does not succeed)`];
+    case 'artifact_removed':
+      return [
+        `${t} ${e.host}: partial ${e.paths.join(', ')} ${e.ok ? 'removed' : `NOT REMOVED: ${e.error}`}`,
+      ];
     case 'undo_pushed':
       return [`${t} ${e.host}: undo registered for "${e.title}": ${e.action}`];
     case 'interrupted':

@@ -83,6 +83,18 @@ export type RunEvent =
   | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
   | { type: 'point_of_no_return'; address: string; title: string; dropped: number; recovery?: string }
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
+  /** a step is about to create these paths (fsync'd before it does): partial if it never succeeds */
+  | { type: 'artifact'; address: string; title: string; host: string; paths: string[]; remove: string }
+  /** the partial artifacts of a step that did not succeed, removed (or not: `error`) */
+  | {
+      type: 'artifact_removed';
+      address: string;
+      title: string;
+      host: string;
+      paths: string[];
+      ok: boolean;
+      error?: string;
+    }
   | { type: 'interrupted'; signal: string }
   | { type: 'run_aborted'; reason: string }
   | {
@@ -104,7 +116,15 @@ export type RunEvent =
       error?: string;
       durationMs: number;
     }
-  | { type: 'run_finished'; status: RunStatus; exitCode: number; summary: string[] };
+  | {
+      type: 'run_finished';
+      status: RunStatus;
+      exitCode: number;
+      /** the outcome, line by line; after a failure its last line is the next command */
+      summary: string[];
+      /** that next command alone (resume, the recovery, or a fresh run); absent after success */
+      next?: string;
+    };
 
 /** Anything that wants events: a renderer, the journal, a test. */
 export type Subscriber = (e: RunEvent & { ts: string }) => void;

@@ -11,13 +11,15 @@ import { formatProblem, InterruptedError, messageOf, StepFailure, TimeoutError }
 import { applyPatroniGroups, describePatroniGroups } from '../inventory/dynamic-groups.js';
 import type { PatroniGroups } from '../inventory/inventory.js';
 import type { BlockNode, StepNode } from '../playbook/model.js';
-import { type AnyStep, type ApplyContext, isMutating } from '../steps/define.js';
+import { type AnyStep, type ApplyContext, type Artifact, isMutating } from '../steps/define.js';
 import { redact } from '../util/secret.js';
 import { mapLimit } from '../util/semaphore.js';
+import { describeArtifact, type PartialArtifact, removeArtifact } from './artifacts.js';
 import { type UndoEntry, UndoStack } from './compensation.js';
 import type { ConnectionPool } from './connections.js';
 import type { EventBus, RunStatus } from './events.js';
 import { checkLeader } from './leader-guard.js';
+import { nextCommand, type RunCommands, runCommands } from './next-command.js';
 import type { DoneStep } from './resume.js';
 
 /** Talks to the operator for approvals and prompts. */
@@ -42,6 +44,10 @@ export interface RunOptions {
   yes: boolean;
   /** steps done by an earlier attempt, keyed `address@host` */
   done?: Map<string, DoneStep>;
+  /** how the operator runs this again or resumes it (the CLI's words); derived from inputs if absent */
+  commands?: RunCommands;
+  /** partial artifacts an earlier attempt left (resume): removed before anything runs */
+  leftovers?: PartialArtifact[];
 }
 
 /** How the run ended. */
@@ -67,6 +73,11 @@ export class Executor {
   readonly #cleanup = new AbortController();
   /** Mutating steps that failed or were stopped midway: their effect is unknown. */
   readonly #unknown: { host: string; title: string; address: string; error: string }[] = [];
+  /** Partial artifacts of steps that did not succeed: removed, or left with why. */
+  readonly #artifacts: { removed: PartialArtifact[]; left: { a: PartialArtifact; error: string }[] } = {
+    removed: [],
+    left: [],
+  };
   #signalName: string | undefined;
   /** Set when a host failed with no rescue around it: main lines stop, `always` still runs. */
   #fatal = false;
@@ -137,6 +148,11 @@ export class Executor {
     // start); later ones ask again: the run may have switched over.
     const firstDynamic = this.#plan.plays.find((p) => p.dynamic)?.index;
     try {
+      // What a killed attempt left half-made goes first: the steps that made it run again.
+      if (this.#o.leftovers?.length && !(await this.#removeArtifacts(this.#o.leftovers)))
+        this.#fail(
+          `partial artifacts of an earlier attempt could not be removed: ${this.#artifacts.left.map((l) => `${describeArtifact(l.a)}: ${l.error}`).join('; ')}`,
+        );
       for (const planned of this.#o.plan.plays) {
         if (this.#fatal || this.interrupted) break;
         let play: PlannedPlay | undefined = planned;
@@ -431,6 +447,8 @@ export class Executor {
     const undo = this.#declaresUndo(def, n, host, params);
     // Whether any attempt reached the step's first change (steps that say so; others always may have).
     let changed = def.marksChanges !== true;
+    // Paths the current attempt started creating: removed if it does not succeed.
+    let artifacts: PartialArtifact[] = [];
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
         try {
@@ -455,13 +473,25 @@ export class Executor {
       const timer = timeoutS
         ? setTimeout(() => ctl.abort(new TimeoutError(`timed out after ${timeoutS}s`)), timeoutS * 1000)
         : undefined;
-      const ctx = this.#context(host, n, ctl.signal, () => {
-        changed = true;
-      });
+      artifacts = [];
+      const ctx = this.#context(
+        host,
+        n,
+        ctl.signal,
+        () => {
+          changed = true;
+        },
+        (a) => {
+          const pa = { ...a, address: n.address, title, host };
+          artifacts.push(pa);
+          bus.emit({ type: 'artifact', ...pa });
+        },
+      );
       try {
         const outputs = await abortable(def.apply(ctx, params), ctl.signal).finally(() => ctx.flushOutput());
         if (typeof n.common.until === 'string' && !this.#pass.until(n.common.until, host, outputs)) {
           lastError = `until "${n.common.until}" still false after ${attempt + 1} attempt(s)`;
+          await this.#removeArtifacts(artifacts);
           continue;
         }
         this.#pass.record(n, host, { kind: 'ok', outputs });
@@ -474,6 +504,7 @@ export class Executor {
         return true;
       } catch (err) {
         lastError = ctl.signal.aborted ? messageOf(ctl.signal.reason) : messageOf(err);
+        await this.#removeArtifacts(artifacts);
         if (!inAlways && this.#stopping) break;
       } finally {
         clearTimeout(timer);
@@ -489,6 +520,30 @@ export class Executor {
     if (inst.mutating && changed) this.#unknown.push({ host, title, address: n.address, error: lastError });
     this.#firstError ??= `${host}: ${title}: ${lastError}`;
     return false;
+  }
+
+  /**
+   * Removes partial artifacts (a failed step's, or a killed attempt's), each with its own script,
+   * even after a signal: they are clean-up. Returns false when one could not be removed.
+   */
+  async #removeArtifacts(list: PartialArtifact[]): Promise<boolean> {
+    let ok = true;
+    for (const a of list) {
+      const signal = AbortSignal.any([this.#cleanup.signal, AbortSignal.timeout(UNDO_TIMEOUT_MS)]);
+      const ev = { address: a.address, title: a.title, host: a.host, paths: a.paths };
+      try {
+        const h = this.#pass.hostScope(a.host).host;
+        await removeArtifact(await this.#o.connections.transport(h), a, h.become, signal);
+        this.#artifacts.removed.push(a);
+        this.#o.bus.emit({ type: 'artifact_removed', ...ev, ok: true });
+      } catch (err) {
+        const error = signal.aborted ? messageOf(signal.reason) : messageOf(err);
+        this.#artifacts.left.push({ a, error });
+        this.#o.bus.emit({ type: 'artifact_removed', ...ev, ok: false, error });
+        ok = false;
+      }
+    }
+    return ok;
   }
 
   /** Whether the step, with these params, has an undo to push once it succeeds (as its plan says). */
@@ -543,6 +598,7 @@ export class Executor {
     n: StepNode,
     signal: AbortSignal,
     onChanging: () => void = () => {},
+    onArtifact: (a: Artifact) => void = () => {},
   ): ApplyContext & { flushOutput(): void } {
     const sc = this.#pass.hostScope(host);
     const { bus, connections, prompter } = this.#o;
@@ -598,7 +654,22 @@ export class Executor {
       prompt: (q) =>
         this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `, signal),
       changing: onChanging,
+      artifact: onArtifact,
     };
+  }
+
+  #commands(): RunCommands {
+    const { inputs, run } = this.#o;
+    return (
+      this.#o.commands ??
+      runCommands({
+        runId: run.id,
+        playbook: inputs.playbook.file,
+        inventory: run.inventory ?? inputs.inventory.doc.file,
+        extraVars: inputs.extraVars ?? {},
+        limit: inputs.limit,
+      })
+    );
   }
 
   /** Unwinds the undo stack when the run failed, then reports the state the hosts are in. */
@@ -682,6 +753,18 @@ export class Executor {
         );
       }
     }
+    const { removed, left } = this.#artifacts;
+    if (removed.length)
+      summary.push(
+        `Partial artifacts removed (made by steps that did not succeed): ${removed.map(describeArtifact).join('; ')}.`,
+      );
+    if (left.length) {
+      summary.push('Partial artifacts left in place — remove them by hand:');
+      for (const { a, error } of left) {
+        summary.push(`  - ${describeArtifact(a)}: ${error}`);
+        summary.push(`      $ ${a.remove.split('\n').join('; ')}`);
+      }
+    }
     if (failed && this.#ponr) {
       summary.push(
         `The run had passed its point of no return ("${this.#ponr.title}"): steps before it were not undone.${this.#ponr.recovery ? ` Recover with ${this.#ponr.recovery}.` : ''}`,
@@ -709,8 +792,21 @@ export class Executor {
       status = status === 'ok' ? 'failed' : status === 'failed' ? 'compensation_failed' : status;
     }
     if (status === 'ok') summary.unshift('All steps succeeded.');
+    // Last, in every output: the one command that is the operator's next move (next-command.ts).
+    const next = nextCommand(
+      {
+        status,
+        recovery: this.#ponr?.recovery,
+        // An earlier attempt's completed steps stand too: a resumed run that fails resumes again.
+        remaining: this.#undo.permanent.length + (this.#o.done?.size ?? 0),
+        unknown: this.#unknown.length,
+        leftovers: left.length,
+      },
+      this.#commands(),
+    );
+    if (next) summary.push(next.line);
     const exitCode = EXIT[status];
-    bus.emit({ type: 'run_finished', status, exitCode, summary });
+    bus.emit({ type: 'run_finished', status, exitCode, summary, ...(next && { next: next.command }) });
     await this.#o.connections.closeAll();
     return { status, exitCode };
   }

@@ -80,7 +80,8 @@ export class Journal {
     this.#prev = hash;
     this.#lines++;
     if (!PROGRESS.has(e.type)) this.#dirty = true;
-    if (e.type === 'run_finished') this.sync();
+    // An artifact is on disk before the step creates it: a kill -9 right after still names it.
+    if (e.type === 'run_finished' || e.type === 'artifact') this.sync();
   }
   /** Forces written events to disk (power loss), then records how far the journal is durable. */
   sync(): void {

@@ -1,8 +1,10 @@
 // Replaying a run's journal for `resume`: which steps of earlier attempts completed and still
 // stand, and whether resuming on top of them is safe.
 import { PgrunbookError } from '../errors.js';
+import { describeArtifact, partialArtifacts } from './artifacts.js';
 import { readJournal } from './journal.js';
 import type { JournalEvent } from './journal-chain.js';
+import { runCommands } from './next-command.js';
 
 /** A step that completed in an earlier attempt of this run and still stands (for resume). */
 export interface DoneStep {
@@ -38,9 +40,26 @@ export function completedSteps(
     }
     const left = [...pushed.values()];
     if (left.length) {
+      // Half-made paths (an orphan copy) are named too, with the command that removes them.
+      const partial = partialArtifacts(events).map(
+        (a) => `${describeArtifact(a)}, partial — to remove: ${a.remove.split('\n').join('; ')}`,
+      );
+      // The exact command to start again, with the run's own playbook, inventory, -e and --limit.
+      const again =
+        start?.type === 'run_started'
+          ? runCommands({
+              runId: '',
+              playbook: start.playbook,
+              inventory: start.inventory,
+              extraVars: start.extraVars,
+              masked: start.maskedExtraVars,
+              limit: start.limit,
+              savedPlan: start.savedPlan,
+            }).rerun
+          : 'pgrunbook run …';
       throw new PgrunbookError(
-        `the last attempt of this run did not finish (no run_finished in its journal): its changes were not unwound.\n  ${left.join('\n  ')}\n` +
-          'Undo these by hand (or check they are gone), then start a new run; resume refuses to build on them.',
+        `the last attempt of this run did not finish (no run_finished in its journal): its changes were not unwound.\n  ${[...partial, ...left].join('\n  ')}\n` +
+          `Undo these by hand (or check they are gone); resume refuses to build on them. Then start a new run:\n  ${again}`,
       );
     }
   }

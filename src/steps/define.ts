@@ -119,7 +119,23 @@ export interface ApplyContext extends PlanContext {
    * summary does not send the operator to check that host by hand.
    */
   changing(): void;
+  /**
+   * Said right before the step starts creating new paths on the host (a copy's destination),
+   * after checking they did not exist: journaled first, so a failure, a signal or a kill -9
+   * leaves them named. When the step does not succeed the runner runs `remove` (a sh script, with
+   * the host's become) and lists them in the summary; `resume` removes them before running the
+   * step again. Once the step succeeds they are its output, and its undo's to remove. A step
+   * whose only change they are (a copy) need not call `changing()`: once they are removed, its
+   * failure left nothing behind, and it is not reported as "state unknown".
+   */
+  artifact(a: Artifact): void;
   signal: AbortSignal;
+}
+
+/** Paths a step creates, and the sh script that removes them (and fails if they remain). */
+export interface Artifact {
+  paths: string[];
+  remove: string;
 }
 
 /** A step type. P and O are TypeBox schemas: the TypeScript types are inferred from them. */

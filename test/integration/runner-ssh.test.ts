@@ -170,7 +170,10 @@ describe('run over ssh', () => {
     const r1 = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd });
     expect(r1.code).toBe(1);
     const [id] = runIds(cwd);
-    expect(r1.stderr).toContain(`pgrunbook resume ${id}`);
+    // "first step" stands (no undo): the summary ends with resume, the next command.
+    expect(r1.stdout.trimEnd().split('\n').at(-1)).toMatch(
+      new RegExp(`^ {2}Next, .*: pgrunbook resume ${id}$`),
+    );
     writeFileSync(flag, '');
     const r2 = await runCli(['resume', id!, '--output', 'json'], { cwd });
     expect(r2.code).toBe(0);

@@ -66,6 +66,17 @@ describe('on a terminal', () => {
     expect(readFileSync(join(dir, 'log'), 'utf8').trim().split('\n')).toEqual(['A', 'always', 'undo-A']);
     expect(journalOf(cwd).at(-1)).toMatchObject({ type: 'run_finished', status: 'interrupted' });
     expect(existsSync(join(dir, 'log'))).toBe(true);
+    // After the live tree, the last thing on the terminal is the next command: everything was
+    // undone, so a fresh run (with the inventory's real path), not resume.
+    const lines = out.screen
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: terminal escapes
+      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+      .split(/\r?\n/)
+      .map((l) => l.trimEnd())
+      .filter(Boolean);
+    expect(lines.at(-1)).toMatch(
+      /^ {2}Next \(nothing is left to resume: start again\), .*: pgrunbook run \S+pb\.yml -i \S+inv\.yml$/,
+    );
   });
 
   it('Ctrl-C at an approval prompt declines it, runs always and unwinds', async () => {

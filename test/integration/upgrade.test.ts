@@ -379,6 +379,59 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(await contents(c.clientConfig(leader))).toEqual(before);
   }, 180_000);
 
+  it('a failure past the point of no return ends with the rollback command, real path and values, which works', async () => {
+    const c = await fresh();
+    const leader = await c.leader();
+    const l = c.members.find((m) => m.name === leader)!;
+    const replica = c.members.find((m) => m.name !== leader)!.name;
+    await seed(c.clientConfig(leader));
+    const before = await contents(c.clientConfig(leader));
+    const { cwd } = await setup(c);
+    // The fault: Patroni will not start on the leader, a step after the replicas were synced.
+    const inventory = join(cwd, 'inv.yml');
+    const good = readFileSync(inventory, 'utf8');
+    const startLine = `patroni_start_command: ${l.serviceScript} start`;
+    expect(good).toContain(startLine);
+    writeFileSync(inventory, good.replace(startLine, 'patroni_start_command: "false"'));
+    const r = await runCli(
+      ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json', '--report', 'report.md'],
+      { cwd },
+    );
+    const ev = events(r.stdout);
+    // Exit 1, or 3 when the pause guard could not finish its work at the end of the run (Patroni
+    // stopped on every member, the DCS wiped): the summary then says so.
+    const held = (ev.at(-1) as { summary?: string[] }).summary?.some((l) => l.includes('STILL IN PLACE'));
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(held ? 3 : 1);
+    expect(ev.filter((e) => e.type === 'point_of_no_return')).toHaveLength(1);
+    const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed');
+    expect(failed).toMatchObject({ title: 'Start Patroni on the leader', host: leader });
+    const runId = String(ev.find((e) => e.type === 'run_started')?.runId);
+    const lsn = outputsOf<{ checkpoint_lsn: string }>(ev, 'leader_ctl').checkpoint_lsn;
+    const scope = outputsOf<{ scope: string }>(ev, 'cluster').scope;
+    const rollback = `pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i ${inventory} -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lsn} -e patroni_scope=${scope}`;
+    // The summary, in JSON and in the Markdown report, ends with that command; resume is not
+    // offered anywhere (past the point of no return it cannot take the cluster back).
+    const fin = ev.at(-1) as { type: string; summary: string[]; next: string };
+    expect(fin.type).toBe('run_finished');
+    expect(fin.next).toBe(`${rollback} (restores the snapshot taken above)`);
+    expect(fin.summary.at(-1)).toMatch(/^Next, .*: pgrunbook run playbooks\/pg-major-upgrade-rollback\.yml /);
+    expect(fin.summary.at(-1)!.endsWith(fin.next)).toBe(true);
+    expect(r.stdout + r.stderr).not.toContain('pgrunbook resume');
+    const report = readFileSync(join(cwd, 'report.md'), 'utf8').trimEnd().split('\n');
+    expect(report.at(-1)).toBe(`- ${fin.summary.at(-1)}`);
+
+    // The truth: the printed command, run as printed once the fault is fixed, brings 13 back with
+    // the data as before. The playbook path is the repository's; everything else is the line's.
+    writeFileSync(inventory, good);
+    const args = rollback.split(' ').slice(2);
+    expect(args[0]).toBe('playbooks/pg-major-upgrade-rollback.yml');
+    const rb = await runCli(['run', ROLLBACK, ...args.slice(1), '--yes', '--output', 'json'], { cwd });
+    expect(rb.code, failures(rb.stdout) + rb.stderr).toBe(0);
+    await expectMembers(c, '13', leader);
+    expect(await contents(c.clientConfig(leader))).toEqual(before);
+    expect(await contents(c.clientConfig(replica))).toEqual(before);
+  }, 360_000);
+
   it('a replica named in reclone_replicas is not rsynced: Patroni clones it afresh from the new leader', async () => {
     const c = await fresh();
     const leader = await c.leader();

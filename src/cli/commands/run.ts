@@ -9,11 +9,13 @@ import { PgrunbookError, UsageError, ValidationError } from '../../errors.js';
 import { describePatroniGroups } from '../../inventory/dynamic-groups.js';
 import { attachReporters } from '../../report/attach.js';
 import { coalescingWriter } from '../../report/sink.js';
+import { type PartialArtifact, partialArtifacts } from '../../runner/artifacts.js';
 import { ConnectionPool } from '../../runner/connections.js';
 import { EventBus } from '../../runner/events.js';
 import { Executor } from '../../runner/executor.js';
 import { isRunId, Journal, newRunId, readJournal, runDir } from '../../runner/journal.js';
 import { acquireRunLocks } from '../../runner/locks.js';
+import { runCommands } from '../../runner/next-command.js';
 import { completedSteps, type DoneStep, unfinishedChanges } from '../../runner/resume.js';
 import { handleSignals } from '../../runner/signals.js';
 import { registry } from '../../steps/registry.js';
@@ -68,7 +70,12 @@ export async function runCommand(
   const runId = resumeId ?? newRunId();
   const dir = runDir(runId);
   const inventorySha = createHash('sha256').update(inputs.inventory.doc.text).digest('hex');
-  if (resumeId) done = completedSteps(join(dir, 'journal.jsonl'), inputs.playbook.sha256, inventorySha);
+  let leftovers: PartialArtifact[] | undefined;
+  if (resumeId) {
+    done = completedSteps(join(dir, 'journal.jsonl'), inputs.playbook.sha256, inventorySha);
+    // Half-made paths of a killed step: the run removes them before anything else.
+    leftovers = partialArtifacts(readJournal(join(dir, 'journal.jsonl'), resumeId));
+  }
 
   const engineInputs = {
     playbook: inputs.playbook,
@@ -134,6 +141,9 @@ export async function runCommand(
     const bus = new EventBus();
     const journal = new Journal(join(dir, 'journal.jsonl'));
     bus.subscribe((e) => journal.write(e), 'journal');
+    // Said before anything is drawn: the summary's last line is the next command
+    // (runner/next-command.ts), and a runner killed mid-run still told where its journal is.
+    process.stderr.write(`journal: ${journal.path}\n`);
     outputState.running = true;
     const sink = coalescingWriter((s) => {
       if (!outputState.closed) process.stdout.write(s);
@@ -160,6 +170,18 @@ export async function runCommand(
       prompter,
       yes: opts.yes === true,
       done,
+      leftovers,
+      // The summary ends with the command to type next: these exact words, with the real paths.
+      commands: runCommands({
+        runId,
+        playbook: resolve(inputs.playbook.file),
+        inventory: resolve(inventoryFile),
+        extraVars: opts.extraVars,
+        masked: maskedNames(opts.extraVars),
+        limit: opts.limit,
+        savedPlan: given.plan,
+        adoptPause: opts.adoptPause,
+      }),
     });
     bus.onSubscriberError = (name, err) => {
       if (name !== 'journal') return;
@@ -193,10 +215,6 @@ export async function runCommand(
       const outcome = await executor.execute();
       await reporters.finish();
       sink.flush();
-      process.stderr.write(`journal: ${journal.path}\n`);
-      if (outcome.exitCode !== 0 && outcome.status !== 'compensation_failed') {
-        process.stderr.write(`to continue after fixing the cause: pgrunbook resume ${runId}\n`);
-      }
       return outcome.exitCode;
     } finally {
       signals.release();

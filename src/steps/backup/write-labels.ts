@@ -95,6 +95,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'rewrites manifest.json with status "void", so nothing claims a good backup',
   // A few small files, written through become like the snapshot beside them.
   needs: (_ctx, p) => ({ writable: [{ path: p.to, param: 'to' }] }),
@@ -141,6 +142,7 @@ export default defineStep({
       );
     const labelfile = p.from.labelfile;
     const spcmap = p.from.spcmapfile;
+    ctx.changing();
     await run(
       t,
       `mkdir -p -m 700 ${quote(p.to)}\nif [ -e ${quote(`${p.to}/backup_label`)} ]; then echo "${p.to}/backup_label exists: another backup lives here" >&2; exit 17; fi`,

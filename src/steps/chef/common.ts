@@ -124,6 +124,13 @@ export async function exec(ctx: ApplyContext, line: string): Promise<ExecResult>
   return t.exec(line, { signal: ctx.signal, onOutput: (s, c) => ctx.output(s, c) });
 }
 
+/** exec() of a command that changes the host: said to the runner once the transport is open. */
+export async function execChanging(ctx: ApplyContext, line: string): Promise<ExecResult> {
+  const t = await ctx.transport();
+  ctx.changing();
+  return t.exec(line, { signal: ctx.signal, onOutput: (s, c) => ctx.output(s, c) });
+}
+
 /** A failure message for a command that exited badly, with the end of what it said. */
 export function failed(what: string, r: ExecResult): StepFailure {
   const how = r.exitCode === null ? `was killed by signal ${r.signal}` : `exited with code ${r.exitCode}`;

@@ -11,6 +11,7 @@ import {
   disableLockScript,
   enableLockScript,
   exec,
+  execChanging,
   failed,
   lockLines,
   MARK,
@@ -81,6 +82,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary:
     're-enables chef-client (removes the lock file it wrote, or runs enable_command) — only if this run disabled it',
   plan(ctx, p) {
@@ -132,7 +134,7 @@ export default defineStep({
     const reason = reasonOf(ctx, p);
     if (mode.kind === 'lock_file') {
       const script = disableLockScript(mode.path, lockLines(reason, runId, ctx.host.name));
-      const r = await exec(ctx, scriptLine(ctx, script));
+      const r = await execChanging(ctx, scriptLine(ctx, script));
       if (r.exitCode !== 0) throw failed(`creating the lock file ${mode.path}`, r);
       const [mark, ...rest] = r.stdout.split('\n');
       const base = { mode: mode.kind, lock_file: mode.path, reason, run_id: runId };
@@ -152,7 +154,7 @@ export default defineStep({
       ctx.log('chef-client was already disabled: left as it is, and this run will not re-enable it');
       return { ...base, disabled_by_run: false };
     }
-    const r = await exec(ctx, argvLine(ctx, [...mode.disable!, reason]));
+    const r = await execChanging(ctx, argvLine(ctx, [...mode.disable!, reason]));
     if (r.exitCode !== 0) throw failed(`the disable command (${mode.disable!.join(' ')})`, r);
     if (mode.check && !(await checkDisabled(ctx, mode.check)))
       throw new StepFailure(

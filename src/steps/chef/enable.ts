@@ -8,7 +8,7 @@ import {
   Command,
   checkDisabled,
   enableLockScript,
-  exec,
+  execChanging,
   failed,
   MARK,
   ModeParams,
@@ -59,6 +59,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'none (enabling is itself the clean-up)',
   plan(ctx, p) {
     const mode = modeFor(p);
@@ -104,7 +105,7 @@ export default defineStep({
       runId = typeof by.run_id === 'string' ? by.run_id : undefined;
     }
     if (mode.kind === 'lock_file') {
-      const r = await exec(ctx, scriptLine(ctx, enableLockScript(mode.path, runId)));
+      const r = await execChanging(ctx, scriptLine(ctx, enableLockScript(mode.path, runId)));
       if (r.exitCode !== 0) throw failed(`removing the lock file ${mode.path}`, r);
       const mark = r.stdout.split('\n')[0];
       if (mark === MARK.removed) {
@@ -117,7 +118,7 @@ export default defineStep({
     }
     if (mode.check && !(await checkDisabled(ctx, mode.check)))
       return { enabled: false, reason: 'chef-client is already enabled' };
-    const r = await exec(ctx, argvLine(ctx, mode.enable));
+    const r = await execChanging(ctx, argvLine(ctx, mode.enable));
     if (r.exitCode !== 0) throw failed(`the enable command (${mode.enable.join(' ')})`, r);
     ctx.log('chef-client re-enabled');
     return { enabled: true, reason: 'ran the enable command' };

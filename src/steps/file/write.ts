@@ -54,6 +54,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'removes the file it created, or puts back the previous content it kept aside',
   plan(ctx, p) {
     const ops: Operation[] = [
@@ -96,6 +97,8 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
+    // One script checks and writes: past the host's transport, it may have written.
+    ctx.changing();
     const stamp = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     const r = await t.exec(commandLine({ script: writeScript(p, stamp) }, ctx.host.become), {
       stdin: p.content,

@@ -91,10 +91,29 @@ function btrfsScript(source: string, to: string): string {
   ].join('\n');
 }
 
+/** The paths a snapshot creates: its artifacts, removed by the undo or after a partial copy. */
+function madePaths(provider: string, to: string): string[] {
+  return provider === 'btrfs' ? [to] : [`${to}/data`, `${to}/tablespaces`];
+}
+
+/** Fails (exit 17) when one of the paths exists: a snapshot never mixes with what was there. */
+function refuseExisting(paths: string[]): string {
+  return paths
+    .map(
+      (p) =>
+        `if [ -e ${quote(p)} ] || [ -L ${quote(p)} ]; then echo "${p} already exists: refusing to copy into it (a snapshot never mixes with what was there)" >&2; exit 17; fi`,
+    )
+    .join('\n');
+}
+
+// Idempotent (a partial copy may lack tablespaces/), and fails if a path is still there.
 function removeScript(provider: string, to: string): string {
+  const check = madePaths(provider, to)
+    .map((p) => `if [ -e ${quote(p)} ]; then echo "${p} is still there" >&2; exit 1; fi`)
+    .join('\n');
   return provider === 'btrfs'
-    ? `btrfs subvolume delete ${quote(to)} >/dev/null`
-    : `rm -rf -- ${quote(`${to}/data`)} ${quote(`${to}/tablespaces`)}`;
+    ? `if [ -e ${quote(to)} ]; then btrfs subvolume delete ${quote(to)} >/dev/null; fi\n${check}`
+    : `rm -rf -- ${quote(`${to}/data`)} ${quote(`${to}/tablespaces`)}\n${check}`;
 }
 
 export default defineStep({
@@ -104,6 +123,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'removes what it took (unless keep: true): an aborted backup leaves nothing behind',
   // No binary: the copy uses rsync or, without it, GNU tar (in every base system); btrfs is the
   // provider's own prerequisite. A copy needs room for the databases; a btrfs snapshot shares its
@@ -118,6 +138,7 @@ export default defineStep({
   plan(ctx, p) {
     const source = p.source ?? '$PGDATA (data_directory, learned when run)';
     const ops: Operation[] = [
+      { kind: 'command', line: refuseExisting(madePaths(p.provider, p.to)) },
       {
         kind: 'command',
         line: p.provider === 'btrfs' ? btrfsScript(source, p.to) : copyScript(source, p.to),
@@ -139,6 +160,15 @@ export default defineStep({
       const pg = await ctx.pg();
       source = String((await pg.query("select current_setting('data_directory') as d")).rows[0]!.d);
     }
+    // Checked, then named before the first byte is written: a failure or a kill -9 mid-copy
+    // leaves a partial copy that the runner (or resume) removes and the summary lists. The copy is
+    // the step's only change: no ctx.changing() (see ApplyContext.artifact).
+    const made = madePaths(p.provider, p.to);
+    await run(t, refuseExisting(made), `checking ${made.join(', ')}`, {
+      become: ctx.host.become,
+      signal: ctx.signal,
+    });
+    ctx.artifact({ paths: made, remove: removeScript(p.provider, p.to) });
     const started = Date.now();
     const out = await run(
       t,

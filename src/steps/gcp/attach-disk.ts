@@ -29,6 +29,7 @@ export const attachDisk = defineStep({
   params: AttachParams,
   outputs: AttachOutputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'detach it again',
   plan(ctx, p) {
     const s = gcpOf(ctx);
@@ -57,6 +58,7 @@ export const attachDisk = defineStep({
     const compute = await computeOf(ctx);
     const instance = p.instance ?? s.instance;
     const ref = { name: p.disk, zone: p.region ? undefined : (p.zone ?? s.zone), region: p.region };
+    ctx.changing();
     const op = await compute.attachDisk(instance, ref, p.device_name, newRequestId(), ctx.signal);
     await compute.waitDone(op, {
       timeoutMs: (p.timeout ?? 300) * 1000,
@@ -102,6 +104,7 @@ export const detachDisk = defineStep({
   params: DetachParams,
   outputs: DetachOutputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'attach the same disk again under the same device name',
   confirm: (p) => `Detach ${String(p.device_name)} from the instance?`,
   plan(ctx, p) {
@@ -140,6 +143,7 @@ export const detachDisk = defineStep({
       throw new StepFailure(
         `${p.device_name} is ${ref.name}, which the inventory marks pgdata: true: refusing to detach it (force: true if PostgreSQL is stopped)`,
       );
+    ctx.changing();
     const op = await compute.detachDisk(instance, p.device_name, newRequestId(), ctx.signal);
     await compute.waitDone(op, {
       timeoutMs: (p.timeout ?? 300) * 1000,

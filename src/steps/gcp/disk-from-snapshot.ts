@@ -51,6 +51,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'delete the disk this run created (unless keep: true)',
   plan(ctx, p) {
     const s = gcpOf(ctx);
@@ -108,6 +109,7 @@ export default defineStep({
         );
       ctx.log(`disk ${p.disk} from ${p.snapshot} already exists from this run`);
     } else {
+      ctx.changing();
       const op = await compute.insertDiskFromSnapshot(
         {
           ...ref,

@@ -38,6 +38,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'set the labels each snapshot had before',
   plan(ctx, p) {
     const s = gcpOf(ctx);
@@ -69,6 +70,7 @@ export default defineStep({
       if (!snap) throw new StepFailure(`snapshot ${name} not found`);
       previous[name] = { ...(snap.labels ?? {}) } as Record<string, string>;
       const wanted = { ...previous[name], ...labelsOf(p.labels) };
+      ctx.changing();
       try {
         const op = await compute.setSnapshotLabels(name, wanted, snap.labelFingerprint ?? '', ctx.signal);
         await compute.waitDone(op, { timeoutMs: 300_000, signal: ctx.signal, what: `setLabels on ${name}` });

@@ -96,6 +96,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'delete the snapshots this run created (unless keep: true)',
   plan(ctx, p) {
     const s = gcpOf(ctx);
@@ -153,6 +154,7 @@ export default defineStep({
     const disks = s.disks ?? (await discover(ctx));
     if (disks.length === 0) throw new StepFailure(`instance ${s.instance} has no data disk to snapshot`);
     ctx.log(`disks: ${disks.map((d) => `${d.name}${d.deviceName ? ` (${d.deviceName})` : ''}`).join(', ')}`);
+    ctx.changing();
     // Every disk's outcome is awaited: a failed sibling must not leave others running unobserved,
     // and what was taken is deleted again (the step fails, so no undo will be pushed for it).
     const settled = p.sequential

@@ -180,6 +180,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'puts the original back from `backup`',
   plan(ctx, p) {
     const sets = Object.entries(p.set ?? {}).map(([k, v]) => `set ${k}: ${shown(k, v)}`);
@@ -211,6 +212,7 @@ export default defineStep({
     const r = await t.exec(readLine(ctx, p), { signal: ctx.signal });
     if (r.exitCode !== 0) throw new StepFailure(`reading ${path} failed: ${r.stderr.trim()}`);
     const { text, changes } = editPatroniYaml(r.stdout, p);
+    ctx.changing();
     const w = await t.exec(writeLine(ctx, p), { signal: ctx.signal, stdin: text });
     if (w.exitCode !== 0)
       throw new StepFailure(

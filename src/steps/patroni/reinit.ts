@@ -34,6 +34,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: "none: the replica's old data directory is gone once Patroni starts the clone",
   confirm: () => 'Wipe this replica’s data directory and clone it again from the leader?',
   plan(ctx, p) {
@@ -63,6 +64,7 @@ export default defineStep({
       throw new StepFailure(
         `no running leader to clone from (${cluster.leader ?? 'no leader'}${leader ? `, ${leader.state}` : ''}): not wiping ${client.memberName}`,
       );
+    ctx.changing();
     const message = await post(ctx, client, '/reinitialize', { force: p.force === true });
     ctx.log(`Patroni: ${message}`);
     // A clone ends with a new postmaster: an old "running" is not taken for the end of it.

@@ -79,6 +79,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary:
     'none: the DCS state is gone; Patroni writes it anew when the cluster bootstraps or starts again',
   confirm: (p) => `Wipe the DCS state of Patroni cluster ${String(p.scope)} (patronictl remove)?`,
@@ -161,6 +162,7 @@ export default defineStep({
     ctx.log(
       `DCS lists ${before.length ? before.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ') : 'no member'}`,
     );
+    ctx.changing();
     const r = await t.exec(ctl(ctx.host, ['remove', p.scope, '-f', 'json']), {
       signal: ctx.signal,
       stdin: answers(p.scope, leader),

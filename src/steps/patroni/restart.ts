@@ -28,6 +28,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'none: a restart changes no setting (it only applies pending ones)',
   plan(ctx, p) {
     const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
@@ -56,6 +57,7 @@ export default defineStep({
       };
     }
     // Patroni answers once PostgreSQL is back (or its own restart timeout passed).
+    ctx.changing();
     const message = await post(
       ctx,
       client,

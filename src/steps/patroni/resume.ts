@@ -30,6 +30,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'none (resuming is itself the clean-up)',
   plan(ctx, p) {
     const url = ctx.host.patroni?.url ?? '(patroni.url missing)';
@@ -58,6 +59,7 @@ export default defineStep({
       await release();
       return { resumed: false, reason: 'the cluster is not paused' };
     }
+    ctx.changing();
     await patchAnyMember(ctx, client, cluster, { pause: null, [MARKER_KEY]: null });
     const { answering, silent } = await answeringMembers(ctx, cluster);
     await waitForPause(ctx, answering, false, p.timeout ?? 30);

@@ -37,6 +37,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary:
     'none: a switchover is not reversed automatically (a second one is a decision of its own); the run summary names the leader',
   confirm: (p) => `Switch the Patroni leader over to ${String(p.candidate)}?`,
@@ -88,6 +89,7 @@ export default defineStep({
     }
     // Patroni answers once the DCS shows the new leader (it polls for up to ~10 s itself).
     // Patroni answers after polling ~20 s itself; "status unknown" (503) means still in progress.
+    ctx.changing();
     const r = await client.send(
       'POST',
       '/switchover',

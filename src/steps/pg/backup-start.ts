@@ -80,6 +80,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'stops the backup on its session without keeping the labels, marking it void',
   // The WAL from start to stop must reach the archive: a broken archive is found before the run.
   needs: () => ({ archive: true }),
@@ -127,6 +128,8 @@ export default defineStep({
       throw new StepFailure(`refusing to start the backup:\n  - ${problems.join('\n  - ')}`);
     const s = await ctx.sessions.open(name, BACKUP_LOST, pinnedSessionSetup(versionNum));
     const { sql, params } = startBackupSql(versionNum, p.label, p.fast ?? true);
+    // The checks and the session changed nothing; starting the backup does.
+    ctx.changing();
     try {
       const r = await s.query(sql, params);
       s.notes.backupStartedAt = Date.now();

@@ -127,6 +127,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary:
     'removes the carried files from the new data directory (its own undo, pg.initdb, removes the rest)',
   plan(ctx, p) {
@@ -165,6 +166,7 @@ export default defineStep({
           : f === 'patroni.dynamic.json'
             ? carryDynamicJson(r.stdout, p.for_major, seg)
             : { text: r.stdout, changes: [] };
+      ctx.changing();
       const w = await t.exec(writeLine(ctx, p, f), { signal: ctx.signal, stdin: done.text });
       if (w.exitCode !== 0)
         throw new StepFailure(`writing ${p.to}/${f} failed: ${w.stderr.trim().slice(-300)}`);

@@ -104,6 +104,7 @@ const opposite = (a: 'stop' | 'start') => (a === 'stop' ? 'start' : 'stop');
 
 async function act(ctx: ApplyContext, p: P, action: 'stop' | 'start'): Promise<Out> {
   const t = await ctx.transport();
+  ctx.changing();
   const atMs = Date.now();
   const r = await t.exec(script(ctx, p, action), {
     signal: ctx.signal,
@@ -136,6 +137,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'the opposite action (start after a stop, stop after a start), only if this step acted',
   needs(ctx, p) {
     // Without bin_dir or pg_bin_dir, the directory follows the data directory's PG_VERSION.

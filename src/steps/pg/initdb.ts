@@ -109,6 +109,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: true,
+  marksChanges: true,
   undoSummary: 'removes the data directory it created (refused if a server runs there)',
   // initdb creates the data directory as the server user: its parent (or it, empty) writable.
   needs: (ctx, p) => ({
@@ -126,6 +127,7 @@ export default defineStep({
   async apply(ctx, p) {
     notLive(ctx, p);
     const t = await ctx.transport();
+    ctx.changing();
     const r = await t.exec(script(ctx, p), { signal: ctx.signal });
     if (r.exitCode !== 0)
       throw new StepFailure(

@@ -27,6 +27,7 @@ export default defineStep({
   outputs: Outputs,
   // Plain reads change nothing; anything else (including WITH, which may hold DML) might.
   mutating: (p) => p.revert_sql !== undefined || !READ_ONLY.test(p.sql),
+  marksChanges: true,
   shorthand: 'sql',
   undoSummary: 'runs `revert_sql` when given; otherwise none',
   plan(_ctx, p) {
@@ -41,6 +42,8 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const s = await ctx.pg();
+    // Connected: from here the statement may run (a failed connection changed nothing).
+    ctx.changing();
     // Ctrl-C or a timeout must stop the statement on the server, not just stop waiting for it.
     const cancel = () => void s.cancel().catch(() => {});
     ctx.signal.addEventListener('abort', cancel, { once: true });

@@ -158,6 +158,7 @@ export default defineStep({
   params: Params,
   outputs: Outputs,
   mutating: (p) => p.check !== true,
+  marksChanges: true,
   undoSummary:
     "none: the replicas' old data directories are overwritten; past the point of no return, rollback is the snapshot",
   // rsync runs on the leader (not for check: true, which only asks the replicas) and, over ssh, on
@@ -194,6 +195,7 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
+    ctx.changing();
     const started = Date.now();
     for (const r of p.except ?? [])
       if (p.replicas.includes(r)) ctx.log(`${r}: not synced (cloned afresh instead)`);

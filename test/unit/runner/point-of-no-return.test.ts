@@ -199,6 +199,10 @@ describe('running through a point of no return', () => {
     expect(r.summary).toContain(
       'Undone, most recent first: a: B (run the revert command); a: A (run the revert command).',
     );
+    // Everything was undone: the last line is a fresh run, not resume.
+    expect(r.summary.at(-1)).toMatch(
+      /^Next \(nothing is left to resume: start again\), .*: pgrunbook run pb\.yml -i \S+inv\.yml$/,
+    );
   });
 
   it('a failure after it undoes nothing before it; exit 1; the summary names the recovery', async () => {
@@ -218,6 +222,9 @@ describe('running through a point of no return', () => {
       { type: 'point_of_no_return' }
     >;
     expect(pe).toMatchObject({ title: 'P', dropped: 2, recovery: RECOVERY });
+    // The last line is the recovery, never resume (A and B remain, but resume cannot take them back).
+    expect(r.summary.at(-1)).toMatch(new RegExp(`^Next, .*: ${RECOVERY}$`));
+    expect(s).not.toContain('pgrunbook resume');
     // Approved (by --yes) first, crossed next, then the step runs.
     const order = types(r.ev).filter((t) => ['approval', 'point_of_no_return', 'step_started'].includes(t));
     expect(order.slice(-4)).toEqual(['approval', 'point_of_no_return', 'step_started', 'step_started']);
@@ -237,6 +244,8 @@ describe('running through a point of no return', () => {
     const s = r.summary.join('\n');
     expect(s).toContain('The run had passed its point of no return ("P"): steps before it were not undone.');
     expect(s).not.toContain('Recover with');
+    // No recovery named, and A stands: resume is the way on.
+    expect(r.summary.at(-1)).toMatch(/^Next, .*: pgrunbook resume test$/);
   });
 
   it('a success past it is an ordinary success: no PONR line in the summary', async () => {

@@ -76,6 +76,7 @@ function applyCtx(h: InventoryHost): ApplyContext & { logs: string[] } {
     output: () => {},
     prompt: async () => '',
     changing: () => {},
+    artifact: () => {},
     signal: new AbortController().signal,
   };
 }
