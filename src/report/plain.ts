@@ -39,7 +39,7 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
       return [`${t} approval for "${e.title}": ${e.approved ? 'approved' : 'DECLINED'} (${e.by})`];
     case 'point_of_no_return':
       return [
-        `${t} POINT OF NO RETURN at "${e.title}": ${e.dropped} earlier change(s) will not be undone automatically${e.recovery ? `; recovery from here: ${e.recovery}` : ''}`,
+        `${t} POINT OF NO RETURN at "${e.title}": ${e.dropped} earlier change(s) will not be undone automatically${e.guardsReleased ? ` (guards standing down: ${e.guardsReleased.join(', ')})` : ''}${e.recovery ? `; recovery from here: ${e.recovery}` : ''}`,
       ];
     case 'artifact':
       return [`${t} ${e.host}: creating ${e.paths.join(', ')} (removed if "${e.title}" does not succeed)`];

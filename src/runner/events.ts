@@ -81,7 +81,15 @@ export type RunEvent =
       stage?: 'render';
     }
   | { type: 'approval'; address: string; title: string; approved: boolean; by: 'prompt' | '--yes' }
-  | { type: 'point_of_no_return'; address: string; title: string; dropped: number; recovery?: string }
+  | {
+      type: 'point_of_no_return';
+      address: string;
+      title: string;
+      dropped: number;
+      recovery?: string;
+      /** guards that stood down with the undo stack (their change is left to the recovery) */
+      guardsReleased?: string[];
+    }
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
   /** a step is about to create these paths (fsync'd before it does): partial if it never succeeds */
   | { type: 'artifact'; address: string; title: string; host: string; paths: string[]; remove: string }

@@ -360,12 +360,18 @@ export class Executor {
         why: `kept: past the point of no return at "${title}"`,
       });
     this.#ponr = { address: n.address, title, recovery };
+    // A guard undoes its change if the run dies, as the undo stack would: past this point both
+    // would do harm (a pause lifted on a half-upgraded cluster), so they stand down together and
+    // the change is left to the recovery.
+    const guards = this.#o.connections.heldGuards().map((g) => g.name);
+    for (const name of guards) void this.#o.connections.endGuard(name, 'release', GUARD_END_MS);
     this.#o.bus.emit({
       type: 'point_of_no_return',
       address: n.address,
       title,
       dropped: dropped.length,
       recovery,
+      ...(guards.length ? { guardsReleased: guards } : {}),
     });
   }
 

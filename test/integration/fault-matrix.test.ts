@@ -53,25 +53,19 @@ describe('fault matrix (CI slice): snapshot-backup.yml on Patroni + etcd over ss
     expectHonest(await runCell(lab, cell('backup: SIGTERM after pause'), OPTS));
   }, 120_000);
 
-  // Fails today: the resume (and the pause's undo) fail while etcd is down, the run ends with
-  // exit 3, and nothing resumes Patroni once etcd is back — the cluster stays paused (issue 12
-  // item 1: the pause guard, which should resume when the run's channel closes, retrying until the
-  // DCS answers). Flip to `it` once it lands.
-  it.fails('etcd stopped after the pause: the cluster is not left paused once etcd is back', async () => {
+  // The resume and the pause's undo fail while etcd is down (exit 3); the guard, handed the pause
+  // at the end of the run, keeps trying and resumes once etcd is back.
+  it('etcd stopped after the pause: the cluster is not left paused once etcd is back', async () => {
     expectHonest(await runCell(lab, cell('backup: etcd stopped after pause'), OPTS));
   }, 180_000);
 
-  // Fails today: the summary does not list the partial copy (`<backup>.snap`) the interrupted
-  // snapshot left, and no undo removes it (issue 12 item 5, "partial artifacts listed with their
-  // paths and removed"). Flip to `it` once that lands.
-  it.fails('backup backend terminated mid-copy: the summary names the partial copy it leaves', async () => {
+  // The interrupted snapshot's partial copy is removed at once and listed with its path.
+  it('backup backend terminated mid-copy: the summary names the partial copy it leaves', async () => {
     expectHonest(await runCell(lab, cell('backup: backend terminated mid snapshot (copy running)'), OPTS));
   }, 120_000);
 
-  // Fails today: nothing resumes Patroni when the runner is killed — the pause guard on a member
-  // (issue 12 item 1: started over the run's SSH connection, resuming on EOF if the DCS still holds
-  // this run's pgrunbook_pause marker) is not there yet. Flip to `it` once it lands.
-  it.fails('kill -9 of the runner mid-copy: the cluster is resumed within seconds', async () => {
+  // The pause guard on the member reads EOF when the runner dies and resumes the cluster.
+  it('kill -9 of the runner mid-copy: the cluster is resumed within seconds', async () => {
     const r = await runCell(lab, cell('backup: kill -9 mid snapshot (copy running)'), OPTS);
     expectHonest(r);
   }, 120_000);

@@ -398,11 +398,13 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       { cwd },
     );
     const ev = events(r.stdout);
-    // Exit 1, or 3 when the pause guard could not finish its work at the end of the run (Patroni
-    // stopped on every member, the DCS wiped): the summary then says so.
-    const held = (ev.at(-1) as { summary?: string[] }).summary?.some((l) => l.includes('STILL IN PLACE'));
-    expect(r.code, failures(r.stdout) + r.stderr).toBe(held ? 3 : 1);
-    expect(ev.filter((e) => e.type === 'point_of_no_return')).toHaveLength(1);
+    // Exit 1: past the point of no return the pause's guard stood down with the undo stack, and
+    // the pause is the recovery's to handle (nothing tries to lift it on a half-upgraded cluster).
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(1);
+    const ponr = ev.filter((e) => e.type === 'point_of_no_return');
+    expect(ponr).toHaveLength(1);
+    expect(ponr[0]!.guardsReleased).toEqual([expect.stringMatching(/^Patroni pause of cluster /)]);
+    expect((ev.at(-1) as { summary: string[] }).summary.join('\n')).not.toContain('STILL IN PLACE');
     const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed');
     expect(failed).toMatchObject({ title: 'Start Patroni on the leader', host: leader });
     const runId = String(ev.find((e) => e.type === 'run_started')?.runId);
