@@ -103,9 +103,14 @@ export class PatroniClient {
       req.on('timeout', () => req.destroy(new Error(`no answer within ${limit / 1000}s`)));
       req.on('error', (err) =>
         reject(
-          new ConnectionError(
-            `Patroni REST API of ${this.memberName} at ${this.s.url} unreachable: ${err.message}`,
-          ),
+          // Stopped by the run (a signal, a timeout): say that, not that the member is unreachable.
+          signal?.aborted
+            ? signal.reason instanceof Error
+              ? signal.reason
+              : new Error(String(signal.reason))
+            : new ConnectionError(
+                `Patroni REST API of ${this.memberName} at ${this.s.url} unreachable: ${err.message}`,
+              ),
         ),
       );
       req.end(payload);

@@ -67,6 +67,8 @@ export class Executor {
   /** The plan being executed; a later play naming a dynamic group may be planned again. */
   #plan: Plan;
   #ponr: { address: string; title: string; recovery?: string } | undefined;
+  /** Guards released at the point of no return: what they watched is left to the recovery. */
+  readonly #stoodDown: string[] = [];
   /** Aborted on a signal or when the run must stop at once (a held session died). */
   readonly #stop = new AbortController();
   /** Aborted by a second signal: the operator gives up on the clean-up in progress. */
@@ -365,6 +367,7 @@ export class Executor {
     // the change is left to the recovery.
     const guards = this.#o.connections.heldGuards().map((g) => g.name);
     for (const name of guards) void this.#o.connections.endGuard(name, 'release', GUARD_END_MS);
+    this.#stoodDown.push(...guards);
     this.#o.bus.emit({
       type: 'point_of_no_return',
       address: n.address,
@@ -771,6 +774,11 @@ export class Executor {
         summary.push(`      $ ${a.remove.split('\n').join('; ')}`);
       }
     }
+    if (failed && this.#ponr)
+      for (const name of this.#stoodDown)
+        summary.push(
+          `${name}: left PAUSED — its guard stood down at the point of no return; the recovery below lifts it (a member started by hand stays paused and does nothing on its own).`,
+        );
     if (failed && this.#ponr) {
       summary.push(
         `The run had passed its point of no return ("${this.#ponr.title}"): steps before it were not undone.${this.#ponr.recovery ? ` Recover with ${this.#ponr.recovery}.` : ''}`,

@@ -61,6 +61,8 @@ export interface CellResult {
   truth: Truth;
   /** paused longer than the limit after the runner died */
   pausedAfterDeath: boolean;
+  /** still paused, but only as the interlock of a cluster whose Patroni the run stopped everywhere */
+  interlock: boolean;
   /** damage the servers show that the summary does not admit (empty: honest) */
   understated: Damage[];
   error?: string;
@@ -241,7 +243,18 @@ export async function runCell(lab: Lab, cell: Cell, o: MatrixOptions = DEFAULTS)
     });
   if (!truth.journal.finished && summary !== undefined)
     truth.damage.push({ kind: 'journal', detail: 'printed a summary but the journal has no run_finished' });
-  const pausedAfterDeath = truth.pausedSeconds === null || truth.pausedSeconds > o.pauseLimitS;
+  // A pause left as an interlock: the run itself had stopped Patroni on every member (an
+  // upgrade's downtime), so no member runs without failover — the cluster is down, and a member
+  // restarted paused does nothing on its own to a half-upgraded cluster. That is not the silent
+  // "healthy but no failover" state this verdict is about; it must still be admitted: by the
+  // summary, or after a crash by the journal `resume` reads (the pause's undo still open).
+  const interlock =
+    truth.pausedSeconds === null &&
+    truth.members.length > 0 &&
+    truth.members.every((m) => m.state === 'no answer') &&
+    truth.journal.pauseKept === true;
+  const pausedAfterDeath =
+    !interlock && (truth.pausedSeconds === null || truth.pausedSeconds > o.pauseLimitS);
   return {
     cell: cell.id,
     playbook: cell.playbook,
@@ -252,6 +265,7 @@ export async function runCell(lab: Lab, cell: Cell, o: MatrixOptions = DEFAULTS)
     claim,
     truth,
     pausedAfterDeath,
+    interlock,
     understated: understatedDamage(claim, truth.damage),
     error:
       injectError ??

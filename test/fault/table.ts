@@ -47,7 +47,7 @@ export function renderTable(results: CellResult[], o: MatrixOptions, seconds: nu
     const paused =
       r.truth.pausedSeconds === null ? `>${o.pauseWatchMs / 1000}` : String(r.truth.pausedSeconds);
     lines.push(
-      `${pad(String(i + 1), 3)} ${pad(r.cell, 58)} ${pad(String(r.hit === 'n/a' ? '-' : r.hit ? 'yes' : 'NO'), 4)} ${pad(exit, 6)} ${pad(paused, 9)} ${pad(r.pausedAfterDeath ? 'FAIL' : 'ok', 11)} ${pad(r.claim.summary === undefined ? '- (none)' : r.understated.length ? `FAIL (${r.understated.length})` : 'ok', 12)} ${pad(claimText(r), 70)} ${truthText(r)}`,
+      `${pad(String(i + 1), 3)} ${pad(r.cell, 58)} ${pad(String(r.hit === 'n/a' ? '-' : r.hit ? 'yes' : 'NO'), 4)} ${pad(exit, 6)} ${pad(paused, 9)} ${pad(r.pausedAfterDeath ? 'FAIL' : r.interlock ? 'interlock' : 'ok', 11)} ${pad(r.claim.summary === undefined ? '- (none)' : r.understated.length ? `FAIL (${r.understated.length})` : 'ok', 12)} ${pad(claimText(r), 70)} ${truthText(r)}`,
     );
   });
   const bad = results.filter(failing);
@@ -77,7 +77,8 @@ export function renderTable(results: CellResult[], o: MatrixOptions, seconds: nu
     '',
     `${results.length} cells in ${Math.round(seconds)} s: ${results.filter((r) => r.pausedAfterDeath).length} paused more than ${o.pauseLimitS} s after the runner died, ` +
       `${results.filter((r) => r.understated.length > 0).length} where the summary claims less damage than the servers show, ` +
-      `${silent.length} left damage with no summary at all.`,
+      `${silent.length} left damage with no summary at all; ` +
+      `${results.filter((r) => r.interlock).length} kept the pause as the interlock of a cluster whose Patroni the run had stopped everywhere (admitted by the summary or the journal).`,
   );
   return `${lines.join('\n')}\n`;
 }

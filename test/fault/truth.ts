@@ -44,7 +44,19 @@ export interface Truth {
   members: MemberTruth[];
   /** complete backups with their labels (dir names) */
   backups: string[];
-  journal: { ok: boolean; finished: boolean; exitCode?: number; openSteps: string[]; error?: string };
+  journal: {
+    ok: boolean;
+    finished: boolean;
+    exitCode?: number;
+    openSteps: string[];
+    /**
+     * The journal records the pause as still in place: its undo pushed and never done (what
+     * `pgrunbook resume` lists for the operator after a crash), or its guard stood down at the
+     * point of no return (the recovery's to lift).
+     */
+    pauseKept?: boolean;
+    error?: string;
+  };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -203,9 +215,15 @@ export function readJournal(cwd: string): Truth['journal'] {
   try {
     const { events } = verifyJournal(readFileSync(file, 'utf8'), runId, file);
     const open = new Map<string, string>();
+    const pauseUndo = new Set<string>();
+    let guardStoodDown = false;
     let finished = false;
     let exitCode: number | undefined;
     for (const e of events) {
+      if (e.type === 'undo_pushed' && /patroni\.pause|Pause Patroni/.test(`${e.title} ${e.action}`))
+        pauseUndo.add(`${e.address}@${e.host}`);
+      if (e.type === 'undo_finished' && e.ok) pauseUndo.delete(`${e.address}@${e.host}`);
+      if (e.type === 'point_of_no_return' && e.guardsReleased?.length) guardStoodDown = true;
       if (e.type === 'step_started') open.set(`${e.address}@${e.host}`, `${e.title}@${e.host}`);
       if (e.type === 'step_finished') open.delete(`${e.address}@${e.host}`);
       if (e.type === 'run_finished') {
@@ -213,7 +231,13 @@ export function readJournal(cwd: string): Truth['journal'] {
         exitCode = e.exitCode;
       }
     }
-    return { ok: true, finished, exitCode, openSteps: [...open.values()] };
+    return {
+      ok: true,
+      finished,
+      exitCode,
+      openSteps: [...open.values()],
+      pauseKept: pauseUndo.size > 0 || guardStoodDown,
+    };
   } catch (err) {
     return { ok: false, finished: false, openSteps: [], error: (err as Error).message.split('\n')[0] };
   }
