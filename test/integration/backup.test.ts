@@ -149,6 +149,14 @@ describe.each([15, 13] as const)('PostgreSQL %i', (version) => {
     const start = fin('start').outputs as { version_num: number };
     const stop = fin('stop').outputs as { labelfile: string; lsn: string; seconds_in_backup: number };
     expect(Math.floor(start.version_num / 10000)).toBe(version);
+    // The control file is copied last, after data and tablespaces, as pg_basebackup does (from a
+    // standby, its minimum recovery point is what makes the copy's consistency point late enough).
+    const snapAt = fin('snap').address;
+    const snapLog = ev
+      .filter((e) => e.type === 'step_output' && e.address === snapAt && e.stream === 'log')
+      .map((e) => String(e.text));
+    expect(snapLog).toContain('global/pg_control copied last, after the data directory and 0 tablespace(s)');
+    expect(existsSync(join(root, 'backup', 'data', 'global', 'pg_control'))).toBe(true);
     // The labels on disk are exactly what PostgreSQL returned.
     expect(readFileSync(join(root, 'backup', 'backup_label'), 'utf8')).toBe(stop.labelfile);
     const manifest = JSON.parse(readFileSync(join(root, 'backup', 'manifest.json'), 'utf8'));

@@ -49,6 +49,13 @@ const EXCLUDES = [
   'tablespace_map',
 ];
 
+/**
+ * Copied on its own, after everything else (data and tablespaces), as pg_basebackup does: a
+ * backup taken from a standby has no end-of-backup WAL record, and it is the control file copied
+ * last whose minimum recovery point makes the restored copy replay far enough to be consistent.
+ */
+const CONTROL_FILE = 'global/pg_control';
+
 function copyScript(source: string, to: string): string {
   const ex = EXCLUDES.map((e) => `--exclude=${quote(e)}`).join(' ');
   // rsync where it is installed; GNU tar (in every base system) where it is not, so that a bare
@@ -56,14 +63,15 @@ function copyScript(source: string, to: string): string {
   // the copy: normal for a live cluster under the backup API, which WAL replay makes consistent.
   // tar's status is kept in a file: in a pipeline, sh reports only the extracting side's.
   // `from` and `dest` are shell words, quoted already (a tablespace's are variables).
-  const copy = (from: string, dest: string) =>
+  // The data directory's copy leaves the control file out (anchored: rsync's leading /, tar's ./).
+  const copy = (from: string, dest: string, data = false) =>
     [
       'if command -v rsync >/dev/null 2>&1; then',
       '  echo "copy-tool rsync"',
-      `  rsync -a ${ex} ${from}/ ${dest}/ || [ $? -eq 24 ]`,
+      `  rsync -a ${ex}${data ? ` --exclude=${quote(`/${CONTROL_FILE}`)}` : ''} ${from}/ ${dest}/ || [ $? -eq 24 ]`,
       'else',
       '  echo "copy-tool tar"',
-      `  { st=0; tar -C ${from} ${ex} -cf - . || st=$?; echo "$st" > ${dest}/.pgrunbook-tar-status; } | tar -C ${dest} -xpf -`,
+      `  { st=0; tar -C ${from} ${ex}${data ? ` --anchored --exclude=${quote(`./${CONTROL_FILE}`)} --no-anchored` : ''} -cf - . || st=$?; echo "$st" > ${dest}/.pgrunbook-tar-status; } | tar -C ${dest} -xpf -`,
       `  st=$(cat ${dest}/.pgrunbook-tar-status); rm -f ${dest}/.pgrunbook-tar-status; [ "$st" -le 1 ]`,
       'fi',
     ].join('\n');
@@ -71,13 +79,16 @@ function copyScript(source: string, to: string): string {
   return [
     'set -e',
     `mkdir -p -m 700 ${quote(`${to}/data`)}`,
-    copy(quote(source), quote(`${to}/data`)),
+    copy(quote(source), quote(`${to}/data`), true),
     `mkdir -p ${quote(`${to}/data/pg_wal/archive_status`)}`,
     // Tablespaces are symlinks in pg_tblspc: copy what they point at, report where.
     `for l in ${quote(source)}/pg_tblspc/*; do [ -L "$l" ] || continue; oid=$(basename "$l"); target=$(readlink -f "$l")`,
     `mkdir -p -m 700 ${tablespace}`,
     copy('"$target"', tablespace),
     'echo "tablespace $oid $target"; done',
+    `mkdir -p -m 700 ${quote(`${to}/data/global`)}`,
+    `cp -p ${quote(`${source}/${CONTROL_FILE}`)} ${quote(`${to}/data/${CONTROL_FILE}`)}`,
+    `echo "copied last: ${CONTROL_FILE}"`,
     // The copy (data and tablespaces) is durable before the backup is declared complete.
     `sync -f ${quote(`${to}/data`)}`,
   ].join('\n');
@@ -119,7 +130,7 @@ function removeScript(provider: string, to: string): string {
 export default defineStep({
   type: 'fs.snapshot',
   summary:
-    'Snapshot PGDATA during a backup: copy (rsync, or tar where rsync is not installed, of data and tablespaces) or btrfs (read-only subvolume snapshot).',
+    'Snapshot PGDATA during a backup: copy (rsync, or tar where rsync is not installed, of data and tablespaces; global/pg_control last) or btrfs (read-only subvolume snapshot).',
   params: Params,
   outputs: Outputs,
   mutating: true,
@@ -191,6 +202,12 @@ export default defineStep({
     }));
     const data = p.provider === 'btrfs' ? p.to : `${p.to}/data`;
     const tool = p.provider === 'btrfs' ? 'btrfs' : out.includes('copy-tool tar') ? 'tar' : 'rsync';
+    if (p.provider === 'copy')
+      ctx.log(
+        out.includes(`copied last: ${CONTROL_FILE}`)
+          ? `${CONTROL_FILE} copied last, after the data directory and ${tablespaces.length} tablespace(s)`
+          : `${CONTROL_FILE} was not reported copied last`,
+      );
     ctx.log(
       `${p.provider} snapshot of ${source} at ${data} in ${((Date.now() - started) / 1000).toFixed(2)}s (${tool})`,
     );
