@@ -86,9 +86,11 @@ function copyScript(source: string, to: string): string {
     `mkdir -p -m 700 ${tablespace}`,
     copy('"$target"', tablespace),
     'echo "tablespace $oid $target"; done',
+    // A source without one is not a data directory the server wrote (a test tree): nothing to order.
+    `if [ -f ${quote(`${source}/${CONTROL_FILE}`)} ]; then`,
     `mkdir -p -m 700 ${quote(`${to}/data/global`)}`,
     `cp -p ${quote(`${source}/${CONTROL_FILE}`)} ${quote(`${to}/data/${CONTROL_FILE}`)}`,
-    `echo "copied last: ${CONTROL_FILE}"`,
+    `echo "copied last: ${CONTROL_FILE}"; fi`,
     // The copy (data and tablespaces) is durable before the backup is declared complete.
     `sync -f ${quote(`${to}/data`)}`,
   ].join('\n');
@@ -206,7 +208,7 @@ export default defineStep({
       ctx.log(
         out.includes(`copied last: ${CONTROL_FILE}`)
           ? `${CONTROL_FILE} copied last, after the data directory and ${tablespaces.length} tablespace(s)`
-          : `${CONTROL_FILE} was not reported copied last`,
+          : `no ${CONTROL_FILE} in ${source}: not a data directory a server wrote`,
       );
     ctx.log(
       `${p.provider} snapshot of ${source} at ${data} in ${((Date.now() - started) / 1000).toFixed(2)}s (${tool})`,
