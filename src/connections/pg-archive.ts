@@ -3,14 +3,17 @@
 // stop in the archive, and pg_backup_stop waits for them: a broken archive is found before start.
 import type { PgSession } from './pg.js';
 
-/** The settings and archiver statistics archiveProblemsOf reads. */
-export const ARCHIVE_SQL = `select current_setting('archive_mode') as archive_mode,
+/** The columns archiveProblemsOf reads (from `pg_stat_archiver a`), for queries that read more. */
+export const ARCHIVE_COLUMNS = `current_setting('archive_mode') as archive_mode,
        current_setting('archive_command') as archive_command,
        (select setting from pg_settings where name = 'archive_library') as archive_library,
        pg_is_in_recovery() as in_recovery,
        a.last_archived_time::text as last_archived_time, a.last_archived_wal,
        a.last_failed_time::text as last_failed_time, a.last_failed_wal, a.failed_count,
-       coalesce(a.last_failed_time > coalesce(a.last_archived_time, '-infinity'), false) as archiver_failing
+       coalesce(a.last_failed_time > coalesce(a.last_archived_time, '-infinity'), false) as archiver_failing`;
+
+/** The settings and archiver statistics archiveProblemsOf reads. */
+export const ARCHIVE_SQL = `select ${ARCHIVE_COLUMNS}
   from pg_stat_archiver a`;
 
 /** Every reason the server's WAL archiving would not serve a backup, or none. */

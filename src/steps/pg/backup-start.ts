@@ -1,7 +1,7 @@
 // `pg.backup_start`: begin a non-exclusive low-level backup on a dedicated session the runner holds.
 import { Type } from '@sinclair/typebox';
 import type { PgSession } from '../../connections/pg.js';
-import { archiveProblemsOf } from '../../connections/pg-archive.js';
+import { ARCHIVE_COLUMNS, archiveProblemsOf } from '../../connections/pg-archive.js';
 import { StepFailure } from '../../errors.js';
 import { defineStep, type Operation } from '../define.js';
 import { NEW_API, pinnedSessionSetup, startBackupSql, startFunction, stopBackupSql } from './backup-sql.js';
@@ -41,13 +41,7 @@ export const BACKUP_LOST =
 
 const PREFLIGHT = `select current_setting('server_version_num')::int as version_num,
        current_setting('wal_level') as wal_level,
-       current_setting('archive_mode') as archive_mode,
-       current_setting('archive_command') as archive_command,
-       (select setting from pg_settings where name = 'archive_library') as archive_library,
-       pg_is_in_recovery() as in_recovery,
-       a.last_archived_time::text as last_archived_time, a.last_archived_wal,
-       a.last_failed_time::text as last_failed_time, a.last_failed_wal, a.failed_count,
-       coalesce(a.last_failed_time > coalesce(a.last_archived_time, '-infinity'), false) as archiver_failing
+       ${ARCHIVE_COLUMNS}
   from pg_stat_archiver a`;
 
 const OTHERS = `select pid, application_name, backend_start::text as since
