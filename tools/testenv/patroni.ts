@@ -18,7 +18,7 @@ import { stringify } from 'yaml';
 import { type EtcdServer, httpRequest } from './etcd.js';
 import { lookupUser, makeTempDir, SERVER_USER, spawnAs, type UserInfo } from './osuser.js';
 import { freePort } from './ports.js';
-import { archiveCommandFor, type PgVersion, pgBinDir } from './postgres.js';
+import { archiveCommandFor, type PgVersion, pgBinDir, sharedArchiveCommandFor } from './postgres.js';
 import { armWatchdog, isAlive, shQuote, type Watchdog, waitForExit } from './procs.js';
 
 // Options for startPatroniCluster.
@@ -30,6 +30,10 @@ export interface StartPatroniOptions {
   scope?: string;
   // PostgreSQL major version every member runs (default 15); 13 is the old side of an upgrade.
   version?: PgVersion;
+  // archive_mode of every member (default on). `always`: standbys archive too, into the same
+  // shared directory as the leader (a standby backup needs its WAL archived by the standby), so
+  // the archive_command accepts a segment that is already there with identical content.
+  archiveMode?: 'on' | 'always';
 }
 
 // One Patroni member of a test cluster.
@@ -286,6 +290,7 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
             socketDir,
             binDir,
             archiveDir,
+            archiveMode: opts.archiveMode ?? 'on',
             pgpass: join(dir, 'pgpass'),
           }),
         ),
@@ -512,6 +517,7 @@ interface MemberConfigInput {
   socketDir: string;
   binDir: string;
   archiveDir: string;
+  archiveMode: 'on' | 'always';
   pgpass: string;
 }
 
@@ -558,8 +564,11 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
         unix_socket_directories: c.socketDir,
         wal_level: 'replica',
         hot_standby: 'on',
-        archive_mode: 'on',
-        archive_command: archiveCommandFor(c.archiveDir),
+        archive_mode: c.archiveMode,
+        archive_command:
+          c.archiveMode === 'always'
+            ? sharedArchiveCommandFor(c.archiveDir)
+            : archiveCommandFor(c.archiveDir),
         // Else the first streaming attempt waits 5 s: the leader makes the slot on its next loop.
         wal_retrieve_retry_interval: '500ms',
         password_encryption: 'scram-sha-256',

@@ -66,6 +66,14 @@ export function archiveCommandFor(archiveDir: string): string {
   return `test ! -f ${archiveDir}/%f && cp %p ${archiveDir}/%f`;
 }
 
+// An archive_command for an archive several servers write the same WAL into (a leader and its
+// standbys with archive_mode=always): a segment already there is accepted only if identical; a new
+// one is copied under a temporary name and renamed, so nobody reads or compares a half-written file.
+export function sharedArchiveCommandFor(archiveDir: string): string {
+  const f = `${archiveDir}/%f`;
+  return `if test -f ${f}; then cmp -s %p ${f}; else cp %p ${f}.tmp$$ && mv ${f}.tmp$$ ${f}; fi`;
+}
+
 const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
 const PORT_ATTEMPTS = 3;
 
