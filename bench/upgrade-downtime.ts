@@ -1,0 +1,442 @@
+// Upgrade-downtime benchmark: the write gap clients live through during a 13 → 15 upgrade of a
+// 2-member Patroni cluster, pgrunbook's pg-major-upgrade.yml against the documented procedure typed
+// by hand (bench/upgrade-by-hand.sh), on two identical fresh clusters in the same run.
+//
+//   npx tsx bench/upgrade-downtime.ts [--scales 50] [--repeat 1] [--timeout 3600] [--keep]
+//
+// Per scale and round: two Patroni 13 clusters on one etcd, each filled by pgbench -i -s SCALE;
+// one upgraded by the script, the other by `pgrunbook run playbooks/pg-major-upgrade.yml` over the
+// private sshd (the order alternates between rounds). The same write probe (bench/write-probe.ts:
+// a row every 100 ms into whichever member takes writes) runs during each upgrade. Both clusters
+// must end on 15 with the replica streaming. Prints both gaps, their ratio, and pgrunbook's window
+// step by step from its events.
+// Needs root and `npm run build` first. Exit codes: 0 every run worked (a missed target is
+// reported, not an error); 1 a run failed; 2 bad arguments, no build or not root; 3 the overall
+// time limit; 130 interrupted.
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import {
+  type EtcdServer,
+  lookupUser,
+  type PatroniCluster,
+  type PeerSsh,
+  peerSsh,
+  pgBinDir,
+  SERVER_USER,
+  type SshServer,
+  startEtcd,
+  startPatroniCluster,
+  startSshd,
+} from '../tools/testenv/index.js';
+import {
+  atCleanUp,
+  CLI,
+  type CommonOptions,
+  checkBuild,
+  commonOptionSpecs,
+  errText,
+  fmtRatio,
+  intOption,
+  jsonEvents,
+  log,
+  machineLine,
+  median,
+  ROOT,
+  ratio,
+  runFailure,
+  runMain,
+  table,
+  timeChild,
+  verdict,
+  warnIfBusy,
+  workDir,
+} from './common.js';
+import { type ProbeResult, startWriteProbe } from './write-probe.js';
+
+const PLAYBOOK = join(ROOT, 'playbooks', 'pg-major-upgrade.yml');
+const BY_HAND = join(ROOT, 'bench', 'upgrade-by-hand.sh');
+const OLD = 13;
+const NEW = 15;
+const NEW_NAME = 'data15';
+// pgrunbook's write gap / the hand floor's, at most (issue target).
+const TARGET_RATIO = 1.2;
+
+interface Options extends CommonOptions {
+  scales: number[];
+}
+
+const USAGE =
+  'usage: npx tsx bench/upgrade-downtime.ts [--scales S1,S2=50] [--repeat R=1] [--timeout SECONDS=3600] [--keep]\n';
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scales: { type: 'string', default: '50' },
+      ...commonOptionSpecs(3600),
+      repeat: { type: 'string', default: '1' },
+    },
+    strict: true,
+  });
+  const scales = values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000));
+  return {
+    scales,
+    repeat: intOption('repeat', values.repeat, 1, 20),
+    warmup: 0,
+    timeoutS: intOption('timeout', values.timeout, 60, 86_400),
+    keep: values.keep,
+    help: values.help,
+  };
+}
+
+interface Sample {
+  scale: number;
+  round: number;
+  hand: ProbeResult & { wallMs: number; phases: [string, number][] };
+  tool: ProbeResult & {
+    wallMs: number;
+    steps: { title: string; host: string; ms: number }[];
+    windowMs: number;
+    reported?: unknown;
+  };
+}
+
+/** pgbench -i at `scale` (server-side generation), and the probe's table. */
+async function fill(c: PatroniCluster, scale: number, cwd: string): Promise<void> {
+  const leader = await c.leader();
+  const cfg = c.clientConfig(leader);
+  const r = await timeChild(
+    join(pgBinDir(OLD), 'pgbench'),
+    [
+      '-i',
+      '-s',
+      String(scale),
+      '-I',
+      'dtGvp',
+      '-q',
+      '-h',
+      String(cfg.host),
+      '-p',
+      String(cfg.port),
+      '-U',
+      'postgres',
+      'postgres',
+    ],
+    { cwd, env: { ...process.env, PGPASSWORD: String(cfg.password) } },
+  );
+  if (r.code !== 0) throw runFailure('pgbench -i', `exit ${r.code ?? r.signal}`, r);
+  await sql(cfg, 'create table probe (id bigserial primary key, at timestamptz not null default now())');
+  // The replica has everything before the clock starts.
+  const replica = c.members.find((m) => m.name !== leader)!;
+  const [{ lsn }] = (await sql(cfg, 'select pg_current_wal_lsn()::text as lsn')) as [{ lsn: string }];
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const [r2] = (await sql(
+      c.clientConfig(replica.name),
+      `select coalesce(pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn, false) as ok`,
+    )) as [{ ok: boolean }];
+    if (r2.ok) break;
+    if (Date.now() > deadline) throw new Error(`${replica.name} did not replay ${lsn} within 120 s`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
+async function sql(cfg: pg.ClientConfig, text: string): Promise<Record<string, unknown>[]> {
+  const c = new pg.Client(cfg);
+  await c.connect();
+  try {
+    return (await c.query(text)).rows;
+  } finally {
+    await c.end();
+  }
+}
+
+/** Every member runs the new major and the replica streams from the leader. */
+async function checkUpgraded(c: PatroniCluster, what: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const leader = await c.leader();
+      const versions = await Promise.all(
+        c.members.map(async (m) =>
+          Number((await sql(c.clientConfig(m.name), 'show server_version_num'))[0]!.server_version_num),
+        ),
+      );
+      const [s] = (await sql(
+        c.clientConfig(leader),
+        "select count(*)::int as n from pg_stat_replication where state = 'streaming'",
+      )) as [{ n: number }];
+      if (versions.every((v) => Math.floor(v / 10000) === NEW) && s.n === c.members.length - 1) return;
+      last = `versions ${versions.join(', ')}, ${s.n} streaming`;
+    } catch (err) {
+      last = errText(err);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`${what}: the cluster did not end on ${NEW} with its replica streaming (${last})`);
+}
+
+const probeFor = (c: PatroniCluster) =>
+  startWriteProbe(
+    c.members.map((m) => c.clientConfig(m.name)),
+    'probe',
+  );
+
+async function byHand(c: PatroniCluster, peer: PeerSsh, cwd: string): Promise<Sample['hand']> {
+  const leaderName = await c.leader();
+  const leader = c.members.find((m) => m.name === leaderName)!;
+  const line = (m: PatroniCluster['members'][number]) =>
+    [m.dataDir, m.configFile, m.serviceScript, m.pgPort, m.socketDir].join('|');
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    OLD_BIN: pgBinDir(OLD),
+    NEW_BIN: pgBinDir(NEW),
+    NEW_NAME,
+    SCOPE: c.scope,
+    LEADER_NAME: leaderName,
+    PATRONI_URL: leader.restUrl,
+    JOBS: '2',
+    RSYNC_SSH: peer.sshCommand,
+    LEADER: line(leader),
+    REPLICAS: c.members
+      .filter((m) => m !== leader)
+      .map(line)
+      .join('\n'),
+  };
+  const probe = probeFor(c);
+  const r = await timeChild('runuser', ['-u', SERVER_USER, '--', '/bin/sh', BY_HAND], {
+    cwd,
+    env,
+    cpu: false,
+  });
+  const result = await probe.stop();
+  if (r.code !== 0) throw runFailure('upgrade-by-hand.sh', `exit ${r.code ?? r.signal}`, r);
+  const phases: [string, number][] = [];
+  for (const l of r.stdout.split('\n')) {
+    const m = /^phase (\S+) ([0-9.]+)$/.exec(l);
+    if (m) phases.push([m[1]!, Number(m[2]) * 1000]);
+  }
+  await checkUpgraded(c, 'by hand');
+  return { ...result, wallMs: r.ms, phases };
+}
+
+async function inventory(c: PatroniCluster, sshd: SshServer, peer: PeerSsh, dir: string): Promise<string> {
+  const { uid, gid } = await lookupUser(SERVER_USER);
+  const backups = join(dir, 'backups');
+  await mkdir(backups);
+  await chmod(backups, 0o755);
+  await chown(backups, uid, gid);
+  const hosts = c.members
+    .map(
+      (m) => `  ${m.name}:
+    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
+    pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
+    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile} }
+    vars:
+      pgdata: ${m.dataDir}
+      pgdata_new: ${m.memberDir}/${NEW_NAME}
+      pg_socket_dir: ${m.socketDir}
+      patroni_stop_command: ${m.serviceScript} stop
+      patroni_start_command: ${m.serviceScript} start`,
+    )
+    .join('\n');
+  const file = join(dir, 'inventory.yml');
+  await writeFile(
+    file,
+    `vars:
+  pg_bin_old: ${pgBinDir(OLD)}
+  pg_bin_new: ${pgBinDir(NEW)}
+  pg_os_user: ${SERVER_USER}
+  backup_root: ${backups}
+  archive_dir: ${c.archiveDir}
+  rsync_ssh: ${JSON.stringify(peer.sshCommand)}
+  patroni_ttl: 20
+  patroni_loop_wait: 2
+  upgrade_jobs: 2
+hosts:
+${hosts}
+groups:
+  patroni: { hosts: [${c.members.map((m) => m.name).join(', ')}] }
+`,
+  );
+  return file;
+}
+
+type Ev = Record<string, unknown> & {
+  type?: string;
+  title?: string;
+  host?: string;
+  names?: string[];
+  durationMs?: number;
+  ts?: string;
+};
+
+async function byPgrunbook(
+  c: PatroniCluster,
+  sshd: SshServer,
+  peer: PeerSsh,
+  dir: string,
+): Promise<Sample['tool']> {
+  const inv = await inventory(c, sshd, peer, dir);
+  const probe = probeFor(c);
+  const r = await timeChild(
+    process.execPath,
+    [CLI, 'run', PLAYBOOK, '-i', inv, '--yes', '--output', 'json'],
+    {
+      cwd: dir,
+      cpu: false,
+    },
+  );
+  const result = await probe.stop();
+  if (r.code !== 0) throw runFailure('pgrunbook run', `exit ${r.code ?? r.signal}`, r);
+  const events = jsonEvents<Ev>(r.stdout);
+  // pgrunbook's window: from the start of the leader's stop to the end of the writable check.
+  const from = events.findIndex((e) => e.type === 'step_started' && /writes stop here/.test(e.title ?? ''));
+  const to = events.findIndex((e) => e.type === 'step_finished' && (e.names ?? []).includes('writable'));
+  if (from < 0 || to < 0)
+    throw runFailure('pgrunbook run', 'no leader stop or writable step in its events', r);
+  const steps = events
+    .slice(from, to + 1)
+    .filter((e) => e.type === 'step_finished')
+    .map((e) => ({ title: String(e.title), host: String(e.host), ms: Number(e.durationMs) }));
+  const t = (e: Ev | undefined) => (e?.ts ? Date.parse(e.ts) : Number.NaN);
+  const reported = events.find(
+    (e) => e.type === 'step_finished' && (e.names ?? []).includes('downtime'),
+  )?.outputs;
+  await checkUpgraded(c, 'pgrunbook');
+  return { ...result, wallMs: r.ms, steps, windowMs: t(events[to]) - t(events[from]), reported };
+}
+
+const s1 = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+function report(samples: Sample[]): void {
+  const out: string[] = [];
+  out.push(`\n${machineLine()}\n`);
+  const rows = [
+    [
+      'scale',
+      'round',
+      'by hand: longest write gap',
+      'pgrunbook: longest write gap',
+      'ratio',
+      `target ≤ ${TARGET_RATIO}×`,
+    ],
+  ];
+  for (const s of samples) {
+    const q = ratio(s.tool.longestGapMs, s.hand.longestGapMs);
+    rows.push([
+      String(s.scale),
+      String(s.round),
+      s1(s.hand.longestGapMs),
+      s1(s.tool.longestGapMs),
+      fmtRatio(q),
+      verdict(q, (v) => v <= TARGET_RATIO),
+    ]);
+  }
+  for (const scale of new Set(samples.map((s) => s.scale))) {
+    const of = samples.filter((s) => s.scale === scale);
+    if (of.length < 2) continue;
+    const h = median(of.map((s) => s.hand.longestGapMs));
+    const p = median(of.map((s) => s.tool.longestGapMs));
+    rows.push([
+      String(scale),
+      'median',
+      s1(h ?? 0),
+      s1(p ?? 0),
+      fmtRatio(ratio(p, h)),
+      verdict(ratio(p, h), (v) => v <= TARGET_RATIO),
+    ]);
+  }
+  out.push(table(rows, new Set([2, 3, 4])));
+  for (const s of samples) {
+    out.push(
+      `\nscale ${s.scale}, round ${s.round}: by hand (${s1(s.hand.wallMs)} in all; ${s.hand.failed} failed writes)\n`,
+    );
+    const ph = s.hand.phases;
+    out.push(
+      table(
+        ph.slice(0, -1).map(([name, at], i) => [name, s1((ph[i + 1]![1] as number) - at)]),
+        new Set([1]),
+      ),
+    );
+    out.push(
+      `scale ${s.scale}, round ${s.round}: pgrunbook (${s1(s.tool.wallMs)} in all; ${s.tool.failed} failed writes; window ${s1(s.tool.windowMs)} by its events${s.tool.reported ? `, it reported ${JSON.stringify(s.tool.reported)}` : ''})\n`,
+    );
+    const sum = s.tool.steps.reduce((a, b) => a + b.ms, 0);
+    out.push(
+      table(
+        [
+          ...s.tool.steps.map((x) => [x.title, x.host, s1(x.ms)]),
+          [
+            'between steps (engine, connections; negative where steps ran on several hosts at once)',
+            '',
+            s1(s.tool.windowMs - sum),
+          ],
+        ],
+        new Set([2]),
+      ),
+    );
+  }
+  process.stdout.write(out.join(''));
+}
+
+async function main(opts: Options): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench/upgrade-downtime.ts must run as root (test servers run as pgrb)\n');
+    return 2;
+  }
+  if (!checkBuild()) return 2;
+  warnIfBusy(' (the upgrade windows are seconds: a busy machine stretches both, not always alike)');
+  const work = await workDir('pgrb-bench-upgrade-', opts.keep);
+  await chmod(work, 0o755);
+  const [etcd, sshd]: [EtcdServer, SshServer] = await Promise.all([startEtcd(), startSshd()]);
+  atCleanUp(() => etcd.stop());
+  atCleanUp(() => sshd.stop());
+  const peer = await peerSsh(sshd);
+  const samples: Sample[] = [];
+  for (const scale of opts.scales) {
+    for (let round = 1; round <= opts.repeat; round++) {
+      log(`scale ${scale}, round ${round}: two Patroni ${OLD} clusters, pgbench -i -s ${scale}`);
+      const [a, b] = await Promise.all([
+        startPatroniCluster({ etcd, members: 2, version: OLD }),
+        startPatroniCluster({ etcd, members: 2, version: OLD }),
+      ]);
+      atCleanUp(() => a.stop());
+      atCleanUp(() => b.stop());
+      const dir = join(work, `s${scale}-r${round}`);
+      await mkdir(dir);
+      await chmod(dir, 0o755);
+      await Promise.all([fill(a, scale, dir), fill(b, scale, dir)]);
+      const runHand = async () => {
+        log(`scale ${scale}, round ${round}: by hand`);
+        return byHand(a, peer, dir);
+      };
+      const runTool = async () => {
+        log(`scale ${scale}, round ${round}: pgrunbook`);
+        return byPgrunbook(b, sshd, peer, dir);
+      };
+      // Alternate which goes first, so that a drift in machine load does not favour one.
+      let hand: Sample['hand'];
+      let tool: Sample['tool'];
+      if (round % 2) {
+        hand = await runHand();
+        tool = await runTool();
+      } else {
+        tool = await runTool();
+        hand = await runHand();
+      }
+      samples.push({ scale, round, hand, tool });
+      log(
+        `scale ${scale}, round ${round}: by hand ${s1(hand.longestGapMs)}, pgrunbook ${s1(tool.longestGapMs)}`,
+      );
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  }
+  report(samples);
+  return 0;
+}
+
+runMain({ usage: USAGE, parse: parseOptions, main, cleanUpMs: 120_000, childrenWithinLimit: true });
