@@ -25,6 +25,13 @@ export interface InventoryHost {
   pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
   /** Patroni REST API of this member; the password is resolved with the other secrets. */
   patroni?: Omit<PatroniSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
+  /** PgBouncer's admin console on this host (pgbouncer.* steps); `database` is always pgbouncer. */
+  pgbouncer?: Omit<PgSettings, 'password'> & {
+    passwordSource?: SecretSourceFile;
+    password?: Secret;
+    /** its pidfile on the host, when the inventory names one (else SHOW CONFIG's) */
+    pidfile?: string;
+  };
   /** The Compute Engine instance the host is (for gcp.* steps). */
   gcp?: GcpSettings;
   /** Variables: inventory vars < group vars (parents before children) < host vars. */
@@ -219,6 +226,7 @@ function secretEnvNamesOf(inv: InventoryFile): string[] {
     add(h?.ssh?.identity_passphrase);
     add(h?.pg?.password);
     add(h?.patroni?.password);
+    add(h?.pgbouncer?.password);
   }
   return [...names].sort();
 }
@@ -303,6 +311,21 @@ function resolveHost(
       dcs: p.dcs && { etcd3: p.dcs.etcd3, scope: p.dcs.scope, lockTtlS: p.dcs.lock_ttl ?? 15 },
     };
   }
+  let pgbouncer: InventoryHost['pgbouncer'];
+  if (h.pgbouncer) {
+    const b = h.pgbouncer;
+    pgbouncer = {
+      host: b.host ?? ssh?.host ?? '127.0.0.1',
+      port: b.port ?? 6432,
+      user: b.user ?? 'pgbouncer',
+      // The admin console is the virtual database `pgbouncer`.
+      database: 'pgbouncer',
+      sslmode: (b.sslmode ?? 'prefer') as PgSettings['sslmode'],
+      sslrootcert: b.sslrootcert ? expandHome(b.sslrootcert, base) : undefined,
+      passwordSource: b.password,
+      pidfile: b.pidfile,
+    };
+  }
   let gcp: InventoryHost['gcp'];
   if (h.gcp || d.gcp) {
     const g = { ...(d.gcp ?? {}), ...(h.gcp ?? {}) };
@@ -345,7 +368,7 @@ function resolveHost(
       timeoutMs: (g.timeout ?? 60) * 1000,
     };
   }
-  return { name, transport: transport ?? 'local', ssh, become, pg, patroni, gcp };
+  return { name, transport: transport ?? 'local', ssh, become, pg, patroni, pgbouncer, gcp };
 }
 
 /**
@@ -412,6 +435,9 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     }
     if (h?.patroni?.passwordSource && !h.patroni.password) {
       h.patroni.password = read(h.patroni.passwordSource, ['hosts', name, 'patroni', 'password']);
+    }
+    if (h?.pgbouncer?.passwordSource && !h.pgbouncer.password) {
+      h.pgbouncer.password = read(h.pgbouncer.passwordSource, ['hosts', name, 'pgbouncer', 'password']);
     }
     const c = h?.gcp?.credentials;
     const keyFile = c?.kind === 'key_file' ? c.path : c?.kind === 'impersonate' ? c.keyFile : undefined;

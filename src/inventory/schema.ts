@@ -142,6 +142,38 @@ export const PatroniSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** PgBouncer's admin console on a host (a pooler in front of the cluster). */
+export const PgBouncerSchema = Type.Object(
+  {
+    host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'address of its listener (default: the ssh host, else 127.0.0.1)',
+      }),
+    ),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'default 6432' })),
+    user: Type.Optional(
+      Type.String({ minLength: 1, description: 'a user in its admin_users (default pgbouncer)' }),
+    ),
+    password: Type.Optional(SecretSource),
+    sslmode: Type.Optional(
+      Type.Union(
+        ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'].map((m) => Type.Literal(m)),
+        { description: "as pg.sslmode (default prefer); PgBouncer's client_tls_* settings decide" },
+      ),
+    ),
+    sslrootcert: Type.Optional(Type.String({ minLength: 1 })),
+    pidfile: Type.Optional(
+      Type.String({
+        pattern: '^/[A-Za-z0-9._/-]+$',
+        description:
+          "its pidfile on the host (default: the one its SHOW CONFIG names): a pause's guard resumes it with SIGUSR2",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 /** A persistent disk of a host, zonal or regional. */
 export const GcpDiskSchema = Type.Object(
   {
@@ -229,6 +261,7 @@ export const HostSchema = Type.Object(
     become: Type.Optional(Type.Literal('sudo')),
     pg: Type.Optional(PgSchema),
     patroni: Type.Optional(PatroniSchema),
+    pgbouncer: Type.Optional(PgBouncerSchema),
     gcp: Type.Optional(GcpSchema),
     vars: Type.Optional(Vars),
   },

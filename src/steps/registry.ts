@@ -35,6 +35,8 @@ import pgInitdb from './pg/initdb.js';
 import pgQuery from './pg/query.js';
 import pgSyncReplicas from './pg/sync-replicas.js';
 import pgUpgrade from './pg/upgrade.js';
+import pgbouncerPause from './pgbouncer/pause.js';
+import pgbouncerResume from './pgbouncer/resume.js';
 
 const all: AnyStep[] = [
   shell,
@@ -53,6 +55,8 @@ const all: AnyStep[] = [
   pgCarryConfig,
   pgSyncReplicas,
   patroniEditConfig,
+  pgbouncerPause,
+  pgbouncerResume,
   fsSnapshot,
   writeLabels,
   verifyStep,

@@ -1,0 +1,137 @@
+// pgbouncer.pause / pgbouncer.resume against a real PgBouncer (Debian's) in front of a real
+// PostgreSQL: a client through PgBouncer waits during the pause and gets its answer after it, with
+// no error; the pause never outlives max_pause (the run fails, PgBouncer is resumed) nor the
+// runner (kill -9: the guard resumes it). The truth is read from PgBouncer by a client, not from
+// what the run said.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type PgBouncerServer,
+  type PgServer,
+  startPgBouncer,
+  startPostgres,
+} from '../../tools/testenv/index.js';
+import { events, outputsOf, startCli, waitUntil, workdir } from './cli.js';
+
+const PASSWORD = 'bouncer-app-secret';
+const ADMIN_PASSWORD = 'bouncer-admin-secret';
+let server: PgServer;
+let bouncer: PgBouncerServer;
+
+beforeAll(async () => {
+  server = await startPostgres({ version: 15, password: PASSWORD });
+  bouncer = await startPgBouncer({
+    databases: { postgres: { host: '127.0.0.1', port: server.port } },
+    users: { postgres: PASSWORD, pgb_admin: ADMIN_PASSWORD },
+    adminUsers: ['pgb_admin'],
+  });
+}, 60_000);
+afterAll(async () => {
+  await bouncer?.stop();
+  await server?.stop();
+});
+
+const inventory = () => `hosts:
+  bouncer:
+    transport: local
+    pgbouncer: { host: 127.0.0.1, port: ${bouncer.port}, user: pgb_admin, password: { env: PGB_ADMIN }, sslmode: disable }
+`;
+const env = { PGB_ADMIN: ADMIN_PASSWORD };
+
+/** One query through PgBouncer: how long it took, or its error. */
+async function timedQuery(): Promise<{ ms: number; error?: string }> {
+  const c = new pg.Client({
+    host: bouncer.host,
+    port: bouncer.port,
+    user: 'postgres',
+    password: PASSWORD,
+    database: 'postgres',
+  });
+  const t0 = Date.now();
+  try {
+    await c.connect();
+    await c.query('select 1');
+    return { ms: Date.now() - t0 };
+  } catch (err) {
+    return { ms: Date.now() - t0, error: (err as Error).message };
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+const playbook = (maxPause: number, holdSeconds: number) => `
+- name: pause the pooler
+  hosts: bouncer
+  steps:
+    - id: bp
+      pgbouncer.pause: { max_pause: ${maxPause}, timeout: 10 }
+    - pause: { seconds: ${holdSeconds} }
+    - id: br
+      pgbouncer.resume: { paused_by: "{{ bp }}" }
+`;
+
+describe('pgbouncer.pause and pgbouncer.resume', () => {
+  it('hold a client for the pause and let it through after, without an error', async () => {
+    const cwd = workdir({ 'pb.yml': playbook(60, 3), 'inv.yml': inventory() });
+    const run = startCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd, env });
+    let out = '';
+    run.child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    await waitUntil('the pause step finished', () =>
+      /"type":"step_finished"[^\n]*"names":\["bp"\]/.test(out),
+    );
+    const held = await timedQuery();
+    const r = await run.done;
+    expect(r.code, r.stdout.slice(-2000) + r.stderr).toBe(0);
+    expect(held.error).toBeUndefined();
+    // It waited for most of the 3 s the run kept PgBouncer paused.
+    expect(held.ms).toBeGreaterThan(2000);
+    const resumed = outputsOf<{ resumed: boolean; paused_ms: number }>(events(r.stdout), 'br');
+    expect(resumed.resumed).toBe(true);
+    expect(resumed.paused_ms).toBeGreaterThanOrEqual(3000);
+    // Not paused any more: a new client goes straight through.
+    expect((await timedQuery()).ms).toBeLessThan(1000);
+    // The admin password is in no output.
+    expect(r.stdout + r.stderr).not.toContain(ADMIN_PASSWORD);
+  }, 60_000);
+
+  it('a pause longer than max_pause is ended by the guard, and the run fails', async () => {
+    const cwd = workdir({ 'pb.yml': playbook(2, 8), 'inv.yml': inventory() });
+    const t0 = Date.now();
+    const run = startCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd, env });
+    let out = '';
+    run.child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    await waitUntil('the pause step finished', () => /paused after/.test(out));
+    const held = await timedQuery();
+    const r = await run.done;
+    expect(r.code, r.stdout.slice(-2000) + r.stderr).toBe(1);
+    expect(r.stdout).toMatch(/PgBouncer pause guard on bouncer ended while the run held the pause/);
+    // The client was let through by the guard after about max_pause, long before the run's 8 s.
+    expect(held.error).toBeUndefined();
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(held.ms).toBeLessThan(5000);
+    expect((await timedQuery()).ms).toBeLessThan(1000);
+  }, 60_000);
+
+  it('kill -9 of the runner while paused: the guard resumes PgBouncer at once', async () => {
+    const cwd = workdir({ 'pb.yml': playbook(120, 60), 'inv.yml': inventory() });
+    const run = startCli(['run', 'pb.yml', '-i', 'inv.yml'], { cwd, env });
+    let out = '';
+    run.child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    await waitUntil('the pause step finished', () => /paused after/.test(out));
+    const pending = timedQuery();
+    await new Promise((res) => setTimeout(res, 500));
+    run.child.kill('SIGKILL');
+    const killedAt = Date.now();
+    const held = await pending;
+    expect(held.error).toBeUndefined();
+    // Answered within seconds of the runner's death, not after the 60 s the run meant to pause.
+    expect(Date.now() - killedAt).toBeLessThan(5000);
+    expect((await timedQuery()).ms).toBeLessThan(1000);
+  }, 60_000);
+});
