@@ -21,7 +21,7 @@ const Params = Type.Object(
       Type.Number({
         minimum: 0,
         description:
-          "seconds to wait before checking nothing re-registered (default 10, above Patroni's loop_wait)",
+          "seconds to wait before checking nothing re-registered (default 10, above Patroni's loop_wait); skipped when every member is in stopped_hosts and its REST API refuses connections",
       }),
     ),
     stopped_hosts: Type.Optional(
@@ -172,7 +172,20 @@ export default defineStep({
       throw new StepFailure(
         `patronictl remove failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-800)}`,
       );
-    // A Patroni still alive re-registers within its loop_wait: look again after that.
+    // A Patroni still alive re-registers within its loop_wait: look again after that. Unless every
+    // member the DCS listed is known stopped (its REST API refused connections before the wipe and
+    // still does after it): then nobody is left to re-register, and the wait would only lengthen
+    // the upgrade's downtime by a loop_wait.
+    const listed = before.map((m) => String(m.Member));
+    if (listed.length && listed.every((m) => down.has(m))) {
+      const still = await refusing(ctx, p.stopped_hosts ?? []);
+      if (listed.every((m) => still.has(m))) {
+        ctx.log(
+          `the DCS state of ${p.scope} is wiped (every member it listed is stopped: no recheck needed)`,
+        );
+        return { removed: true, members_before: listed };
+      }
+    }
     await sleep((p.recheck_seconds ?? 10) * 1000, undefined, { signal: ctx.signal });
     const after = (await list()).filter((m) => (m.State ?? '') !== 'stopped');
     if (after.length)
