@@ -34,6 +34,7 @@ import pgCtl from './pg/ctl.js';
 import pgInitdb from './pg/initdb.js';
 import pgQuery from './pg/query.js';
 import pgSyncReplicas from './pg/sync-replicas.js';
+import pgUpdateExtensions from './pg/update-extensions.js';
 import pgUpgrade from './pg/upgrade.js';
 import pgbouncerPause from './pgbouncer/pause.js';
 import pgbouncerResume from './pgbouncer/resume.js';
@@ -52,6 +53,7 @@ const all: AnyStep[] = [
   pgCtl,
   pgInitdb,
   pgUpgrade,
+  pgUpdateExtensions,
   pgCarryConfig,
   pgSyncReplicas,
   patroniEditConfig,
