@@ -37,6 +37,7 @@ import pgSyncReplicas from './pg/sync-replicas.js';
 import pgUpdateExtensions from './pg/update-extensions.js';
 import pgUpgrade from './pg/upgrade.js';
 import pgbouncerPause from './pgbouncer/pause.js';
+import pgbouncerPoint from './pgbouncer/point.js';
 import pgbouncerResume from './pgbouncer/resume.js';
 
 const all: AnyStep[] = [
@@ -59,6 +60,7 @@ const all: AnyStep[] = [
   patroniEditConfig,
   pgbouncerPause,
   pgbouncerResume,
+  pgbouncerPoint,
   fsSnapshot,
   writeLabels,
   verifyStep,

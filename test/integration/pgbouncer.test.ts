@@ -3,6 +3,7 @@
 // no error; the pause never outlives max_pause (the run fails, PgBouncer is resumed) nor the
 // runner (kill -9: the guard resumes it). The truth is read from PgBouncer by a client, not from
 // what the run said.
+import { readFileSync, statSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -11,15 +12,19 @@ import {
   startPgBouncer,
   startPostgres,
 } from '../../tools/testenv/index.js';
-import { events, outputsOf, startCli, waitUntil, workdir } from './cli.js';
+import { events, outputsOf, runCli, startCli, waitUntil, workdir } from './cli.js';
 
 const PASSWORD = 'bouncer-app-secret';
 const ADMIN_PASSWORD = 'bouncer-admin-secret';
 let server: PgServer;
+let other: PgServer;
 let bouncer: PgBouncerServer;
 
 beforeAll(async () => {
-  server = await startPostgres({ version: 15, password: PASSWORD });
+  [server, other] = await Promise.all([
+    startPostgres({ version: 15, password: PASSWORD }),
+    startPostgres({ version: 15, password: PASSWORD }),
+  ]);
   bouncer = await startPgBouncer({
     databases: { postgres: { host: '127.0.0.1', port: server.port } },
     users: { postgres: PASSWORD, pgb_admin: ADMIN_PASSWORD },
@@ -28,7 +33,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => {
   await bouncer?.stop();
-  await server?.stop();
+  await Promise.all([server?.stop(), other?.stop()]);
 });
 
 const inventory = () => `hosts:
@@ -37,6 +42,23 @@ const inventory = () => `hosts:
     pgbouncer: { host: 127.0.0.1, port: ${bouncer.port}, user: pgb_admin, password: { env: PGB_ADMIN }, sslmode: disable }
 `;
 const env = { PGB_ADMIN: ADMIN_PASSWORD };
+
+/** The port of the server a new client through PgBouncer lands on. */
+async function landsOn(): Promise<number> {
+  const c = new pg.Client({
+    host: bouncer.host,
+    port: bouncer.port,
+    user: 'postgres',
+    password: PASSWORD,
+    database: 'postgres',
+  });
+  await c.connect();
+  try {
+    return Number((await c.query("select current_setting('port') as p")).rows[0].p);
+  } finally {
+    await c.end();
+  }
+}
 
 /** One query through PgBouncer: how long it took, or its error. */
 async function timedQuery(): Promise<{ ms: number; error?: string }> {
@@ -133,5 +155,39 @@ describe('pgbouncer.pause and pgbouncer.resume', () => {
     // Answered within seconds of the runner's death, not after the 60 s the run meant to pause.
     expect(Date.now() - killedAt).toBeLessThan(5000);
     expect((await timedQuery()).ms).toBeLessThan(1000);
+  }, 60_000);
+
+  it('pgbouncer.point moves a database to another server, keeping the file; its undo moves it back', async () => {
+    const before = readFileSync(bouncer.configFile, 'utf8');
+    const mode = statSync(bouncer.configFile);
+    expect(await landsOn()).toBe(server.port);
+    const point = (then: string) => `
+- name: cut over
+  hosts: bouncer
+  steps:
+    - id: pt
+      pgbouncer.point: { database: postgres, host: 127.0.0.1, port: ${other.port} }
+${then}`;
+    const failing = await runCli(['run', 'pb.yml', '-i', 'inv.yml'], {
+      cwd: workdir({ 'pb.yml': point('    - shell: "exit 3"'), 'inv.yml': inventory() }),
+      env,
+    });
+    expect(failing.code, failing.stdout + failing.stderr).toBe(1);
+    // Undone: the file is byte for byte what it was, and clients land where they did.
+    expect(readFileSync(bouncer.configFile, 'utf8')).toBe(before);
+    expect(await landsOn()).toBe(server.port);
+
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({ 'pb.yml': point(''), 'inv.yml': inventory() }),
+      env,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(await landsOn()).toBe(other.port);
+    const after = readFileSync(bouncer.configFile, 'utf8');
+    const changed = after.split('\n').filter((l, i) => l !== before.split('\n')[i]);
+    expect(changed).toEqual([`postgres = host=127.0.0.1 port=${other.port} dbname=postgres`]);
+    const st = statSync(bouncer.configFile);
+    expect([st.uid, st.gid, st.mode]).toEqual([mode.uid, mode.gid, mode.mode]);
+    expect(outputsOf<{ changed: boolean }>(events(r.stdout), 'pt').changed).toBe(true);
   }, 60_000);
 });

@@ -1,0 +1,132 @@
+// The [databases] section of pgbouncer.ini, edited line by line: only the named database's line
+// changes, and in it only the keys asked for (host, port, dbname); every other line, comment and
+// key is kept byte for byte. Pure functions: the step reads and writes the file.
+
+/** One `key=value` of a connection string, as written (value unquoted). */
+interface Pair {
+  key: string;
+  value: string;
+}
+
+/** Values a pointing step may write: host names, addresses, socket directories, names. */
+const SAFE_VALUE = /^[A-Za-z0-9._:/%-]+$/;
+/** Database names edited here: unquoted ini keys only. */
+export const DB_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+/** Splits `host=a port=1 dbname='x y'` into pairs; undefined when it cannot be read safely. */
+export function parseConnstr(s: string): Pair[] | undefined {
+  const out: Pair[] = [];
+  let i = 0;
+  while (i < s.length) {
+    while (i < s.length && /\s/.test(s[i] as string)) i++;
+    if (i >= s.length) break;
+    const eq = s.indexOf('=', i);
+    if (eq < 0) return undefined;
+    const key = s.slice(i, eq).trim();
+    if (!/^[a-z_]+$/.test(key)) return undefined;
+    i = eq + 1;
+    let value = '';
+    if (s[i] === "'") {
+      i++;
+      for (;;) {
+        if (i >= s.length) return undefined;
+        const c = s[i] as string;
+        if (c === '\\' && i + 1 < s.length) {
+          value += s[i + 1];
+          i += 2;
+        } else if (c === "'") {
+          i++;
+          break;
+        } else {
+          value += c;
+          i++;
+        }
+      }
+    } else {
+      const start = i;
+      while (i < s.length && !/\s/.test(s[i] as string)) i++;
+      value = s.slice(start, i);
+    }
+    out.push({ key, value });
+  }
+  return out;
+}
+
+function formatConnstr(pairs: Pair[]): string {
+  return pairs
+    .map(({ key, value }) =>
+      /^[^\s'\\]+$/.test(value)
+        ? `${key}=${value}`
+        : `${key}='${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`,
+    )
+    .join(' ');
+}
+
+/** What pointing a database changed: the file's new text and the line before and after. */
+export interface PointResult {
+  text: string;
+  before: string;
+  after: string;
+}
+
+/**
+ * Sets `host`, `port` (and `dbname` when given) of database `name` in the [databases] section of
+ * `text`. Throws (with the reason) when the section or the line is missing, when the line is
+ * written in a way this does not read (quoted name, odd connection string), or a value is unsafe.
+ */
+export function pointDatabase(
+  text: string,
+  name: string,
+  to: { host: string; port: number; dbname?: string },
+): PointResult {
+  if (!DB_NAME.test(name)) throw new Error(`database name ${JSON.stringify(name)} is not a plain name`);
+  for (const v of [to.host, to.dbname ?? 'x'])
+    if (!SAFE_VALUE.test(v)) throw new Error(`${JSON.stringify(v)} is not a plain host or database name`);
+  const lines = text.split('\n');
+  let section = '';
+  let found = -1;
+  for (let i = 0; i < lines.length; i++) {
+    const l = (lines[i] as string).trim();
+    const head = /^\[([^\]]+)\]$/.exec(l);
+    if (head) {
+      section = (head[1] as string).trim().toLowerCase();
+      continue;
+    }
+    if (section !== 'databases' || l === '' || l.startsWith(';') || l.startsWith('#')) continue;
+    const eq = l.indexOf('=');
+    if (eq < 0) continue;
+    const key = l.slice(0, eq).trim();
+    if (key === name || key === `"${name}"`) {
+      if (found >= 0) throw new Error(`database ${name} has two lines in [databases]`);
+      found = i;
+    }
+  }
+  if (found < 0) throw new Error(`database ${name} has no line in the [databases] section`);
+  const line = lines[found] as string;
+  const eq = line.indexOf('=');
+  const pairs = parseConnstr(line.slice(eq + 1));
+  if (!pairs)
+    throw new Error(
+      `the line of database ${name} is not a connection string this step can edit: ${line.trim()}`,
+    );
+  const set = (key: string, value: string) => {
+    const p = pairs.find((x) => x.key === key);
+    if (p) p.value = value;
+    else pairs.push({ key, value });
+  };
+  set('host', to.host);
+  set('port', String(to.port));
+  if (to.dbname) set('dbname', to.dbname);
+  const after = `${line.slice(0, eq).trimEnd()} = ${formatConnstr(pairs)}`;
+  lines[found] = after;
+  return { text: lines.join('\n'), before: line, after };
+}
+
+/** Puts a database's line back as it was (the undo): the line `after` becomes `before` again. */
+export function restoreLine(text: string, before: string, after: string): string | undefined {
+  const lines = text.split('\n');
+  const i = lines.indexOf(after);
+  if (i < 0 || lines.indexOf(after, i + 1) >= 0) return undefined;
+  lines[i] = before;
+  return lines.join('\n');
+}
