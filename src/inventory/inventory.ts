@@ -44,6 +44,9 @@ export interface InventoryHost {
   secretEnv?: readonly string[];
 }
 
+/** The group of PgBouncer hosts, derived from `pgbouncer:` settings unless the file defines it. */
+export const PGBOUNCERS = 'pgbouncers';
+
 /** Groups filled at run start from the Patroni REST API (see src/engine/patroni-groups.ts). */
 export const DYNAMIC_GROUPS: readonly string[] = ['patroni_leader', 'patroni_replicas'];
 
@@ -209,6 +212,13 @@ export function loadInventory(file: string): { inventory?: Inventory; problems: 
     Object.assign(vars, h.vars ?? {});
     const host = resolveHost(name, h ?? {}, inv, base, doc, out);
     hosts.set(name, { ...host, vars, groups: memberOf, secretEnv });
+  }
+  // `pgbouncers`, unless the file defines it: every host with pgbouncer settings, possibly none, so
+  // that a playbook can pause the poolers of any inventory (an upgrade's) without a group to write.
+  if (!groups.has(PGBOUNCERS)) {
+    const members = [...hosts.values()].filter((h) => h.pgbouncer).map((h) => h.name);
+    groups.set(PGBOUNCERS, members);
+    for (const n of members) hosts.get(n)?.groups.push(PGBOUNCERS);
   }
   return { inventory: { file, doc, hosts, groups, secretEnvNames: secretEnv }, problems: out };
 }

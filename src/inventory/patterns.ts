@@ -1,5 +1,5 @@
 // Host patterns, Ansible-shaped: `all`, names, groups, globs, `a:b` union, `a:&b` and `a:!b`.
-import { DYNAMIC_GROUPS, type Inventory } from './inventory.js';
+import { DYNAMIC_GROUPS, type Inventory, PGBOUNCERS } from './inventory.js';
 
 /** Result of matching a pattern: hosts in inventory order, and the terms that matched nothing. */
 export interface PatternMatch {
@@ -68,8 +68,9 @@ function match(inventory: Inventory, pattern: string): PatternMatch {
     const name = op ? t.slice(1) : t;
     const hs = termHosts(name);
     const dynamic = DYNAMIC_GROUPS.includes(name);
-    // Excluding a dynamic group that holds no host (no Patroni here) is no mistake.
-    if (hs.length === 0 && !(op === '!' && dynamic)) unmatched.push(name);
+    // Excluding a dynamic group that holds no host (no Patroni here) is no mistake, nor is naming
+    // the derived `pgbouncers` of an inventory without PgBouncer (the upgrade pauses none).
+    if (hs.length === 0 && !(op === '!' && dynamic) && name !== PGBOUNCERS) unmatched.push(name);
     // Unresolved, a dynamic group stands for every host it may turn out to hold: excluding it
     // then excludes nothing, so the plan shows every host the run may select (a superset).
     if (op === '!' && dynamic && !inventory.groups.has(name)) continue;

@@ -30,6 +30,8 @@ describe('groups and variables', () => {
       ['web', ['web1']],
       ['prod', ['db1', 'db2', 'web1']],
       ['late', ['db2']],
+      // derived: the hosts with pgbouncer settings (none here)
+      ['pgbouncers', []],
     ]);
   });
 

@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadInventory } from '../../../src/inventory/inventory.js';
@@ -47,5 +50,37 @@ describe('matchHosts', () => {
   it('a glob treats regular-expression characters literally', () => {
     expect(matchHosts(inventory!, 'db.').hosts).toEqual([]);
     expect(matchHosts(inventory!, 'db(1)').hosts).toEqual([]);
+  });
+});
+
+describe('the derived pgbouncers group', () => {
+  const load = (text: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'pgrb-inv-'));
+    writeFileSync(join(dir, 'inv.yml'), text);
+    const r = loadInventory(join(dir, 'inv.yml'));
+    return { problems: r.problems, inventory: r.inventory! };
+  };
+
+  it('holds the hosts with pgbouncer settings, and naming it empty is no mistake', () => {
+    const withBouncer = load(
+      'hosts:\n  db1: { transport: local }\n  pool1: { transport: local, pgbouncer: { port: 6432 } }\n',
+    );
+    expect(withBouncer.problems).toEqual([]);
+    expect(matchHosts(withBouncer.inventory, 'pgbouncers')).toMatchObject({
+      hosts: ['pool1'],
+      unmatched: [],
+    });
+    expect(withBouncer.inventory.hosts.get('pool1')!.groups).toContain('pgbouncers');
+    const without = load('hosts:\n  db1: { transport: local }\n');
+    expect(matchHosts(without.inventory, 'pgbouncers')).toMatchObject({ hosts: [], unmatched: [] });
+    // Any other empty name is still reported.
+    expect(matchHosts(without.inventory, 'pgbouncer').unmatched).toEqual(['pgbouncer']);
+  });
+
+  it('a group of that name written in the file wins', () => {
+    const own = load(
+      'hosts:\n  db1: { transport: local }\n  pool1: { transport: local, pgbouncer: { port: 6432 } }\ngroups:\n  pgbouncers: { hosts: [db1] }\n',
+    );
+    expect(matchHosts(own.inventory, 'pgbouncers').hosts).toEqual(['db1']);
   });
 });
