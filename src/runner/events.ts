@@ -91,6 +91,20 @@ export type RunEvent =
       guardsReleased?: string[];
     }
   | { type: 'undo_pushed'; address: string; title: string; host: string; action: string }
+  /**
+   * a change taken off the undo stack (or never put on it) because a later step completed what it
+   * built (`by`: a backup's labels over its snapshot): whatever fails from here, it stays
+   */
+  | {
+      type: 'undo_kept';
+      address: string;
+      title: string;
+      host: string;
+      /** the undo that will not run ('none' when the step declares none) */
+      action: string;
+      why: string;
+      by: string;
+    }
   /** a step is about to create these paths (fsync'd before it does): partial if it never succeeds */
   | { type: 'artifact'; address: string; title: string; host: string; paths: string[]; remove: string }
   /** the partial artifacts of a step that did not succeed, removed (or not: `error`) */

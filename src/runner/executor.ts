@@ -458,6 +458,8 @@ export class Executor {
     let changed = def.marksChanges !== true;
     // Paths the current attempt started creating: removed if it does not succeed.
     let artifacts: PartialArtifact[] = [];
+    // Set when the step completed what earlier steps built (ctx.keep): its own change stays too.
+    let keptWhy: string | undefined;
     for (let attempt = 0; attempt <= retries; attempt++) {
       if (attempt > 0) {
         try {
@@ -495,6 +497,10 @@ export class Executor {
           artifacts.push(pa);
           bus.emit({ type: 'artifact', ...pa });
         },
+        (values, why) => {
+          keptWhy = why;
+          this.#keep(host, n.address, values, why);
+        },
       );
       try {
         const outputs = await abortable(def.apply(ctx, params), ctl.signal).finally(() => ctx.flushOutput());
@@ -505,7 +511,7 @@ export class Executor {
         }
         this.#pass.record(n, host, { kind: 'ok', outputs });
         finish('ok', { outputs });
-        this.#pushUndo(def, { ...n, title }, host, params, outputs);
+        this.#pushUndo(def, { ...n, title }, host, params, outputs, keptWhy);
         // Past the point of no return, the way back can change as the run goes on (once the new
         // leader takes writes, restoring the old snapshot would lose them).
         if (typeof n.common.recovery === 'string' && this.#ponr)
@@ -571,11 +577,33 @@ export class Executor {
     host: string,
     params: Record<string, unknown>,
     outputs: unknown,
+    keptWhy?: string,
   ): void {
     if (!isMutating(def, params)) return;
     const pctx = this.#pass.planContext(host);
     // What the undo will really do depends on what apply found (e.g. a file that existed).
     const planned = def.undoPlan ? def.undoPlan(pctx, params, outputs) : def.plan(pctx, params).undo;
+    if (keptWhy !== undefined) {
+      this.#undo.kept.push({
+        address: n.address,
+        title: n.title,
+        host,
+        type: n.type,
+        params,
+        outputs,
+        why: keptWhy,
+      });
+      this.#o.bus.emit({
+        type: 'undo_kept',
+        address: n.address,
+        title: n.title,
+        host,
+        action: planned?.action ?? 'none',
+        why: keptWhy,
+        by: n.address,
+      });
+      return;
+    }
     if (!def.undo || !planned || n.common.undo === 'never') {
       // Clean-up and rescue steps are the remedy, not changes to report.
       if (/\.(always|rescue)\./.test(n.address)) return;
@@ -602,12 +630,29 @@ export class Executor {
     });
   }
 
+  /** ctx.keep: earlier changes on `host` that `values` name leave the undo stack, journaled. */
+  #keep(host: string, by: string, values: unknown[], why: string): void {
+    for (const e of this.#undo.takeFor(host, values)) {
+      this.#undo.kept.push({ ...e, why });
+      this.#o.bus.emit({
+        type: 'undo_kept',
+        address: e.address,
+        title: e.title,
+        host,
+        action: e.action,
+        why,
+        by,
+      });
+    }
+  }
+
   #context(
     host: string,
     n: StepNode,
     signal: AbortSignal,
     onChanging: () => void = () => {},
     onArtifact: (a: Artifact) => void = () => {},
+    onKeep: (values: unknown[], why: string) => void = () => {},
   ): ApplyContext & { flushOutput(): void } {
     const sc = this.#pass.hostScope(host);
     const { bus, connections, prompter } = this.#o;
@@ -664,7 +709,36 @@ export class Executor {
         this.#o.yes && !prompter.interactive ? Promise.resolve('') : prompter.ask(`${q} `, signal),
       changing: onChanging,
       artifact: onArtifact,
+      keep: onKeep,
     };
+  }
+
+  /**
+   * A failed run's lines for the changes a later step completed and kept: what they are, then
+   * what each step that can say reads on its host now (a backup's manifest status, and how to
+   * delete it).
+   */
+  async #keptLines(): Promise<string[]> {
+    const kept = this.#undo.kept;
+    if (!kept.length) return [];
+    const lines = [
+      'Kept, not undone (a later step completed them, so what failed after it does not take them back):',
+      ...kept.map((k) => `  - ${k.host}: "${k.title}" (${k.address}): ${k.why}`),
+    ];
+    for (const k of kept) {
+      const def = this.#def(k);
+      if (!def.kept) continue;
+      const signal = AbortSignal.any([this.#cleanup.signal, AbortSignal.timeout(KEPT_READ_MS)]);
+      const node = { address: k.address, title: k.title, type: k.type } as StepNode;
+      try {
+        const uctx = this.#context(k.host, node, signal);
+        lines.push(`  ${k.host}: ${await abortable(def.kept(uctx, k.params, k.outputs), signal)}`);
+      } catch (err) {
+        const error = signal.aborted ? messageOf(signal.reason) : messageOf(err);
+        lines.push(`  ${k.host}: what "${k.title}" kept could not be read back: ${error}`);
+      }
+    }
+    return lines;
   }
 
   #commands(): RunCommands {
@@ -762,6 +836,7 @@ export class Executor {
         );
       }
     }
+    if (failed) summary.push(...(await this.#keptLines()));
     const { removed, left } = this.#artifacts;
     if (removed.length)
       summary.push(
@@ -833,6 +908,8 @@ const GUARD_BEAT_MS = 2000;
 /** How long the run waits for a guard's last word before leaving it to go on by itself. */
 const GUARD_END_MS = 30_000;
 
+/** How long reading back what a kept change is may take (a manifest over the host's transport). */
+const KEPT_READ_MS = 30_000;
 /** How long an undo may take before it counts as failed (and goes to the manual remedy). */
 const UNDO_TIMEOUT_MS = 10 * 60_000;
 /** After an abort, how long a step gets to stop its work before the run moves on. */

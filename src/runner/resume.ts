@@ -37,6 +37,8 @@ export function completedSteps(
       if (e.type === 'undo_pushed')
         pushed.set(`${e.address}@${e.host}`, `${e.host}: "${e.title}" — to undo: ${e.action}`);
       if (e.type === 'undo_finished' && e.ok) pushed.delete(`${e.address}@${e.host}`);
+      // Kept on purpose (a completed backup's snapshot): nothing to undo by hand.
+      if (e.type === 'undo_kept') pushed.delete(`${e.address}@${e.host}`);
     }
     const left = [...pushed.values()];
     if (left.length) {

@@ -129,6 +129,14 @@ export interface ApplyContext extends PlanContext {
    * failure left nothing behind, and it is not reported as "state unknown".
    */
   artifact(a: Artifact): void;
+  /**
+   * Said by a step that completes what earlier steps built (a backup's labels and manifest over
+   * its snapshot), once it is complete: the undo entries on this host of the steps that
+   * registered one of `values` (or were given one as a parameter: labelling that snapshot) leave
+   * the undo stack, and so does this step's own. Whatever fails later, they stay; the journal
+   * (`undo_kept`) and a failed run's summary say so, with `why`.
+   */
+  keep(values: unknown[], why: string): void;
   signal: AbortSignal;
 }
 
@@ -177,6 +185,11 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   preview?(ctx: PreviewContext, params: Static<P>): Promise<StepPreview>;
   apply(ctx: ApplyContext, params: Static<P>): Promise<Static<O>>;
   undo?(ctx: ApplyContext, params: Static<P>, outputs: Static<O>): Promise<void>;
+  /**
+   * What a change kept by `ctx.keep` is at the end of a failed run, read from its host (a backup's
+   * manifest status and reason, and how to delete it): one line for the summary.
+   */
+  kept?(ctx: ApplyContext, params: Static<P>, outputs: Static<O>): Promise<string>;
   /** The undo's description once apply has run, when it depends on what apply found. */
   undoPlan?(ctx: PlanContext, params: Static<P>, outputs: Static<O>): StepPlan['undo'];
 }

@@ -182,6 +182,16 @@ export function scanBackups(root: string): { backups: string[]; damage: Damage[]
         complete.add(e);
         backups.push(e);
       }
+    } else if (manifest.status === 'verify_failed') {
+      // Kept on purpose (issue 16): honest when it says why its proof failed and has its labels.
+      const reason = (manifest.verify as { reason?: unknown } | undefined)?.reason;
+      if (!label || typeof reason !== 'string' || !reason)
+        damage.push({
+          kind: 'manifest',
+          detail: `${dir}: manifest says verify_failed without ${label ? 'a reason' : 'its backup_label'}`,
+          name: e,
+        });
+      else complete.add(e);
     } else if (manifest.status !== 'void')
       damage.push({
         kind: 'manifest',

@@ -371,8 +371,9 @@ describe('failures around the held backup session', () => {
       'backup.restore',
     );
     expect(existsSync(join(root, 'verify'))).toBe(false);
-    // The labels were kept (keep: true on the snapshot) but the manifest now says void.
-    expect(JSON.parse(readFileSync(join(root, 'backup', 'manifest.json'), 'utf8')).status).toBe('void');
+    // A failure after the labels keeps the backup: complete, its copy in place (issue 16).
+    expect(JSON.parse(readFileSync(join(root, 'backup', 'manifest.json'), 'utf8')).status).toBe('complete');
+    expect(existsSync(join(root, 'backup', 'data', 'PG_VERSION'))).toBe(true);
   });
 });
 

@@ -280,6 +280,42 @@ describe('gcp.snapshot against the Compute emulator', () => {
     ).toEqual(['READY']);
   }, 60_000);
 
+  it('a failure after the labels keeps the snapshots with their stop-LSN labels (a complete backup); the summary prints how to delete them', async () => {
+    const cwd = workdir({
+      'inv.yml': inventory(', disks: [{ name: db1-data, device_name: pgdata }]'),
+      'pb.yml': `
+- name: gcp backup, then fail
+  hosts: db1
+  steps:
+    - id: start
+      pg.backup_start: { label: kept-gcp }
+    - id: snap
+      gcp.snapshot: { backup_id: kept-gcp }
+    - id: stop
+      pg.backup_stop: { archive_dir: "{{ archive_dir }}" }
+    - gcp.label_snapshots: { snapshots: "{{ snap }}", labels: { pgrb-stop-lsn: "{{ stop.lsn }}" } }
+    - backup.write_labels: { to: "{{ backup_root }}/kept-gcp", from: "{{ stop }}", snapshots: ["{{ snap }}"] }
+    - shell: "exit 3"
+`,
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd });
+    expect(r.code).toBe(1);
+    const ev = events(r.stdout);
+    expect(ev.filter((e) => e.type === 'undo_kept').map((e) => e.title)).toEqual([
+      'gcp.snapshot',
+      'gcp.label_snapshots',
+      'backup.write_labels',
+    ]);
+    expect(ev.filter((e) => e.type === 'undo_started').map((e) => e.title)).toEqual(['pg.backup_start']);
+    const kept = gce.snapshots().filter((x) => x.labels?.['pgrb-backup'] === 'kept-gcp');
+    expect(kept.map((x) => [x.name, x.status])).toEqual([['pgrb-kept-gcp-db1-data', 'READY']]);
+    expect(kept[0]!.labels?.['pgrb-stop-lsn']).toMatch(/^\d+-[0-9a-f]+$/);
+    const summary = (ev.find((e) => e.type === 'run_finished')!.summary as string[]).join('\n');
+    expect(summary).toContain(
+      `manifest status complete, not proven to restore by this run). To delete it: gcloud compute snapshots delete pgrb-kept-gcp-db1-data --project ${gce.project} && rm -rf -- ${root}/backups/kept-gcp`,
+    );
+  }, 60_000);
+
   it('resume of a backup whose snapshot step timed out finds its snapshot instead of making another', async () => {
     const cwd = workdir({
       'inv.yml': inventory(', disks: [{ name: db1-data, device_name: pgdata }]'),

@@ -133,7 +133,7 @@ describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
     ).toEqual([`${leader}-${String(ev.find((e) => e.type === 'run_started')?.runId)}`]);
   }, 120_000);
 
-  it('a failing restore proof unwinds the backup, and still resumes Patroni and re-enables Chef', async () => {
+  it('a failing restore proof keeps the backup marked verify_failed, and still resumes Patroni and re-enables Chef', async () => {
     const { lock, cwd } = setup();
     const r = await runCli(
       [
@@ -157,11 +157,22 @@ describe('snapshot-backup.yml on a Patroni cluster with Chef', () => {
     const journal = journalOf(cwd);
     const undone = journal.filter((e) => e.type === 'undo_finished').map((e) => [e.title, e.ok]);
     expect(undone).toEqual(
-      expect.arrayContaining([
-        ['Keep the labels with the backup', true],
-        ['Stop scheduled Chef runs (one could revert the Patroni pause)', true],
-      ]),
+      expect.arrayContaining([['Stop scheduled Chef runs (one could revert the Patroni pause)', true]]),
     );
+    // The backup is complete, only unproven: kept, with its copy, and the manifest says why.
+    expect(journal.filter((e) => e.type === 'undo_kept').map((e) => e.title)).toEqual([
+      'Snapshot PGDATA',
+      'Keep the labels with the backup',
+    ]);
+    const labels = ev.find((e) => e.type === 'step_finished' && e.stepType === 'backup.write_labels')!
+      .outputs as { dir: string };
+    const manifest = JSON.parse(readFileSync(join(labels.dir, 'manifest.json'), 'utf8'));
+    expect(manifest.status).toBe('verify_failed');
+    expect(manifest.verify.reason).toContain('division by zero');
+    expect(existsSync(join(`${labels.dir}.snap`, 'data', 'PG_VERSION'))).toBe(true);
+    const summary = (ev.find((e) => e.type === 'run_finished')!.summary as string[]).join('\n');
+    expect(summary).toContain(`kept in ${labels.dir} on `);
+    expect(summary).toContain('manifest status verify_failed: check failed on the restored copy');
     const resume = ev.find((e) => e.type === 'step_finished' && e.stepType === 'patroni.resume')!;
     expect(resume).toMatchObject({ status: 'ok', outputs: { resumed: true } });
     expect(await pausedOn()).toEqual([false, false, false]);

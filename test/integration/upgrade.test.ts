@@ -377,6 +377,13 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(existsSync(join(l.memberDir, 'data15'))).toBe(false);
     await expectMembers(c, '13', leader);
     expect(await contents(c.clientConfig(leader))).toEqual(before);
+    // The snapshot taken before the upgrade is a complete backup: stopping the upgrade keeps it.
+    const labels = ev.find((e) => e.type === 'step_finished' && e.stepType === 'backup.write_labels')!
+      .outputs as { dir: string };
+    expect(JSON.parse(readFileSync(join(labels.dir, 'manifest.json'), 'utf8')).status).toBe('complete');
+    expect(existsSync(join(`${labels.dir}.snap`, 'data', 'PG_VERSION'))).toBe(true);
+    const fin = ev.find((e) => e.type === 'run_finished') as { summary: string[] };
+    expect(fin.summary.join('\n')).toContain(`kept in ${labels.dir} on ${leader}`);
   }, 180_000);
 
   it('a failure past the point of no return ends with the rollback command, real path and values, which works', async () => {

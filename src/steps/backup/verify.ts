@@ -1,6 +1,7 @@
 // `backup.verify` and `backup.restore`: prove a backup restores. Materialise the snapshot in a
 // scratch directory, put the stored labels in place (sha256 checked), recover from the archive to
 // the first consistent point, run the checks, stop and clean up (verify) or leave it up (restore).
+// A proof that fails keeps the backup: its manifest says `verify_failed`, with the reason.
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import { commandLine, type Transport } from '../../connections/transport.js';
@@ -8,7 +9,7 @@ import { StepFailure } from '../../errors.js';
 import { done, notYet, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
-import { type Manifest, readCheckedManifest } from './manifest.js';
+import { type Manifest, readCheckedManifest, recordVerify } from './manifest.js';
 
 const Params = Type.Object(
   {
@@ -226,7 +227,8 @@ async function materialiseAndStart(
 ): Promise<{ m: Manifest; asUser: (l: string) => string; bin: string; started: number }> {
   const t = await stepTransport(ctx);
   const started = Date.now();
-  const m = await readCheckedManifest(t, p.from, ctx.signal);
+  const m = await readCheckedManifest(t, p.from, ctx.signal, { unproven: true });
+  st.manifest = m;
   checkTablespaces(m);
   const snap = m.snapshots?.[0] ?? {};
   const data = p.data ?? snap.data;
@@ -337,6 +339,8 @@ function cleanupScript(
 
 /** What materialiseAndStart got as far as, so a failure cleans up exactly what it made. */
 interface StartState {
+  /** the backup's manifest, once read and checked: from then on a failure is a failed proof */
+  manifest?: Manifest;
   created: boolean;
   btrfs: boolean;
   bin?: string;
@@ -383,6 +387,16 @@ async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
       `backup ${m.backup_id} restored: consistent at ${consistent}, ${Object.keys(checks).length} check(s) run`,
     );
     if (!keepRunning) await t.exec(cleanupScript(p, bin, asUser, st.btrfs, !p.keep)).catch(() => {});
+    // A backup kept unproven by an earlier proof is trusted again once one succeeds.
+    if (!keepRunning && m.status === 'verify_failed') {
+      await recordVerify(
+        await ctx.transport(),
+        p.from,
+        { status: 'ok', at: new Date().toISOString(), consistent_lsn: consistent },
+        { become: ctx.host.become, signal: ctx.signal },
+      );
+      ctx.log(`backup ${m.backup_id} proven: ${p.from}/manifest.json says complete again`);
+    }
     return {
       backup_id: m.backup_id,
       consistent_lsn: consistent,
@@ -398,8 +412,25 @@ async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
     if (st.created && st.bin && st.asUser) {
       await t.exec(cleanupScript(p, st.bin, st.asUser, st.btrfs, !p.keep)).catch(() => {});
     }
-    if (err instanceof StepFailure && tail)
-      throw new StepFailure(`${err.message}\nlast lines of the restored server's log:\n${tail}`);
+    const reason =
+      err instanceof StepFailure && tail
+        ? `${err.message}\nlast lines of the restored server's log:\n${tail}`
+        : (err as Error).message;
+    // The proof failed, not the backup necessarily (a port in use, a missing binary): it is kept,
+    // marked so that nothing restores it unproven. An interrupted proof proved nothing either way.
+    if (!keepRunning && st.manifest && !ctx.signal.aborted) {
+      const marked = await recordVerify(
+        await ctx.transport(),
+        p.from,
+        { status: 'failed', at: new Date().toISOString(), reason },
+        { become: ctx.host.become },
+      ).then(
+        () => `the backup is kept, marked verify_failed in ${p.from}/manifest.json`,
+        (e: unknown) => `marking ${p.from}/manifest.json verify_failed failed too: ${(e as Error).message}`,
+      );
+      throw new StepFailure(`${reason}\n${marked}`);
+    }
+    if (err instanceof StepFailure && tail) throw new StepFailure(reason);
     throw err;
   }
 }
@@ -426,6 +457,14 @@ function planOps(p: P, keepRunning: boolean): Operation[] {
     ...Object.entries(p.checks ?? {}).map(
       ([n, sql]): Operation => ({ kind: 'sql', sql: `-- check ${n} on the restored copy\n${sql}` }),
     ),
+    ...(keepRunning
+      ? []
+      : [
+          {
+            kind: 'note' as const,
+            text: `if the proof fails: the backup is kept, ${p.from}/manifest.json marked "verify_failed" with the reason; one that succeeds marks a verify_failed backup complete again`,
+          },
+        ]),
     {
       kind: 'note',
       text: keepRunning
@@ -441,7 +480,7 @@ function planOps(p: P, keepRunning: boolean): Operation[] {
 export const verifyStep = defineStep({
   type: 'backup.verify',
   summary:
-    'Restore a backup into a scratch directory, recover to consistency from the archive, run checks, then stop and clean up.',
+    'Restore a backup into a scratch directory, recover to consistency from the archive, run checks, then stop and clean up; a failed proof keeps the backup and marks its manifest verify_failed (with the reason).',
   params: Params,
   outputs: Outputs,
   mutating: false,

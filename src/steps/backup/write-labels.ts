@@ -8,6 +8,7 @@ import { defineStep, type Operation } from '../define.js';
 import { parseLabel } from '../pg/backup-sql.js';
 import { remoteSha256, run, writeRemoteFile } from '../remote-files.js';
 import { liveDataDirectory } from './live-datadir.js';
+import { describeKept } from './manifest.js';
 
 const StopOutputs = Type.Object(
   {
@@ -96,7 +97,8 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   marksChanges: true,
-  undoSummary: 'rewrites manifest.json with status "void", so nothing claims a good backup',
+  undoSummary:
+    'none: once its manifest says complete, the backup is kept whatever fails later, with the snapshot it names (their undo is taken off the stack); a failed run’s summary says where it is and how to delete it',
   // A few small files, written through become like the snapshot beside them.
   needs: (_ctx, p) => ({ writable: [{ path: p.to, param: 'to' }] }),
   plan(ctx, p) {
@@ -121,15 +123,12 @@ export default defineStep({
           .join(' ')}`,
       },
     ];
+    ops.push({
+      kind: 'note',
+      text: 'from here the backup is complete: kept whatever fails later, with its snapshot (not undone)',
+    });
     void ctx;
-    return {
-      action: `keep the labels with the backup in ${p.to}`,
-      ops,
-      undo: {
-        action: 'mark manifest.json void',
-        ops: [{ kind: 'note', text: `rewrite ${p.to}/manifest.json with "status": "void"` }],
-      },
-    };
+    return { action: `keep the labels with the backup in ${p.to}`, ops };
   },
   async apply(ctx, p) {
     const t = await ctx.transport();
@@ -167,6 +166,11 @@ export default defineStep({
       become,
       signal: ctx.signal,
     });
+    // Complete: a failure from here (its proof, a later step) keeps it, and the snapshot it names.
+    ctx.keep(
+      (p.snapshots ?? []).filter((x) => (x as { skipped?: unknown }).skipped !== true),
+      `backup ${m.backup_id} is complete (labels and manifest in ${p.to})`,
+    );
     ctx.log(`backup ${m.backup_id}: labels and manifest in ${p.to}`);
     return {
       dir: p.to,
@@ -176,16 +180,11 @@ export default defineStep({
       ...(spcmap ? { tablespace_map_sha256: sha256(spcmap) } : {}),
     };
   },
-  async undo(ctx, p) {
-    const t = await ctx.transport();
-    const m = manifest(p, 'void', {
-      voided_at: new Date().toISOString(),
-      void_reason: 'the run that took this backup failed after the labels were written',
-    });
-    await writeRemoteFile(t, `${p.to}/manifest.json`, `${JSON.stringify(m, null, 2)}\n`, {
+  async kept(ctx, p) {
+    return describeKept(await ctx.transport(), p.to, {
       become: ctx.host.become,
+      host: ctx.host.name,
       signal: ctx.signal,
     });
-    ctx.log(`backup ${m.backup_id} marked void in ${p.to}/manifest.json`);
   },
 });

@@ -137,7 +137,8 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   marksChanges: true,
-  undoSummary: 'removes what it took (unless keep: true): an aborted backup leaves nothing behind',
+  undoSummary:
+    'removes what it took, unless keep: true or a backup.write_labels completed the backup over it (then it is kept whatever fails later): an aborted backup leaves nothing behind',
   // No binary: the copy uses rsync or, without it, GNU tar (in every base system); btrfs is the
   // provider's own prerequisite. A copy needs room for the databases; a btrfs snapshot shares its
   // blocks, and is created beside its path.
@@ -163,7 +164,11 @@ export default defineStep({
       ops,
       undo: p.keep
         ? { action: 'none: keep: true', ops: [] }
-        : { action: 'remove the snapshot', ops: [{ kind: 'command', line: removeScript(p.provider, p.to) }] },
+        : {
+            // Until the labels are written the copy is not a backup; after that the runner keeps it.
+            action: 'remove the snapshot (unless backup.write_labels completed the backup: then kept)',
+            ops: [{ kind: 'command', line: removeScript(p.provider, p.to) }],
+          },
     };
   },
   async apply(ctx, p) {

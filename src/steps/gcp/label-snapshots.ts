@@ -39,7 +39,8 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   marksChanges: true,
-  undoSummary: 'set the labels each snapshot had before',
+  undoSummary:
+    'set the labels each snapshot had before, unless a backup.write_labels completed the backup over them (then kept with them)',
   plan(ctx, p) {
     const s = gcpOf(ctx);
     const url = snapshotUrl(s, '{each snapshot}');

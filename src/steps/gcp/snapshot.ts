@@ -97,7 +97,8 @@ export default defineStep({
   outputs: Outputs,
   mutating: true,
   marksChanges: true,
-  undoSummary: 'delete the snapshots this run created (unless keep: true)',
+  undoSummary:
+    'delete the snapshots this run created, unless keep: true or a backup.write_labels completed the backup over them (then they are kept whatever fails later)',
   plan(ctx, p) {
     const s = gcpOf(ctx);
     const ops: Operation[] = [];
@@ -143,7 +144,8 @@ export default defineStep({
       undo: p.keep
         ? { action: 'none: keep: true (the snapshots stay if the run fails)', ops: [] }
         : {
-            action: 'delete the snapshots this run created',
+            action:
+              'delete the snapshots this run created (unless backup.write_labels completed the backup: then kept)',
             ops: [{ kind: 'http', method: 'DELETE', url: snapshotUrl(s, '{each snapshot}') }],
           },
     };

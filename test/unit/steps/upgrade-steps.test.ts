@@ -77,6 +77,7 @@ function applyCtx(h: InventoryHost): ApplyContext & { logs: string[] } {
     prompt: async () => '',
     changing: () => {},
     artifact: () => {},
+    keep: () => {},
     signal: new AbortController().signal,
   };
 }
