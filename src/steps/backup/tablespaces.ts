@@ -13,9 +13,9 @@ export interface TablespacePlacement {
   dest: string;
 }
 
-// Paths a restore writes to and names in a tablespace_map: plain absolute paths only. Anything
-// else (a newline, a backslash that PostgreSQL escaped, shell-special characters) is refused.
-const SAFE_PATH = /^\/[A-Za-z0-9._+@,:=/-]*$/;
+// Paths a restore writes to and names in a tablespace_map: plain absolute paths only (spaces are
+// quoted where they land). Anything else (a newline, a backslash that PostgreSQL escaped, shell-special characters) is refused.
+const SAFE_PATH = /^\/[A-Za-z0-9._+@,:= /-]*$/;
 
 /** The stored tablespace_map as OID → location; refuses lines it cannot read unambiguously. */
 export function parseTablespaceMap(text: string): Map<string, string> {
