@@ -14,7 +14,8 @@ export interface TablespacePlacement {
 }
 
 // Paths a restore writes to and names in a tablespace_map: plain absolute paths only (spaces are
-// quoted where they land). Anything else (a newline, a backslash that PostgreSQL escaped, shell-special characters) is refused.
+// quoted where they land). Anything else (a newline, a backslash that PostgreSQL escaped,
+// shell-special characters) is refused.
 const SAFE_PATH = /^\/[A-Za-z0-9._+@,:= /-]*$/;
 
 /** The stored tablespace_map as OID → location; refuses lines it cannot read unambiguously. */

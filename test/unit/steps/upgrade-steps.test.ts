@@ -702,6 +702,23 @@ describe('pg.sync_replicas', () => {
     expect(isMutating(syncReplicas, { replicas: ['db2'] })).toBe(true);
   });
 
+  it('a replica on the leader’s own host must keep its tablespaces elsewhere: the script refuses the same location', () => {
+    const same = {
+      db2: replica('db2', '10.0.0.1', { pgdata: '/srv/m2/data', pgdata_new: '/srv/m2/data15' }),
+    };
+    const onHost = syncReplicas.plan(
+      ctxOf(leader({ ssh: { host: '10.0.0.1', user: 'root' } as InventoryHost['ssh'] }), same),
+      { replicas: ['db2'] },
+    );
+    expect(commands(onHost.ops)[0]).toContain(
+      `  [ "$rt" != "$t" ] || { echo 'db2 keeps tablespace' "$oid" 'in the same directory as this leader on the same host:' "$t" >&2; exit 1; }`,
+    );
+    // On another host the same path is the documented layout, not a conflict.
+    expect(commands(syncReplicas.plan(ctxOf(leader(), peers), { replicas: ['db2'] }).ops)[0]).not.toContain(
+      'in the same directory as this leader',
+    );
+  });
+
   it('rsync_host/rsync_user, the rsync_ssh host var and the ssh param pick the remote', () => {
     const p = {
       db2: replica('db2', '10.0.0.2', { rsync_host: '192.168.1.2', rsync_user: 'sync er' }),
