@@ -1,6 +1,7 @@
 // Snapshot backups on real PostgreSQL 13 and 15 under a concurrent writer: the held session,
 // the labels kept byte for byte, and a restore that reaches consistency with every committed row.
-import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -452,6 +453,102 @@ describe('tablespaces', () => {
     await c.query('drop table tt');
     await c.query('drop tablespace ts_it');
     await c.end();
+  });
+
+  it('recover puts the tablespace back where the backup’s tablespace_map says, refusing while its version directory is there', async () => {
+    const s = servers[13]!;
+    const root = scratchRoot();
+    const live = await makeTempDir('pgrb-ts');
+    const sock = await makeTempDir('pgrb-sock');
+    const c = client(s);
+    await c.connect();
+    await c.query(`create tablespace ts_rec location '${live}'`);
+    await c.query(
+      "create table tr (v text) tablespace ts_rec; insert into tr select 'row ' || g from generate_series(1, 1000) g",
+    );
+    const inv = inventory(s, root);
+    const backup = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'inv.yml': inv,
+        'pb.yml': `
+- name: tablespace backup
+  hosts: db
+  steps:
+    - id: start
+      pg.backup_start: { label: "ts-rec" }
+    - id: snap
+      fs.snapshot: { provider: copy, to: "{{ backup_dir }}.snap" }
+    - pg.query: "insert into tr values ('during')"
+    - id: stop
+      pg.backup_stop: { archive_dir: "{{ archive }}" }
+    - backup.write_labels: { to: "{{ backup_dir }}", from: "{{ stop }}", snapshots: ["{{ snap }}"] }
+`,
+      }),
+    });
+    expect(backup.code, backup.stdout + backup.stderr).toBe(0);
+    const recover = workdir({
+      'inv.yml': inv,
+      'r.yml': `
+- name: recover in place
+  hosts: db
+  steps:
+    - id: r
+      backup.recover:
+        from: "{{ backup_dir }}"
+        data_dir: "{{ scratch }}"
+        bin_dir: "{{ bin_dir }}"
+        archive_dir: "{{ archive }}"
+        run_as: pgrb
+`,
+    });
+    // The live tablespace's PG_13_* is where the copy would go: refused, nothing written.
+    const [version] = readdirSync(live);
+    expect(version).toMatch(/^PG_13_\d+$/);
+    const refused = await runCli(['run', 'r.yml', '-i', 'inv.yml', '--output', 'json'], { cwd: recover });
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain(`${live}/${version} exists: move it aside first`);
+    expect(existsSync(join(root, 'verify'))).toBe(false);
+    // Once the location is free (the live server dropped the tablespace), it is restored there.
+    await c.query('drop table tr');
+    await c.query('drop tablespace ts_rec');
+    await c.end();
+    expect(readdirSync(live)).toEqual([]);
+    const ok = await runCli(['run', 'r.yml', '-i', 'inv.yml', '--output', 'json'], { cwd: recover });
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    const out = events(ok.stdout).find((e) => e.type === 'step_finished')!.outputs as {
+      tablespaces: { oid: string; location: string }[];
+    };
+    expect(out.tablespaces).toEqual([{ oid: expect.stringMatching(/^\d+$/), location: live }]);
+    expect(readdirSync(live)).toEqual([version]);
+    // Recovery made the link from the map; the restored server reads the rows from there.
+    expect(readlinkSync(join(root, 'verify', 'pg_tblspc', out.tablespaces[0]!.oid))).toBe(live);
+    const ctl = (...a: string[]) =>
+      spawnSync(
+        'runuser',
+        ['-u', 'pgrb', '--', `${s.binDir}/pg_ctl`, '-D', join(root, 'verify'), '-w', ...a],
+        {
+          encoding: 'utf8',
+        },
+      );
+    const up = ctl(
+      '-o',
+      `-c listen_addresses='' -c unix_socket_directories=${sock} -c archive_mode=off -c port=5439`,
+      '-l',
+      `${sock}/restored.log`,
+      'start',
+    );
+    expect(up.status, up.stderr + up.stdout).toBe(0);
+    try {
+      const r = new pg.Client({ host: sock, port: 5439, user: 'postgres', database: 'postgres' });
+      await r.connect();
+      const rows = await r.query(
+        "select count(*)::int as n, count(*) filter (where v = 'during')::int as during from tr",
+      );
+      await r.end();
+      expect(rows.rows[0]).toEqual({ n: 1001, during: 1 });
+    } finally {
+      ctl('-m', 'fast', 'stop');
+    }
   });
 });
 

@@ -2,14 +2,15 @@
 // (etcd, Debian's binaries), driven over a real sshd as the server user, upgraded to 15 with
 // pg_upgrade --link and the replica rsynced from the leader; and a failure before the point of no
 // return that leaves the cluster on 13, running and resumed.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { chmod, chown } from 'node:fs/promises';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from '../../tools/testenv/checks.js';
+import { parse, stringify } from 'yaml';
+import { sql, waitUntil } from '../../tools/testenv/checks.js';
 import {
   type EtcdServer,
   httpRequest,
@@ -40,6 +41,7 @@ let upgraded:
       leader: string;
       before: Record<string, string>;
       lastLsn: string;
+      locations: Record<string, string>;
     }
   | undefined;
 
@@ -75,9 +77,60 @@ async function seed(config: pg.ClientConfig): Promise<void> {
   );
 }
 
-async function contents(config: pg.ClientConfig): Promise<Record<string, string>> {
+/**
+ * A tablespace on the leader holding a table, the replica cloned afresh with its own location of
+ * it (Patroni's pg_basebackup --tablespace-mapping). Members on one host cannot share a location
+ * as separate machines do: a replica replaying CREATE TABLESPACE empties the directory it names.
+ * Returns each member's location.
+ */
+async function addTablespace(c: PatroniCluster, leader: string): Promise<Record<string, string>> {
+  const { uid, gid } = await lookupUser(SERVER_USER);
+  const l = c.members.find((m) => m.name === leader)!;
+  const r = c.members.find((m) => m.name !== leader)!;
+  const locations = { [l.name]: join(l.memberDir, 'ts'), [r.name]: join(r.memberDir, 'ts') };
+  for (const d of Object.values(locations)) {
+    await mkdir(d, { mode: 0o700 });
+    await chown(d, uid, gid);
+  }
+  await c.stopMember(r.name);
+  await rm(r.dataDir, { recursive: true, force: true });
+  const conf = parse(readFileSync(r.configFile, 'utf8'));
+  conf.postgresql.basebackup = [{ 'tablespace-mapping': `${locations[l.name]}=${locations[r.name]}` }];
+  writeFileSync(r.configFile, stringify(conf));
+  await sql(c.clientConfig(leader), `create tablespace spaced location '${locations[l.name]}'`);
+  await sql(
+    c.clientConfig(leader),
+    `create table spaced_rows (id int primary key, v text, at timestamptz) tablespace spaced;
+     insert into spaced_rows select g, md5(g::text), timestamptz '2024-01-01' + g * interval '1 second'
+       from generate_series(1, 4000) g;`,
+  );
+  await c.startMember(r.name);
+  return locations;
+}
+
+/** Where `spaced_rows` lives on a member: its tablespace's location as that server sees it. */
+async function spacedAt(config: pg.ClientConfig): Promise<string> {
+  const [r] = await sql<{ loc: string; path: string }>(
+    config,
+    `select pg_tablespace_location(t.oid) as loc, pg_relation_filepath('spaced_rows') as path
+       from pg_class c join pg_tablespace t on t.oid = c.reltablespace where c.relname = 'spaced_rows'`,
+  );
+  expect(r?.path).toMatch(/^pg_tblspc\//);
+  return String(r?.loc);
+}
+
+/** The tables compared where the cluster has the tablespace. */
+const TABLES = ['customers', 'orders', 'events', 'spaced_rows'];
+
+/** The version directories (and what was moved aside) in a tablespace location. */
+const versionDirs = (dir: string) => readdirSync(dir).sort();
+
+async function contents(
+  config: pg.ClientConfig,
+  tables = ['customers', 'orders', 'events'],
+): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const t of ['customers', 'orders', 'events']) {
+  for (const t of tables) {
     const [r] = await sql<{ n: string; sum: string }>(
       config,
       `select count(*)::text as n, md5(string_agg(t::text, ',' order by t::text)) as sum from ${t} t`,
@@ -166,6 +219,24 @@ async function expectMembers(c: PatroniCluster, major: string, leader: string): 
   }
 }
 
+/** A Patroni switchover `from` → `to`, returning once `to` leads and `from` streams from it. */
+async function switchover(c: PatroniCluster, from: string, to: string): Promise<void> {
+  const url = c.members.find((m) => m.name === from)!.restUrl;
+  const r = await httpRequest('POST', `${url}/switchover`, { leader: from, candidate: to }, 60_000);
+  expect(r.status, r.body).toBe(200);
+  await waitUntil(
+    `${to} leading with ${from} streaming from it`,
+    async () => {
+      const [row] = await sql<{ primary: boolean; n: number }>(
+        c.clientConfig(to),
+        "select not pg_is_in_recovery() as primary, (select count(*)::int from pg_stat_replication where state = 'streaming') as n",
+      );
+      return row!.primary && row!.n === 1;
+    },
+    60_000,
+  );
+}
+
 const failures = (stdout: string) =>
   stdout
     .split('\n')
@@ -173,12 +244,20 @@ const failures = (stdout: string) =>
     .join('\n');
 
 describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
-  it('upgrades both members with every row, the replica streaming, Patroni resumed and the downtime reported', async () => {
+  it('upgrades both members with every row (a tablespace too), the replica streaming, Patroni resumed, the downtime reported and WAL in its own archive', async () => {
     const c = await fresh();
     const leader = await c.leader();
     const replica = c.members.find((m) => m.name !== leader)!.name;
+    const locations = await addTablespace(c, leader);
     await seed(c.clientConfig(leader));
-    const before = await contents(c.clientConfig(leader));
+    const before = await contents(c.clientConfig(leader), TABLES);
+    expect(before.spaced_rows).toMatch(/^4000:/);
+    const [rows] = await sql<{ n: string }>(
+      c.clientConfig(replica),
+      'select count(*)::text as n from spaced_rows',
+    );
+    expect(rows!.n).toBe('4000');
+    for (const m of c.members) expect(await spacedAt(c.clientConfig(m.name))).toBe(locations[m.name]);
     // Settings pg_upgrade does not carry: one in the DCS (Patroni's dynamic configuration, which
     // the DCS wipe would lose) and one by ALTER SYSTEM (postgresql.auto.conf).
     const lm = c.members.find((m) => m.name === leader)!;
@@ -218,9 +297,58 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       "select current_setting('work_mem') as w, current_setting('log_min_duration_statement') as l",
     );
     expect(settings).toEqual({ w: '7MB', l: '1234ms' });
-    // Every table's rows and checksum, the sequence and the index unchanged, on both.
-    expect(await contents(c.clientConfig(leader))).toEqual(before);
-    expect(await contents(c.clientConfig(replica))).toEqual(before);
+    // Every table's rows and checksum (the tablespace's too), the sequence and the index
+    // unchanged, on both; each member reads the tablespace from its own location, where
+    // pg_upgrade --link (leader) and the rsync (replica) put PG_15_* beside PG_13_*.
+    expect(await contents(c.clientConfig(leader), TABLES)).toEqual(before);
+    expect(await contents(c.clientConfig(replica), TABLES)).toEqual(before);
+    for (const m of c.members) {
+      expect(await spacedAt(c.clientConfig(m.name))).toBe(locations[m.name]);
+      expect(versionDirs(locations[m.name]!), m.name).toEqual([
+        expect.stringMatching(/^PG_13_\d+$/),
+        expect.stringMatching(/^PG_15_\d+$/),
+      ]);
+    }
+    // The snapshot backup (the rollback's) holds the tablespace and its map.
+    const runId0 = String(ev.find((e) => e.type === 'run_started')?.runId);
+    const manifest = JSON.parse(
+      readFileSync(join(root, `upgrade-${leader}-${runId0}`, 'manifest.json'), 'utf8'),
+    );
+    expect(manifest.snapshots[0].tablespaces).toEqual([
+      expect.objectContaining({ source: locations[leader] }),
+    ]);
+    expect(manifest.files.tablespace_map).toBeDefined();
+    // A WAL archive per major: 15 archives into ARCHIVE/15, and nothing of it reaches the old
+    // archive (which the rollback recovers from).
+    const newArchive = join(c.archiveDir, '15');
+    const oldArchive = () =>
+      readdirSync(c.archiveDir)
+        .filter((f) => f !== '15')
+        .sort();
+    const oldBefore = oldArchive();
+    await sql(c.clientConfig(leader), "insert into spaced_rows values (0, 'archived', now())");
+    const [sw] = await sql<{ wal: string }>(
+      c.clientConfig(leader),
+      'select pg_walfile_name(pg_switch_wal()) as wal',
+    );
+    const until = Date.now() + 30_000;
+    while (!existsSync(join(newArchive, sw!.wal)) && Date.now() < until)
+      await new Promise((res) => setTimeout(res, 200));
+    expect(readdirSync(newArchive)).toContain(sw!.wal);
+    expect(oldArchive()).toEqual(oldBefore);
+    expect(oldBefore).not.toContain(sw!.wal);
+    await sql(c.clientConfig(leader), 'delete from spaced_rows where id = 0');
+    // Timelines of the new cluster (a switchover there and back): their history files are in its
+    // archive only. In a shared archive, the rollback's promotion would have to skip them.
+    await switchover(c, leader, replica);
+    await switchover(c, replica, leader);
+    await waitUntil(
+      '00000003.history archived',
+      async () => existsSync(join(newArchive, '00000003.history')),
+      30_000,
+    );
+    expect(readdirSync(newArchive)).toEqual(expect.arrayContaining(['00000002.history', '00000003.history']));
+    expect(oldArchive().filter((f) => f.endsWith('.history'))).toEqual([]);
     // Patroni (resumed, checked above) runs the leader on the new data directory.
     expect(readFileSync(c.members.find((m) => m.name === leader)!.configFile, 'utf8')).toContain('data15');
     // The smoke table went across and was dropped.
@@ -253,13 +381,13 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(said).toContain(
       `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i ${join(cwd, 'inv.yml')} -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lastLsn}`,
     );
-    upgraded = { root, cwd, runId, leader, before, lastLsn };
+    upgraded = { root, cwd, runId, leader, before, lastLsn, locations };
   }, 240_000);
 
   it('the rollback playbook brings the upgraded cluster back on 13 from the snapshot, with the pre-upgrade data', async () => {
     expect(upgraded, 'needs the upgrade test before it').toBeDefined();
     const c = cluster!;
-    const { root, cwd, runId, leader, before, lastLsn } = upgraded!;
+    const { root, cwd, runId, leader, before, lastLsn, locations } = upgraded!;
     // The snapshot is the upgrade's own, taken while Patroni was paused. Whether its saved dynamic
     // configuration already holds the pause depends on when Patroni wrote patroni.dynamic.json
     // (at the end of the cycle that saw the pause): if it does, the pause must be dropped, or the
@@ -305,10 +433,28 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     };
     expect(lsn(restored.checkpoint_lsn)).toBeGreaterThan(lsn(lastLsn));
     expect((restored as unknown as { pause_dropped: boolean }).pause_dropped).toBe(savedPause);
-    expect(restored.timeline).toBeGreaterThan(1);
+    // The backup's timeline is 1; its own archive holds no history of the new cluster's timelines
+    // 2 and 3 (in ARCHIVE/15), so the promotion takes 2.
+    expect(restored.timeline).toBe(2);
     await expectMembers(c, '13', leader);
-    expect(await contents(c.clientConfig(leader))).toEqual(before);
-    expect(await contents(c.clientConfig(replica))).toEqual(before);
+    expect(await contents(c.clientConfig(leader), TABLES)).toEqual(before);
+    expect(await contents(c.clientConfig(replica), TABLES)).toEqual(before);
+    // The tablespace went back to its location on the leader (the snapshot's copy; what the
+    // upgrade left there kept beside it), and the replica cloned it into its own, emptied first.
+    expect((restored as unknown as { tablespaces: unknown }).tablespaces).toEqual([
+      { oid: expect.stringMatching(/^\d+$/), location: locations[leader] },
+    ]);
+    const rid = String(events(r.stdout).find((e) => e.type === 'run_started')?.runId);
+    for (const m of c.members) expect(await spacedAt(c.clientConfig(m.name))).toBe(locations[m.name]);
+    const [v13] = versionDirs(locations[replica]!);
+    expect(v13).toMatch(/^PG_13_\d+$/);
+    const v15 = versionDirs(join(locations[replica]! + `.pre-rollback-${rid}`))[1]!;
+    expect(v15).toMatch(/^PG_15_\d+$/);
+    expect(versionDirs(locations[leader]!)).toEqual(
+      [v13!, `${v13}.pre-rollback-${rid}`, `${v15}.pre-rollback-${rid}`].sort(),
+    );
+    expect(versionDirs(locations[replica]!)).toEqual([v13]);
+    expect(versionDirs(`${locations[replica]}.pre-rollback-${rid}`)).toEqual([v13, v15]);
     const streaming = await sql<{ application_name: string }>(
       c.clientConfig(leader),
       "select application_name from pg_stat_replication where state = 'streaming'",

@@ -4,14 +4,23 @@
 // started once with recovery settings given on the command line only (nothing is written into
 // its configuration): WAL from the archive (and from `wal_dirs`, e.g. the old pg_wal that still
 // holds the last, never archived segment), promoted at the end, no TCP, then stopped cleanly on
-// its new timeline, ready for Patroni or the service to start it.
+// its new timeline, ready for Patroni or the service to start it. Tablespaces go back to the
+// locations the backup's tablespace_map names (see tablespaces.ts).
 import { Type } from '@sinclair/typebox';
 import { asUser, serverUser } from '../../connections/run-as.js';
-import { commandLine } from '../../connections/transport.js';
+import { commandLine, type Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type PlanContext } from '../define.js';
-import { readCheckedManifest } from './manifest.js';
+import { type Manifest, readCheckedManifest } from './manifest.js';
+import {
+  chownPlaced,
+  parseTablespaceMap,
+  placeTablespaces,
+  refuseOccupied,
+  type TablespacePlacement,
+  tablespaceCopies,
+} from './tablespaces.js';
 
 const Params = Type.Object(
   {
@@ -63,6 +72,9 @@ const Outputs = Type.Object({
   pause_dropped: Type.Boolean({
     description: "the snapshot's patroni.dynamic.json held a saved pause, which was removed",
   }),
+  tablespaces: Type.Array(Type.Object({ oid: Type.String(), location: Type.String() }), {
+    description: 'each tablespace restored, at the location its tablespace_map names',
+  }),
 });
 
 type P = typeof Params.static;
@@ -95,20 +107,29 @@ function options(p: P): string {
   return o.map((x) => `-c ${quote(x)}`).join(' ');
 }
 
-/** Copies the snapshot in, as the login (through become): the server user may not read it. */
-function copyScript(p: P, data: string, user: string): string {
+/**
+ * Copies the snapshot in, as the login (through become): the server user may not read it. Each
+ * tablespace goes back to the location the stored tablespace_map names (where the source had it),
+ * and the data directory gets a tablespace_map naming them: recovery makes pg_tblspc's links.
+ * Nothing is written unless the data directory and what each tablespace copy holds (its PG_*
+ * version directory) are absent from their destinations.
+ */
+function copyScript(p: P, data: string, user: string, spaces: TablespacePlacement[]): string {
   const D = quote(p.data_dir);
   return [
     'set -e',
     `if [ -e ${D} ]; then echo 'pgrunbook: ${p.data_dir.replace(/'/g, '')} exists: move it aside first' >&2; exit 17; fi`,
+    ...refuseOccupied(spaces),
     `mkdir -p -m 700 ${D}`,
     `cp -a ${quote(`${data}/.`)} ${D}/`,
     `rm -f ${D}/postmaster.pid ${D}/postmaster.opts ${D}/recovery.signal ${D}/standby.signal ${D}/backup_label ${D}/tablespace_map`,
     `rm -rf ${D}/pg_wal && mkdir -p ${D}/pg_wal/archive_status`,
     `rm -rf ${D}/pg_replslot/* ${D}/pg_stat_tmp/*`,
     `cp ${quote(`${p.from}/backup_label`)} ${D}/backup_label`,
+    ...placeTablespaces(p.data_dir, spaces),
     `touch ${D}/recovery.signal`,
     `if [ "$(id -u)" = 0 ]; then chown -R ${quote(user)}: ${D}; : > ${quote(log(p))}; chown ${quote(user)}: ${quote(log(p))}; fi`,
+    ...(spaces.length ? [`if [ "$(id -u)" = 0 ]; then`, ...chownPlaced(spaces, user), 'fi'] : []),
     `sha256sum ${D}/backup_label`,
   ].join('\n');
 }
@@ -181,9 +202,20 @@ export default defineStep({
         {
           kind: 'command',
           line: commandLine(
-            { script: copyScript(p, '(the snapshot named in the manifest)', serverUser(ctx.host, p.run_as)) },
+            {
+              script: copyScript(
+                p,
+                '(the snapshot named in the manifest)',
+                serverUser(ctx.host, p.run_as),
+                [],
+              ),
+            },
             ctx.host.become,
           ),
+        },
+        {
+          kind: 'note',
+          text: `with tablespaces: each copy goes back to the location the stored tablespace_map names (refused before anything is written if its PG_* directory is there: move it aside first), and ${p.data_dir}/tablespace_map names them`,
         },
         { kind: 'command', line: as(ctx, p, recoverScript(p)) },
         {
@@ -205,12 +237,11 @@ export default defineStep({
       p.from,
       ctx.signal,
     );
-    if ((m.snapshots?.[0]?.tablespaces ?? []).length > 0 || m.files.tablespace_map)
-      throw new StepFailure('backup.recover does not restore tablespaces yet: restore this backup by hand');
+    const spaces = await placements(m, p, become, ctx.signal);
     const data = p.data || m.snapshots?.[0]?.data;
     if (!data) throw new StepFailure(`no snapshot data: the manifest in ${p.from} names none; give data:`);
     const started = Date.now();
-    const copy = await become.exec(copyScript(p, data, serverUser(ctx.host, p.run_as)), {
+    const copy = await become.exec(copyScript(p, data, serverUser(ctx.host, p.run_as), spaces), {
       signal: ctx.signal,
     });
     if (copy.exitCode !== 0)
@@ -221,7 +252,9 @@ export default defineStep({
       );
     if (!copy.stdout.trim().startsWith(m.files.backup_label.sha256))
       throw new StepFailure(`backup_label in ${p.data_dir} differs from the stored one`);
-    ctx.log(`copied ${data} into ${p.data_dir}; recovering`);
+    ctx.log(
+      `copied ${data} into ${p.data_dir}${spaces.length ? ` and ${spaces.length} tablespace(s) to ${spaces.map((s) => s.dest).join(', ')}` : ''}; recovering`,
+    );
     const r = await t.exec(as(ctx, p, recoverScript(p)), { signal: ctx.signal });
     if (r.exitCode !== 0)
       throw new StepFailure(`recovery of ${p.data_dir} failed:\n${r.stderr.trim().slice(-2000)}`);
@@ -251,9 +284,42 @@ export default defineStep({
       timeline,
       checkpoint_lsn: f['Latest checkpoint location'] ?? '',
       pause_dropped: pauseDropped,
+      tablespaces: spaces.map((s) => ({ oid: s.oid, location: s.dest })),
     };
   },
 });
+
+/**
+ * Where each tablespace copy goes: the location the stored tablespace_map names (sha256-checked
+ * with the manifest), i.e. where the source had it — what an in-place rollback restores.
+ */
+async function placements(
+  m: Manifest,
+  p: P,
+  t: { exec: (line: string, o: { signal?: AbortSignal }) => ReturnType<Transport['exec']> },
+  signal: AbortSignal,
+): Promise<TablespacePlacement[]> {
+  if (!m.files.tablespace_map) {
+    if ((m.snapshots?.[0]?.tablespaces ?? []).length > 0)
+      throw new StepFailure(
+        `the backup in ${p.from} holds tablespace copies but no tablespace_map naming their locations: refusing`,
+      );
+    return [];
+  }
+  const r = await t.exec(`cat ${quote(`${p.from}/tablespace_map`)}`, { signal });
+  if (r.exitCode !== 0)
+    throw new StepFailure(`reading ${p.from}/tablespace_map failed: ${r.stderr.trim().slice(-300)}`);
+  const map = parseTablespaceMap(r.stdout);
+  const data = p.data_dir.replace(/\/+$/, '');
+  return tablespaceCopies(m, map).map((c) => {
+    const dest = map.get(c.oid)!;
+    if (dest === data || dest.startsWith(`${data}/`))
+      throw new StepFailure(
+        `tablespace ${c.oid}'s location ${dest} is inside ${p.data_dir}: restore it by hand`,
+      );
+    return { oid: c.oid, copy: c.path, dest };
+  });
+}
 
 async function dropSavedPause(
   ctx: ApplyContext,

@@ -10,6 +10,7 @@ import { done, notYet, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
 import { type Manifest, readCheckedManifest, recordVerify } from './manifest.js';
+import { placeTablespaces, tablespaceCopies } from './tablespaces.js';
 
 const Params = Type.Object(
   {
@@ -138,7 +139,7 @@ async function sh(ctx: ApplyContext, t: Transport, script: string, what: string)
 
 function prepareScript(p: P, m: Manifest, data: string, provider: string): string {
   const S = quote(p.scratch);
-  const spaces = m.snapshots?.[0]?.tablespaces ?? [];
+  const spaces = tablespaceCopies(m);
   const settings = [
     'port = 5432',
     "listen_addresses = ''",
@@ -176,14 +177,10 @@ function prepareScript(p: P, m: Manifest, data: string, provider: string): strin
     // Tablespaces: copy each from the backup and point a remapped tablespace_map at the copies.
     // The stored tablespace_map names the SOURCE's directories: used as is, recovery would write
     // into a live server's tablespaces. The stored file stays untouched (its sha256 was checked).
-    `for l in ${S}/pg_tblspc/*; do if [ -L "$l" ] || [ -e "$l" ]; then rm -rf -- "$l"; fi; done`,
-    ...spaces.map(
-      (t) =>
-        `mkdir -p -m 700 ${quote(`${tblspc(p)}/${t.oid}`)} && cp -a ${quote(`${t.path}/.`)} ${quote(`${tblspc(p)}/${t.oid}`)}/`,
+    ...placeTablespaces(
+      p.scratch,
+      spaces.map((t) => ({ oid: t.oid, copy: t.path, dest: `${tblspc(p)}/${t.oid}` })),
     ),
-    spaces.length
-      ? `printf '%s\n' ${spaces.map((t) => quote(`${t.oid} ${tblspc(p)}/${t.oid}`)).join(' ')} > ${S}/tablespace_map`
-      : ':',
     `sha256sum ${S}/backup_label`,
     `[ -f ${S}/postgresql.conf ] || : > ${S}/postgresql.conf`,
     `printf 'local all all trust\\n' > ${S}/pgrunbook_hba.conf`,
@@ -191,16 +188,6 @@ function prepareScript(p: P, m: Manifest, data: string, provider: string): strin
     `touch ${S}/recovery.signal`,
     `mkdir -p -m 700 ${quote(sock(p))}`,
   ].join('\n');
-}
-
-/** Refuses a restore whose tablespaces cannot be put beside the copy. */
-function checkTablespaces(m: Manifest): void {
-  const spaces = m.snapshots?.[0]?.tablespaces ?? [];
-  if (m.files.tablespace_map && spaces.length === 0) {
-    throw new StepFailure(
-      "the backup has a tablespace_map but the manifest names no tablespace copies: restoring would recover into the source server's tablespace directories; refusing",
-    );
-  }
 }
 
 /** Settings a hot standby needs at least as high as the primary had, read from pg_control. */
@@ -229,7 +216,7 @@ async function materialiseAndStart(
   const started = Date.now();
   const m = await readCheckedManifest(t, p.from, ctx.signal, { unproven: true });
   st.manifest = m;
-  checkTablespaces(m);
+  tablespaceCopies(m);
   const snap = m.snapshots?.[0] ?? {};
   const data = p.data ?? snap.data;
   if (!data) throw new StepFailure(`no snapshot data: the manifest names none; give data:`);

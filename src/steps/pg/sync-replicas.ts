@@ -3,7 +3,9 @@
 // from the leader, one rsync of the old and new data directories together, so that the hard links
 // between them are recreated on the replica and only the files pg_upgrade wrote are sent. Run on
 // the leader; the replicas are reached with rsync over ssh from there (in parallel). Tablespaces
-// get the same treatment, each in its own directory.
+// get the same treatment, each in its own directory: the replica's location of it (read from its
+// own pg_tblspc links, which may differ from the leader's), and its new data directory's link
+// then points there too.
 import { basename, dirname } from 'node:path';
 import { Type } from '@sinclair/typebox';
 import { asLogin, asUser } from '../../connections/run-as.js';
@@ -91,7 +93,11 @@ function dirs(ctx: PlanContext, p: P): { old: string; nu: string } {
 }
 
 /** Where a replica is reached and where its directories are; refuses layouts rsync cannot serve. */
-export function target(ctx: PlanContext, p: P, name: string): { dest: string; parent: string } {
+export function target(
+  ctx: PlanContext,
+  p: P,
+  name: string,
+): { dest: string; parent: string; sameHost: boolean } {
   const r: InventoryHost | undefined = ctx.peer(name);
   if (!r) throw new StepFailure(`pg.sync_replicas: no host "${name}" in the inventory`);
   const { old, nu } = dirs(ctx, p);
@@ -119,7 +125,7 @@ export function target(ctx: PlanContext, p: P, name: string): { dest: string; pa
     throw new StepFailure(
       `pg.sync_replicas: replica ${name} resolves to this leader's own directories (${addr}:${dirname(old)})`,
     );
-  return { dest: `${user ? `${user}@` : ''}${addr}`, parent: dirname(rOld) };
+  return { dest: `${user ? `${user}@` : ''}${addr}`, parent: dirname(rOld), sameHost: addr === self };
 }
 
 const chosen = (p: P) => p.replicas.filter((r) => !(p.except ?? []).includes(r));
@@ -136,16 +142,39 @@ function checkScript(ctx: PlanContext, p: P, name: string): string {
 
 function script(ctx: PlanContext, p: P, name: string): string {
   const { old, nu } = dirs(ctx, p);
-  const { dest, parent } = target(ctx, p, name);
+  const { dest, parent, sameHost } = target(ctx, p, name);
   const e = p.ssh ?? str(ctx.host.vars.rsync_ssh) ?? 'ssh -o BatchMode=yes';
   const rsync = joinArgv([...RSYNC, '-e', e]);
+  const rOld = `${parent}/${basename(old)}`;
+  const rNew = `${parent}/${basename(nu)}`;
+  // pg_tblspc's links are the replica's own (it may keep a tablespace elsewhere than the leader,
+  // e.g. cloned with pg_basebackup --tablespace-mapping): never overwritten by the leader's.
+  const keepLinks = [`/${basename(old)}/pg_tblspc/*`, `/${basename(nu)}/pg_tblspc/*`].map(
+    (x) => `--exclude=${quote(x)}`,
+  );
   const lines = [
     'set -e',
-    `${joinArgv([...RSYNC, '-e', e, old, nu, `${dest}:${parent}`])}`,
-    // Tablespaces: each holds PG_OLD_* and PG_NEW_* directories side by side, at the same path on
-    // every node.
-    `o=$(cat ${quote(`${old}/PG_VERSION`)}); n=$(cat ${quote(`${nu}/PG_VERSION`)})`,
-    `for l in ${quote(`${old}/pg_tblspc`)}/*; do [ -L "$l" ] || continue; t=$(readlink "$l"); ${rsync} "$t"/PG_"$o"_* "$t"/PG_"$n"_* ${quote(dest)}:"$t"; done`,
+    `${joinArgv([...RSYNC, '-e', e])} ${keepLinks.join(' ')} ${quote(old)} ${quote(nu)} ${quote(`${dest}:${parent}`)}`,
+    `sq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\\\\\''/g")"; }`,
+    // Where the replica keeps each tablespace: the links in its old data directory (kept by the
+    // rsync above).
+    `map=$(${e} ${quote(dest)} ${quote(`cd ${quote(`${rOld}/pg_tblspc`)} && for l in *; do if [ -L "$l" ]; then printf '%s %s\\n' "$l" "$(readlink "$l")"; fi; done`)})`,
+    // Tablespaces: each holds PG_OLD_* and PG_NEW_* directories side by side; one rsync of both
+    // per tablespace, into the replica's own location of it, then its new data directory's link.
+    `o=$(cat ${quote(`${old}/PG_VERSION`)}); n=$(cat ${quote(`${nu}/PG_VERSION`)}); links=:`,
+    `for l in ${quote(`${old}/pg_tblspc`)}/*; do`,
+    '  [ -L "$l" ] || continue; oid=$(basename "$l"); t=$(readlink "$l")',
+    `  rt=$(printf '%s\\n' "$map" | sed -n "s/^$oid //p")`,
+    `  [ -n "$rt" ] || { echo ${quote(`${name} has no link for tablespace`)} "$oid" ${quote(`in ${rOld}/pg_tblspc: it does not match the leader`)} >&2; exit 1; }`,
+    ...(sameHost
+      ? [
+          `  [ "$rt" != "$t" ] || { echo ${quote(`${name} keeps tablespace`)} "$oid" ${quote('in the same directory as this leader on the same host:')} "$t" >&2; exit 1; }`,
+        ]
+      : []),
+    `  ${rsync} "$t"/PG_"$o"_* "$t"/PG_"$n"_* ${quote(`${dest}:`)}"$rt"`,
+    `  links="$links && ln -sfn -- $(sq "$rt") $(sq ${quote(`${rNew}/pg_tblspc/`)}"$oid")"`,
+    'done',
+    `${e} ${quote(dest)} "$links"`,
   ];
   const s = lines.join('\n');
   return p.run_as ? asUser(ctx.host, p.run_as, s) : asLogin(ctx.host, s);

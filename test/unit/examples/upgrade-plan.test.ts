@@ -41,7 +41,7 @@ describe('examples/gitlab-like/pg-major-upgrade.plan.md', () => {
     // The documented rsync, from the leader to each replica.
     for (const r of ['10.220.16.102', '10.220.16.103'])
       expect(text).toContain(
-        `rsync --archive --delete --hard-links --size-only --no-inc-recursive -e '\\''ssh -o BatchMode=yes -i /root/.ssh/pg_upgrade_ed25519'\\'' /var/opt/gitlab/postgresql/data /var/opt/gitlab/postgresql/data15 root@${r}:/var/opt/gitlab/postgresql`,
+        `rsync --archive --delete --hard-links --size-only --no-inc-recursive -e '\\''ssh -o BatchMode=yes -i /root/.ssh/pg_upgrade_ed25519'\\'' --exclude='\\''/data/pg_tblspc/*'\\'' --exclude='\\''/data15/pg_tblspc/*'\\'' /var/opt/gitlab/postgresql/data /var/opt/gitlab/postgresql/data15 root@${r}:/var/opt/gitlab/postgresql`,
       );
     // The point of no return, its gate and the rollback path; the downtime steps marked.
     expect(text).toContain('**⚠ Point of no return.**');

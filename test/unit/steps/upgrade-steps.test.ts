@@ -675,22 +675,49 @@ describe('pg.sync_replicas', () => {
     });
   const peers = { db2: replica('db2', '10.0.0.2'), db3: replica('db3', '10.0.0.3') };
   const RSYNC = 'rsync --archive --delete --hard-links --size-only --no-inc-recursive';
+  const KEEP_LINKS = "--exclude='/data/pg_tblspc/*' --exclude='/data15/pg_tblspc/*'";
 
-  it('one script per replica: old and new directories in one rsync, then each tablespace', () => {
+  it('one script per replica: old and new directories in one rsync, then each tablespace into the replica’s own location', () => {
     const plan = syncReplicas.plan(ctxOf(leader(), peers), { replicas: ['db2', 'db3'] });
     expect(plan.action).toBe('rsync 2 replica(s) from this leader');
     expect(plan.undo).toBeUndefined();
     const [a, b] = commands(plan.ops);
     expect(a!.split('\n')).toEqual([
       'set -e',
-      `${RSYNC} -e 'ssh -o BatchMode=yes' /var/opt/pg/data /var/opt/pg/data15 root@10.0.0.2:/var/opt/pg`,
-      'o=$(cat /var/opt/pg/data/PG_VERSION); n=$(cat /var/opt/pg/data15/PG_VERSION)',
-      `for l in /var/opt/pg/data/pg_tblspc/*; do [ -L "$l" ] || continue; t=$(readlink "$l"); ${RSYNC} -e 'ssh -o BatchMode=yes' "$t"/PG_"$o"_* "$t"/PG_"$n"_* root@10.0.0.2:"$t"; done`,
+      `${RSYNC} -e 'ssh -o BatchMode=yes' ${KEEP_LINKS} /var/opt/pg/data /var/opt/pg/data15 root@10.0.0.2:/var/opt/pg`,
+      `sq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\\\\\''/g")"; }`,
+      `map=$(ssh -o BatchMode=yes root@10.0.0.2 'cd /var/opt/pg/data/pg_tblspc && for l in *; do if [ -L "$l" ]; then printf '\\''%s %s\\n'\\'' "$l" "$(readlink "$l")"; fi; done')`,
+      'o=$(cat /var/opt/pg/data/PG_VERSION); n=$(cat /var/opt/pg/data15/PG_VERSION); links=:',
+      'for l in /var/opt/pg/data/pg_tblspc/*; do',
+      '  [ -L "$l" ] || continue; oid=$(basename "$l"); t=$(readlink "$l")',
+      `  rt=$(printf '%s\\n' "$map" | sed -n "s/^$oid //p")`,
+      `  [ -n "$rt" ] || { echo 'db2 has no link for tablespace' "$oid" 'in /var/opt/pg/data/pg_tblspc: it does not match the leader' >&2; exit 1; }`,
+      `  ${RSYNC} -e 'ssh -o BatchMode=yes' "$t"/PG_"$o"_* "$t"/PG_"$n"_* root@10.0.0.2:"$rt"`,
+      `  links="$links && ln -sfn -- $(sq "$rt") $(sq /var/opt/pg/data15/pg_tblspc/"$oid")"`,
+      'done',
+      `ssh -o BatchMode=yes root@10.0.0.2 "$links"`,
     ]);
     expect(b!.split('\n')[1]).toBe(
-      `${RSYNC} -e 'ssh -o BatchMode=yes' /var/opt/pg/data /var/opt/pg/data15 root@10.0.0.3:/var/opt/pg`,
+      `${RSYNC} -e 'ssh -o BatchMode=yes' ${KEEP_LINKS} /var/opt/pg/data /var/opt/pg/data15 root@10.0.0.3:/var/opt/pg`,
     );
     expect(isMutating(syncReplicas, { replicas: ['db2'] })).toBe(true);
+  });
+
+  it('a replica on the leader’s own host must keep its tablespaces elsewhere: the script refuses the same location', () => {
+    const same = {
+      db2: replica('db2', '10.0.0.1', { pgdata: '/srv/m2/data', pgdata_new: '/srv/m2/data15' }),
+    };
+    const onHost = syncReplicas.plan(
+      ctxOf(leader({ ssh: { host: '10.0.0.1', user: 'root' } as InventoryHost['ssh'] }), same),
+      { replicas: ['db2'] },
+    );
+    expect(commands(onHost.ops)[0]).toContain(
+      `  [ "$rt" != "$t" ] || { echo 'db2 keeps tablespace' "$oid" 'in the same directory as this leader on the same host:' "$t" >&2; exit 1; }`,
+    );
+    // On another host the same path is the documented layout, not a conflict.
+    expect(commands(syncReplicas.plan(ctxOf(leader(), peers), { replicas: ['db2'] }).ops)[0]).not.toContain(
+      'in the same directory as this leader',
+    );
   });
 
   it('rsync_host/rsync_user, the rsync_ssh host var and the ssh param pick the remote', () => {
@@ -707,6 +734,8 @@ describe('pg.sync_replicas', () => {
       ...RSYNC.split(' '),
       '-e',
       'ssh -p 2222',
+      '--exclude=/data/pg_tblspc/*',
+      '--exclude=/data15/pg_tblspc/*',
       '/var/opt/pg/data',
       '/var/opt/pg/data15',
       'sync er@192.168.1.2:/var/opt/pg',
