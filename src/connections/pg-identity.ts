@@ -65,7 +65,7 @@ export interface Pairing {
 function script(dataDirectory: string, claims: Claim[]): string {
   return [
     'r() { realpath -e -- "$1" 2>/dev/null || echo -; }',
-    's() { v=$(od -An -t u8 -N 8 -- "$1" 2>/dev/null | tr -d " \\n"); echo "${v:--}"; }',
+    's() { v=$(od -An -t u8 -N 8 -- "$1" 2>/dev/null | tr -d " \\n"); if [ -n "$v" ]; then echo "$v"; else echo -; fi; }',
     `echo "dd $(r ${quote(dataDirectory)})"`,
     ...claims.flatMap((c, i) => [
       `echo "dir ${i} $(r ${quote(c.dir)})"`,
