@@ -1,7 +1,6 @@
 // `pg.backup_start`: begin a non-exclusive low-level backup on a dedicated session the runner holds.
 import { Type } from '@sinclair/typebox';
-import type { PgSession } from '../../connections/pg.js';
-import { openPg } from '../../connections/pg.js';
+import { openPg, type PgSession } from '../../connections/pg.js';
 import { ARCHIVE_COLUMNS, archiveProblemsOf } from '../../connections/pg-archive.js';
 import { checkPairing, IDENTITY_SQL, pairingLines, serverIdentity } from '../../connections/pg-identity.js';
 import { StepFailure } from '../../errors.js';
@@ -170,7 +169,6 @@ export default defineStep({
       if (pairing.problems.length)
         throw new StepFailure(`refusing to start the backup:\n  - ${pairing.problems.join('\n  - ')}`);
       for (const l of pairingLines(id, pairing)) ctx.log(`identity: ${l}`);
-      s.notes.identity = id;
       // The checks and the session changed nothing; starting the backup does.
       ctx.changing();
       const r = await s.query(sql, params);
