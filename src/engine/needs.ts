@@ -29,7 +29,9 @@ export function checkableNeeds(
     binaries: known(declared.binaries, () => 'the binary'),
     writable: known(declared.writable, () => 'the destination'),
     archive: declared.archive,
+    pairing: known(declared.pairing, () => 'the data directory'),
   };
-  const empty = !needs.binaries!.length && !needs.writable!.length && !needs.archive;
+  const empty =
+    !needs.binaries!.length && !needs.writable!.length && !needs.archive && !needs.pairing!.length;
   return { needs: empty ? undefined : needs, unchecked };
 }

@@ -8,6 +8,7 @@ import { userInfo } from 'node:os';
 import { LocalTransport, withoutEnv } from '../connections/local.js';
 import { openPg, type PgSession } from '../connections/pg.js';
 import { archiveProblems } from '../connections/pg-archive.js';
+import { type Claim, checkPairing, serverIdentity } from '../connections/pg-identity.js';
 import { asUser } from '../connections/run-as.js';
 import { openSsh } from '../connections/ssh.js';
 import { commandLine, type Transport } from '../connections/transport.js';
@@ -22,12 +23,14 @@ const AT_ONCE = new Semaphore(8);
 
 type Binary = NonNullable<NeedRequest['needs']['binaries']>[number];
 type Writable = NonNullable<NeedRequest['needs']['writable']>[number];
+type Pairing = NonNullable<NeedRequest['needs']['pairing']>[number];
 
 /** What one host must offer, each item with the step that needs it. */
 interface HostNeeds {
   binaries: { b: Binary; req: NeedRequest }[];
   writable: { w: Writable; req: NeedRequest }[];
   archive: NeedRequest[];
+  pairing: { p: Pairing; req: NeedRequest }[];
 }
 
 /** Problems, located at each host in the inventory or at the step that needs what is missing. */
@@ -38,7 +41,7 @@ export async function preflight(
 ): Promise<Problem[]> {
   const byHost = new Map<string, HostNeeds>();
   const of = (h: string) => {
-    const n = byHost.get(h) ?? { binaries: [], writable: [], archive: [] };
+    const n = byHost.get(h) ?? { binaries: [], writable: [], archive: [], pairing: [] };
     byHost.set(h, n);
     return n;
   };
@@ -46,6 +49,7 @@ export async function preflight(
     for (const b of req.needs.binaries ?? []) of(b.host ?? req.host).binaries.push({ b, req });
     for (const w of req.needs.writable ?? []) of(req.host).writable.push({ w, req });
     if (req.needs.archive) of(req.host).archive.push(req);
+    for (const p of req.needs.pairing ?? []) of(req.host).pairing.push({ p, req });
   }
   const names = [...new Set([...hosts, ...byHost.keys()])];
   const found = await Promise.all(
@@ -182,8 +186,50 @@ async function checkServer(t: Transport, h: InventoryHost, needs: HostNeeds): Pr
         for (const f of found)
           problems.push(req.problem(`preflight: WAL archiving on ${h.name}: ${f} (${by(req)})`));
     }
+    problems.push(...(await checkPairings(t, h, needs, session)));
   } finally {
     await pg?.close();
+  }
+  return problems;
+}
+
+/**
+ * A backup's labels describe the server the pg: settings reach: the directory a step will copy
+ * (its `dir`, else the host's pgdata) must be that server's data_directory, symlinks resolved,
+ * with its system identifier in global/pg_control. The same check the steps run again.
+ */
+async function checkPairings(
+  t: Transport,
+  h: InventoryHost,
+  needs: HostNeeds,
+  session: () => Promise<PgSession | undefined>,
+): Promise<Problem[]> {
+  const pgdata =
+    typeof h.vars.pgdata === 'string' && h.vars.pgdata.startsWith('/') ? h.vars.pgdata : undefined;
+  const wanted = needs.pairing.flatMap(({ p, req }) => {
+    const dir = p.dir ?? pgdata;
+    if (!dir) return [];
+    const claim: Claim = {
+      what: p.dir ? `${req.title} will copy` : "the inventory's pgdata is",
+      dir,
+      control: `${dir}/global/pg_control`,
+    };
+    return [{ claim, req }];
+  });
+  if (!wanted.length) return [];
+  const s = await session();
+  if (!s) return [];
+  const id = await serverIdentity(s);
+  const found = await checkPairing(
+    t,
+    id,
+    wanted.map((w) => w.claim),
+    { become: h.become },
+  );
+  const problems: Problem[] = [];
+  for (const [i, c] of found.claims.entries()) {
+    const req = wanted[i]!.req;
+    if (c.problem) problems.push(req.problem(`preflight: on ${h.name}, ${c.problem} (${by(req)})`));
   }
   return problems;
 }

@@ -81,6 +81,12 @@ export interface StepNeeds {
   }[];
   /** WAL archiving must work on the host's PostgreSQL (a backup waits for its WAL in the archive) */
   archive?: boolean;
+  /**
+   * directories that must be the data directory of the server the host's pg: settings reach (a
+   * backup's labels describe only that server): `dir`, or else the host var pgdata when set;
+   * compared with data_directory after resolving symlinks, and by pg_control's system identifier
+   */
+  pairing?: { dir?: string; param?: string }[];
 }
 
 /** What apply() and undo() may use: connections, logging, cancellation. */

@@ -2,11 +2,13 @@
 // next to the backup, with a manifest — and never inside a live data directory.
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
+import { pairingLines } from '../../connections/pg-identity.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { defineStep, type Operation } from '../define.js';
 import { parseLabel } from '../pg/backup-sql.js';
 import { remoteSha256, run, writeRemoteFile } from '../remote-files.js';
+import { checkIdentity, claimsOf, tookSomething } from './identity.js';
 import { liveDataDirectory } from './live-datadir.js';
 import { describeKept } from './manifest.js';
 
@@ -16,6 +18,8 @@ const StopOutputs = Type.Object(
     labelfile: Type.String({ minLength: 1 }),
     spcmapfile: Type.String(),
     system_identifier: Type.Optional(Type.String()),
+    data_directory: Type.Optional(Type.String()),
+    postmaster_start_time: Type.Optional(Type.String()),
     version_num: Type.Optional(Type.Integer()),
     timeline: Type.Optional(Type.Integer()),
     stop_wal_file: Type.Optional(Type.String()),
@@ -108,6 +112,10 @@ export default defineStep({
         kind: 'note',
         text: `refuse if ${p.to} is the data directory of a running PostgreSQL (postmaster.pid, data_directory)`,
       },
+      {
+        kind: 'note',
+        text: "refuse unless what the snapshots took (and the inventory's pgdata) is the labels' server: its data_directory (symlinks resolved) and its system identifier in global/pg_control",
+      },
       { kind: 'command', line: `mkdir -p -m 700 ${quote(p.to)}` },
       ...files.map(
         (f): Operation => ({
@@ -139,6 +147,25 @@ export default defineStep({
       throw new StepFailure(
         `refusing to write backup_label: ${live}. Labels belong next to the backup, never in a live data directory.`,
       );
+    // The labels describe the server pg.backup_stop ran on: refused for a copy of any other's
+    // directory, before anything is written, so no manifest can call such a backup complete.
+    const sysid = p.from.system_identifier;
+    const dataDirectory = p.from.data_directory;
+    if (!sysid || !dataDirectory)
+      throw new StepFailure(
+        'refusing to write backup_label: `from` does not say which server the labels describe (system_identifier, data_directory): pass what pg.backup_stop registered',
+      );
+    if (!tookSomething(p.snapshots))
+      throw new StepFailure(
+        'refusing to write backup_label: nothing ties the labels to copied data; pass what fs.snapshot or gcp.snapshot registered in `snapshots`',
+      );
+    const id = { system_identifier: sysid, data_directory: dataDirectory };
+    const pairing = await checkIdentity(ctx, id, claimsOf(ctx.host, dataDirectory, p.snapshots));
+    if (pairing.problems.length)
+      throw new StepFailure(
+        `refusing to write backup_label: the labels describe another server than what was copied:\n  - ${pairing.problems.join('\n  - ')}`,
+      );
+    for (const l of pairingLines(id, pairing)) ctx.log(`identity: ${l}`);
     const labelfile = p.from.labelfile;
     const spcmap = p.from.spcmapfile;
     ctx.changing();
@@ -161,7 +188,23 @@ export default defineStep({
       throw new StepFailure(`${p.to}/backup_label on disk differs from what PostgreSQL returned`);
     if (spcmap && sums.get(`${p.to}/tablespace_map`) !== sha256(spcmap))
       throw new StepFailure(`${p.to}/tablespace_map on disk differs from what PostgreSQL returned`);
-    const m = manifest(p, 'complete', { written_at: new Date().toISOString() });
+    const m = manifest(p, 'complete', {
+      written_at: new Date().toISOString(),
+      // What was checked to be the labels' server before they were written.
+      identity: {
+        system_identifier: sysid,
+        data_directory: dataDirectory,
+        data_directory_realpath: pairing.data_directory_realpath,
+        postmaster_start_time: p.from.postmaster_start_time,
+        checked: pairing.claims.map((c) => ({
+          what: c.what,
+          dir: c.dir,
+          realpath: c.realpath,
+          pg_control: c.control,
+          system_identifier: c.system_identifier,
+        })),
+      },
+    });
     await writeRemoteFile(t, `${p.to}/manifest.json`, `${JSON.stringify(m, null, 2)}\n`, {
       become,
       signal: ctx.signal,

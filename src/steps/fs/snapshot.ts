@@ -3,6 +3,8 @@
 
 import { dirname } from 'node:path';
 import { Type } from '@sinclair/typebox';
+import { openPg } from '../../connections/pg.js';
+import { checkPairing, pairingLines, serverIdentity } from '../../connections/pg-identity.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { defineStep, type Operation } from '../define.js';
@@ -142,13 +144,41 @@ export default defineStep({
   // No binary: the copy uses rsync or, without it, GNU tar (in every base system); btrfs is the
   // provider's own prerequisite. A copy needs room for the databases; a btrfs snapshot shares its
   // blocks, and is created beside its path.
+  // A source given is checked to be the data directory of the server the pg: settings reach
+  // (whose backup the labels will be): the labels describe no other.
   needs: (_ctx, p) => ({
     writable: [
       p.provider === 'btrfs'
         ? { path: dirname(p.to), param: 'to' }
         : { path: p.to, room: 'databases' as const, param: 'to' },
     ],
+    ...(p.source ? { pairing: [{ dir: p.source, param: 'source' }] } : {}),
   }),
+  async preview(ctx, p) {
+    // The pairing the run will check when the labels are kept: what is copied, whose it is.
+    if (!ctx.host.pg) return { summary: `copies ${p.source ?? '(no source, no pg: settings)'}`, lines: [] };
+    const s = await openPg(ctx.host.name, ctx.host.pg, 'pgrunbook-preview');
+    try {
+      await s.query('set default_transaction_read_only = on');
+      const id = await serverIdentity(s);
+      const dir = p.source ?? id.data_directory;
+      const what = p.source ? 'will copy its source' : "will copy the server's data_directory";
+      const pairing = await checkPairing(
+        await ctx.transport(),
+        id,
+        [{ what, dir, control: `${dir}/global/pg_control` }],
+        { become: ctx.host.become, signal: ctx.signal },
+      );
+      return {
+        summary: pairing.problems.length
+          ? `copies another server's directory than the labels': ${pairing.problems.join('; ')}`
+          : `copies ${dir}, the data directory of server ${id.system_identifier} (the labels' server)`,
+        lines: pairingLines(id, pairing),
+      };
+    } finally {
+      await s.close();
+    }
+  },
   plan(ctx, p) {
     const source = p.source ?? '$PGDATA (data_directory, learned when run)';
     const ops: Operation[] = [

@@ -1,8 +1,10 @@
 // `pg.backup_start`: begin a non-exclusive low-level backup on a dedicated session the runner holds.
 import { Type } from '@sinclair/typebox';
-import type { PgSession } from '../../connections/pg.js';
+import { openPg, type PgSession } from '../../connections/pg.js';
 import { ARCHIVE_COLUMNS, archiveProblemsOf } from '../../connections/pg-archive.js';
+import { checkPairing, IDENTITY_SQL, pairingLines, serverIdentity } from '../../connections/pg-identity.js';
 import { StepFailure } from '../../errors.js';
+import { checkIdentity, claimsOf, pgdataOf } from '../backup/identity.js';
 import { defineStep, type Operation } from '../define.js';
 import { NEW_API, pinnedSessionSetup, startBackupSql, startFunction, stopBackupSql } from './backup-sql.js';
 
@@ -33,6 +35,12 @@ const Outputs = Type.Object({
   session: Type.String(),
   backend_pid: Type.Integer({ description: 'server process holding the backup' }),
   started_at: Type.String(),
+  // The server the labels will describe, read on the held session: pg.backup_stop and
+  // backup.write_labels check that what was copied is its data directory.
+  system_identifier: Type.String({ description: 'from pg_control_system()' }),
+  data_directory: Type.String({ description: "the server's data_directory" }),
+  postmaster_start_time: Type.String({ description: 'pg_postmaster_start_time()' }),
+  timeline: Type.Integer({ description: "the latest checkpoint's timeline (pg_control_checkpoint())" }),
 });
 
 /** The message a run fails with when the held session ends before the stop. */
@@ -77,15 +85,24 @@ export default defineStep({
   marksChanges: true,
   undoSummary: 'stops the backup on its session without keeping the labels, marking it void',
   // The WAL from start to stop must reach the archive: a broken archive is found before the run.
-  needs: () => ({ archive: true }),
+  // The server the pg: settings reach must be the one whose pgdata the inventory names.
+  needs: () => ({ archive: true, pairing: [{}] }),
   plan(ctx, p) {
     const fast = p.fast ?? true;
     const v = ctx.facts.pg?.versionNum;
+    const pgdata = pgdataOf(ctx.host);
     const ops: Operation[] = [
       { kind: 'sql', sql: PREFLIGHT },
       {
         kind: 'note',
         text: `open a dedicated session "${p.session ?? 'backup'}" held by the runner until pg.backup_stop`,
+      },
+      { kind: 'sql', sql: IDENTITY_SQL },
+      {
+        kind: 'note',
+        text: pgdata
+          ? `refuse unless pgdata ${pgdata} is that server's data_directory (symlinks resolved) and its global/pg_control has that system identifier`
+          : 'record the server (system identifier, data_directory): the snapshot must be of that directory',
       },
     ];
     const undoOps: Operation[] = [];
@@ -114,6 +131,28 @@ export default defineStep({
       undo: { action: 'stop the backup and mark it void', ops: undoOps },
     };
   },
+  async preview(ctx) {
+    // The pairing the run will check: the server the pg: settings reach, and the inventory's pgdata.
+    if (!ctx.host.pg) return { summary: 'no pg: settings: the run cannot start a backup here', lines: [] };
+    const s = await openPg(ctx.host.name, ctx.host.pg, 'pgrunbook-preview');
+    try {
+      await s.query('set default_transaction_read_only = on');
+      const id = await serverIdentity(s);
+      const t = await ctx.transport();
+      const pairing = await checkPairing(t, id, claimsOf(ctx.host, id.data_directory), {
+        become: ctx.host.become,
+        signal: ctx.signal,
+      });
+      return {
+        summary: pairing.problems.length
+          ? `the labels would describe another server than pgdata: ${pairing.problems.join('; ')}`
+          : `the labels will describe server ${id.system_identifier} (data_directory ${id.data_directory}, timeline ${id.timeline})${pgdataOf(ctx.host) ? ", which is the inventory's pgdata" : ''}`,
+        lines: pairingLines(id, pairing),
+      };
+    } finally {
+      await s.close();
+    }
+  },
   async apply(ctx, p) {
     const name = p.session ?? 'backup';
     const check = await ctx.pg();
@@ -122,9 +161,16 @@ export default defineStep({
       throw new StepFailure(`refusing to start the backup:\n  - ${problems.join('\n  - ')}`);
     const s = await ctx.sessions.open(name, BACKUP_LOST, pinnedSessionSetup(versionNum));
     const { sql, params } = startBackupSql(versionNum, p.label, p.fast ?? true);
-    // The checks and the session changed nothing; starting the backup does.
-    ctx.changing();
     try {
+      // The server the labels will describe: the inventory's pgdata must be its directory, or the
+      // snapshot (of pgdata, and what an upgrade stops and a rollback restores) is another's.
+      const id = await serverIdentity(s);
+      const pairing = await checkIdentity(ctx, id, claimsOf(ctx.host, id.data_directory));
+      if (pairing.problems.length)
+        throw new StepFailure(`refusing to start the backup:\n  - ${pairing.problems.join('\n  - ')}`);
+      for (const l of pairingLines(id, pairing)) ctx.log(`identity: ${l}`);
+      // The checks and the session changed nothing; starting the backup does.
+      ctx.changing();
       const r = await s.query(sql, params);
       s.notes.backupStartedAt = Date.now();
       ctx.log(`backup "${p.label}" started at ${r.rows[0]!.lsn} on session pid ${s.backendPid}`);
@@ -135,6 +181,7 @@ export default defineStep({
         session: name,
         backend_pid: s.backendPid ?? 0,
         started_at: new Date().toISOString(),
+        ...id,
       };
     } catch (err) {
       await ctx.sessions.release(name);

@@ -1,8 +1,10 @@
 // `pg.backup_stop`: end the backup on its held session and register what PostgreSQL returned.
 import { Type } from '@sinclair/typebox';
+import { IDENTITY_SQL, pairingLines, serverIdentity } from '../../connections/pg-identity.js';
 import { StepFailure } from '../../errors.js';
 import { done, notYet, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
+import { checkIdentity, claimsOf, pgdataOf, tookSomething } from '../backup/identity.js';
 import { defineStep, type Operation } from '../define.js';
 import { NEW_API, parseLabel, stopBackupSql } from './backup-sql.js';
 import { BACKUP_LOST } from './backup-start.js';
@@ -29,6 +31,12 @@ const Params = Type.Object(
     archive_timeout: Type.Optional(
       Type.Number({ minimum: 1, description: 'seconds to wait for archive_dir (default 60)' }),
     ),
+    snapshots: Type.Optional(
+      Type.Array(Type.Record(Type.String(), Type.Unknown()), {
+        description:
+          'what fs.snapshot or gcp.snapshot registered, e.g. ["{{ snap }}"]: checked to be this server\'s data directory before the stop',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -42,6 +50,8 @@ const Outputs = Type.Object({
   stop_wal_file: Type.String(),
   timeline: Type.Integer(),
   system_identifier: Type.String(),
+  data_directory: Type.String({ description: "the server's data_directory, read on the held session" }),
+  postmaster_start_time: Type.String(),
   version_num: Type.Integer(),
   seconds_in_backup: Type.Number({ description: 'from backup start to stop' }),
   stopped_at: Type.String(),
@@ -61,7 +71,11 @@ export default defineStep({
   plan(ctx, p) {
     const v = ctx.facts.pg?.versionNum;
     const wait = p.wait_for_archive ?? true;
-    const ops: Operation[] = v
+    const what = [
+      ...(pgdataOf(ctx.host) ? [`pgdata ${pgdataOf(ctx.host)}`] : []),
+      ...(p.snapshots?.length ? ["what each snapshot took (its copy's global/pg_control)"] : []),
+    ];
+    const stop: Operation[] = v
       ? [{ kind: 'sql', ...stopBackupSql(v, wait) }]
       : [
           {
@@ -71,6 +85,13 @@ export default defineStep({
           { kind: 'sql', ...stopBackupSql(NEW_API, wait) },
           { kind: 'sql', ...stopBackupSql(140000, wait) },
         ];
+    const ops: Operation[] = [{ kind: 'sql', sql: IDENTITY_SQL }];
+    if (what.length)
+      ops.push({
+        kind: 'note',
+        text: `refuse to stop with labels unless ${what.join(' and ')} is the held session's server: its data_directory (symlinks resolved), its system identifier`,
+      });
+    ops.push(...stop);
     if (p.archive_dir) {
       ops.push({
         kind: 'wait',
@@ -93,6 +114,20 @@ export default defineStep({
       "select current_setting('server_version_num')::int as v, system_identifier::text as sysid from pg_control_system()",
     );
     const versionNum = facts.rows[0]!.v as number;
+    // Before PostgreSQL hands out labels: they describe this session's server, and must not be
+    // kept for a copy of another's directory. A refusal leaves the backup open; the undo of
+    // pg.backup_start stops it void.
+    const id = await serverIdentity(s);
+    if (p.snapshots !== undefined || pgdataOf(ctx.host)) {
+      const pairing = await checkIdentity(ctx, id, claimsOf(ctx.host, id.data_directory, p.snapshots));
+      if (pairing.problems.length)
+        throw new StepFailure(
+          `refusing to stop the backup with labels: they would describe another server than what was copied:\n  - ${pairing.problems.join('\n  - ')}`,
+        );
+      for (const l of pairingLines(id, pairing)) ctx.log(`identity: ${l}`);
+      if (p.snapshots !== undefined && !tookSomething(p.snapshots))
+        ctx.log('identity: no snapshot took anything (every provider step was skipped)');
+    }
     const { sql, params } = stopBackupSql(versionNum, p.wait_for_archive ?? true);
     let row: Record<string, unknown>;
     // The stop can wait a long time for the archive: Ctrl-C or a timeout must cancel it on the
@@ -154,6 +189,8 @@ export default defineStep({
       stop_wal_file: stopWal,
       timeline: info.startTimeline ?? 0,
       system_identifier: String(facts.rows[0]!.sysid),
+      data_directory: id.data_directory,
+      postmaster_start_time: id.postmaster_start_time,
       version_num: versionNum,
       seconds_in_backup: Number.isNaN(started) ? -1 : Math.max(0, (stoppedAt.getTime() - started) / 1000),
       stopped_at: stoppedAt.toISOString(),

@@ -165,7 +165,9 @@ describe('what a plan --check cannot check beforehand is named under the step', 
     expect(pb.problems.map(formatProblem)).toEqual([]);
     const needs: NeedRequest[] = [];
     const plan = planOf(pb.playbook as Playbook, inventory, { needs, facts: {} });
-    expect(needs.map((n) => n.needs.writable?.[0]?.path)).toEqual(['/b/y']);
+    expect(needs.flatMap((n) => n.needs.writable ?? []).map((w) => w.path)).toEqual(['/b/y']);
+    // The source is known in both: it is paired with the server (the destination is not needed).
+    expect(needs.flatMap((n) => n.needs.pairing ?? []).map((x) => x.dir)).toEqual(['/d', '/d']);
     const text = renderPlanText(plan);
     expect(text).toContain('not checked before the run: the destination in `to`: known only after apply');
     expect(text).toContain(
