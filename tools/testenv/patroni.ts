@@ -30,6 +30,9 @@ export interface StartPatroniOptions {
   scope?: string;
   // PostgreSQL major version every member runs (default 15); 13 is the old side of an upgrade.
   version?: PgVersion;
+  // PostgreSQL parameters in the DCS's bootstrap configuration, which Patroni applies to every
+  // member and is the only place for some (e.g. wal_level: logical, for a logical slot).
+  parameters?: Record<string, string>;
 }
 
 // One Patroni member of a test cluster.
@@ -287,6 +290,7 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
             binDir,
             archiveDir,
             pgpass: join(dir, 'pgpass'),
+            parameters: opts.parameters ?? {},
           }),
         ),
         { mode: 0o600 },
@@ -513,6 +517,7 @@ interface MemberConfigInput {
   binDir: string;
   archiveDir: string;
   pgpass: string;
+  parameters: Record<string, string>;
 }
 
 // One member's Patroni YAML (as an object): a test cluster on loopback, with short DCS timings.
@@ -529,7 +534,12 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
         loop_wait: 2,
         retry_timeout: 5,
         maximum_lag_on_failover: 1048576,
-        postgresql: { use_pg_rewind: false, use_slots: true },
+        // Parameters Patroni takes from the DCS only (wal_level, max_connections…) go here.
+        postgresql: {
+          use_pg_rewind: false,
+          use_slots: true,
+          ...(Object.keys(c.parameters).length ? { parameters: c.parameters } : {}),
+        },
       },
       // Same as the upgrade's new initdb will use (auth options do not matter to pg_upgrade).
       initdb: [
