@@ -2,8 +2,8 @@
 // (etcd, Debian's 13 and 15 binaries, a real sshd as the server user): what review found missing
 // in issue 16. Each run stops in the pre-flight, so one cluster serves every case, and each test
 // checks that nothing changed (13 on both, Patroni not paused, no new data directory, no backup).
-import { mkdirSync, mkdtempSync, readdirSync, symlinkSync } from 'node:fs';
-import { chmod, chown } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, symlinkSync } from 'node:fs';
+import { chmod, chown, lchown } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -231,4 +231,30 @@ describe('pg-major-upgrade.yml pre-flight: refusals that change nothing', () => 
     expect(String(badFailed?.error)).toContain("logical_slots is 'drop': its only value is leave_behind");
     await unchanged();
   }, 180_000);
+
+  it('a pg_wal that is a symlink on a replica: refused with the reason and the remedy', async () => {
+    // Last: it leaves the replica's WAL moved (a stand-in for another filesystem).
+    const rep = cluster.members.find((m) => m.name === replica)!;
+    await cluster.stopMember(replica);
+    const elsewhere = join(rep.memberDir, 'wal-elsewhere');
+    renameSync(join(rep.dataDir, 'pg_wal'), elsewhere);
+    symlinkSync(elsewhere, join(rep.dataDir, 'pg_wal'));
+    const { uid, gid } = await lookupUser(SERVER_USER);
+    await lchown(join(rep.dataDir, 'pg_wal'), uid, gid);
+    await cluster.startMember(replica);
+    const cwd = await inventory();
+    // (The slot of the tests above is let through.)
+    const r = await runCli(
+      ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', 'logical_slots=leave_behind', '--output', 'json'],
+      { cwd },
+    );
+    expect(r.code, failures(r.stdout) + r.stderr).toBe(1);
+    const failed = events(r.stdout).filter((e) => e.type === 'step_finished' && e.status === 'failed');
+    expect(failed, failures(r.stdout)).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ stepType: 'shell', host: replica });
+    const error = String(failed[0]!.error);
+    expect(error).toContain(`${replica}: ${rep.dataDir}/pg_wal is a symlink to ${elsewhere}`);
+    expect(error).toContain('Move pg_wal back into the data directory');
+    await unchanged();
+  }, 120_000);
 });
