@@ -35,12 +35,12 @@ let root: string;
 
 beforeAll(async () => {
   [etcd, sshd] = await Promise.all([startEtcd(), startSshd()]);
-  // wal_level logical: a logical slot can be made on the leader.
+  // wal_level logical: a logical slot can be made on the leader; a preloaded library to check.
   cluster = await startPatroniCluster({
     etcd,
     members: 2,
     version: 13,
-    parameters: { wal_level: 'logical' },
+    parameters: { wal_level: 'logical', shared_preload_libraries: 'pg_stat_statements' },
   });
   leader = await cluster.leader();
   replica = cluster.members.find((m) => m.name !== leader)!.name;
@@ -135,7 +135,9 @@ describe('pg-major-upgrade.yml pre-flight: refusals that change nothing', () => 
     const lib = join(root, 'lib15-without-pgcrypto');
     mkdirSync(lib);
     const real = join(pgBinDir(15), '..', 'lib');
-    for (const f of readdirSync(real)) if (f !== 'pgcrypto.so') symlinkSync(join(real, f), join(lib, f));
+    // pg_stat_statements.so (preloaded) left out too.
+    for (const f of readdirSync(real))
+      if (f !== 'pgcrypto.so' && f !== 'pg_stat_statements.so') symlinkSync(join(real, f), join(lib, f));
     const cwd = await inventory({ [replica]: { pg_lib_new: lib } });
     const started = Date.now();
     const r = await runCli(['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json'], { cwd });
@@ -151,6 +153,11 @@ describe('pg-major-upgrade.yml pre-flight: refusals that change nothing', () => 
     expect(error).toContain(replica);
     expect(error).toContain(
       `extension pgcrypto (database app) needs $libdir/pgcrypto: ${lib}/pgcrypto.so is missing`,
+    );
+    // Once, although both its C functions and its control file's module_pathname name it.
+    expect(error.split('pgcrypto.so is missing')).toHaveLength(2);
+    expect(error).toContain(
+      `shared_preload_libraries needs pg_stat_statements: ${lib}/pg_stat_statements.so is missing`,
     );
     expect(error).not.toContain('plpgsql');
     // Refused in the pre-flight: no pause, no backup, no initdb, nothing to undo.

@@ -19,6 +19,7 @@ import {
   parseMissing,
   plausibleLibrary,
   type Requirement,
+  requirers,
   splitLibraryList,
 } from './extension-files.js';
 
@@ -181,7 +182,7 @@ export default defineStep({
           extensions.push({ database: db, name, version: String(r.version) });
           installed.set(name, [...(installed.get(name) ?? []), db]);
           for (const l of (r.libraries as string[]) ?? [])
-            needs.push({ who: `extension ${name} (database ${db})`, library: l });
+            needs.push({ extension: { name, databases: [db] }, library: l });
         }
         for (const r of (await s.query(FUNCTIONS_SQL)).rows)
           needs.push({
@@ -206,18 +207,17 @@ export default defineStep({
         return;
       }
       const m = modulePathname(text);
-      if (m)
-        needs.push({ who: `extension ${n} (${where}, module_pathname of its control file)`, library: m });
+      if (m) needs.push({ extension: { name: n, databases: installed.get(n)! }, library: m });
     });
 
     // Libraries: each distinct name once, every requirer named when it is missing.
-    const byLibrary = new Map<string, string[]>();
+    const byLibrary = new Map<string, Requirement[]>();
     for (const n of needs) {
       if (!plausibleLibrary(n.library)) {
-        gaps.push(`${n.who}: needs a library with an unusable name ${JSON.stringify(n.library)}`);
+        gaps.push(`${requirers([n])[0]} needs a library with an unusable name ${JSON.stringify(n.library)}`);
         continue;
       }
-      byLibrary.set(n.library, [...new Set([...(byLibrary.get(n.library) ?? []), n.who])]);
+      byLibrary.set(n.library, [...(byLibrary.get(n.library) ?? []), n]);
     }
     const libraries = [...byLibrary.keys()];
     const candidates = libraries.map((l) => libraryCandidates(l, lib, path));
@@ -225,7 +225,7 @@ export default defineStep({
     libraries.forEach((l, i) => {
       if (!missing.has(i)) return;
       const files = candidates[i]!.map((c) => (c.endsWith('.so') ? c : `${c}.so`)).join(' or ');
-      for (const who of byLibrary.get(l)!) gaps.push(`${who} needs ${l}: ${files} is missing`);
+      for (const who of requirers(byLibrary.get(l)!)) gaps.push(`${who} needs ${l}: ${files} is missing`);
     });
 
     if (gaps.length)

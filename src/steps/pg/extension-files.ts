@@ -3,12 +3,36 @@
 // names the way the server's dynamic loader does, the check scripts and what they print).
 import { quote } from '../../util/shell.js';
 
-/** Something in the cluster that needs a library or a control file, for the failure message. */
+/** Something in the cluster that needs a library, for the failure message. */
 export interface Requirement {
-  /** e.g. `extension pgcrypto (database app)` or `shared_preload_libraries` */
-  who: string;
   /** the name as the catalog or the setting writes it: `$libdir/pgcrypto`, `pg_stat_statements` */
   library: string;
+  /** an extension, with the databases it is installed in */
+  extension?: { name: string; databases: string[] };
+  /** anything else: `shared_preload_libraries`, `function f(int) (database app, no extension)` */
+  who?: string;
+}
+
+/**
+ * Who needs a library, one phrase each: an extension once with all its databases (its C
+ * functions and its control file's module_pathname name the same library), others as they are.
+ */
+export function requirers(reqs: Requirement[]): string[] {
+  const exts = new Map<string, Set<string>>();
+  const others = new Set<string>();
+  for (const r of reqs) {
+    if (r.extension) {
+      const dbs = exts.get(r.extension.name) ?? new Set<string>();
+      for (const d of r.extension.databases) dbs.add(d);
+      exts.set(r.extension.name, dbs);
+    } else if (r.who) others.add(r.who);
+  }
+  return [
+    ...[...exts].map(
+      ([n, dbs]) => `extension ${n} (database${dbs.size > 1 ? 's' : ''} ${[...dbs].join(', ')})`,
+    ),
+    ...others,
+  ];
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   parseControlFiles,
   parseMissing,
   plausibleLibrary,
+  requirers,
   splitLibraryList,
 } from '../../../src/steps/pg/extension-files.js';
 
@@ -38,6 +39,22 @@ describe('modulePathname', () => {
     expect(modulePathname("module_pathname '$libdir/x'")).toBe('$libdir/x');
     expect(modulePathname("# module_pathname = '$libdir/commented'\ncomment = 'sql only'")).toBeUndefined();
     expect(modulePathname("module_pathname = '/opt/it''s/x'")).toBe("/opt/it's/x");
+  });
+});
+
+describe('requirers', () => {
+  it('names an extension once with all its databases, others as they are', () => {
+    expect(
+      requirers([
+        { library: '$libdir/pgcrypto', extension: { name: 'pgcrypto', databases: ['app'] } },
+        { library: '$libdir/pgcrypto', extension: { name: 'pgcrypto', databases: ['app', 'billing'] } },
+        { library: '$libdir/pgcrypto', who: 'shared_preload_libraries' },
+        { library: '$libdir/pgcrypto', who: 'shared_preload_libraries' },
+      ]),
+    ).toEqual(['extension pgcrypto (databases app, billing)', 'shared_preload_libraries']);
+    expect(requirers([{ library: 'x', extension: { name: 'e', databases: ['d'] } }])).toEqual([
+      'extension e (database d)',
+    ]);
   });
 });
 
