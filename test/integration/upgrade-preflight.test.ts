@@ -2,6 +2,7 @@
 // (etcd, Debian's 13 and 15 binaries, a real sshd as the server user): what review found missing
 // in issue 16. Each run stops in the pre-flight, so one cluster serves every case, and each test
 // checks that nothing changed (13 on both, Patroni not paused, no new data directory, no backup).
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, symlinkSync } from 'node:fs';
 import { chmod, chown, lchown } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -238,6 +239,59 @@ describe('pg-major-upgrade.yml pre-flight: refusals that change nothing', () => 
     expect(String(badFailed?.error)).toContain("logical_slots is 'drop': its only value is leave_behind");
     await unchanged();
   }, 180_000);
+
+  it("no room for the rollback's full copy: refused in the pre-flight with both figures", async () => {
+    // A file system with room for the databases (what the engine's own preflight asks of
+    // fs.snapshot) but not for the rest of the data directory (global/, pg_xact/…), which the
+    // copy takes too.
+    const [size] = await sql<{ bytes: string }>(
+      cluster.clientConfig(leader),
+      'select sum(pg_database_size(oid))::text as bytes from pg_database',
+    );
+    const kib = Math.ceil(Number(size!.bytes) / 4096) * 4 + 128;
+    const small = join(root, 'small');
+    mkdirSync(small);
+    const { uid, gid } = await lookupUser(SERVER_USER);
+    execFileSync('mount', [
+      '-t',
+      'tmpfs',
+      '-o',
+      `size=${kib}k,mode=0755,uid=${uid},gid=${gid}`,
+      'tmpfs',
+      small,
+    ]);
+    try {
+      const cwd = await inventory();
+      const r = await runCli(
+        [
+          'run',
+          PLAYBOOK,
+          '-i',
+          'inv.yml',
+          '--yes',
+          '-e',
+          'logical_slots=leave_behind',
+          '-e',
+          `snapshot_root=${small}`,
+          '--output',
+          'json',
+        ],
+        { cwd },
+      );
+      expect(r.code, failures(r.stdout) + r.stderr).toBe(1);
+      const failed = events(r.stdout).filter((e) => e.type === 'step_finished' && e.status === 'failed');
+      expect(failed, failures(r.stdout)).toHaveLength(1);
+      expect(failed[0]).toMatchObject({ stepType: 'shell', host: leader });
+      expect(String(failed[0]!.error)).toMatch(
+        new RegExp(
+          `only ${kib} KiB free in ${small} for the rollback's copy at ${small}: it needs \\d+ KiB \\(databases and tablespaces \\d+ KiB, the rest of \\S+ \\d+ KiB\\)`,
+        ),
+      );
+      await unchanged();
+    } finally {
+      execFileSync('umount', [small]);
+    }
+  }, 120_000);
 
   it('a pg_wal that is a symlink on a replica: refused with the reason and the remedy', async () => {
     // Last: it leaves the replica's WAL moved (a stand-in for another filesystem).
