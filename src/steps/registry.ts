@@ -29,6 +29,7 @@ import patroniSwitchover from './patroni/switchover.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
 import pgCarryConfig from './pg/carry-config.js';
+import pgCheckExtensions from './pg/check-extensions.js';
 import pgControldata from './pg/controldata.js';
 import pgCtl from './pg/ctl.js';
 import pgInitdb from './pg/initdb.js';
@@ -56,6 +57,7 @@ const all: AnyStep[] = [
   pgUpgrade,
   pgUpdateExtensions,
   pgCarryConfig,
+  pgCheckExtensions,
   pgSyncReplicas,
   patroniEditConfig,
   pgbouncerPause,

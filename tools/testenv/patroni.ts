@@ -34,6 +34,9 @@ export interface StartPatroniOptions {
   // shared directory as the leader (a standby backup needs its WAL archived by the standby), so
   // the archive_command accepts a segment that is already there with identical content.
   archiveMode?: 'on' | 'always';
+  // PostgreSQL parameters in the DCS's bootstrap configuration, which Patroni applies to every
+  // member and is the only place for some (e.g. wal_level: logical, for a logical slot).
+  parameters?: Record<string, string>;
 }
 
 // One Patroni member of a test cluster.
@@ -292,6 +295,7 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
             archiveDir,
             archiveMode: opts.archiveMode ?? 'on',
             pgpass: join(dir, 'pgpass'),
+            parameters: opts.parameters ?? {},
           }),
         ),
         { mode: 0o600 },
@@ -519,6 +523,7 @@ interface MemberConfigInput {
   archiveDir: string;
   archiveMode: 'on' | 'always';
   pgpass: string;
+  parameters: Record<string, string>;
 }
 
 // One member's Patroni YAML (as an object): a test cluster on loopback, with short DCS timings.
@@ -535,7 +540,12 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
         loop_wait: 2,
         retry_timeout: 5,
         maximum_lag_on_failover: 1048576,
-        postgresql: { use_pg_rewind: false, use_slots: true },
+        // Parameters Patroni takes from the DCS only (wal_level, max_connections…) go here.
+        postgresql: {
+          use_pg_rewind: false,
+          use_slots: true,
+          ...(Object.keys(c.parameters).length ? { parameters: c.parameters } : {}),
+        },
       },
       // Same as the upgrade's new initdb will use (auth options do not matter to pg_upgrade).
       initdb: [
