@@ -33,6 +33,8 @@ export interface Guard {
   lostMessage: string;
   /** Its stdout lines so far. */
   lines: string[];
+  /** It keeps watching past the point of no return (its act is safe at any point). */
+  pastPointOfNoReturn: boolean;
 }
 
 /** A guard's last word: what it did. */
@@ -181,12 +183,19 @@ export class ConnectionPool {
     line: string,
     settings: string,
     lostMessage: string,
-    opts: { readyMs: number; beatMs: number },
+    opts: { readyMs: number; beatMs: number; pastPointOfNoReturn?: boolean },
   ): Promise<Guard> {
     if (this.#guards.has(name))
       throw new ConnectionError(`a guard named "${name}" is already held by this run`);
     const command = await (await this.transport(host)).hold(line);
-    const guard: Guard = { host: host.name, name, command, lostMessage, lines: [] };
+    const guard: Guard = {
+      host: host.name,
+      name,
+      command,
+      lostMessage,
+      lines: [],
+      pastPointOfNoReturn: opts.pastPointOfNoReturn ?? false,
+    };
     let ready: (ok: boolean) => void = () => {};
     const isReady = new Promise<boolean>((r) => {
       ready = r;

@@ -364,8 +364,12 @@ export class Executor {
     this.#ponr = { address: n.address, title, recovery };
     // A guard undoes its change if the run dies, as the undo stack would: past this point both
     // would do harm (a pause lifted on a half-upgraded cluster), so they stand down together and
-    // the change is left to the recovery.
-    const guards = this.#o.connections.heldGuards().map((g) => g.name);
+    // the change is left to the recovery. Not a guard whose act is safe at any point (a pooler's
+    // resume): it keeps watching, and the run's end or death still ends what it guards.
+    const guards = this.#o.connections
+      .heldGuards()
+      .filter((g) => !g.pastPointOfNoReturn)
+      .map((g) => g.name);
     for (const name of guards) void this.#o.connections.endGuard(name, 'release', GUARD_END_MS);
     this.#stoodDown.push(...guards);
     this.#o.bus.emit({
@@ -683,10 +687,11 @@ export class Executor {
         release: (name) => connections.releasePinned(host, name),
       },
       guards: {
-        start: async (name, line, settings, lostMessage) => {
+        start: async (name, line, settings, lostMessage, opts) => {
           await connections.startGuard(h, name, line, settings, lostMessage, {
             readyMs: GUARD_READY_MS,
             beatMs: GUARD_BEAT_MS,
+            pastPointOfNoReturn: opts?.pastPointOfNoReturn ?? false,
           });
         },
         tell: (name, word) => connections.tellGuard(name, word),

@@ -106,7 +106,18 @@ export interface ApplyContext extends PlanContext {
    * own while held fails the run. Names are run-wide.
    */
   guards: {
-    start(name: string, commandLine: string, settings: string, lostMessage: string): Promise<void>;
+    start(
+      name: string,
+      commandLine: string,
+      settings: string,
+      lostMessage: string,
+      /**
+       * `pastPointOfNoReturn`: what the guard does is safe at any point (resuming a pooler: clients
+       * get answers or errors instead of waiting), so it keeps watching past the point of no
+       * return, where the other guards stand down with the undo stack.
+       */
+      opts?: { pastPointOfNoReturn?: boolean },
+    ): Promise<void>;
     /** Sends a word without ending the guard (e.g. `armed`). */
     tell(name: string, word: string): void;
     /** Ends it: `release` (nothing to guard) or `finish` (act now); its last line, if it ended in time. */

@@ -157,6 +157,33 @@ describe('pgbouncer.pause and pgbouncer.resume', () => {
     expect((await timedQuery()).ms).toBeLessThan(1000);
   }, 60_000);
 
+  it('past the point of no return the guard keeps watching: a run failing there ends with PgBouncer resumed', async () => {
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': `
+- name: pause, cross, fail
+  hosts: bouncer
+  steps:
+    - id: bp
+      pgbouncer.pause: { max_pause: 120, timeout: 10 }
+    - name: cross
+      point_of_no_return: "fix forward"
+      shell: "true"
+    - shell: "exit 4"
+`,
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], { cwd, env });
+    expect(r.code, r.stdout.slice(-2000) + r.stderr).toBe(1);
+    const ev = events(r.stdout);
+    const ponr = ev.find((e) => e.type === 'point_of_no_return')!;
+    // The pooler's guard did not stand down with the undo stack…
+    expect(ponr.guardsReleased ?? []).toEqual([]);
+    // …so the run's end resumed PgBouncer and says so.
+    const summary = (ev.find((e) => e.type === 'run_finished')!.summary as string[]).join('\n');
+    expect(summary).toMatch(/PgBouncer pause on bouncer: resumed PgBouncer \(pid \d+, SIGUSR2\)/);
+    expect((await timedQuery()).ms).toBeLessThan(1000);
+  }, 60_000);
+
   it('pgbouncer.point moves a database to another server, keeping the file; its undo moves it back', async () => {
     const before = readFileSync(bouncer.configFile, 'utf8');
     const mode = statSync(bouncer.configFile);

@@ -105,6 +105,9 @@ export default defineStep({
         silenceS: p.guard_silence ?? DEFAULT_SILENCE_S,
       }),
       `the PgBouncer pause guard on ${ctx.host.name} ended while the run held the pause (the pause reached max_pause = ${p.max_pause} s, or the connection to ${ctx.host.name} was lost): PgBouncer was resumed`,
+      // Resuming a pooler is safe at any point: past an upgrade's point of no return too, a run
+      // that fails or dies must not leave clients waiting.
+      { pastPointOfNoReturn: true },
     );
     ctx.changing();
     const started = Date.now();
