@@ -16,15 +16,18 @@ import {
   httpRequest,
   lookupUser,
   type PatroniCluster,
+  type PgBouncerServer,
   peerSsh,
   pgBinDir,
   SERVER_USER,
   type SshServer,
   startEtcd,
   startPatroniCluster,
+  startPgBouncer,
   startSshd,
 } from '../../tools/testenv/index.js';
 import { events, outputsOf, runCli, workdir } from './cli.js';
+import { startPgbench } from './pgbench-load.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade.yml', import.meta.url));
 const ROLLBACK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade-rollback.yml', import.meta.url));
@@ -32,6 +35,27 @@ const ROLLBACK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade-rollbac
 let etcd: EtcdServer;
 let sshd: SshServer;
 let cluster: PatroniCluster | undefined;
+let bouncer: PgBouncerServer | undefined;
+const BOUNCER_ADMIN = 'pgb-admin-secret';
+
+/** An instant as pgbench_history.mtime (timestamp without time zone, the session's zone) holds it. */
+const at = (iso: string) => `('${iso}'::timestamptz at time zone current_setting('TimeZone'))`;
+
+/** pgbench -i (scale 1) on the leader, directly. */
+async function runPgbenchInit(cfg: pg.ClientConfig): Promise<{ code: number | null; stderr: string }> {
+  const { spawn } = await import('node:child_process');
+  const child = spawn(
+    join(pgBinDir(15), 'pgbench'),
+    ['-i', '-q', '-h', String(cfg.host), '-p', String(cfg.port), '-U', String(cfg.user), 'postgres'],
+    { env: { ...process.env, PGPASSWORD: String(cfg.password) }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+  });
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  return { code, stderr };
+}
 // What the upgrade test leaves for the rollback test: the upgraded cluster and where it ran.
 let upgraded:
   | {
@@ -41,6 +65,9 @@ let upgraded:
       leader: string;
       before: Record<string, string>;
       lastLsn: string;
+      /** pgbench_history rows committed on 13 (before PgBouncer's pause), and when 15 took writes */
+      on13: number;
+      resumedAt: string;
       locations: Record<string, string>;
     }
   | undefined;
@@ -55,6 +82,7 @@ async function fresh(): Promise<PatroniCluster> {
   return cluster;
 }
 afterAll(async () => {
+  await bouncer?.stop();
   await cluster?.stop();
   await sshd?.stop();
   await etcd?.stop();
@@ -147,7 +175,7 @@ async function contents(
   return out;
 }
 
-async function setup(c: PatroniCluster) {
+async function setup(c: PatroniCluster, bouncer?: PgBouncerServer) {
   const peer = await peerSsh(sshd);
   const { uid, gid } = await lookupUser(SERVER_USER);
   const root = mkdtempSync(join(tmpdir(), 'pgrb-upgrade-'));
@@ -167,6 +195,14 @@ async function setup(c: PatroniCluster) {
       patroni_start_command: ${m.serviceScript} start`,
     )
     .join('\n');
+  // A PgBouncer in front of the cluster, on this machine, reached over the same sshd (its guard
+  // signals it as the server user, which runs it).
+  const pooler = bouncer
+    ? `
+  bouncer:
+    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
+    pgbouncer: { host: 127.0.0.1, port: ${bouncer.port}, user: pgb_admin, password: { env: PGB_ADMIN }, sslmode: disable }`
+    : '';
   const inv = `vars:
   pg_bin_old: ${pgBinDir(13)}
   pg_bin_new: ${pgBinDir(15)}
@@ -177,7 +213,7 @@ async function setup(c: PatroniCluster) {
   patroni_ttl: 20
   patroni_loop_wait: 2
 hosts:
-${hosts}
+${hosts}${pooler}
 groups:
   patroni: { hosts: [${c.members.map((m) => m.name).join(', ')}] }
 `;
@@ -267,14 +303,68 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(patched.status).toBe(200);
     await sql(c.clientConfig(leader), 'alter system set log_min_duration_statement = 1234');
     await sql(c.clientConfig(leader), 'select pg_reload_conf()');
-    const { root, cwd } = await setup(c);
+    // An extension at 13's default version: the upgrade brings it to 15's.
+    await sql(c.clientConfig(leader), 'create extension pg_trgm');
+    // Clients behind PgBouncer the whole time: pgbench (TPC-B-like) through it.
+    const lc = c.clientConfig(leader);
+    const init = await runPgbenchInit(lc);
+    expect(init.code, init.stderr).toBe(0);
+    bouncer = await startPgBouncer({
+      databases: { postgres: { host: '127.0.0.1', port: Number(lc.port) } },
+      users: { postgres: c.superuser.password, pgb_admin: BOUNCER_ADMIN },
+      adminUsers: ['pgb_admin'],
+    });
+    const { root, cwd } = await setup(c, bouncer);
+    const load = startPgbench({
+      host: bouncer.host,
+      port: bouncer.port,
+      user: 'postgres',
+      password: c.superuser.password,
+    });
+    await new Promise((res) => setTimeout(res, 2000));
 
     const r = await runCli(
       ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json', '--report', 'report.md'],
-      { cwd },
+      { cwd, env: { PGB_ADMIN: BOUNCER_ADMIN } },
     );
+    await new Promise((res) => setTimeout(res, 2000));
+    const bench = await load.stop();
     expect(r.code, failures(r.stdout) + r.stderr).toBe(0);
     const ev = events(r.stdout);
+    // Through PgBouncer, no client saw an error: held during the window, answered after it.
+    const window = Number(outputsOf<{ downtime_seconds: number }>(ev, 'downtime_measured')?.downtime_seconds);
+    console.log(
+      `pgbench through PgBouncer during the upgrade: ${bench.transactions} transactions, ${bench.failures.length} failed, longest latency ${(bench.maxLatencyMs / 1000).toFixed(2)} s; the upgrade's window ${window.toFixed(2)} s`,
+    );
+    expect(bench.failures).toEqual([]);
+    expect(bench.clientsAtEnd).toBe(4);
+    // The longest wait is the window itself (the pause spans it), not a timeout or a retry.
+    expect(bench.maxLatencyMs / 1000).toBeGreaterThan(window * 0.5);
+    expect(bench.maxLatencyMs / 1000).toBeLessThan(window + 15);
+    const resumed = ev.find(
+      (e) => e.type === 'step_finished' && String(e.title).startsWith('Resume PgBouncer'),
+    );
+    expect(resumed?.status).toBe('ok');
+    // pg_trgm at its new default version, as update_extensions.sql would have it.
+    const [trgm] = await sql<{ v: string; d: string }>(
+      c.clientConfig(leader),
+      "select extversion as v, (select default_version from pg_available_extensions where name = 'pg_trgm') as d from pg_extension where extname = 'pg_trgm'",
+    );
+    expect(trgm!.v).toBe(trgm!.d);
+    expect(trgm!.v).not.toBe('1.5');
+    // Which pgbench writes a rollback keeps: those committed on 13 (before the pause; PAUSE waits
+    // for running transactions), not those on 15 (after the resume).
+    const pausedAt = String(outputsOf<{ paused_at: string }>(ev, 'bouncer_pause').paused_at);
+    const resumedAt = String(resumed!.ts ?? '');
+    const [split] = await sql<{ on13: string; on15: string; between: string }>(
+      c.clientConfig(leader),
+      `select count(*) filter (where mtime < ${at(pausedAt)})::text as on13,
+              count(*) filter (where mtime >= ${at(pausedAt)} and mtime < ${at(resumedAt)})::text as between,
+              count(*) filter (where mtime >= ${at(resumedAt)})::text as on15 from pgbench_history`,
+    );
+    expect(Number(split!.on13)).toBeGreaterThan(0);
+    expect(Number(split!.on15)).toBeGreaterThan(0);
+    expect(split!.between).toBe('0');
     // The run report: the point of no return, the downtime and each node's version.
     const report = readFileSync(join(cwd, 'report.md'), 'utf8');
     expect(report).toContain('Point of no return crossed at "Sync the replicas from the leader');
@@ -381,13 +471,13 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(said).toContain(
       `rollback: pgrunbook run playbooks/pg-major-upgrade-rollback.yml -i ${join(cwd, 'inv.yml')} -e leader=${leader} -e upgrade_run=${runId} -e expect_lsn=${lastLsn}`,
     );
-    upgraded = { root, cwd, runId, leader, before, lastLsn, locations };
+    upgraded = { root, cwd, runId, leader, before, lastLsn, locations, on13: Number(split!.on13), resumedAt };
   }, 240_000);
 
   it('the rollback playbook brings the upgraded cluster back on 13 from the snapshot, with the pre-upgrade data', async () => {
     expect(upgraded, 'needs the upgrade test before it').toBeDefined();
     const c = cluster!;
-    const { root, cwd, runId, leader, before, lastLsn, locations } = upgraded!;
+    const { root, cwd, runId, leader, before, lastLsn, locations, on13, resumedAt } = upgraded!;
     // The snapshot is the upgrade's own, taken while Patroni was paused. Whether its saved dynamic
     // configuration already holds the pause depends on when Patroni wrote patroni.dynamic.json
     // (at the end of the cycle that saw the pause): if it does, the pause must be dropped, or the
@@ -439,6 +529,13 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     await expectMembers(c, '13', leader);
     expect(await contents(c.clientConfig(leader), TABLES)).toEqual(before);
     expect(await contents(c.clientConfig(replica), TABLES)).toEqual(before);
+    // What the rollback says it loses, exactly: every pgbench write committed on 13 is back (the
+    // copy replayed the old leader's WAL up to its shutdown checkpoint), every one made on 15 is gone.
+    const [kept] = await sql<{ all: string; on15: string }>(
+      c.clientConfig(leader),
+      `select count(*)::text as all, count(*) filter (where mtime >= ${at(resumedAt)})::text as on15 from pgbench_history`,
+    );
+    expect(kept).toEqual({ all: String(on13), on15: '0' });
     // The tablespace went back to its location on the leader (the snapshot's copy; what the
     // upgrade left there kept beside it), and the replica cloned it into its own, emptied first.
     expect((restored as unknown as { tablespaces: unknown }).tablespaces).toEqual([

@@ -21,9 +21,15 @@ describe('example inventories', () => {
     expect(r.problems.map(formatProblem)).toEqual([]);
     expect(r.inventory!.hosts.size).toBeGreaterThan(0);
   });
-  it('the GitLab-like hosts are Patroni members on GCE instances', () => {
+  it('the GitLab-like hosts are Patroni members on GCE instances, and PgBouncers in front', () => {
     const inv = loadInventory(join(root, 'examples/gitlab-like/inventory.yml')).inventory!;
+    expect(inv.groups.get('pgbouncers')).toEqual(['pgbouncer-01-db-gprd', 'pgbouncer-02-db-gprd']);
     for (const h of inv.hosts.values()) {
+      if (h.pgbouncer) {
+        expect(h.pgbouncer).toMatchObject({ port: 6432, user: 'pgbouncer', database: 'pgbouncer' });
+        expect(h.patroni).toBeUndefined();
+        continue;
+      }
       expect(h.patroni?.url).toMatch(/^https:/);
       expect(h.gcp).toMatchObject({ project: 'gitlab-production', zone: 'us-east1-c', instance: h.name });
       expect(h.gcp!.credentials.kind).toBe('impersonate');
