@@ -50,7 +50,12 @@ export function plainLines(e: RunEvent & { ts: string }): string[] {
     case 'undo_pushed':
       return [`${t} ${e.host}: undo registered for "${e.title}": ${e.action}`];
     case 'undo_kept':
-      return [`${t} ${e.host}: "${e.title}" kept, its undo (${e.action}) will not run: ${e.why}`];
+      // A step without an undo of its own (the labels) has nothing that "will not run".
+      return [
+        /^none\b/.test(e.action)
+          ? `${t} ${e.host}: "${e.title}" kept: ${e.why}`
+          : `${t} ${e.host}: "${e.title}" kept, its undo (${e.action}) will not run: ${e.why}`,
+      ];
     case 'interrupted':
       return [`${t} INTERRUPTED by ${e.signal}: stopping the current step, then clean-up and undo`];
     case 'connected':
