@@ -10,7 +10,7 @@
 #   SCOPE                 the Patroni cluster; LEADER_NAME its leader; PATRONI_URL the leader's REST API
 #   JOBS                  pg_upgrade --jobs
 #   RSYNC_SSH             the ssh command rsync uses to reach the replicas (host 127.0.0.1 here)
-#   LEADER                "datadir|patroni.yml|service script|port|socket dir"
+#   LEADER                "datadir|patroni.yml|service script|port|socket dir|REST URL"
 #   REPLICAS              one such line per replica
 # Prints "phase NAME EPOCH_SECONDS" at each phase boundary, for the benchmark's breakdown.
 set -eu
@@ -47,6 +47,11 @@ newconf "$L_CONF" "$L_DATA"
 echo "$REPLICAS" | while IFS= read -r r; do [ -n "$r" ] && newconf "$(field "$r" 2)" "$(field "$r" 1)"; done
 # Paused, Patroni leaves PostgreSQL running when it stops: the writes go on until the leader stops.
 curl -fsS -X PATCH -d '{"pause": true}' "$PATRONI_URL/config" >/dev/null
+# As `patronictl pause --wait`: every member must have seen it, or stopping its Patroni stops PostgreSQL.
+paused() { curl -fsS "$1/patroni" 2>/dev/null | grep -q '"pause": *true'; }
+for u in "$PATRONI_URL" $(echo "$REPLICAS" | cut -d'|' -f6); do
+  until paused "$u"; do sleep 0.2; done
+done
 "$L_SVC" stop
 echo "$REPLICAS" | while IFS= read -r r; do [ -n "$r" ] && "$(field "$r" 3)" stop; done
 

@@ -189,7 +189,7 @@ async function byHand(c: PatroniCluster, peer: PeerSsh, cwd: string): Promise<Sa
   const leaderName = await c.leader();
   const leader = c.members.find((m) => m.name === leaderName)!;
   const line = (m: PatroniCluster['members'][number]) =>
-    [m.dataDir, m.configFile, m.serviceScript, m.pgPort, m.socketDir].join('|');
+    [m.dataDir, m.configFile, m.serviceScript, m.pgPort, m.socketDir, m.restUrl].join('|');
   const env = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     OLD_BIN: pgBinDir(OLD),
