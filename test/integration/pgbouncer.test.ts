@@ -3,7 +3,7 @@
 // no error; the pause never outlives max_pause (the run fails, PgBouncer is resumed) nor the
 // runner (kill -9: the guard resumes it). The truth is read from PgBouncer by a client, not from
 // what the run said.
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -216,5 +216,24 @@ ${then}`;
     const st = statSync(bouncer.configFile);
     expect([st.uid, st.gid, st.mode]).toEqual([mode.uid, mode.gid, mode.mode]);
     expect(outputsOf<{ changed: boolean }>(events(r.stdout), 'pt').changed).toBe(true);
+    // A backend password in the line stays in the file and out of the run's output and journal.
+    writeFileSync(
+      bouncer.configFile,
+      after.replace(`dbname=postgres`, `dbname=postgres password=${PASSWORD}`),
+    );
+    const back = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'pb.yml': point('    - shell: "exit 3"').replace(`port: ${other.port}`, `port: ${server.port}`),
+        'inv.yml': inventory(),
+      }),
+      env,
+    });
+    expect(back.code).toBe(1);
+    expect(back.stdout + back.stderr).not.toContain(PASSWORD);
+    expect(back.stdout).toContain('password=***');
+    expect(readFileSync(bouncer.configFile, 'utf8')).toContain(
+      `port=${other.port} dbname=postgres password=${PASSWORD}`,
+    );
+    expect(await landsOn()).toBe(other.port);
   }, 60_000);
 });

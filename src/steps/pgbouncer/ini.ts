@@ -67,6 +67,8 @@ export interface PointResult {
   text: string;
   before: string;
   after: string;
+  /** the keys set, with their values before (null: the key was absent): what the undo sets back */
+  previous: Record<string, string | null>;
 }
 
 /**
@@ -77,11 +79,13 @@ export interface PointResult {
 export function pointDatabase(
   text: string,
   name: string,
-  to: { host: string; port: number; dbname?: string },
+  to: { host: string; port: number; dbname?: string } | { keys: Record<string, string | null> },
 ): PointResult {
   if (!DB_NAME.test(name)) throw new Error(`database name ${JSON.stringify(name)} is not a plain name`);
-  for (const v of [to.host, to.dbname ?? 'x'])
-    if (!SAFE_VALUE.test(v)) throw new Error(`${JSON.stringify(v)} is not a plain host or database name`);
+  // Values to point at are checked; values put back by an undo are the file's own.
+  if (!('keys' in to))
+    for (const v of [to.host, to.dbname ?? 'x'])
+      if (!SAFE_VALUE.test(v)) throw new Error(`${JSON.stringify(v)} is not a plain host or database name`);
   const lines = text.split('\n');
   let section = '';
   let found = -1;
@@ -109,17 +113,33 @@ export function pointDatabase(
     throw new Error(
       `the line of database ${name} is not a connection string this step can edit: ${line.trim()}`,
     );
-  const set = (key: string, value: string) => {
-    const p = pairs.find((x) => x.key === key);
-    if (p) p.value = value;
+  const previous: Record<string, string | null> = {};
+  const set = (key: string, value: string | null) => {
+    previous[key] = pairs.find((x) => x.key === key)?.value ?? null;
+    const i = pairs.findIndex((x) => x.key === key);
+    if (value === null) {
+      if (i >= 0) pairs.splice(i, 1);
+    } else if (i >= 0) (pairs[i] as Pair).value = value;
     else pairs.push({ key, value });
   };
-  set('host', to.host);
-  set('port', String(to.port));
-  if (to.dbname) set('dbname', to.dbname);
+  if ('keys' in to) for (const [k, v] of Object.entries(to.keys)) set(k, v);
+  else {
+    set('host', to.host);
+    set('port', String(to.port));
+    if (to.dbname) set('dbname', to.dbname);
+  }
   const after = `${line.slice(0, eq).trimEnd()} = ${formatConnstr(pairs)}`;
   lines[found] = after;
-  return { text: lines.join('\n'), before: line, after };
+  return { text: lines.join('\n'), before: line, after, previous };
+}
+
+/** A line with every password= value replaced by ***: for logs and outputs, never for the file. */
+export function maskPasswords(line: string): string {
+  const eq = line.indexOf('=');
+  const pairs = eq < 0 ? undefined : parseConnstr(line.slice(eq + 1));
+  if (!pairs) return line.replace(/password\s*=\s*('([^'\\]|\\.)*'|\S+)/gi, 'password=***');
+  for (const p of pairs) if (p.key === 'password') p.value = '***';
+  return `${line.slice(0, eq).trimEnd()} = ${formatConnstr(pairs)}`;
 }
 
 /** Puts a database's line back as it was (the undo): the line `after` becomes `before` again. */

@@ -8,7 +8,7 @@ import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep } from '../define.js';
 import { consoleAddress, consoleCommand } from './admin.js';
-import { DB_NAME, pointDatabase, restoreLine } from './ini.js';
+import { DB_NAME, maskPasswords, pointDatabase } from './ini.js';
 
 const Params = Type.Object(
   {
@@ -39,8 +39,11 @@ const Params = Type.Object(
 
 const Outputs = Type.Object({
   file: Type.String(),
-  before: Type.String({ description: 'the line as it was' }),
-  after: Type.String({ description: 'the line as written' }),
+  before: Type.String({ description: 'the line as it was (password= values shown as ***)' }),
+  after: Type.String({ description: 'the line as written (password= values shown as ***)' }),
+  previous: Type.Record(Type.String(), Type.Union([Type.String(), Type.Null()]), {
+    description: 'the keys set and their values before (null: absent): what the undo sets back',
+  }),
   changed: Type.Boolean({ description: 'false when the line already pointed there' }),
 });
 
@@ -88,24 +91,39 @@ export default defineStep({
     }
     if (res.before === res.after) {
       ctx.log(`${file}: ${p.database} already points at ${p.host}:${p.port}`);
-      return { file, before: res.before, after: res.after, changed: false };
+      return {
+        file,
+        before: maskPasswords(res.before),
+        after: maskPasswords(res.after),
+        previous: res.previous,
+        changed: false,
+      };
     }
     ctx.changing();
     await writeKeepingOwner(ctx, t, file, res.text);
     await reloadAndCheck(ctx, p.database, p.host, p.port);
-    ctx.log(`${file}: ${res.before.trim()}  →  ${res.after.trim()}`);
-    return { file, before: res.before, after: res.after, changed: true };
+    // The line may hold a backend password: it never reaches the log, the outputs or the journal.
+    const [before, after] = [maskPasswords(res.before), maskPasswords(res.after)];
+    ctx.log(`${file}: ${before.trim()}  →  ${after.trim()}`);
+    return { file, before, after, previous: res.previous, changed: true };
   },
   async undo(ctx, p, out) {
     if (!out.changed) return;
     const t = await ctx.transport();
     const text = await readFile(ctx, t, out.file);
-    const back = restoreLine(text, out.before, out.after);
-    if (back === undefined)
+    // The keys this run set go back to their values before (an absent one is removed again),
+    // only while the line is still as this run wrote it.
+    let back: ReturnType<typeof pointDatabase> | undefined;
+    try {
+      back = pointDatabase(text, p.database, { keys: out.previous });
+    } catch {
+      back = undefined;
+    }
+    if (!back || maskPasswords(back.before) !== out.after)
       throw new StepFailure(
         `${out.file}: the line this run wrote for ${p.database} is no longer there as written (someone changed the file): put back by hand: ${out.before.trim()}`,
       );
-    await writeKeepingOwner(ctx, t, out.file, back);
+    await writeKeepingOwner(ctx, t, out.file, back.text);
     await consoleCommand(ctx.host, 'RELOAD', ctx.signal);
     ctx.log(`${out.file}: ${p.database} points back: ${out.before.trim()}`);
   },

@@ -2,7 +2,7 @@
 // generator of ini files (comments, other sections, other databases, odd spacing, quoted values)
 // checks every other line is kept byte for byte and the undo puts the file back exactly.
 import { describe, expect, it } from 'vitest';
-import { parseConnstr, pointDatabase, restoreLine } from '../../../src/steps/pgbouncer/ini.js';
+import { maskPasswords, parseConnstr, pointDatabase, restoreLine } from '../../../src/steps/pgbouncer/ini.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -61,6 +61,15 @@ describe('pointDatabase', () => {
       for (const p of before.filter((x) => x.key !== 'host' && x.key !== 'port'))
         expect(pairs.find((x) => x.key === p.key)?.value).toBe(p.value);
       expect(restoreLine(res.text, res.before, res.after)).toBe(text);
+      // The undo's way (it keeps no whole line, which may hold a password): the keys set go back
+      // to their values before, every other line byte for byte, the line's pairs as they were.
+      const undo = pointDatabase(res.text, target, { keys: res.previous });
+      const u = undo.text.split('\n');
+      expect(u.filter((l, j) => l !== a[j]).length).toBeLessThanOrEqual(1);
+      expect(parseConnstr(undo.after.slice(undo.after.indexOf('=') + 1))).toEqual(before);
+      // What logs and outputs show has no password in it.
+      expect(maskPasswords(res.before)).not.toContain('se cret');
+      if (res.before.includes('password=')) expect(maskPasswords(res.before)).toContain('password=***');
     }
   });
 
