@@ -12,6 +12,8 @@
 #   RSYNC_SSH             the ssh command rsync uses to reach the replicas (host 127.0.0.1 here)
 #   LEADER                "datadir|patroni.yml|service script|port|socket dir|REST URL"
 #   REPLICAS              one such line per replica
+# Optional: PGB_PORT (a PgBouncer on 127.0.0.1 in front of the leader), PGB_USER and PGB_PASSWORD
+# for its admin console: paused for the window and resumed once the new leader takes writes.
 # Prints "phase NAME EPOCH_SECONDS" at each phase boundary, for the benchmark's breakdown.
 set -eu
 
@@ -55,6 +57,10 @@ done
 "$L_SVC" stop
 echo "$REPLICAS" | while IFS= read -r r; do [ -n "$r" ] && "$(field "$r" 3)" stop; done
 
+# Clients of the pooler wait from here instead of failing (PAUSE returns once their transactions end).
+bouncer() { [ -z "${PGB_PORT:-}" ] || PGPASSWORD="$PGB_PASSWORD" "$NEW_BIN/psql" -X -q -h 127.0.0.1 -p "$PGB_PORT" -U "$PGB_USER" -d pgbouncer -c "$1" >/dev/null; }
+bouncer PAUSE
+
 # The window: writes stop with the leader.
 phase stop_leader
 "$OLD_BIN/pg_ctl" -D "$L_DATA" stop -m fast -w >/dev/null
@@ -92,6 +98,7 @@ mv "$L_CONF.new" "$L_CONF"
 until "$NEW_BIN/psql" -X -At -h "$L_SOCK" -p "$L_PORT" -U postgres -d postgres \
   -c "select not pg_is_in_recovery()" 2>/dev/null | grep -q t; do sleep 0.1; done
 phase after_window
+bouncer RESUME
 echo "$REPLICAS" | while IFS= read -r r; do
   [ -n "$r" ] || continue
   mv "$(field "$r" 2).new" "$(field "$r" 2)"

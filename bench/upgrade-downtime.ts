@@ -2,12 +2,14 @@
 // 2-member Patroni cluster, pgrunbook's pg-major-upgrade.yml against the documented procedure typed
 // by hand (bench/upgrade-by-hand.sh), on two identical fresh clusters in the same run.
 //
-//   npx tsx bench/upgrade-downtime.ts [--scales 50] [--repeat 1] [--timeout 3600] [--keep]
+//   npx tsx bench/upgrade-downtime.ts [--scales 50] [--repeat 1] [--clients 4] [--timeout 3600] [--keep]
 //
 // Per scale and round: two Patroni 13 clusters on one etcd, each filled by pgbench -i -s SCALE;
 // one upgraded by the script, the other by `pgrunbook run playbooks/pg-major-upgrade.yml` over the
 // private sshd (the order alternates between rounds). The same write probe (bench/write-probe.ts:
-// a row every 100 ms into whichever member takes writes) runs during each upgrade. Both clusters
+// a row every 100 ms into whichever member takes writes) runs during each upgrade, and pgbench
+// clients stay connected through a PgBouncer in front of each cluster, which both methods pause for
+// the window (the script through its admin console, as Autobase does). Both clusters
 // must end on 15 with the replica streaming. Prints both gaps, their ratio, and pgrunbook's window
 // step by step from its events.
 // Needs root and `npm run build` first. Exit codes: 0 every run worked (a missed target is
@@ -22,12 +24,16 @@ import {
   lookupUser,
   type PatroniCluster,
   type PeerSsh,
+  type PgBouncerServer,
+  type PgbenchResult,
   peerSsh,
   pgBinDir,
   SERVER_USER,
   type SshServer,
   startEtcd,
   startPatroniCluster,
+  startPgBouncer,
+  startPgbench,
   startSshd,
 } from '../tools/testenv/index.js';
 import {
@@ -65,16 +71,22 @@ const TARGET_RATIO = 1.2;
 
 interface Options extends CommonOptions {
   scales: number[];
+  clients: number;
 }
 
+// PgBouncer's admin console login in the benchmark (both clusters' poolers).
+const BOUNCER_ADMIN = 'pgb_admin';
+const BOUNCER_SECRET = 'bench-pgbouncer-admin';
+
 const USAGE =
-  'usage: npx tsx bench/upgrade-downtime.ts [--scales S1,S2=50] [--repeat R=1] [--timeout SECONDS=3600] [--keep]\n';
+  'usage: npx tsx bench/upgrade-downtime.ts [--scales S1,S2=50] [--repeat R=1] [--clients N=4] [--timeout SECONDS=3600] [--keep]\n';
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
       scales: { type: 'string', default: '50' },
+      clients: { type: 'string', default: '4' },
       ...commonOptionSpecs(3600),
       repeat: { type: 'string', default: '1' },
     },
@@ -83,6 +95,7 @@ function parseOptions(argv: string[]): Options {
   const scales = values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000));
   return {
     scales,
+    clients: intOption('clients', values.clients, 0, 64),
     repeat: intOption('repeat', values.repeat, 1, 20),
     warmup: 0,
     timeoutS: intOption('timeout', values.timeout, 60, 86_400),
@@ -91,11 +104,14 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
+/** The writes, and pgbench's clients through PgBouncer when there are any. */
+type Observed = ProbeResult & { pooled?: PgbenchResult };
+
 interface Sample {
   scale: number;
   round: number;
-  hand: ProbeResult & { wallMs: number; phases: [string, number][] };
-  tool: ProbeResult & {
+  hand: Observed & { wallMs: number; phases: [string, number][] };
+  tool: Observed & {
     wallMs: number;
     steps: { title: string; host: string; ms: number }[];
     windowMs: number;
@@ -179,13 +195,46 @@ async function checkUpgraded(c: PatroniCluster, what: string): Promise<void> {
   throw new Error(`${what}: the cluster did not end on ${NEW} with its replica streaming (${last})`);
 }
 
-const probeFor = (c: PatroniCluster) =>
-  startWriteProbe(
+/** A PgBouncer in front of the cluster's leader, as applications reach it. */
+async function poolerFor(c: PatroniCluster): Promise<PgBouncerServer> {
+  const lc = c.clientConfig(await c.leader());
+  const b = await startPgBouncer({
+    databases: { postgres: { host: '127.0.0.1', port: Number(lc.port) } },
+    users: { postgres: c.superuser.password, [BOUNCER_ADMIN]: BOUNCER_SECRET },
+    adminUsers: [BOUNCER_ADMIN],
+  });
+  atCleanUp(() => b.stop());
+  return b;
+}
+
+/** The write probe, and pgbench through the pooler: started before an upgrade, stopped after it. */
+function observe(c: PatroniCluster, pooler: PgBouncerServer | undefined, clients: number) {
+  const probe = startWriteProbe(
     c.members.map((m) => c.clientConfig(m.name)),
     'probe',
   );
+  const load =
+    pooler && clients > 0
+      ? startPgbench(
+          { host: pooler.host, port: pooler.port, user: 'postgres', password: c.superuser.password },
+          clients,
+        )
+      : undefined;
+  return {
+    stop: async (): Promise<Observed> => {
+      const [writes, pooled] = await Promise.all([probe.stop(), load?.stop()]);
+      return { ...writes, pooled };
+    },
+  };
+}
 
-async function byHand(c: PatroniCluster, peer: PeerSsh, cwd: string): Promise<Sample['hand']> {
+async function byHand(
+  c: PatroniCluster,
+  peer: PeerSsh,
+  cwd: string,
+  pooler: PgBouncerServer | undefined,
+  clients: number,
+): Promise<Sample['hand']> {
   const leaderName = await c.leader();
   const leader = c.members.find((m) => m.name === leaderName)!;
   const line = (m: PatroniCluster['members'][number]) =>
@@ -205,8 +254,11 @@ async function byHand(c: PatroniCluster, peer: PeerSsh, cwd: string): Promise<Sa
       .filter((m) => m !== leader)
       .map(line)
       .join('\n'),
+    ...(pooler
+      ? { PGB_PORT: String(pooler.port), PGB_USER: BOUNCER_ADMIN, PGB_PASSWORD: BOUNCER_SECRET }
+      : {}),
   };
-  const probe = probeFor(c);
+  const probe = observe(c, pooler, clients);
   const r = await timeChild('runuser', ['-u', SERVER_USER, '--', '/bin/sh', BY_HAND], {
     cwd,
     env,
@@ -223,7 +275,13 @@ async function byHand(c: PatroniCluster, peer: PeerSsh, cwd: string): Promise<Sa
   return { ...result, wallMs: r.ms, phases };
 }
 
-async function inventory(c: PatroniCluster, sshd: SshServer, peer: PeerSsh, dir: string): Promise<string> {
+async function inventory(
+  c: PatroniCluster,
+  sshd: SshServer,
+  peer: PeerSsh,
+  dir: string,
+  pooler: PgBouncerServer | undefined,
+): Promise<string> {
   const { uid, gid } = await lookupUser(SERVER_USER);
   const backups = join(dir, 'backups');
   await mkdir(backups);
@@ -243,6 +301,13 @@ async function inventory(c: PatroniCluster, sshd: SshServer, peer: PeerSsh, dir:
       patroni_start_command: ${m.serviceScript} start`,
     )
     .join('\n');
+  // The pooler's host: reached over the same sshd (its pause guard signals it as the server user).
+  const bouncer = pooler
+    ? `
+  bouncer:
+    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
+    pgbouncer: { host: 127.0.0.1, port: ${pooler.port}, user: ${BOUNCER_ADMIN}, password: { env: PGB_ADMIN }, sslmode: disable }`
+    : '';
   const file = join(dir, 'inventory.yml');
   await writeFile(
     file,
@@ -257,7 +322,7 @@ async function inventory(c: PatroniCluster, sshd: SshServer, peer: PeerSsh, dir:
   patroni_loop_wait: 2
   upgrade_jobs: 2
 hosts:
-${hosts}
+${hosts}${bouncer}
 groups:
   patroni: { hosts: [${c.members.map((m) => m.name).join(', ')}] }
 `,
@@ -279,15 +344,18 @@ async function byPgrunbook(
   sshd: SshServer,
   peer: PeerSsh,
   dir: string,
+  pooler: PgBouncerServer | undefined,
+  clients: number,
 ): Promise<Sample['tool']> {
-  const inv = await inventory(c, sshd, peer, dir);
-  const probe = probeFor(c);
+  const inv = await inventory(c, sshd, peer, dir, pooler);
+  const probe = observe(c, pooler, clients);
   const r = await timeChild(
     process.execPath,
     [CLI, 'run', PLAYBOOK, '-i', inv, '--yes', '--output', 'json'],
     {
       cwd: dir,
       cpu: false,
+      env: { ...process.env, PGB_ADMIN: BOUNCER_SECRET },
     },
   );
   const result = await probe.stop();
@@ -351,6 +419,38 @@ function report(samples: Sample[]): void {
     ]);
   }
   out.push(table(rows, new Set([2, 3, 4])));
+  if (samples.some((s) => s.hand.pooled || s.tool.pooled)) {
+    // Clients through PgBouncer, connected the whole time: what they lived through.
+    const pooled = (o: Observed) =>
+      o.pooled
+        ? [
+            String(o.pooled.transactions),
+            String(o.pooled.failures.length),
+            s1(o.pooled.maxLatencyMs),
+            `${o.pooled.clientsAtEnd}`,
+          ]
+        : ['-', '-', '-', '-'];
+    out.push('\npgbench through PgBouncer during each upgrade (paused for the window by both):\n');
+    out.push(
+      table(
+        [
+          ['scale', 'round', 'method', 'transactions', 'failed', 'longest latency', 'clients at the end'],
+          ...samples.flatMap((s) => [
+            [String(s.scale), String(s.round), 'by hand', ...pooled(s.hand)],
+            [String(s.scale), String(s.round), 'pgrunbook', ...pooled(s.tool)],
+          ]),
+        ],
+        new Set([3, 4, 5, 6]),
+      ),
+    );
+    for (const s of samples)
+      for (const [who, o] of [
+        ['by hand', s.hand],
+        ['pgrunbook', s.tool],
+      ] as const)
+        for (const f of o.pooled?.failures.slice(0, 3) ?? [])
+          out.push(`  scale ${s.scale}, round ${s.round}, ${who}: ${f}\n`);
+  }
   for (const s of samples) {
     out.push(
       `\nscale ${s.scale}, round ${s.round}: by hand (${s1(s.hand.wallMs)} in all; ${s.hand.failed} failed writes)\n`,
@@ -410,13 +510,15 @@ async function main(opts: Options): Promise<number> {
       await mkdir(dir);
       await chmod(dir, 0o755);
       await Promise.all([fill(a, scale, dir), fill(b, scale, dir)]);
+      const [pa, pb] =
+        opts.clients > 0 ? await Promise.all([poolerFor(a), poolerFor(b)]) : [undefined, undefined];
       const runHand = async () => {
         log(`scale ${scale}, round ${round}: by hand`);
-        return byHand(a, peer, dir);
+        return byHand(a, peer, dir, pa, opts.clients);
       };
       const runTool = async () => {
         log(`scale ${scale}, round ${round}: pgrunbook`);
-        return byPgrunbook(b, sshd, peer, dir);
+        return byPgrunbook(b, sshd, peer, dir, pb, opts.clients);
       };
       // Alternate which goes first, so that a drift in machine load does not favour one.
       let hand: Sample['hand'];
@@ -432,7 +534,7 @@ async function main(opts: Options): Promise<number> {
       log(
         `scale ${scale}, round ${round}: by hand ${s1(hand.longestGapMs)}, pgrunbook ${s1(tool.longestGapMs)}`,
       );
-      await Promise.all([a.stop(), b.stop()]);
+      await Promise.all([a.stop(), b.stop(), pa?.stop(), pb?.stop()]);
     }
   }
   report(samples);

@@ -190,9 +190,10 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   setsFacts?: boolean;
   /**
    * Always behind an approval gate, even without `confirm:` in the playbook (a switchover, wiping
-   * a cluster's DCS state): the question to ask, a template over the raw params.
+   * a cluster's DCS state): the question to ask, a template over the raw params; undefined for
+   * params that change nothing (a check).
    */
-  confirm?: (params: Record<string, unknown>) => string;
+  confirm?: (params: Record<string, unknown>) => string | undefined;
   /** Needs an operator at the keyboard (a prompt), so a run without a TTY needs --yes. */
   interactive?: (params: Static<P>) => boolean;
   plan(ctx: PlanContext, params: Static<P>): StepPlan;

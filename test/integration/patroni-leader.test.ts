@@ -263,18 +263,68 @@ describe('Patroni leader discovery and guard', () => {
     expect(running.stdout).toContain('still run');
     expect(await dcsKeys()).toContain(`/service/${cluster.scope}/config`);
 
+    // A listing given from before (as an upgrade takes it) that names a member whose REST API
+    // answers: the wipe does not trust it, lists the DCS itself, and refuses.
+    const stopped = `[${cluster.members.map((m) => hostOf(m.name)).join(', ')}]`;
+    writeFileSync(
+      join(cwd, 'listed.yml'),
+      `
+- name: wipe
+  hosts: ${hostOf(cluster.members[0]!.name)}
+  steps:
+    - patroni.remove_cluster:
+        scope: ${cluster.scope}
+        stopped_hosts: ${stopped}
+        listed: { members_before: [${cluster.members.map((m) => m.name).join(', ')}], leader: ${cluster.members[0]!.name} }
+`,
+    );
+    const stale = await runCli(['run', 'listed.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], { cwd });
+    expect(stale.code).toBe(1);
+    expect(stale.stdout).toContain('listing the DCS again');
+    expect(stale.stdout).toContain('still run');
+    expect(await dcsKeys()).toContain(`/service/${cluster.scope}/config`);
+    // The check alone, while members run: the same refusal, before any window.
+    writeFileSync(
+      join(cwd, 'checked.yml'),
+      `
+- name: wipe
+  hosts: ${hostOf(cluster.members[0]!.name)}
+  steps:
+    - id: listed
+      patroni.remove_cluster: { check: true, scope: ${cluster.scope}, stopped_hosts: ${stopped} }
+    - id: rm
+      patroni.remove_cluster: { scope: ${cluster.scope}, stopped_hosts: ${stopped}, listed: "{{ listed }}", recheck_seconds: 30 }
+`,
+    );
+    const checking = await runCli(['run', 'checked.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], {
+      cwd,
+    });
+    expect(checking.code).toBe(1);
+    expect(checking.stdout).toContain('still run');
+    expect(events(checking.stdout).filter((e) => e.type === 'step_started')).toHaveLength(1);
+
     await cluster.stop();
     expect(await dcsKeys()).toContain(`/service/${cluster.scope}/initialize`);
-    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], { cwd });
+    // Listed once every Patroni is stopped, then wiped without a listing of its own (one
+    // patronictl run less in an upgrade's window), with the leader named then.
+    const r = await runCli(['run', 'checked.yml', '-i', 'inv.yml', '--output', 'json', '--yes'], { cwd });
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(outputsOf(events(r.stdout), 'rm')).toMatchObject({ removed: true });
+    const ev = events(r.stdout);
+    const listed = outputsOf<{ members_before: string[]; leader: string; removed: boolean }>(ev, 'listed');
+    expect([...listed.members_before].sort()).toEqual(cluster.members.map((m) => m.name).sort());
+    expect(listed.removed).toBe(false);
+    // Stopped unpaused, Patroni gave up the leader key: no leader to name (an upgrade's, stopped
+    // while paused, names it).
+    expect(outputsOf(ev, 'rm')).toMatchObject({ removed: true });
+    expect(outputsOf<{ leader?: string }>(ev, 'rm').leader).toBe(listed.leader);
     expect(await dcsKeys()).toEqual([]);
+    expect(r.stdout).toContain('wiping without listing again');
     // Every member it listed is stopped (REST refuses before and after the wipe): no recheck wait
     // lengthens an upgrade's downtime.
     expect(r.stdout).toContain('no recheck needed');
-    const took = events(r.stdout).find((e) => e.type === 'step_finished')!.durationMs as number;
+    const took = ev.filter((e) => e.type === 'step_finished').at(-1)!.durationMs as number;
     expect(took).toBeLessThan(30_000);
-  }, 90_000);
+  }, 120_000);
 });
 
 /** Keys etcd holds under the cluster's prefix (etcd v3 JSON gateway). */

@@ -2,6 +2,7 @@
 // (etcd, Debian's binaries), driven over a real sshd as the server user, upgraded to 15 with
 // pg_upgrade --link and the replica rsynced from the leader; and a failure before the point of no
 // return that leaves the cluster on 13, running and resumed.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,10 +25,10 @@ import {
   startEtcd,
   startPatroniCluster,
   startPgBouncer,
+  startPgbench,
   startSshd,
 } from '../../tools/testenv/index.js';
-import { events, outputsOf, runCli, workdir } from './cli.js';
-import { startPgbench } from './pgbench-load.js';
+import { CLI, events, journalOf, outputsOf, runCli, workdir } from './cli.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade.yml', import.meta.url));
 const ROLLBACK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade-rollback.yml', import.meta.url));
@@ -278,6 +279,38 @@ const failures = (stdout: string) =>
     .split('\n')
     .filter((l) => l.includes('"failed"') || l.includes('run_finished'))
     .join('\n');
+
+/**
+ * Runs the CLI on a pseudo-terminal (script(1)), as an operator would, answering each approval
+ * question with what `answer` returns for it; resolves with the questions and the exit code.
+ */
+function onTerminal(
+  cwd: string,
+  args: string[],
+  answer: (question: string) => string,
+): Promise<{ answered: string[]; code: number | null }> {
+  const line = ['exec', process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(' ');
+  const child = spawn('script', ['-qfec', line, '/dev/null'], {
+    cwd,
+    env: { ...process.env, SHELL: '/bin/sh' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let screen = '';
+  let seen = 0;
+  const answered: string[] = [];
+  child.stdout.on('data', (chunk: Buffer) => {
+    screen += chunk.toString();
+    // A question ends with "[y/N] "; each is answered once, with what it asked.
+    const parts = screen.split('[y/N]');
+    while (parts.length - 1 > seen) {
+      const question = parts[seen]!.slice(-2000);
+      seen++;
+      answered.push(question);
+      child.stdin.write(`${answer(question)}\r`);
+    }
+  });
+  return new Promise((res) => child.on('close', (code) => res({ answered, code })));
+}
 
 describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
   it('upgrades both members with every row (a tablespace too), the replica streaming, Patroni resumed, the downtime reported and WAL in its own archive', async () => {
@@ -585,38 +618,39 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     expect(ev.some((e) => e.type === 'point_of_no_return')).toBe(false);
   }, 120_000);
 
-  it('a failure after pg_upgrade --link, before the point of no return, puts 13 back: pg_control, config, servers, Patroni', async () => {
+  it('declined at the point of no return, after pg_upgrade --link, 13 is put back: pg_control, config, servers, Patroni', async () => {
     const c = await fresh();
     const leader = await c.leader();
     const l = c.members.find((m) => m.name === leader)!;
     const rep = c.members.find((m) => m.name !== leader)!;
     await seed(c.clientConfig(leader));
     const before = await contents(c.clientConfig(leader));
-    const configBefore = readFileSync(l.configFile, 'utf8');
-    // A leftover of an earlier attempt on the replica: its patroni.yml edit refuses to overwrite
-    // the kept original, after pg_upgrade --link has run on the leader.
-    const leftover = `${rep.configFile}.pg13`;
-    writeFileSync(leftover, 'an earlier attempt kept this\n');
+    const configs = c.members.map((m) => readFileSync(m.configFile, 'utf8'));
     const { cwd } = await setup(c);
-    const r = await runCli(['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '--output', 'json'], { cwd });
-    expect(r.code).toBe(1);
-    const ev = events(r.stdout);
+    // An operator at a terminal: every gate approved but the point of no return, which is
+    // declined once pg_upgrade --link has run and patroni.yml points at the new major everywhere.
+    const { answered, code } = await onTerminal(cwd, ['run', PLAYBOOK, '-i', 'inv.yml'], (question) =>
+      /POINT OF NO RETURN: once this step starts/.test(question) ? 'n' : 'y',
+    );
+    expect(answered.filter((q) => /POINT OF NO RETURN: once this step starts/.test(q))).toHaveLength(1);
+    expect(code).toBe(1);
+    const ev = journalOf(cwd);
     const ok = ev.filter((e) => e.type === 'step_finished' && e.status === 'ok').map((e) => e.stepType);
     expect(ok).toContain('pg.upgrade');
-    const failed = ev.find((e) => e.type === 'step_finished' && e.status === 'failed');
-    expect(failed).toMatchObject({ stepType: 'patroni.edit_config', host: rep.name });
-    expect(String(failed?.error)).toContain('exists');
+    expect(ok.filter((t) => t === 'patroni.edit_config')).toHaveLength(2);
+    expect(ev.some((e) => e.type === 'approval' && e.approved === false)).toBe(true);
     const undone = ev
       .filter((e) => e.type === 'undo_finished' && e.ok === true)
       .map((e) => `${e.host}:${(e as { title: string }).title}`);
     expect(undone.some((u) => u.startsWith(`${leader}:pg_upgrade --link`))).toBe(true);
+    expect(undone.filter((u) => u.includes(':Point patroni.yml at PostgreSQL 15'))).toHaveLength(2);
     expect(ev.some((e) => e.type === 'point_of_no_return')).toBe(false);
-    // Back on 13: pg_control in place, the config as it was, both running under Patroni, resumed,
-    // the data as before, the new directory gone; the leftover untouched.
+    // Back on 13: pg_control in place, every patroni.yml as it was, both running under Patroni,
+    // resumed, the data as before, the new directory gone.
     expect(existsSync(join(l.dataDir, 'global', 'pg_control'))).toBe(true);
     expect(existsSync(join(l.dataDir, 'global', 'pg_control.old'))).toBe(false);
-    expect(readFileSync(l.configFile, 'utf8')).toBe(configBefore);
-    expect(readFileSync(leftover, 'utf8')).toBe('an earlier attempt kept this\n');
+    expect(c.members.map((m) => readFileSync(m.configFile, 'utf8'))).toEqual(configs);
+    expect(existsSync(`${rep.configFile}.pg13`)).toBe(false);
     expect(existsSync(join(l.memberDir, 'data15'))).toBe(false);
     await expectMembers(c, '13', leader);
     expect(await contents(c.clientConfig(leader))).toEqual(before);

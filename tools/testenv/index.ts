@@ -4,6 +4,7 @@ export * from './chef.js';
 export * from './etcd.js';
 export * from './osuser.js';
 export * from './patroni.js';
+export * from './pgbench-load.js';
 export * from './pgbouncer.js';
 export * from './ports.js';
 export * from './postgres.js';

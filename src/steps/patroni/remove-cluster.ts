@@ -37,6 +37,25 @@ const Params = Type.Object(
           "how long to wait for members still listed as running to drop out (default 0). A Patroni stopped while paused leaves its member key as it was until the key's ttl runs out",
       }),
     ),
+    check: Type.Optional(
+      Type.Boolean({
+        description:
+          'only list the DCS and refuse as the wipe would (members still running), changing nothing; its outputs, passed as `listed` to the wipe, spare the wipe a listing of its own',
+      }),
+    ),
+    listed: Type.Optional(
+      Type.Object(
+        {
+          members_before: Type.Array(Type.String()),
+          leader: Type.Optional(Type.String()),
+          removed: Type.Optional(Type.Boolean()),
+        },
+        {
+          description:
+            "the outputs of a `check: true` run made once every Patroni was stopped: when every member it listed is in stopped_hosts and its REST API still refuses connections, the wipe runs at once with that leader's name (an upgrade's window saves a patronictl run); the DCS's members as patronictl remove prints them are compared afterwards",
+        },
+      ),
+    ),
     allow_running: Type.Optional(
       Type.Boolean({
         description:
@@ -50,6 +69,7 @@ const Params = Type.Object(
 const Outputs = Type.Object({
   removed: Type.Boolean(),
   members_before: Type.Array(Type.String(), { description: 'members the DCS listed before the wipe' }),
+  leader: Type.Optional(Type.String({ description: 'the leader the DCS named, if any' })),
 });
 
 /** patronictl's exact confirmation sentence (patroni/ctl.py `remove`). */
@@ -78,29 +98,51 @@ export default defineStep({
     "Wipe a Patroni cluster's DCS state with patronictl remove (after pg_upgrade), behind an approval gate.",
   params: Params,
   outputs: Outputs,
-  mutating: true,
+  mutating: (p) => p.check !== true,
   marksChanges: true,
   undoSummary:
     'none: the DCS state is gone; Patroni writes it anew when the cluster bootstraps or starts again',
-  confirm: (p) => `Wipe the DCS state of Patroni cluster ${String(p.scope)} (patronictl remove)?`,
+  confirm: (p) =>
+    p.check === true
+      ? undefined
+      : `Wipe the DCS state of Patroni cluster ${String(p.scope)} (patronictl remove)?`,
   plan(ctx, p) {
+    const listCmd = { kind: 'command' as const, line: ctl(ctx.host, ['list', p.scope, '-f', 'json']) };
+    const refuses = p.allow_running
+      ? { kind: 'note' as const, text: 'members still running are allowed (allow_running)' }
+      : {
+          kind: 'note' as const,
+          text: `refuses if any member is still registered as running${p.wait_seconds ? ` after ${p.wait_seconds} s` : ''}${p.stopped_hosts?.length ? ` (members of ${p.stopped_hosts.join(', ')} count as stopped when their REST API refuses connections)` : ''}`,
+        };
+    if (p.check)
+      return {
+        action: `list the DCS members of cluster ${p.scope} and check that none still runs (changes nothing)`,
+        ops: [listCmd, refuses],
+      };
+    const remove = {
+      kind: 'command' as const,
+      line: ctl(ctx.host, ['remove', p.scope, '-f', 'json']),
+      stdin: answers(p.scope, p.allow_running || p.listed ? '<leader>' : undefined),
+    };
+    const action = `wipe the DCS state of cluster ${p.scope} with patronictl over ${ctx.host.transport} (the REST API has no such call)`;
+    if (p.listed && !p.allow_running)
+      return {
+        action,
+        ops: [
+          {
+            kind: 'note',
+            text: `when every member the earlier listing named is one of ${(p.stopped_hosts ?? []).join(', ') || 'stopped_hosts'} and its REST API refuses connections: no listing of its own, the wipe names the leader listed then; otherwise as without \`listed\`:`,
+          },
+          listCmd,
+          refuses,
+          remove,
+          { kind: 'note', text: "patronictl remove's own listing is compared with the earlier one" },
+        ],
+        undo: { action: 'none: the DCS state cannot be put back', ops: [] },
+      };
     return {
-      action: `wipe the DCS state of cluster ${p.scope} with patronictl over ${ctx.host.transport} (the REST API has no such call)`,
-      ops: [
-        { kind: 'command', line: ctl(ctx.host, ['list', p.scope, '-f', 'json']) },
-        p.allow_running
-          ? { kind: 'note', text: 'members still running are allowed (allow_running)' }
-          : {
-              kind: 'note',
-              text: `refuses if any member is still registered as running${p.wait_seconds ? ` after ${p.wait_seconds} s` : ''}${p.stopped_hosts?.length ? ` (members of ${p.stopped_hosts.join(', ')} count as stopped when their REST API refuses connections)` : ''}`,
-            },
-        {
-          kind: 'command',
-          line: ctl(ctx.host, ['remove', p.scope, '-f', 'json']),
-          stdin: answers(p.scope, p.allow_running ? '<leader>' : undefined),
-        },
-        { kind: 'command', line: ctl(ctx.host, ['list', p.scope, '-f', 'json']) },
-      ],
+      action,
+      ops: [listCmd, refuses, remove, listCmd],
       undo: { action: 'none: the DCS state cannot be put back', ops: [] },
     };
   },
@@ -126,9 +168,26 @@ export default defineStep({
     // again after the wipe — or one stopped while paused, whose key keeps its last state until the
     // ttl expires: wait_seconds waits that out.
     const down = await refusing(ctx, p.stopped_hosts ?? []);
+    if (down.size) ctx.log(`Patroni REST API refuses connections (stopped): ${[...down].join(', ')}`);
+    // Listed before (an upgrade lists once Patroni is stopped, before its window): every member
+    // named then is known stopped now, so a listing of its own would only lengthen the window.
+    const earlier = p.check || p.allow_running ? undefined : p.listed?.members_before;
+    if (earlier?.every((m) => down.has(m))) {
+      ctx.log(
+        `every member listed before (${earlier.join(', ') || 'none'}) is stopped: wiping without listing again${p.listed?.leader ? ` (leader ${p.listed.leader})` : ''}`,
+      );
+      try {
+        return await wipe(earlier, p.listed?.leader);
+      } catch (err) {
+        // patronictl refused before deleting anything: the DCS names another leader than the
+        // listing did (or one where it named none: the answers ran out, "Aborted!"). Only a
+        // Patroni that ran meanwhile can have changed it: list and check again.
+        if (!(err instanceof StepFailure) || !/current leader|Aborted/.test(err.message)) throw err;
+        ctx.log(`patronictl remove refused, the DCS changed since it was listed: listing it again`);
+      }
+    } else if (earlier) ctx.log('not every member listed before is known stopped now: listing the DCS again');
     const notStopped = (ms: ListedMember[]) =>
       ms.filter((m) => (m.State ?? '') !== 'stopped' && !down.has(String(m.Member)));
-    if (down.size) ctx.log(`Patroni REST API refuses connections (stopped): ${[...down].join(', ')}`);
     const stillRun = (ms: ListedMember[]) =>
       new StepFailure(
         `members of ${p.scope} still run: ${notStopped(ms)
@@ -158,44 +217,73 @@ export default defineStep({
       );
     }
     if (notStopped(before).length && !p.allow_running) throw stillRun(before);
-    const leader = before.find((m) => /leader/i.test(m.Role ?? ''))?.Member;
+    const leader = leaderOf(before);
     ctx.log(
       `DCS lists ${before.length ? before.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ') : 'no member'}`,
     );
-    ctx.changing();
-    const r = await t.exec(ctl(ctx.host, ['remove', p.scope, '-f', 'json']), {
-      signal: ctx.signal,
-      stdin: answers(p.scope, leader),
-      onOutput: (s, c) => ctx.output(s, c),
-    });
-    if (r.exitCode !== 0)
-      throw new StepFailure(
-        `patronictl remove failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-800)}`,
-      );
-    // A Patroni still alive re-registers within its loop_wait: look again after that. Unless every
-    // member the DCS listed is known stopped (its REST API refused connections before the wipe and
-    // still does after it): then nobody is left to re-register, and the wait would only lengthen
-    // the upgrade's downtime by a loop_wait.
-    const listed = before.map((m) => String(m.Member));
-    if (listed.length && listed.every((m) => down.has(m))) {
-      const still = await refusing(ctx, p.stopped_hosts ?? []);
-      if (listed.every((m) => still.has(m))) {
-        ctx.log(
-          `the DCS state of ${p.scope} is wiped (every member it listed is stopped: no recheck needed)`,
+    if (p.check) return { removed: false, members_before: before.map((m) => String(m.Member)), leader };
+    return wipe(
+      before.map((m) => String(m.Member)),
+      leader,
+    );
+
+    async function wipe(listed: string[], leader: string | undefined) {
+      ctx.changing();
+      const r = await t.exec(ctl(ctx.host, ['remove', p.scope, '-f', 'json']), {
+        signal: ctx.signal,
+        stdin: answers(p.scope, leader),
+        onOutput: (s, c) => ctx.output(s, c),
+      });
+      if (r.exitCode !== 0)
+        throw new StepFailure(
+          `patronictl remove failed (exit ${r.exitCode}): ${(r.stderr || r.stdout).trim().slice(-800)}`,
         );
-        return { removed: true, members_before: listed };
+      // What the DCS held when patronictl removed it, as it printed that before its questions.
+      const atWipe = removeListing(r.stdout);
+      const members = [...new Set([...listed, ...(atWipe ?? []).map((m) => String(m.Member))])];
+      const unknown = (atWipe ?? []).filter((m) => !listed.includes(String(m.Member)));
+      if (unknown.length)
+        ctx.log(
+          `the DCS listed ${unknown.map((m) => `${m.Member} (${m.Role}, ${m.State})`).join(', ')} at the wipe, not listed before`,
+        );
+      // A Patroni still alive re-registers within its loop_wait: look again after that. Unless every
+      // member the DCS listed is known stopped (its REST API refused connections before the wipe and
+      // still does after it): then nobody is left to re-register, and the wait would only lengthen
+      // the upgrade's downtime by a loop_wait.
+      if (members.length && members.every((m) => down.has(m))) {
+        const still = await refusing(ctx, p.stopped_hosts ?? []);
+        if (members.every((m) => still.has(m))) {
+          ctx.log(
+            `the DCS state of ${p.scope} is wiped (every member it listed is stopped: no recheck needed)`,
+          );
+          return { removed: true, members_before: members, leader };
+        }
       }
+      await sleep((p.recheck_seconds ?? 10) * 1000, undefined, { signal: ctx.signal });
+      const after = (await list()).filter((m) => (m.State ?? '') !== 'stopped');
+      if (after.length)
+        throw new StepFailure(
+          `patronictl remove exited 0 but the DCS still lists ${after.map((m) => m.Member).join(', ')} (a member re-registered: is Patroni still running?)`,
+        );
+      ctx.log(`the DCS state of ${p.scope} is wiped`);
+      return { removed: true, members_before: members, leader };
     }
-    await sleep((p.recheck_seconds ?? 10) * 1000, undefined, { signal: ctx.signal });
-    const after = (await list()).filter((m) => (m.State ?? '') !== 'stopped');
-    if (after.length)
-      throw new StepFailure(
-        `patronictl remove exited 0 but the DCS still lists ${after.map((m) => m.Member).join(', ')} (a member re-registered: is Patroni still running?)`,
-      );
-    ctx.log(`the DCS state of ${p.scope} is wiped`);
-    return { removed: true, members_before: before.map((m) => String(m.Member)) };
   },
 });
+
+const leaderOf = (ms: ListedMember[]) => ms.find((m) => /leader/i.test(m.Role ?? ''))?.Member;
+
+/** The member listing `patronictl remove -f json` prints before its questions, if it printed one. */
+export function removeListing(stdout: string): ListedMember[] | undefined {
+  const line = stdout.split('\n').find((l) => l.startsWith('['));
+  if (!line) return undefined;
+  try {
+    const v = JSON.parse(line) as unknown;
+    return Array.isArray(v) ? (v as ListedMember[]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Member names of the hosts whose Patroni REST API refuses connections: stopped, not hung (a

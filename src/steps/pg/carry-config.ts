@@ -103,14 +103,43 @@ export function carryDynamicJson(
 
 const files = (p: P) => p.files ?? [...FILES];
 const as = (ctx: PlanContext, p: P, s: string) => asUser(ctx.host, serverUser(ctx.host, p.run_as), s);
-const readLine = (ctx: PlanContext, p: P, f: string) =>
-  as(ctx, p, `f=${quote(`${p.from}/${f}`)}; [ -e "$f" ] || exit 3; cat -- "$f"`);
-const writeLine = (ctx: PlanContext, p: P, f: string) =>
+// One command reads every file and one writes them all: this step runs inside the upgrade's
+// window, where each round trip to the host is time without writes. A line per file: its name,
+// then "-" when the old directory lacks it, else "+" and its bytes in base64 (contents may be any
+// bytes; the transport hands back text).
+const readLine = (ctx: PlanContext, p: P) =>
   as(
     ctx,
     p,
-    `set -e\n(umask 077 && cat > ${quote(`${p.to}/${f}.pgrunbook-tmp`)})\nmv -f -- ${quote(`${p.to}/${f}.pgrunbook-tmp`)} ${quote(`${p.to}/${f}`)}`,
+    `cd ${quote(p.from)} || exit 1\nfor f in ${files(p).join(' ')}; do if [ -e "$f" ]; then printf '%s +' "$f"; base64 -w0 -- "$f" || exit 1; echo; else echo "$f -"; fi; done`,
   );
+// The names are the FILES allowlist again on the host's side: the input decides no path.
+const writeLine = (ctx: PlanContext, p: P) =>
+  as(
+    ctx,
+    p,
+    [
+      'set -e',
+      'umask 077',
+      `cd ${quote(p.to)}`,
+      'while read -r f b; do',
+      `  case "$f" in ${FILES.join('|')}) ;; *) echo "not a carried file: $f" >&2; exit 2 ;; esac`,
+      `  printf '%s' "$b" | base64 -d > "$f.pgrunbook-tmp"`,
+      '  mv -f -- "$f.pgrunbook-tmp" "$f"',
+      'done',
+    ].join('\n'),
+  );
+
+/** The read command's output: each file's bytes in base64, or null when the old directory lacks it. */
+export function parseCarried(stdout: string): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const line of stdout.split('\n')) {
+    const m = line.match(/^(\S+) (?:-|\+([A-Za-z0-9+/=]*))$/);
+    if (m) out.set(m[1]!, m[2] ?? null);
+  }
+  return out;
+}
+
 const removeLine = (ctx: PlanContext, p: P) =>
   as(
     ctx,
@@ -134,12 +163,12 @@ export default defineStep({
     return {
       action: `carry ${files(p).join(', ')} from ${p.from} to ${p.to} (PostgreSQL ${p.for_major})`,
       ops: [
-        ...files(p).map((f) => ({ kind: 'command' as const, line: readLine(ctx, p, f) })),
+        { kind: 'command', line: readLine(ctx, p) },
         {
           kind: 'note',
-          text: `parameters PostgreSQL ${p.for_major} removed or renamed are rewritten; a saved pause is dropped; each file is written with the next command, fed on stdin (contents not shown)`,
+          text: `parameters PostgreSQL ${p.for_major} removed or renamed are rewritten; a saved pause is dropped; the files are written with the next command, fed on stdin (contents not shown)`,
         },
-        ...files(p).map((f) => ({ kind: 'command' as const, line: writeLine(ctx, p, f) })),
+        { kind: 'command', line: writeLine(ctx, p) },
       ],
       undo: {
         action: `remove the carried files from ${p.to}`,
@@ -152,26 +181,35 @@ export default defineStep({
     const seg = p.wal_segment_size_mb ?? 16;
     const carried: string[] = [];
     const changes: string[] = [];
+    const r = await t.exec(readLine(ctx, p), { signal: ctx.signal });
+    if (r.exitCode !== 0)
+      throw new StepFailure(`reading the files in ${p.from} failed: ${r.stderr.trim().slice(-300)}`);
+    const found = parseCarried(r.stdout);
+    const input: string[] = [];
     for (const f of files(p)) {
-      const r = await t.exec(readLine(ctx, p, f), { signal: ctx.signal });
-      if (r.exitCode === 3) {
+      if (!found.has(f)) throw new StepFailure(`reading ${p.from}/${f} gave no answer`);
+      const b64 = found.get(f);
+      if (b64 === null || b64 === undefined) {
         ctx.log(`${f}: not in ${p.from}, skipped`);
         continue;
       }
-      if (r.exitCode !== 0)
-        throw new StepFailure(`reading ${p.from}/${f} failed: ${r.stderr.trim().slice(-300)}`);
+      // Access rules go over byte for byte; the two files with parameters are rewritten as text.
+      const text = () => Buffer.from(b64, 'base64').toString('utf8');
       const done =
         f === 'postgresql.auto.conf'
-          ? carryAutoConf(r.stdout, p.for_major, seg)
+          ? carryAutoConf(text(), p.for_major, seg)
           : f === 'patroni.dynamic.json'
-            ? carryDynamicJson(r.stdout, p.for_major, seg)
-            : { text: r.stdout, changes: [] };
-      ctx.changing();
-      const w = await t.exec(writeLine(ctx, p, f), { signal: ctx.signal, stdin: done.text });
-      if (w.exitCode !== 0)
-        throw new StepFailure(`writing ${p.to}/${f} failed: ${w.stderr.trim().slice(-300)}`);
+            ? carryDynamicJson(text(), p.for_major, seg)
+            : undefined;
+      input.push(`${f} ${done ? Buffer.from(done.text, 'utf8').toString('base64') : b64}`);
+      if (done) changes.push(...done.changes);
       carried.push(f);
-      changes.push(...done.changes);
+    }
+    if (input.length > 0) {
+      ctx.changing();
+      const w = await t.exec(writeLine(ctx, p), { signal: ctx.signal, stdin: `${input.join('\n')}\n` });
+      if (w.exitCode !== 0)
+        throw new StepFailure(`writing the files into ${p.to} failed: ${w.stderr.trim().slice(-300)}`);
     }
     ctx.log(`carried ${carried.join(', ') || 'nothing'} into ${p.to}`);
     for (const c of changes) ctx.log(c);

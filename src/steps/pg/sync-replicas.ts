@@ -155,6 +155,11 @@ function script(ctx: PlanContext, p: P, name: string): string {
   const lines = [
     'set -e',
     `${joinArgv([...RSYNC, '-e', e])} ${keepLinks.join(' ')} ${quote(old)} ${quote(nu)} ${quote(`${dest}:${parent}`)}`,
+    // Tablespaces: the replica's own locations, read over ssh, then its links. Skipped when the
+    // leader has none: two ssh round trips saved inside the upgrade's window.
+    'has=',
+    `for l in ${quote(`${old}/pg_tblspc`)}/*; do if [ -L "$l" ]; then has=1; fi; done`,
+    '[ -n "$has" ] || exit 0',
     `sq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\\\\\''/g")"; }`,
     // Where the replica keeps each tablespace: the links in its old data directory (kept by the
     // rsync above).

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { InventoryHost } from '../../../src/inventory/inventory.js';
 import { editPatroniYaml } from '../../../src/steps/patroni/edit-config.js';
-import carry, { carryAutoConf, carryDynamicJson } from '../../../src/steps/pg/carry-config.js';
+import carry, { carryAutoConf, carryDynamicJson, parseCarried } from '../../../src/steps/pg/carry-config.js';
 import sync from '../../../src/steps/pg/sync-replicas.js';
 import { ctxOf } from '../helpers/plan-context.js';
 
@@ -91,8 +91,11 @@ describe('pg.carry_config', () => {
     const h = host('db1', { pg_os_user: 'postgres' });
     const plan = carry.plan(ctxOf(h), { from: '/pg/13/main', to: '/pg/15/main', for_major: 15 });
     const lines = plan.ops.map((o) => ('line' in o ? o.line : o.kind === 'note' ? o.text : ''));
-    expect(lines.filter((l) => l.startsWith('sudo -n -u postgres'))).toHaveLength(8);
-    expect(lines.join('\n')).toContain('/pg/13/main/patroni.dynamic.json');
+    // One read and one write: the step runs inside the upgrade's window.
+    expect(lines.filter((l) => l.startsWith('sudo -n -u postgres'))).toHaveLength(2);
+    expect(lines[0]).toContain('cd /pg/13/main ');
+    expect(lines[0]).toContain('pg_hba.conf pg_ident.conf postgresql.auto.conf patroni.dynamic.json');
+    expect(lines[2]).toContain('cd /pg/15/main');
     expect(lines.join('\n')).toContain('contents not shown');
     expect(plan.ops.every((o) => !('stdin' in o) || o.stdin === undefined)).toBe(true);
   });
@@ -149,5 +152,51 @@ describe('backup.recover: LSNs compare as 64-bit positions', () => {
     expect(lsnValue('A/1') > lsnValue('9/FFFFFFFF')).toBe(true);
     expect(Number.isNaN(lsnValue('later'))).toBe(true);
     expect(lsnValue('later') > lsnValue('0/1')).toBe(false);
+  });
+});
+
+describe('pg.carry_config reads and writes every file in one command each', () => {
+  it("the read's lines give each file's bytes, or none when the old directory lacks it", () => {
+    const hba = Buffer.from('local all all peer\n# ünïcode\n\u0000\u00ff', 'latin1').toString('base64');
+    const got = parseCarried(`pg_hba.conf +${hba}\npg_ident.conf -\npostgresql.auto.conf +\n`);
+    expect(got.get('pg_hba.conf')).toBe(hba);
+    expect(got.get('pg_ident.conf')).toBeNull();
+    expect(got.get('postgresql.auto.conf')).toBe('');
+    expect(got.has('patroni.dynamic.json')).toBe(false);
+  });
+
+  it('runs on a real shell: bytes over unchanged, parameters rewritten, a missing file skipped, a foreign name refused', async () => {
+    const { mkdtempSync, writeFileSync, readFileSync, existsSync, statSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { execFileSync } = await import('node:child_process');
+    const root = mkdtempSync(join(tmpdir(), 'pgrb-carry-'));
+    const from = join(root, 'old');
+    const to = join(root, 'new');
+    execFileSync('mkdir', ['-p', from, to]);
+    const hba = Buffer.from([0x6c, 0x6f, 0x63, 0x61, 0x6c, 0x0a, 0xff, 0xfe, 0x00, 0x41]);
+    writeFileSync(join(from, 'pg_hba.conf'), hba);
+    writeFileSync(join(from, 'postgresql.auto.conf'), "wal_keep_segments = '8'\nwork_mem = '7MB'\n");
+    const { userInfo } = await import('node:os');
+    // A local host run as the test's own user: the lines are the scripts themselves.
+    const lab: InventoryHost = { name: 'lab', transport: 'local', vars: {}, groups: [] };
+    const plan = carry.plan(ctxOf(lab), { from, to, for_major: 15, run_as: userInfo().username });
+    const [read, , write] = plan.ops.map((o) => ('line' in o ? o.line : ''));
+    const sh = (line: string, input?: string) =>
+      execFileSync('sh', ['-c', line], { input, encoding: 'utf8', stdio: 'pipe' });
+    const found = parseCarried(sh(read!));
+    expect(found.get('pg_ident.conf')).toBeNull();
+    const auto = Buffer.from(found.get('postgresql.auto.conf')!, 'base64').toString('utf8');
+    expect(auto).toContain('wal_keep_segments');
+    sh(
+      write!,
+      `pg_hba.conf ${found.get('pg_hba.conf')}\npostgresql.auto.conf ${Buffer.from("work_mem = '7MB'\n").toString('base64')}\n`,
+    );
+    expect(readFileSync(join(to, 'pg_hba.conf')).equals(hba)).toBe(true);
+    expect(statSync(join(to, 'pg_hba.conf')).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(to, 'postgresql.auto.conf'), 'utf8')).toBe("work_mem = '7MB'\n");
+    expect(existsSync(join(to, 'pg_ident.conf'))).toBe(false);
+    expect(() => sh(write!, `../escape ${Buffer.from('x').toString('base64')}\n`)).toThrow();
+    expect(existsSync(join(root, 'escape'))).toBe(false);
   });
 });

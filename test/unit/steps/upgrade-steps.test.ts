@@ -685,6 +685,10 @@ describe('pg.sync_replicas', () => {
     expect(a!.split('\n')).toEqual([
       'set -e',
       `${RSYNC} -e 'ssh -o BatchMode=yes' ${KEEP_LINKS} /var/opt/pg/data /var/opt/pg/data15 root@10.0.0.2:/var/opt/pg`,
+      // No tablespace on the leader: done, without the two ssh round trips below.
+      'has=',
+      `for l in /var/opt/pg/data/pg_tblspc/*; do if [ -L "$l" ]; then has=1; fi; done`,
+      '[ -n "$has" ] || exit 0',
       `sq() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\\\\\''/g")"; }`,
       `map=$(ssh -o BatchMode=yes root@10.0.0.2 'cd /var/opt/pg/data/pg_tblspc && for l in *; do if [ -L "$l" ]; then printf '\\''%s %s\\n'\\'' "$l" "$(readlink "$l")"; fi; done')`,
       'o=$(cat /var/opt/pg/data/PG_VERSION); n=$(cat /var/opt/pg/data15/PG_VERSION); links=:',

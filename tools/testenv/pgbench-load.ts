@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pgBinDir } from '../../tools/testenv/index.js';
+import { pgBinDir } from './postgres.js';
 
 export interface PgbenchResult {
   /** transactions logged */
