@@ -171,6 +171,10 @@ hosts:
       pg.query: "select current_user as u"
     - name: pause patroni
       patroni.pause: { timeout: 5 }
+    # Paused for a while: a guard left by the failed attempt of this run (watching for its pause
+    # to land) must leave the resumed attempt's pause to that attempt's own guard.
+    - name: work under the pause
+      shell: sleep 3
 `,
     );
     const env = { CN_SSH: CANARY.ssh, CN_PATRONI: CANARY.patroni };

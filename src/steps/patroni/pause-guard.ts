@@ -9,8 +9,9 @@
 //   finish   the run ends with its pause still in place: resume now, report, exit
 // EOF (the runner died, the connection closed) or no word for `silence` seconds (a network cut,
 // a frozen runner) means the run is gone: it resumes the cluster — only while the DCS config
-// still carries this run's marker (`pgrunbook_pause.run`), so a pause someone made since, or a
-// resume someone did, is left alone. It ignores SIGHUP, SIGINT and SIGTERM from the session and
+// still carries this run's marker (`pgrunbook_pause.run`) and this attempt's token
+// (`pgrunbook_pause.attempt`), so a pause someone made since, a resume someone did, or a pause
+// made again by `pgrunbook resume` of the same run (whose own guard then watches it) is left alone. It ignores SIGHUP, SIGINT and SIGTERM from the session and
 // keeps trying for `retry` seconds (the DCS may be down); what it did goes to syslog
 // (`journalctl -t pgrunbook-guard`) and, while someone listens, to its stdout as one last line:
 // "ok: …" (resumed, or released), "left: …" (not paused: nothing to do), "paused: …" (paused by
@@ -25,6 +26,8 @@ export const MARKER_KEY = 'pgrunbook_pause';
 /** What the marker holds: who paused, from where, since when. */
 export interface PauseMarker {
   run: string;
+  /** One per pause attempt (a resumed run pauses again under the same run id): its guard's. */
+  attempt: string;
   controller: string;
   pid: number;
   since: string;
@@ -99,7 +102,8 @@ def resume(deadline, settle_until, watch):
             except Exception as e:
                 last = '%s: %s' % (url, e)
                 continue
-            mine = (conf.get('${MARKER_KEY}') or {}).get('run') == cfg['run']
+            marker = conf.get('${MARKER_KEY}') or {}
+            mine = marker.get('run') == cfg['run'] and marker.get('attempt') == cfg['attempt']
             if conf.get('pause') is True and mine:
                 try:
                     call('PATCH', url + '/config', {'pause': None, '${MARKER_KEY}': None})
@@ -113,6 +117,8 @@ def resume(deadline, settle_until, watch):
         if seen is not None and time.time() >= settle_until:
             if seen.get('pause') is True:
                 other = (seen.get('${MARKER_KEY}') or {}).get('run')
+                if other == cfg['run']:
+                    return 'paused: the cluster is paused again by a later attempt of this run (pgrunbook resume), whose own guard watches it: left paused'
                 return 'paused: the cluster is paused by %s, not by this run: left paused' % (('pgrunbook run ' + other) if other else 'someone else')
             if not watch:
                 return 'left: the cluster is not paused (nothing to resume)'
@@ -172,6 +178,8 @@ export function guardCommandLine(python = 'python3'): string {
 /** The guard's settings: one JSON line, sent on its input so no secret is on a command line. */
 export function guardSettings(opts: {
   run: string;
+  /** the marker's attempt token: the guard acts only on a pause carrying it */
+  attempt: string;
   scope: string;
   /** this member's REST URL first, then the others' */
   urls: string[];
@@ -188,6 +196,7 @@ export function guardSettings(opts: {
   const pem = (path?: string) => (path ? readRegularFile(path, 4 * 1024 * 1024).toString('utf8') : undefined);
   return `${JSON.stringify({
     run: opts.run,
+    attempt: opts.attempt,
     scope: opts.scope,
     urls: opts.urls,
     auth,

@@ -1,6 +1,7 @@
 // `patroni.pause`: put the cluster in maintenance mode (no automatic failover), verified on
 // every member; undone by a resume only if this run paused it. A pause cannot outlive its run:
 // a guard on this host (pause-guard.ts) resumes the cluster if the runner dies or goes silent.
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
@@ -136,6 +137,7 @@ export default defineStep({
     const run = String(ctx.evaluate('run.id'));
     const marker: PauseMarker = {
       run,
+      attempt: randomBytes(6).toString('hex'),
       controller: hostname(),
       pid: process.pid,
       since: new Date().toISOString(),
@@ -168,7 +170,9 @@ export default defineStep({
           `the cluster was already paused by ${own ? 'this run' : pausedBy(found)}, but ${(err as Error).message}; that pause was left as it is`,
         );
       }
-      if (guarded) await startGuard(ctx, p, scope, client.url, base.member_urls, run);
+      // The marker is rewritten with this attempt's token: a guard left by an earlier attempt of
+      // this run (still watching for its own pause to land) leaves this pause to this attempt's.
+      if (guarded) await startGuard(ctx, p, scope, client.url, base.member_urls, run, marker.attempt);
       ctx.changing();
       await patchAnyMember(ctx, client, cluster, { [MARKER_KEY]: marker });
       if (guarded) ctx.guards.tell(guardName(scope), 'armed');
@@ -180,7 +184,7 @@ export default defineStep({
       return { paused_by_run: true, adopted: !own, guarded, ...base };
     }
     // The guard first: a runner killed right after the PATCH must already be watched.
-    if (guarded) await startGuard(ctx, p, scope, client.url, base.member_urls, run);
+    if (guarded) await startGuard(ctx, p, scope, client.url, base.member_urls, run, marker.attempt);
     ctx.changing();
     let via = client;
     try {
@@ -295,6 +299,7 @@ async function startGuard(
   ownUrl: string,
   memberUrls: Record<string, string>,
   run: string,
+  attempt: string,
 ): Promise<void> {
   const others = Object.entries(memberUrls).map(([name, url]) => ctx.peer(name)?.patroni?.url ?? url);
   const urls = [...new Set([ownUrl, ...others])];
@@ -304,6 +309,7 @@ async function startGuard(
       guardCommandLine(),
       guardSettings({
         run,
+        attempt,
         scope,
         urls,
         patroni: ctx.host.patroni!,

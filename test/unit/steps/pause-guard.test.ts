@@ -45,7 +45,7 @@ async function fakePatroni(config: Record<string, unknown>): Promise<Fake> {
   return fake;
 }
 
-/** Starts the guard for run `r1`; returns a way to talk to it and its output once it ends. */
+/** Starts the guard for run `r1`, attempt `a1`; returns a way to talk to it and its output once it ends. */
 function startGuard(urls: string[], opts: { silence?: number; settle?: number } = {}) {
   const child = spawn('/bin/sh', ['-c', guardCommandLine()], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
@@ -55,6 +55,7 @@ function startGuard(urls: string[], opts: { silence?: number; settle?: number } 
   child.stdin.write(
     guardSettings({
       run: 'r1',
+      attempt: 'a1',
       scope: 'demo',
       urls,
       patroni: { url: urls[0]!, timeoutMs: 2000, member: 'm1', patronictl: 'patronictl' },
@@ -76,7 +77,10 @@ function startGuard(urls: string[], opts: { silence?: number; settle?: number } 
   return { child, ended, ready, say: (w: string) => child.stdin.write(`${w}\n`) };
 }
 
-const mine = { pause: true, [MARKER_KEY]: { run: 'r1', controller: 'c', pid: 1, since: 't' } };
+const mine = {
+  pause: true,
+  [MARKER_KEY]: { run: 'r1', attempt: 'a1', controller: 'c', pid: 1, since: 't' },
+};
 
 describe('pause guard', () => {
   it("EOF (the runner died) with this run's marker in place: resumes, removing the marker", async () => {
@@ -105,6 +109,21 @@ describe('pause guard', () => {
       );
       expect(p.patches).toEqual([]);
     }
+  });
+
+  it('a pause made again by a later attempt of the same run (pgrunbook resume) is left to that attempt', async () => {
+    // The earlier attempt's guard never saw its pause land (not armed): it watches for it. The
+    // resumed run pauses again under the same run id, with its own attempt token and guard.
+    const p = await fakePatroni({ ttl: 30 });
+    const g = startGuard([p.url], { settle: 2 });
+    await g.ready;
+    g.say('finish');
+    await new Promise((r) => setTimeout(r, 500));
+    Object.assign(p.config, { pause: true, [MARKER_KEY]: { ...mine[MARKER_KEY], attempt: 'a2' } });
+    const out = await g.ended;
+    expect(out).toContain('paused again by a later attempt of this run');
+    expect(p.patches).toEqual([]);
+    expect(p.config.pause).toBe(true);
   });
 
   it('release: the run resumed itself, the guard does nothing', async () => {

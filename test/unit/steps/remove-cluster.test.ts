@@ -9,7 +9,11 @@ const db1: InventoryHost = {
   name: 'db1',
   transport: 'ssh',
   ssh: { host: '10.0.0.1', user: 'dbre' } as InventoryHost['ssh'],
-  patroni: { url: 'http://10.0.0.1:8008', config: '/etc/patroni.yml', patronictl: 'patronictl' } as InventoryHost['patroni'],
+  patroni: {
+    url: 'http://10.0.0.1:8008',
+    config: '/etc/patroni.yml',
+    patronictl: 'patronictl',
+  } as InventoryHost['patroni'],
   vars: {},
   groups: [],
 } as InventoryHost;
