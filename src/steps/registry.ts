@@ -33,6 +33,7 @@ import pgCheckExtensions from './pg/check-extensions.js';
 import pgControldata from './pg/controldata.js';
 import pgCtl from './pg/ctl.js';
 import pgInitdb from './pg/initdb.js';
+import pgLogicalReadiness from './pg/logical-readiness.js';
 import pgQuery from './pg/query.js';
 import pgSyncReplicas from './pg/sync-replicas.js';
 import pgUpdateExtensions from './pg/update-extensions.js';
@@ -56,6 +57,7 @@ const all: AnyStep[] = [
   pgInitdb,
   pgUpgrade,
   pgUpdateExtensions,
+  pgLogicalReadiness,
   pgCarryConfig,
   pgCheckExtensions,
   pgSyncReplicas,
