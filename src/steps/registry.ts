@@ -34,7 +34,10 @@ import pgControldata from './pg/controldata.js';
 import pgCtl from './pg/ctl.js';
 import pgInitdb from './pg/initdb.js';
 import pgLogicalReadiness from './pg/logical-readiness.js';
+import pgLogicalSlot from './pg/logical-slot.js';
+import pgPublication from './pg/publication.js';
 import pgQuery from './pg/query.js';
+import pgSubscription from './pg/subscription.js';
 import pgSyncReplicas from './pg/sync-replicas.js';
 import pgUpdateExtensions from './pg/update-extensions.js';
 import pgUpgrade from './pg/upgrade.js';
@@ -58,6 +61,9 @@ const all: AnyStep[] = [
   pgUpgrade,
   pgUpdateExtensions,
   pgLogicalReadiness,
+  pgPublication,
+  pgLogicalSlot,
+  pgSubscription,
   pgCarryConfig,
   pgCheckExtensions,
   pgSyncReplicas,
