@@ -31,8 +31,10 @@ import backupStop from './pg/backup-stop.js';
 import pgCarryConfig from './pg/carry-config.js';
 import pgCheckExtensions from './pg/check-extensions.js';
 import pgControldata from './pg/controldata.js';
+import pgCopySequences from './pg/copy-sequences.js';
 import pgCtl from './pg/ctl.js';
 import pgInitdb from './pg/initdb.js';
+import pgLogicalCatchUp from './pg/logical-catch-up.js';
 import pgLogicalReadiness from './pg/logical-readiness.js';
 import pgLogicalSlot from './pg/logical-slot.js';
 import pgPublication from './pg/publication.js';
@@ -64,6 +66,8 @@ const all: AnyStep[] = [
   pgPublication,
   pgLogicalSlot,
   pgSubscription,
+  pgLogicalCatchUp,
+  pgCopySequences,
   pgCarryConfig,
   pgCheckExtensions,
   pgSyncReplicas,

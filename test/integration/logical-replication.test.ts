@@ -26,7 +26,11 @@ beforeAll(async () => {
     await sql(at(s), 'create table orders (id int primary key, note text not null)');
     // Both hold rows 1..10: the subscriber as a copy recovered to the switch point would.
     await sql(at(s), "insert into orders select g, 'before ' || g from generate_series(1, 10) g");
+    await sql(at(s), 'create sequence order_no');
+    await sql(at(s), 'create sequence unused_no');
   }
+  // Blue handed out 50 order numbers: logical replication does not carry that.
+  await sql(at(blue), "select nextval('order_no') from generate_series(1, 50)");
 }, 90_000);
 afterAll(async () => {
   await Promise.all([blue?.stop(), green?.stop()]);
@@ -147,5 +151,70 @@ describe('logical replication steps, 13 → 15', () => {
     expect(logs).toContain("SET log_statement = 'none'");
     expect(logs).not.toContain('CREATE SUBSCRIPTION');
     expect(logs).not.toContain(PASSWORD);
+  });
+
+  it('switchover pieces: catch-up proven on the publisher, sequences copied with a margin (undone on failure)', async () => {
+    const seq = async (name: string) =>
+      (
+        await sql<{ v: string; c: boolean }>(
+          at(green),
+          `select last_value::text as v, is_called as c from ${name}`,
+        )
+      )[0]!;
+    const pb = (tail: string) => `
+- name: the last write, then proof green has it
+  hosts: blue
+  steps:
+    - pg.query: "insert into orders values (16, 'last before the pause')"
+    - id: caught
+      pg.logical_catch_up: { slot: bg_slot, timeout: 20 }
+- name: sequences
+  hosts: green
+  steps:
+    - id: seqs
+      pg.copy_sequences: { source: blue, margin: 100 }
+${tail}`;
+    const failing = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({ 'inv.yml': inventory(), 'pb.yml': pb('    - shell: "false"\n') }),
+      env,
+    });
+    expect(failing.code, failing.stdout + failing.stderr).toBe(1);
+    // Undone: never used on green, as before.
+    expect(await seq('order_no')).toEqual({ v: '1', c: false });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({ 'inv.yml': inventory(), 'pb.yml': pb('').replace('values (16,', 'values (17,') }),
+      env,
+    });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const ev = events(r.stdout);
+    const caught = outputsOf<{ target_lsn: string; confirmed_lsn: string }>(ev, 'caught');
+    for (const lsn of [caught.target_lsn, caught.confirmed_lsn])
+      expect(lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    const [cmp] = await sql<{ ok: boolean }>(
+      at(blue),
+      `select '${caught.confirmed_lsn}'::pg_lsn >= '${caught.target_lsn}'::pg_lsn as ok`,
+    );
+    expect(cmp!.ok).toBe(true);
+    // Proven before anything on green was looked at: the row is there at once.
+    const [row] = await sql<{ note: string }>(at(green), 'select note from orders where id = 17');
+    expect(row?.note).toBe('last before the pause');
+    expect(await seq('order_no')).toEqual({ v: '150', c: true });
+    expect(await seq('unused_no')).toEqual({ v: '1', c: false });
+    expect(outputsOf<{ skipped: string[] }>(ev, 'seqs').skipped).toEqual(['public.unused_no']);
+
+    // With the subscription disabled, the catch-up cannot be proven: it fails, saying how far behind.
+    await sql(at(green), 'alter subscription bg_sub disable');
+    const behind = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'inv.yml': inventory(),
+        'pb.yml': pb('').replace('values (16,', 'values (18,').replace('timeout: 20', 'timeout: 2'),
+      }),
+      env,
+    });
+    expect(behind.code).toBe(1);
+    expect(behind.stdout).toMatch(
+      /slot bg_slot has confirmed [0-9A-F/]+, \d+ bytes short of [0-9A-F/]+, after 2 s/,
+    );
+    await sql(at(green), 'alter subscription bg_sub enable');
   });
 });
