@@ -11,9 +11,10 @@
 // a frozen runner) means the run is gone: it resumes the cluster — only while the DCS config
 // still carries this run's marker (`pgrunbook_pause.run`) and this attempt's token
 // (`pgrunbook_pause.attempt`), so a pause someone made since, a resume someone did, or a pause
-// made again by `pgrunbook resume` of the same run (whose own guard then watches it) is left alone. It ignores SIGHUP, SIGINT and SIGTERM from the session and
-// keeps trying for `retry` seconds (the DCS may be down); what it did goes to syslog
-// (`journalctl -t pgrunbook-guard`) and, while someone listens, to its stdout as one last line:
+// made again by `pgrunbook resume` of the same run (whose own guard then watches it) is left
+// alone. It ignores SIGHUP, SIGINT and SIGTERM from the session and keeps trying for `retry`
+// seconds (the DCS may be down); what it did goes to syslog (`journalctl -t pgrunbook-guard`)
+// and, while someone listens, to its stdout as one last line:
 // "ok: …" (resumed, or released), "left: …" (not paused: nothing to do), "paused: …" (paused by
 // someone else: left so) or "failed: …".
 import type { PatroniSettings } from '../../connections/patroni.js';

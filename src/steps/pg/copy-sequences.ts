@@ -8,7 +8,7 @@ import { Type } from '@sinclair/typebox';
 import { openPg } from '../../connections/pg.js';
 import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
-import { DatabaseParam, openOn, settingsFor } from './logical.js';
+import { DatabaseParam, openOn, settingsFor, sourceHost } from './logical.js';
 
 const Params = Type.Object(
   {
@@ -63,6 +63,8 @@ export default defineStep({
   marksChanges: true,
   undoSummary: 'sets each sequence back to the value this host had before',
   plan(ctx, p) {
+    // Known before the run: the publisher must be an inventory host with pg settings.
+    settingsFor(sourceHost(ctx, p.source), p.source_database ?? p.database);
     const margin = p.margin ?? 1000;
     return {
       action: `copy sequence values from ${p.source} (plus ${margin} increments)`,
@@ -82,8 +84,7 @@ export default defineStep({
     };
   },
   async apply(ctx, p) {
-    const src = ctx.peer(p.source);
-    if (!src) throw new StepFailure(`pg.copy_sequences: no host "${p.source}" in the inventory`);
+    const src = sourceHost(ctx, p.source);
     const margin = p.margin ?? 1000;
     const from = await openPg(src.name, settingsFor(src, p.source_database ?? p.database));
     let theirs: Record<string, unknown>[];

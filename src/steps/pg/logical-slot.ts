@@ -7,17 +7,14 @@ import { Type } from '@sinclair/typebox';
 import type { PgSession } from '../../connections/pg.js';
 import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
-import { DatabaseParam, Name, openOn } from './logical.js';
+import { DatabaseParam, Name, openOn, StateParam } from './logical.js';
 
 const Params = Type.Object(
   {
     name: Name('the slot'),
     database: DatabaseParam,
-    state: Type.Optional(
-      Type.Union([Type.Literal('present'), Type.Literal('absent')], {
-        description:
-          'present (default): created, refused if it exists; absent: dropped if it exists (refused while in use)',
-      }),
+    state: StateParam(
+      'present (default): created, refused if it exists; absent: dropped if it exists (refused while in use)',
     ),
   },
   { additionalProperties: false },

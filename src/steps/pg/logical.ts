@@ -7,11 +7,17 @@ import { Type } from '@sinclair/typebox';
 import { openPg, type PgSession, type PgSettings } from '../../connections/pg.js';
 import { StepFailure } from '../../errors.js';
 import type { InventoryHost } from '../../inventory/inventory.js';
+import type { PlanContext } from '../define.js';
 
 /** Lower-case identifiers only: no quoting questions, the same text in SQL, catalogs and plans. */
 export const NAME_PATTERN = '^[a-z_][a-z0-9_]{0,62}$';
 
-export const Name = (description: string) => Type.String({ pattern: NAME_PATTERN, description });
+export const Name = (what: string) =>
+  Type.String({ pattern: NAME_PATTERN, description: `${what}: a lower-case identifier (${NAME_PATTERN})` });
+
+/** present (default) or absent: the create-or-drop choice of the publication and slot steps. */
+export const StateParam = (description: string) =>
+  Type.Optional(Type.Union([Type.Literal('present'), Type.Literal('absent')], { description }));
 
 export const DatabaseParam = Type.Optional(
   Type.String({ minLength: 1, description: "the database (default: the host's pg database)" }),
@@ -21,6 +27,13 @@ export const DatabaseParam = Type.Optional(
 export function settingsFor(host: InventoryHost, database?: string): PgSettings {
   if (!host.pg) throw new StepFailure(`host ${host.name}: pg settings are needed in the inventory`);
   return database ? { ...host.pg, database } : host.pg;
+}
+
+/** Another inventory host a step reads from or points at (the publisher). */
+export function sourceHost(ctx: PlanContext, name: string): InventoryHost {
+  const h = ctx.peer(name);
+  if (!h) throw new StepFailure(`source: no host "${name}" in the inventory`);
+  return h;
 }
 
 /** A session of its own on one database (closed by the caller): logical objects are per database. */

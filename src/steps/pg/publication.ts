@@ -4,17 +4,14 @@
 import { Type } from '@sinclair/typebox';
 import { StepFailure } from '../../errors.js';
 import { defineStep } from '../define.js';
-import { DatabaseParam, Name, openOn } from './logical.js';
+import { DatabaseParam, Name, openOn, StateParam } from './logical.js';
 
 const Params = Type.Object(
   {
     name: Name('the publication'),
     database: DatabaseParam,
-    state: Type.Optional(
-      Type.Union([Type.Literal('present'), Type.Literal('absent')], {
-        description:
-          'present (default): created FOR ALL TABLES unless it exists; absent: dropped if it exists',
-      }),
+    state: StateParam(
+      'present (default): created FOR ALL TABLES unless it exists; absent: dropped if it exists',
     ),
   },
   { additionalProperties: false },

@@ -9,7 +9,7 @@ import { Type } from '@sinclair/typebox';
 import type { PgSession } from '../../connections/pg.js';
 import { StepFailure } from '../../errors.js';
 import { defineStep, type PlanContext } from '../define.js';
-import { conninfo, DatabaseParam, literal, Name, openOn } from './logical.js';
+import { conninfo, DatabaseParam, literal, Name, openOn, sourceHost } from './logical.js';
 
 const Params = Type.Object(
   {
@@ -47,7 +47,7 @@ const Params = Type.Object(
       Type.String({
         pattern: '^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$',
         description:
-          "state present: advance the subscription's replication origin to this LSN (the slot's consistent point) before enabling",
+          "an LSN such as 0/3000060; state present: advance the subscription's replication origin to this LSN (the slot's consistent point) before enabling",
       }),
     ),
     enabled: Type.Optional(
@@ -73,9 +73,8 @@ const ADVANCE_SQL =
 
 function createSql(ctx: PlanContext, p: P, reveal: boolean): string {
   if (!p.source || !p.publication || !p.slot_name)
-    throw new StepFailure('pg.subscription: state present needs source, publication and slot_name');
-  const src = ctx.peer(p.source);
-  if (!src) throw new StepFailure(`pg.subscription: no host "${p.source}" in the inventory`);
+    throw new StepFailure('state present needs source, publication and slot_name');
+  const src = sourceHost(ctx, p.source);
   const info = conninfo(
     src,
     p.source_database ?? p.database,

@@ -141,12 +141,3 @@ export function maskPasswords(line: string): string {
   for (const p of pairs) if (p.key === 'password') p.value = '***';
   return `${line.slice(0, eq).trimEnd()} = ${formatConnstr(pairs)}`;
 }
-
-/** Puts a database's line back as it was (the undo): the line `after` becomes `before` again. */
-export function restoreLine(text: string, before: string, after: string): string | undefined {
-  const lines = text.split('\n');
-  const i = lines.indexOf(after);
-  if (i < 0 || lines.indexOf(after, i + 1) >= 0) return undefined;
-  lines[i] = before;
-  return lines.join('\n');
-}

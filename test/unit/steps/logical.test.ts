@@ -3,6 +3,7 @@
 import { Value } from '@sinclair/typebox/value';
 import { describe, expect, it } from 'vitest';
 import type { InventoryHost } from '../../../src/inventory/inventory.js';
+import copySequences from '../../../src/steps/pg/copy-sequences.js';
 import { conninfo, literal, NAME_PATTERN } from '../../../src/steps/pg/logical.js';
 import subscription from '../../../src/steps/pg/subscription.js';
 import { Secret } from '../../../src/util/secret.js';
@@ -68,5 +69,23 @@ describe('logical replication text', () => {
     expect(['Bg', 'bg-pub', '1a', '"x"', "x'; drop", 'a'.repeat(64), ''].some(ok)).toBe(false);
     expect(Value.Check(subscription.params, { name: 'bad name' })).toBe(false);
     expect(Value.Check(subscription.params, { name: 'ok', origin_lsn: '0/1; drop' })).toBe(false);
+  });
+
+  it('a publisher that is not an inventory host is refused when the plan is built, before anything runs', () => {
+    expect(() =>
+      subscription.plan(ctxOf(green, { blue }), {
+        name: 's',
+        source: 'nowhere',
+        publication: 'p',
+        slot_name: 'x',
+      }),
+    ).toThrow('source: no host "nowhere" in the inventory');
+    expect(() => copySequences.plan(ctxOf(green, { blue }), { source: 'nowhere' })).toThrow(
+      'source: no host "nowhere" in the inventory',
+    );
+    expect(() => copySequences.plan(ctxOf(green, { blue }), { source: 'blue' })).not.toThrow();
+    expect(() => subscription.plan(ctxOf(green, { blue }), { name: 's' })).toThrow(
+      'state present needs source, publication and slot_name',
+    );
   });
 });

@@ -2,7 +2,7 @@
 // generator of ini files (comments, other sections, other databases, odd spacing, quoted values)
 // checks every other line is kept byte for byte and the undo puts the file back exactly.
 import { describe, expect, it } from 'vitest';
-import { maskPasswords, parseConnstr, pointDatabase, restoreLine } from '../../../src/steps/pgbouncer/ini.js';
+import { maskPasswords, parseConnstr, pointDatabase } from '../../../src/steps/pgbouncer/ini.js';
 
 function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -60,7 +60,6 @@ describe('pointDatabase', () => {
       // Every other key keeps its value (a password with a space, an escaped quote).
       for (const p of before.filter((x) => x.key !== 'host' && x.key !== 'port'))
         expect(pairs.find((x) => x.key === p.key)?.value).toBe(p.value);
-      expect(restoreLine(res.text, res.before, res.after)).toBe(text);
       // The undo's way (it keeps no whole line, which may hold a password): the keys set go back
       // to their values before, every other line byte for byte, the line's pairs as they were.
       const undo = pointDatabase(res.text, target, { keys: res.previous });
