@@ -3,8 +3,9 @@
 import { playHosts } from '../engine/hosts.js';
 import { UsageError, ValidationError } from '../errors.js';
 import { type Inventory, loadInventory, resolveSecrets } from '../inventory/inventory.js';
-import type { Playbook } from '../playbook/model.js';
+import { type Playbook, playNodes, walk } from '../playbook/model.js';
 import { loadPlaybook } from '../playbook/validate.js';
+import { registry } from '../steps/registry.js';
 
 /** A validated playbook with its inventory. */
 export interface Inputs {
@@ -24,6 +25,7 @@ export function loadInputs(
   const problems = [...inv.problems, ...pb.problems];
   if (problems.length === 0 && opts.secrets && inv.inventory && pb.playbook) {
     const hosts = new Set(pb.playbook.plays.flatMap((p) => playHosts(p, inv.inventory!, opts.limit)));
+    for (const name of peerHosts(pb.playbook)) if (inv.inventory.hosts.has(name)) hosts.add(name);
     problems.push(...resolveSecrets(inv.inventory, [...hosts]));
   }
   if (problems.length > 0 || !pb.playbook || !inv.inventory) throw new ValidationError(problems);
@@ -34,4 +36,24 @@ export function loadInputs(
     );
   }
   return { playbook: pb.playbook, inventory: inv.inventory, unchecked: pb.unchecked };
+}
+
+/**
+ * Hosts the steps name literally in their peer parameters (a subscription's publisher, a backup's
+ * source): the step logs in there with that host's password, so it is read with the others. A
+ * templated name is not known yet; the step then says which host's password was not read.
+ */
+function peerHosts(playbook: Playbook): string[] {
+  const names: string[] = [];
+  for (const play of playbook.plays)
+    for (const step of walk(playNodes(play))) {
+      const def = registry.get(step.type);
+      const params = step.params as Record<string, unknown> | null;
+      if (!def?.peerParams || !params || typeof params !== 'object') continue;
+      for (const key of def.peerParams) {
+        const v = params[key];
+        if (typeof v === 'string' && !v.includes('{{')) names.push(v);
+      }
+    }
+  return names;
 }

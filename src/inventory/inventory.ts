@@ -22,7 +22,14 @@ export interface InventoryHost {
   /** SSH settings without secrets resolved (see `resolveSecrets`). */
   ssh?: SshSettings & { passphraseSource?: SecretSourceFile };
   become?: 'sudo';
-  pg?: Omit<PgSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
+  pg?: Omit<PgSettings, 'password'> & {
+    passwordSource?: SecretSourceFile;
+    password?: Secret;
+    /** The role of physical replication connections, when not `user` (and its own password). */
+    replicationUser?: string;
+    replicationPasswordSource?: SecretSourceFile;
+    replicationPassword?: Secret;
+  };
   /** Patroni REST API of this member; the password is resolved with the other secrets. */
   patroni?: Omit<PatroniSettings, 'password'> & { passwordSource?: SecretSourceFile; password?: Secret };
   /** PgBouncer's admin console on this host (pgbouncer.* steps); `database` is always pgbouncer. */
@@ -232,9 +239,11 @@ function secretEnvNamesOf(inv: InventoryFile): string[] {
   const d = inv.defaults ?? {};
   add(d.ssh?.identity_passphrase);
   add(d.pg?.password);
+  add(d.pg?.replication_password);
   for (const h of Object.values(inv.hosts)) {
     add(h?.ssh?.identity_passphrase);
     add(h?.pg?.password);
+    add(h?.pg?.replication_password);
     add(h?.patroni?.password);
     add(h?.pgbouncer?.password);
   }
@@ -299,6 +308,8 @@ function resolveHost(
       sslmode: (p.sslmode ?? 'prefer') as PgSettings['sslmode'],
       sslrootcert: p.sslrootcert ? expandHome(p.sslrootcert, base) : undefined,
       passwordSource: p.password,
+      replicationUser: p.replication_user,
+      replicationPasswordSource: p.replication_password,
     };
   }
   let patroni: InventoryHost['patroni'];
@@ -458,6 +469,12 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
         ? ['hosts', name, 'pg', 'password']
         : ['defaults', 'pg', 'password'];
       h.pg.password = read(h.pg.passwordSource, where);
+    }
+    if (h?.pg?.replicationPasswordSource && !h.pg.replicationPassword) {
+      const where = (inventory.doc.value as InventoryFile).hosts[name]?.pg?.replication_password
+        ? ['hosts', name, 'pg', 'replication_password']
+        : ['defaults', 'pg', 'replication_password'];
+      h.pg.replicationPassword = read(h.pg.replicationPasswordSource, where);
     }
   }
   return out;

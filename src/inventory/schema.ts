@@ -77,6 +77,14 @@ export const PgSchema = Type.Object(
       }),
     ),
     password: Type.Optional(SecretSource),
+    replication_user: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'role for physical replication connections (pg.basebackup, a copy streaming from this server): REPLICATION or superuser, with a pg_hba.conf `replication` line (default: user)',
+      }),
+    ),
+    replication_password: Type.Optional(SecretSource),
   },
   { additionalProperties: false },
 );

@@ -182,6 +182,11 @@ export interface StepDefinition<P extends TObject = TObject, O extends TSchema =
   marksChanges?: boolean;
   /** Parameters that feed those scripts other than as arguments: their input and environment. */
   shellInputs?: { stdin?: string; env?: string };
+  /**
+   * Parameters naming another inventory host whose pg password the step uses (a publisher, a
+   * backup's source): a literal name has its secrets read at run start with the play's hosts.
+   */
+  peerParams?: readonly string[];
   /** Parameters holding bare expressions, not templates (e.g. assert's `that`). */
   rawParams?: readonly string[];
   /** `type: VALUE` (a string or list) means `type: { [shorthand]: VALUE }`. */

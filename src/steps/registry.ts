@@ -28,6 +28,7 @@ import patroniStatus from './patroni/status.js';
 import patroniSwitchover from './patroni/switchover.js';
 import backupStart from './pg/backup-start.js';
 import backupStop from './pg/backup-stop.js';
+import pgBasebackup from './pg/basebackup.js';
 import pgCarryConfig from './pg/carry-config.js';
 import pgCheckExtensions from './pg/check-extensions.js';
 import pgControldata from './pg/controldata.js';
@@ -39,6 +40,7 @@ import pgLogicalReadiness from './pg/logical-readiness.js';
 import pgLogicalSlot from './pg/logical-slot.js';
 import pgPublication from './pg/publication.js';
 import pgQuery from './pg/query.js';
+import pgRecoverToLsn from './pg/recover-to-lsn.js';
 import pgSubscription from './pg/subscription.js';
 import pgSyncReplicas from './pg/sync-replicas.js';
 import pgUpdateExtensions from './pg/update-extensions.js';
@@ -68,6 +70,8 @@ const all: AnyStep[] = [
   pgSubscription,
   pgLogicalCatchUp,
   pgCopySequences,
+  pgBasebackup,
+  pgRecoverToLsn,
   pgCarryConfig,
   pgCheckExtensions,
   pgSyncReplicas,

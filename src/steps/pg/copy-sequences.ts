@@ -59,6 +59,7 @@ export default defineStep({
     "Set each sequence to the publisher's last value plus a margin (logical replication does not carry sequences), at a blue-green switchover.",
   params: Params,
   outputs: Outputs,
+  peerParams: ['source'],
   mutating: true,
   marksChanges: true,
   undoSummary: 'sets each sequence back to the value this host had before',

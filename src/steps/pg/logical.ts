@@ -38,6 +38,10 @@ export function sourceHost(ctx: PlanContext, name: string): InventoryHost {
 
 /** A session of its own on one database (closed by the caller): logical objects are per database. */
 export function openOn(host: InventoryHost, database?: string): Promise<PgSession> {
+  if (host.pg?.passwordSource && !host.pg.password)
+    throw new StepFailure(
+      `the pg password of host ${host.name} was not read: name the host literally in the step (not through a template), or put it in a play's hosts`,
+    );
   return openPg(host.name, settingsFor(host, database));
 }
 

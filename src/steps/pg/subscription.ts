@@ -100,6 +100,7 @@ export default defineStep({
     "Create a subscription on an existing slot without copying data (origin advanced to the slot's consistent point), or enable, disable or drop one.",
   params: Params,
   outputs: Outputs,
+  peerParams: ['source'],
   mutating: true,
   marksChanges: true,
   undoSummary: "present: dropped (the publisher's slot kept); enabled/disabled: switched back; absent: none",
