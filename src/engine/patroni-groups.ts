@@ -122,28 +122,42 @@ async function resolveOnce(inventory: Inventory, signal?: AbortSignal): Promise<
 }
 
 /**
- * The dynamic groups as if `leader` led: the other hosts with Patroni settings are its replicas.
- * Only the plan uses this; a run always asks Patroni.
+ * The dynamic groups as if `leaders` (comma-separated, one per Patroni cluster) led: every other
+ * host with Patroni settings is a replica. With several leaders (a blue-green upgrade's two
+ * clusters), a replica is placed with the leader it shares an inventory group with. Only the plan
+ * uses this; a run always asks Patroni.
  */
-export function assumedGroups(inventory: Inventory, leader: string): PatroniGroups {
-  const h = inventory.hosts.get(leader);
-  if (!h?.patroni)
-    throw new UsageError(
-      `--assume-leader: "${leader}" is not a host with patroni settings in ${inventory.file}`,
-    );
+export function assumedGroups(inventory: Inventory, leaders: string): PatroniGroups {
+  const names = leaders
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  if (names.length === 0) throw new UsageError('--assume-leader: no host named');
+  for (const leader of names) {
+    const h = inventory.hosts.get(leader);
+    if (!h?.patroni)
+      throw new UsageError(
+        `--assume-leader: "${leader}" is not a host with patroni settings in ${inventory.file}`,
+      );
+  }
   const replicas = [...inventory.hosts.values()]
-    .filter((x) => x.patroni && x.name !== leader)
+    .filter((x) => x.patroni && !names.includes(x.name))
     .map((x) => x.name);
+  const groupsOf = (name: string) => new Set(inventory.hosts.get(name)?.groups ?? []);
+  const clusters = names.map((leader) => {
+    const mine = groupsOf(leader);
+    return {
+      scope: '(assumed with --assume-leader; asked from Patroni at run start)',
+      leader,
+      replicas:
+        names.length === 1 ? replicas : replicas.filter((r) => [...groupsOf(r)].some((g) => mine.has(g))),
+      unknownMembers: [],
+    };
+  });
+  const order = [...inventory.hosts.keys()];
   return {
     at: new Date().toISOString(),
-    clusters: [
-      {
-        scope: '(assumed with --assume-leader; asked from Patroni at run start)',
-        leader,
-        replicas,
-        unknownMembers: [],
-      },
-    ],
-    groups: { patroni_leader: [leader], patroni_replicas: replicas },
+    clusters,
+    groups: { patroni_leader: order.filter((h) => names.includes(h)), patroni_replicas: replicas },
   };
 }

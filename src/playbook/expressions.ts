@@ -442,6 +442,8 @@ export const FILTERS = [
   'json',
   'quote',
   'replace',
+  'intersect',
+  'difference',
 ] as const;
 
 function applyFilter(n: Expression, scope: Scope, src: string): unknown {
@@ -500,6 +502,13 @@ function applyFilter(n: Expression, scope: Scope, src: string): unknown {
       return stringify(v)
         .split(stringify(args[0]))
         .join(stringify(args[1] ?? ''));
+    case 'intersect':
+    case 'difference': {
+      // Lists of names (hosts of two groups): the left list's order is kept.
+      const other = Array.isArray(args[0]) ? args[0].map(stringify) : [stringify(args[0])];
+      const list = Array.isArray(v) ? v : [v];
+      return list.filter((x) => other.includes(stringify(x)) === (name === 'intersect'));
+    }
     default:
       throw new ExpressionError(filterMessage(name));
   }

@@ -19,6 +19,7 @@ import gcpDiskFromSnapshot from './gcp/disk-from-snapshot.js';
 import gcpLabelSnapshots from './gcp/label-snapshots.js';
 import gcpSnapshot from './gcp/snapshot.js';
 import patroniEditConfig from './patroni/edit-config.js';
+import patroniIgnoreSlots from './patroni/ignore-slots.js';
 import patroniPause from './patroni/pause.js';
 import patroniReinit from './patroni/reinit.js';
 import patroniRemoveCluster from './patroni/remove-cluster.js';
@@ -76,6 +77,7 @@ const all: AnyStep[] = [
   pgCheckExtensions,
   pgSyncReplicas,
   patroniEditConfig,
+  patroniIgnoreSlots,
   pgbouncerPause,
   pgbouncerResume,
   pgbouncerPoint,

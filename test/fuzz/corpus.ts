@@ -18,6 +18,7 @@ export interface Seed {
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const GITLAB = 'examples/gitlab-like/inventory.yml';
+const GITLAB_BLUEGREEN = 'examples/gitlab-like/inventory-bluegreen.yml';
 const LAB = 'test/fixtures/inventories/lab.yml';
 const GROUPS = 'test/fixtures/inventories/groups.yml';
 const TWO_SSH = 'test/fixtures/inventories/two-ssh.yml';
@@ -63,6 +64,25 @@ const PAIRINGS: readonly Pairing[] = [
     playbook: 'playbooks/pg-major-upgrade-rollback.yml',
     inventory: GITLAB,
     extraVars: { leader: 'patroni-01-db-gprd', upgrade_run: UPGRADE_RUN, expect_lsn: '0/3000028' },
+  },
+  // The blue-green playbooks, with the two-cluster inventory their headers name.
+  {
+    name: 'pg-major-upgrade-bluegreen@gitlab-like-bluegreen',
+    playbook: 'playbooks/pg-major-upgrade-bluegreen.yml',
+    inventory: GITLAB_BLUEGREEN,
+    extraVars: {},
+  },
+  {
+    name: 'pg-bluegreen-switchover@gitlab-like-bluegreen',
+    playbook: 'playbooks/pg-bluegreen-switchover.yml',
+    inventory: GITLAB_BLUEGREEN,
+    extraVars: {},
+  },
+  {
+    name: 'pg-bluegreen-cleanup@gitlab-like-bluegreen',
+    playbook: 'playbooks/pg-bluegreen-cleanup.yml',
+    inventory: GITLAB_BLUEGREEN,
+    extraVars: {},
   },
   // The lab demo and the local lab fixture (test/unit/plan/plan.test.ts plans them together).
   { name: 'lab-demo@lab', playbook: 'examples/lab-demo.yml', inventory: LAB, extraVars: {} },

@@ -105,7 +105,11 @@ export async function waitUntil(what: string, ready: () => boolean, timeoutMs = 
 
 /** The registered outputs of the step whose id or register is `name`, from JSON events. */
 export function outputsOf<T = Record<string, unknown>>(ev: Record<string, unknown>[], name: string): T {
-  const e = ev.find((x) => x.type === 'step_finished' && ((x.names as string[]) ?? []).includes(name));
+  // The host it ran on: a step skipped on the others (`when`) has no outputs there.
+  const e = ev.find(
+    (x) =>
+      x.type === 'step_finished' && x.outputs !== undefined && ((x.names as string[]) ?? []).includes(name),
+  );
   if (!e) throw new Error(`no finished step named ${name}`);
   return e.outputs as T;
 }

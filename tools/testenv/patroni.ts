@@ -37,6 +37,11 @@ export interface StartPatroniOptions {
   // PostgreSQL parameters in the DCS's bootstrap configuration, which Patroni applies to every
   // member and is the only place for some (e.g. wal_level: logical, for a logical slot).
   parameters?: Record<string, string>;
+  // Configs, service scripts and directories only: no member is started and no data directory
+  // made. A playbook fills the first member's dataDir (a blue-green target from a copy of another
+  // cluster) and starts the members through their service scripts; Patroni takes an existing data
+  // directory over as the leader of a scope the DCS does not know yet.
+  deferred?: boolean;
 }
 
 // One Patroni member of a test cluster.
@@ -329,6 +334,10 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
         view: memberView(fields, () => m),
       };
       members.push(m);
+      if (opts.deferred) {
+        m.down = true;
+        continue;
+      }
       await spawnMember(m, ctx, 'w');
       // The first member bootstraps alone, so the others never race it for the initialize key
       // (they would just wait, but a clone attempt before the leader is up costs a retry loop).
@@ -337,27 +346,30 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
       }
     }
 
-    const leaderName = (await findLeader(members)) as string;
-    const leaderCfg = clientConfig(leaderName);
-    await waitFor(waitCtx, `${count - 1} streaming replica(s) on ${leaderName}`, async () => {
-      const rows = await query<{ n: number }>(
-        leaderCfg,
-        "select count(*)::int as n from pg_stat_replication where state = 'streaming'",
-      );
-      return rows[0]?.n === count - 1;
-    });
-    // Streaming comes before the replica's Patroni notices: it says `uninitialized` until its
-    // next loop (up to loop_wait), and tools reading GET /patroni or /cluster would see that.
-    await waitFor(waitCtx, 'every replica reported running by Patroni', async () => {
-      const states = await Promise.all(
-        members
-          .filter((m) => m.name !== leaderName)
-          .map(async (m) =>
-            JSON.parse((await httpRequest('GET', `${m.restUrl}/patroni`, undefined, 1000)).body),
-          ),
-      );
-      return states.every((st) => st.role === 'replica' && st.state === 'running');
-    });
+    const ready = async () => {
+      const leaderName = (await findLeader(members)) as string;
+      const leaderCfg = clientConfig(leaderName);
+      await waitFor(waitCtx, `${count - 1} streaming replica(s) on ${leaderName}`, async () => {
+        const rows = await query<{ n: number }>(
+          leaderCfg,
+          "select count(*)::int as n from pg_stat_replication where state = 'streaming'",
+        );
+        return rows[0]?.n === count - 1;
+      });
+      // Streaming comes before the replica's Patroni notices: it says `uninitialized` until its
+      // next loop (up to loop_wait), and tools reading GET /patroni or /cluster would see that.
+      await waitFor(waitCtx, 'every replica reported running by Patroni', async () => {
+        const states = await Promise.all(
+          members
+            .filter((m) => m.name !== leaderName)
+            .map(async (m) =>
+              JSON.parse((await httpRequest('GET', `${m.restUrl}/patroni`, undefined, 1000)).body),
+            ),
+        );
+        return states.every((st) => st.role === 'replica' && st.state === 'running');
+      });
+    };
+    if (!opts.deferred) await ready();
 
     return {
       scope,
@@ -584,6 +596,9 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
         password_encryption: 'scram-sha-256',
         fsync: 'off',
       },
+      // A replica's clone asks for an immediate checkpoint: a spread one takes minutes while the
+      // leader takes writes (a blue-green target starts its replicas under replicated load).
+      basebackup: [{ checkpoint: 'fast' }],
       pg_hba: [
         'local all all trust',
         'host replication replicator 127.0.0.1/32 scram-sha-256',

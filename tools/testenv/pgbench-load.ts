@@ -17,6 +17,11 @@ export interface PgbenchResult {
   failures: string[];
   /** clients that logged a transaction in the last `tailMs` before the stop (all of them: none gave up) */
   clientsAtEnd: number;
+  /**
+   * The longest latency, ms, of the transactions that ended between `from` and `to` (epoch ms):
+   * what the clients lived through in one phase of a longer run (a switchover within a build).
+   */
+  maxLatencyBetween(from: number, to: number): number;
 }
 
 export interface PgbenchLoad {
@@ -65,6 +70,8 @@ export function startPgbench(
       await exited;
       let transactions = 0;
       let maxUs = 0;
+      // [ended at (epoch ms), latency (ms)] of every transaction.
+      const ends: [number, number][] = [];
       const lastAt = new Map<string, number>();
       for (const f of readdirSync(dir)) {
         for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
@@ -73,13 +80,17 @@ export function startPgbench(
           if (!client || latency === undefined || epoch === undefined || us === undefined) continue;
           transactions++;
           maxUs = Math.max(maxUs, Number(latency));
-          lastAt.set(client, Math.max(lastAt.get(client) ?? 0, Number(epoch) * 1000 + Number(us) / 1000));
+          const endedAt = Number(epoch) * 1000 + Number(us) / 1000;
+          ends.push([endedAt, Number(latency) / 1000]);
+          lastAt.set(client, Math.max(lastAt.get(client) ?? 0, endedAt));
         }
       }
       rmSync(dir, { recursive: true, force: true });
       const failures = stderr.split('\n').filter((l) => /abort|error|fail/i.test(l));
       const clientsAtEnd = [...lastAt.values()].filter((t) => t >= stoppedAt - tailMs).length;
-      return { transactions, maxLatencyMs: maxUs / 1000, failures, clientsAtEnd };
+      const maxLatencyBetween = (from: number, to: number) =>
+        ends.reduce((m, [at, ms]) => (at >= from && at <= to ? Math.max(m, ms) : m), 0);
+      return { transactions, maxLatencyMs: maxUs / 1000, failures, clientsAtEnd, maxLatencyBetween };
     },
   };
 }

@@ -22,6 +22,12 @@ const Params = Type.Object(
     env: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String())),
     stdin: Type.Optional(Type.String({ description: 'text fed to standard input' })),
     revert: Type.Optional(Command),
+    read_only: Type.Optional(
+      Type.Boolean({
+        description:
+          'the command only reads (a check, a listing): a failure afterwards does not count it among the changes left behind',
+      }),
+    ),
     run_as: Type.Optional(
       Type.String({
         minLength: 1,
@@ -63,7 +69,7 @@ export default defineStep({
   summary: 'Run a command or sh script on the host; fails on a non-zero exit code.',
   params: Params,
   outputs: Outputs,
-  mutating: true,
+  mutating: (p) => p.read_only !== true,
   shorthand: 'cmd',
   marksChanges: true,
   shellParams: ['cmd', 'revert'],

@@ -121,6 +121,7 @@ function script(ctx: PlanContext, p: P): string {
     'echo "history-file $new"; while IFS= read -r line; do echo "history $line"; done < "$new"',
     `${bin('pg_ctl')} -D "$D" -m fast -w -t 300 stop >/dev/null || { echo 'pgrunbook: the copy did not stop cleanly' >&2; tail -n 15 "$tmp/log" >&2; exit 7; }`,
     // Never archived from here: its new timeline is no part of the source's archive.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: sh parameter expansion, not a JS template.
     'for f in "$D"/pg_wal/archive_status/*.ready; do [ -e "$f" ] || continue; mv -f "$f" "${f%.ready}.done"; done',
     `LC_ALL=C ${bin('pg_controldata')} -D "$D" | sed -n -e 's/^Latest checkpoint location: */checkpoint /p' -e "s/^Latest checkpoint's TimeLineID: */timeline /p" -e 's/^Database cluster state: */state /p'`,
   ];
@@ -173,7 +174,7 @@ export default defineStep({
   peerParams: ['source'],
   mutating: true,
   marksChanges: true,
-  undoSummary: "none of its own: the promoted copy is pg.basebackup's to remove",
+  undoSummary: "nothing of its own: the promoted copy goes with pg.basebackup's undo",
   needs: (_ctx, p) => ({
     binaries: [pgBinary(p.bin_dir, 'pg_ctl', 'bin_dir'), pgBinary(p.bin_dir, 'pg_controldata', 'bin_dir')],
   }),
@@ -197,7 +198,7 @@ export default defineStep({
         },
         { kind: 'wait', what: `promoted at ${p.lsn}`, timeoutSeconds: p.timeout ?? 600 },
       ],
-      undo: { action: "none of its own: the copy is pg.basebackup's to remove", ops: [] },
+      undo: { action: "nothing of its own: the copy goes with pg.basebackup's undo", ops: [] },
     };
   },
   async apply(ctx, p) {
@@ -242,5 +243,10 @@ export default defineStep({
       `${p.data_dir} recovered up to ${p.lsn} (stopped before ${stop}), promoted to timeline ${timeline}, shut down at ${checkpoint} in ${out.seconds} s`,
     );
     return out;
+  },
+  // Nothing to put back here: what this step changed is the copy itself, which the pg.basebackup
+  // step that made it removes next (its undo comes right after this one).
+  async undo(ctx, p) {
+    ctx.log(`${p.data_dir}: removed with the copy by pg.basebackup's undo`);
   },
 });

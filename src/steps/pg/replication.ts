@@ -26,9 +26,14 @@ export function replicationLogin(source: InventoryHost): ReplicationLogin {
   };
 }
 
-/** A libpq keyword/value pair: the value single-quoted, backslashes and quotes escaped. */
+/**
+ * A libpq keyword/value pair: a plain value as it is (what a reviewer reads in the plan), any
+ * other single-quoted with backslashes and quotes escaped.
+ */
 export function kv(key: string, value: string | number): string {
-  return `${key}='${String(value).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  const v = String(value);
+  if (/^[A-Za-z0-9._/:@+-]+$/.test(v)) return `${key}=${v}`;
+  return `${key}='${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
 /**

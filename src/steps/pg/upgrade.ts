@@ -49,6 +49,12 @@ const Params = Type.Object(
           "where pg_upgrade runs (its scripts land there; default: the new data directory's parent)",
       }),
     ),
+    old_is_copy: Type.Optional(
+      Type.Boolean({
+        description:
+          'the old data directory is a disposable copy (a blue-green target made by pg.basebackup, whose undo removes it): no undo of its own',
+      }),
+    ),
     run_as: Type.Optional(
       Type.String({ minLength: 1, description: 'OS user (default: host var pg_os_user, else postgres)' }),
     ),
@@ -188,7 +194,7 @@ export default defineStep({
   outputs: Outputs,
   mutating: (p) => !p.check,
   undoSummary:
-    "link mode: renames the old cluster's global/pg_control.old back, refused once the new cluster has run",
+    "link mode: renames the old cluster's global/pg_control.old back, refused once the new cluster has run (none with old_is_copy)",
   // pg_upgrade of the new major runs the old major's server and tools from old_bin_dir, and
   // writes its scripts and logs in its working directory, as the server user.
   needs: (ctx, p) => ({
@@ -210,8 +216,9 @@ export default defineStep({
     return {
       action: `pg_upgrade ${p.mode ?? 'link'} ${p.old_data_dir} → ${p.new_data_dir}`,
       ops,
-      undo:
-        (p.mode ?? 'link') === 'link'
+      undo: p.old_is_copy
+        ? { action: 'none of its own: the old data directory is a copy, removed by its own undo', ops: [] }
+        : (p.mode ?? 'link') === 'link'
           ? {
               action:
                 'put the old cluster back (global/pg_control.old → pg_control) unless the new one has run',
@@ -260,6 +267,11 @@ export default defineStep({
     };
   },
   undoPlan(ctx, p, out) {
+    if (p.old_is_copy)
+      return {
+        action: 'none of its own: the old data directory is a copy, removed by its own undo',
+        ops: [],
+      };
     if (out.check || out.mode !== 'link')
       return { action: 'nothing: the old cluster was not touched', ops: [] };
     return {
@@ -268,7 +280,7 @@ export default defineStep({
     };
   },
   async undo(ctx, p, out) {
-    if (out.check || out.mode !== 'link') return;
+    if (p.old_is_copy || out.check || out.mode !== 'link') return;
     const said = await putBack(ctx, p, out.new_checkpoint_lsn || undefined);
     if (said) ctx.log(said);
   },

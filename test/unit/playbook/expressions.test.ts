@@ -107,6 +107,11 @@ describe('evaluate: values, operators and filters', () => {
     ['obj | keys', ['inner', 'nothing', 'name']],
     ['obj.inner | json', '{"deep":5}'],
     ['s | replace("World", "There")', 'Hello There'],
+    // list order kept (the left side's); names compared as text
+    ['[3, 1, 2] | intersect([2, 3])', [3, 2]],
+    ['[3, 1, 2] | difference([2, 3])', [1]],
+    ['list | intersect([])', []],
+    ['words | intersect("a")', ['a']],
     ['s | quote', "'Hello World'"],
     ['obj.name | quote', 'db1'],
     ['"it\'s" | quote', `'it'\\''s'`],

@@ -70,7 +70,7 @@ describe('loadPlaybook: every problem, precisely located', () => {
   it('an unknown property in params is located at its key, with a suggestion', () => {
     const f = fixture('unknown-param.yml');
     expect(formatted(f)).toEqual([
-      `${f}:6:9: [0].steps[0].shell.chdr: unknown property "chdr" (did you mean "chdir"?); expected one of: cmd, chdir, env, stdin, revert, run_as`,
+      `${f}:6:9: [0].steps[0].shell.chdr: unknown property "chdr" (did you mean "chdir"?); expected one of: cmd, chdir, env, stdin, revert, read_only, run_as`,
     ]);
   });
 
@@ -407,7 +407,7 @@ describe('expressions: what would fail at run time fails at validation', () => {
       `"${n}" cannot be ${what}: run, host, vars, hostvars, groups, result are reserved (set by pgrunbook); choose another name`;
     expect(formatted(f)).toEqual([
       `${f}:6:5: [0].vars.run: ${reserved('run', 'a play variable')}`,
-      `${f}:8:14: [0].steps[0].shell.cmd: unknown filter "lenght" (did you mean "length"?) in "items | lenght"; known filters: default, int, float, string, bool, length, lower, upper, trim, join, split, first, last, keys, json, quote, replace`,
+      `${f}:8:14: [0].steps[0].shell.cmd: unknown filter "lenght" (did you mean "length"?) in "items | lenght"; known filters: default, int, float, string, bool, length, lower, upper, trim, join, split, first, last, keys, json, quote, replace, intersect, difference`,
       `${f}:9:22: [0].steps[1].set_fact.a: "| raw" only applies to a template in a shell script (shell cmd/revert), as its last filter`,
       `${f}:10:22: [0].steps[2].set_fact.b: the ?: conditional is not supported in "items ? 1 : 2"; split the step with \`when:\`, or use "cond and a or b"`,
       `${f}:11:15: [0].steps[3].assert.that: "this" is not supported in "this.items"; name the variable (or use vars.NAME)`,

@@ -1,0 +1,394 @@
+// Blue-green benchmark: what pgbench clients connected through PgBouncer live through when a
+// 2-member Patroni 13 cluster moves to 15 by the blue-green playbooks (build, then switchover),
+// against the in-place upgrade (pg-major-upgrade.yml) of an identical cluster in the same run.
+//
+//   npx tsx bench/upgrade-bluegreen.ts [--scales 50] [--repeat 1] [--clients 4] [--timeout 3600] [--keep]
+//
+// Per scale and round, on one etcd and the private sshd:
+// - in place: a Patroni 13 cluster filled by pgbench -i -s SCALE, upgraded by pg-major-upgrade.yml
+//   with pgbench clients through its PgBouncer and the write probe (bench/write-probe.ts);
+// - blue-green: an identical cluster (wal_level=logical) as blue, a 2-member Patroni 15 cluster
+//   whose patroni.yml files are all there is as green; pgbench clients stay connected through
+//   blue's PgBouncer from before the build until after the switchover. Printed: the longest
+//   latency of the transactions that ended during the switchover (target ≤ 2 s), failed
+//   transactions, the pause PgBouncer held, and per table the row count and a checksum on both
+//   sides once blue follows green.
+// Needs root and `npm run build` first. Exit codes: 0 every run worked (a missed target is
+// reported, not an error); 1 a run failed; 2 bad arguments, no build or not root; 3 the overall
+// time limit; 130 interrupted.
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type pg from 'pg';
+import {
+  type EtcdServer,
+  type PatroniCluster,
+  type PeerSsh,
+  type PgBouncerServer,
+  peerSsh,
+  pgBinDir,
+  SERVER_USER,
+  type SshServer,
+  startEtcd,
+  startPatroniCluster,
+  startPgbench,
+  startSshd,
+} from '../tools/testenv/index.js';
+import {
+  atCleanUp,
+  CLI,
+  type CommonOptions,
+  checkBuild,
+  commonOptionSpecs,
+  intOption,
+  jsonEvents,
+  log,
+  machineLine,
+  ROOT,
+  runFailure,
+  runMain,
+  table,
+  timeChild,
+  verdict,
+  warnIfBusy,
+  workDir,
+} from './common.js';
+import {
+  BOUNCER_ADMIN,
+  BOUNCER_SECRET,
+  type Ev,
+  fill,
+  type InPlaceRun,
+  inPlaceByPgrunbook,
+  NEW,
+  OLD,
+  poolerFor,
+  sql,
+} from './upgrade-common.js';
+
+const BUILD = join(ROOT, 'playbooks', 'pg-major-upgrade-bluegreen.yml');
+const SWITCHOVER = join(ROOT, 'playbooks', 'pg-bluegreen-switchover.yml');
+// The longest client latency during the switchover, at most (issue target), ms.
+const TARGET_MS = 2000;
+const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'probe'];
+
+interface Options extends CommonOptions {
+  scales: number[];
+  clients: number;
+}
+
+const USAGE =
+  'usage: npx tsx bench/upgrade-bluegreen.ts [--scales S1,S2=50] [--repeat R=1] [--clients N=4] [--timeout SECONDS=3600] [--keep]\n';
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scales: { type: 'string', default: '50' },
+      clients: { type: 'string', default: '4' },
+      ...commonOptionSpecs(3600),
+      repeat: { type: 'string', default: '1' },
+    },
+    strict: true,
+  });
+  return {
+    scales: values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000)),
+    clients: intOption('clients', values.clients, 1, 64),
+    repeat: intOption('repeat', values.repeat, 1, 20),
+    warmup: 0,
+    timeoutS: intOption('timeout', values.timeout, 60, 86_400),
+    keep: values.keep,
+    help: values.help,
+  };
+}
+
+interface BlueGreenRun {
+  buildMs: number;
+  switchMs: number;
+  /** what pgbouncer.resume reported: from PAUSE returning to RESUME */
+  pausedMs: number;
+  /** the switchover's steps from the pause to the resume */
+  steps: { title: string; host: string; ms: number }[];
+  transactions: number;
+  failures: string[];
+  clientsAtEnd: number;
+  /** the longest latency of the transactions that ended during the switchover */
+  switchLatencyMs: number;
+  /** the longest latency during the build (blue's clients while green was made) */
+  buildLatencyMs: number;
+  /** per table: "rows:checksum" on blue and green once blue has followed green */
+  tables: { table: string; blue: string; green: string }[];
+}
+
+interface Sample {
+  scale: number;
+  round: number;
+  inPlace: InPlaceRun;
+  blueGreen: BlueGreenRun;
+}
+
+async function blueGreenInventory(
+  blue: PatroniCluster,
+  green: PatroniCluster,
+  sshd: SshServer,
+  pooler: PgBouncerServer,
+  dir: string,
+): Promise<string> {
+  const ssh = `ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }`;
+  const blues = blue.members.map(
+    (m) => `  blue-${m.name}:
+    ${ssh}
+    pg: { host: 127.0.0.1, port: ${m.pgPort}, user: postgres, sslmode: disable, password: { env: BLUE_PG_PW }, replication_user: replicator, replication_password: { env: BLUE_REPL_PW } }
+    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile}, member: ${m.name} }
+    vars: { pgdata: ${m.dataDir}, pg_socket_dir: ${m.socketDir} }`,
+  );
+  const greens = green.members.map(
+    (m) => `  green-${m.name}:
+    ${ssh}
+    pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
+    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile}, member: ${m.name} }
+    vars:
+      pgdata_new: ${m.dataDir}
+      pgdata_copy: ${m.memberDir}/data13
+      pg_socket_dir: ${m.socketDir}
+      pg_client_host: 127.0.0.1
+      patroni_start_command: ${m.serviceScript} start
+      patroni_stop_command: ${m.serviceScript} stop`,
+  );
+  const file = join(dir, 'inventory-bluegreen.yml');
+  await writeFile(
+    file,
+    `vars:
+  pg_bin_old: ${pgBinDir(OLD)}
+  pg_bin_new: ${pgBinDir(NEW)}
+  pg_os_user: ${SERVER_USER}
+  logical_allow: [no_replica_identity]
+  upgrade_jobs: 2
+hosts:
+${[...blues, ...greens].join('\n')}
+  bouncer:
+    ${ssh}
+    pgbouncer: { host: 127.0.0.1, port: ${pooler.port}, user: ${BOUNCER_ADMIN}, password: { env: PGB_ADMIN }, sslmode: disable }
+groups:
+  blue: { hosts: [${blue.members.map((m) => `blue-${m.name}`).join(', ')}] }
+  green: { hosts: [${green.members.map((m) => `green-${m.name}`).join(', ')}] }
+`,
+  );
+  return file;
+}
+
+/** Per table: row count and an order-independent checksum of every row. */
+async function contents(cfg: pg.ClientConfig): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of TABLES) {
+    const [r] = (await sql(
+      cfg,
+      `select count(*)::text as n, coalesce(sum(hashtext(t::text)::bigint), 0)::text as sum from ${t} t`,
+    )) as [{ n: string; sum: string }];
+    out[t] = `${r.n}:${r.sum}`;
+  }
+  return out;
+}
+
+async function blueGreen(
+  blue: PatroniCluster,
+  green: PatroniCluster,
+  sshd: SshServer,
+  pooler: PgBouncerServer,
+  dir: string,
+  clients: number,
+): Promise<BlueGreenRun> {
+  const inv = await blueGreenInventory(blue, green, sshd, pooler, dir);
+  const env = {
+    ...process.env,
+    BLUE_PG_PW: blue.superuser.password,
+    BLUE_REPL_PW: blue.replication.password,
+    PGB_ADMIN: BOUNCER_SECRET,
+  };
+  const load = startPgbench(
+    { host: pooler.host, port: pooler.port, user: 'postgres', password: blue.superuser.password },
+    clients,
+  );
+  await new Promise((r) => setTimeout(r, 2000));
+  const buildStart = Date.now();
+  const build = await timeChild(process.execPath, [CLI, 'run', BUILD, '-i', inv, '--output', 'json'], {
+    cwd: dir,
+    cpu: false,
+    env,
+  });
+  const buildEnd = Date.now();
+  if (build.code !== 0) {
+    await load.stop();
+    throw runFailure('the blue-green build', `exit ${build.code ?? build.signal}`, build);
+  }
+  const switchStart = Date.now();
+  const sw = await timeChild(
+    process.execPath,
+    [CLI, 'run', SWITCHOVER, '-i', inv, '--yes', '--output', 'json'],
+    {
+      cwd: dir,
+      cpu: false,
+      env,
+    },
+  );
+  const switchEnd = Date.now();
+  // Clients go on on green for a while: their latencies after the resume count too.
+  await new Promise((r) => setTimeout(r, 3000));
+  const result = await load.stop(1500);
+  if (sw.code !== 0) throw runFailure('the switchover', `exit ${sw.code ?? sw.signal}`, sw);
+  const events = jsonEvents<Ev>(sw.stdout);
+  const from = events.findIndex(
+    (e) => e.type === 'step_started' && (e.names ?? []).includes('bouncer_pause'),
+  );
+  const to = events.findIndex(
+    (e) => e.type === 'step_finished' && (e.names ?? []).includes('bouncer_resume'),
+  );
+  const steps = events
+    .slice(from, to + 1)
+    .filter((e) => e.type === 'step_finished' && e.status !== 'skipped')
+    .map((e) => ({ title: String(e.title), host: String(e.host), ms: Number(e.durationMs) }));
+  const pausedMs = Number(
+    (events[to]?.outputs as { paused_ms?: number } | undefined)?.paused_ms ?? Number.NaN,
+  );
+  // Blue follows green now: once it has caught up, both sides hold the same rows.
+  const bLeader = blue.clientConfig(await blue.leader());
+  const gLeader = green.clientConfig(await green.leader());
+  let b = await contents(bLeader);
+  let g = await contents(gLeader);
+  const deadline = Date.now() + 180_000;
+  while (JSON.stringify(b) !== JSON.stringify(g) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    [b, g] = await Promise.all([contents(bLeader), contents(gLeader)]);
+  }
+  return {
+    buildMs: buildEnd - buildStart,
+    switchMs: switchEnd - switchStart,
+    pausedMs,
+    steps,
+    transactions: result.transactions,
+    failures: result.failures,
+    clientsAtEnd: result.clientsAtEnd,
+    switchLatencyMs: result.maxLatencyBetween(switchStart, switchEnd + 3000),
+    buildLatencyMs: result.maxLatencyBetween(buildStart, buildEnd),
+    tables: TABLES.map((t) => ({ table: t, blue: b[t]!, green: g[t]! })),
+  };
+}
+
+const s2 = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+function report(samples: Sample[], clients: number): void {
+  const out: string[] = [`\n${machineLine()}\n`];
+  out.push(
+    `\npgbench, ${clients} clients through PgBouncer, connected throughout; 13 → 15, 2-member Patroni clusters:\n`,
+  );
+  const rows = [
+    [
+      'scale',
+      'round',
+      'method',
+      'longest client latency',
+      'failed',
+      'clients at the end',
+      'writes paused (reported)',
+      `switchover ≤ ${TARGET_MS / 1000} s`,
+    ],
+  ];
+  for (const s of samples) {
+    const ip = s.inPlace;
+    rows.push([
+      String(s.scale),
+      String(s.round),
+      'in place (pg-major-upgrade.yml)',
+      s2(ip.pooled?.maxLatencyMs ?? Number.NaN),
+      String(ip.pooled?.failures.length ?? '-'),
+      String(ip.pooled?.clientsAtEnd ?? '-'),
+      `${s2(ip.windowMs)} window; write gap ${s2(ip.longestGapMs)}`,
+      '',
+    ]);
+    const bg = s.blueGreen;
+    rows.push([
+      String(s.scale),
+      String(s.round),
+      'blue-green switchover',
+      s2(bg.switchLatencyMs),
+      String(bg.failures.length),
+      String(bg.clientsAtEnd),
+      `PgBouncer paused ${s2(bg.pausedMs)}`,
+      verdict(bg.switchLatencyMs, (v) => v <= TARGET_MS),
+    ]);
+  }
+  out.push(table(rows, new Set([3, 4, 5])));
+  for (const s of samples) {
+    const bg = s.blueGreen;
+    out.push(
+      `\nscale ${s.scale}, round ${s.round}: blue-green build ${s2(bg.buildMs)} (clients' longest latency meanwhile ${s2(bg.buildLatencyMs)}), switchover run ${s2(bg.switchMs)}, ${bg.transactions} transactions in all\n`,
+    );
+    out.push(
+      table(
+        [['step (pause → resume)', 'host', 'took'], ...bg.steps.map((x) => [x.title, x.host, s2(x.ms)])],
+        new Set([2]),
+      ),
+    );
+    out.push(
+      `scale ${s.scale}, round ${s.round}: every table on both sides once blue follows green (rows:checksum)\n`,
+    );
+    out.push(
+      table(
+        [
+          ['table', 'blue (13)', 'green (15)', 'equal'],
+          ...bg.tables.map((t) => [t.table, t.blue, t.green, t.blue === t.green ? 'yes' : 'NO']),
+        ],
+        new Set([]),
+      ),
+    );
+    for (const f of bg.failures.slice(0, 3)) out.push(`  failure: ${f}\n`);
+  }
+  process.stdout.write(out.join(''));
+}
+
+async function main(opts: Options): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench/upgrade-bluegreen.ts must run as root (test servers run as pgrb)\n');
+    return 2;
+  }
+  if (!checkBuild()) return 2;
+  warnIfBusy(' (a switchover is about a second: a busy machine stretches it)');
+  const work = await workDir('pgrb-bench-bluegreen-', opts.keep);
+  await chmod(work, 0o755);
+  const [etcd, sshd]: [EtcdServer, SshServer] = await Promise.all([startEtcd(), startSshd()]);
+  atCleanUp(() => etcd.stop());
+  atCleanUp(() => sshd.stop());
+  const peer: PeerSsh = await peerSsh(sshd);
+  const samples: Sample[] = [];
+  for (const scale of opts.scales) {
+    for (let round = 1; round <= opts.repeat; round++) {
+      log(`scale ${scale}, round ${round}: two Patroni ${OLD} clusters (one as blue), green on ${NEW}`);
+      const [a, blue, green] = await Promise.all([
+        startPatroniCluster({ etcd, members: 2, version: OLD }),
+        startPatroniCluster({ etcd, members: 2, version: OLD, parameters: { wal_level: 'logical' } }),
+        startPatroniCluster({ etcd, members: 2, version: NEW, deferred: true }),
+      ]);
+      for (const c of [a, blue, green]) atCleanUp(() => c.stop());
+      const dir = join(work, `s${scale}-r${round}`);
+      await mkdir(dir);
+      await chmod(dir, 0o755);
+      await Promise.all([fill(a, scale, dir), fill(blue, scale, dir)]);
+      const [pa, pb] = await Promise.all([poolerFor(a), poolerFor(blue)]);
+      log(`scale ${scale}, round ${round}: in place`);
+      const inPlace = await inPlaceByPgrunbook(a, sshd, peer, dir, pa, opts.clients);
+      await Promise.all([a.stop(), pa.stop()]);
+      log(`scale ${scale}, round ${round}: blue-green (build, then switchover)`);
+      const bg = await blueGreen(blue, green, sshd, pb, dir, opts.clients);
+      samples.push({ scale, round, inPlace, blueGreen: bg });
+      log(
+        `scale ${scale}, round ${round}: in place ${s2(inPlace.pooled?.maxLatencyMs ?? Number.NaN)}, switchover ${s2(bg.switchLatencyMs)}`,
+      );
+      await Promise.all([blue.stop(), green.stop(), pb.stop()]);
+    }
+  }
+  report(samples, opts.clients);
+  const unequal = samples.some((s) => s.blueGreen.tables.some((t) => t.blue !== t.green));
+  return unequal ? 1 : 0;
+}
+
+runMain({ usage: USAGE, parse: parseOptions, main, cleanUpMs: 120_000, childrenWithinLimit: true });
