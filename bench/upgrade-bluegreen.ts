@@ -9,10 +9,11 @@
 //   with pgbench clients through its PgBouncer and the write probe (bench/write-probe.ts);
 // - blue-green: an identical cluster (wal_level=logical) as blue, a 2-member Patroni 15 cluster
 //   whose patroni.yml files are all there is as green; pgbench clients stay connected through
-//   blue's PgBouncer from before the build until after the switchover. Printed: the longest
-//   latency of the transactions that ended during the switchover (target ≤ 2 s), failed
-//   transactions, the pause PgBouncer held, and per table the row count and a checksum on both
-//   sides once blue follows green.
+//   blue's PgBouncer from before the build until after the switchover; then new clients write on
+//   15 for 5 s and through the switch back. Printed for each switch: the longest latency of the
+//   transactions that ended during it (target ≤ 2 s), failed transactions, the pause PgBouncer
+//   held, and per table the row count and a checksum on both sides once the side that follows
+//   has caught up (after the switch back: every row written on 15 is on 13).
 // Needs root and `npm run build` first. Exit codes: 0 every run worked (a missed target is
 // reported, not an error); 1 a run failed; 2 bad arguments, no build or not root; 3 the overall
 // time limit; 130 interrupted.
@@ -25,6 +26,7 @@ import {
   type PatroniCluster,
   type PeerSsh,
   type PgBouncerServer,
+  type PgbenchLoad,
   peerSsh,
   pgBinDir,
   SERVER_USER,
@@ -70,7 +72,7 @@ const BUILD = join(ROOT, 'playbooks', 'pg-major-upgrade-bluegreen.yml');
 const SWITCHOVER = join(ROOT, 'playbooks', 'pg-bluegreen-switchover.yml');
 // The longest client latency during the switchover, at most (issue target), ms.
 const TARGET_MS = 2000;
-const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'probe'];
+const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 
 interface Options extends CommonOptions {
   scales: number[];
@@ -102,22 +104,29 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-interface BlueGreenRun {
-  buildMs: number;
-  switchMs: number;
+/** One switch (over, or back): what its clients lived through and what it left on both sides. */
+interface SwitchRun {
+  /** the switchover playbook's run */
+  runMs: number;
   /** what pgbouncer.resume reported: from PAUSE returning to RESUME */
   pausedMs: number;
-  /** the switchover's steps from the pause to the resume */
+  /** its steps from the pause to the resume */
   steps: { title: string; host: string; ms: number }[];
   transactions: number;
   failures: string[];
   clientsAtEnd: number;
-  /** the longest latency of the transactions that ended during the switchover */
-  switchLatencyMs: number;
+  /** the longest latency of the transactions that ended during the run (or the 3 s after it) */
+  latencyMs: number;
+  /** per table: "rows:checksum" on blue and green once the other side has caught up */
+  tables: { table: string; blue: string; green: string }[];
+}
+
+interface BlueGreenRun {
+  buildMs: number;
   /** the longest latency during the build (blue's clients while green was made) */
   buildLatencyMs: number;
-  /** per table: "rows:checksum" on blue and green once blue has followed green */
-  tables: { table: string; blue: string; green: string }[];
+  over: SwitchRun;
+  back: SwitchRun;
 }
 
 interface Sample {
@@ -190,6 +199,60 @@ async function contents(cfg: pg.ClientConfig): Promise<Record<string, string>> {
   return out;
 }
 
+/** Both sides' tables once the side that follows has caught up (clients stopped). */
+async function compare(blue: PatroniCluster, green: PatroniCluster): Promise<SwitchRun['tables']> {
+  const bLeader = blue.clientConfig(await blue.leader());
+  const gLeader = green.clientConfig(await green.leader());
+  let [b, g] = await Promise.all([contents(bLeader), contents(gLeader)]);
+  const deadline = Date.now() + 180_000;
+  while (JSON.stringify(b) !== JSON.stringify(g) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    [b, g] = await Promise.all([contents(bLeader), contents(gLeader)]);
+  }
+  return TABLES.map((t) => ({ table: t, blue: b[t]!, green: g[t]! }));
+}
+
+/**
+ * One switch with pgbench clients through the pooler (started already, or started here), stopped
+ * 3 s after it; then both sides compared.
+ */
+async function oneSwitch(
+  args: string[],
+  ctx: { inv: string; dir: string; env: NodeJS.ProcessEnv; blue: PatroniCluster; green: PatroniCluster },
+  load: PgbenchLoad,
+): Promise<SwitchRun> {
+  const start = Date.now();
+  const sw = await timeChild(
+    process.execPath,
+    [CLI, 'run', SWITCHOVER, '-i', ctx.inv, ...args, '--yes', '--output', 'json'],
+    { cwd: ctx.dir, cpu: false, env: ctx.env },
+  );
+  const end = Date.now();
+  // Clients go on on the other side for a while: their latencies after the resume count too.
+  await new Promise((r) => setTimeout(r, 3000));
+  const result = await load.stop(1500);
+  if (sw.code !== 0) throw runFailure(`the switchover ${args.join(' ')}`, `exit ${sw.code ?? sw.signal}`, sw);
+  const events = jsonEvents<Ev>(sw.stdout);
+  // step_started events carry no names: the pause is found by its type.
+  const from = events.findIndex((e) => e.type === 'step_started' && e.stepType === 'pgbouncer.pause');
+  const to = events.findIndex(
+    (e) => e.type === 'step_finished' && (e.names ?? []).includes('bouncer_resume'),
+  );
+  return {
+    runMs: end - start,
+    pausedMs: Number((events[to]?.outputs as { paused_ms?: number } | undefined)?.paused_ms ?? Number.NaN),
+    steps: events
+      .slice(from, to + 1)
+      .filter((e) => e.type === 'step_finished' && e.status !== 'skipped')
+      .map((e) => ({ title: String(e.title), host: String(e.host), ms: Number(e.durationMs) })),
+    transactions: result.transactions,
+    failures: result.failures,
+    clientsAtEnd: result.clientsAtEnd,
+    latencyMs: result.maxLatencyBetween(start, end + 3000),
+    tables: await compare(ctx.blue, ctx.green),
+  };
+}
+
 async function blueGreen(
   blue: PatroniCluster,
   green: PatroniCluster,
@@ -205,10 +268,14 @@ async function blueGreen(
     BLUE_REPL_PW: blue.replication.password,
     PGB_ADMIN: BOUNCER_SECRET,
   };
-  const load = startPgbench(
-    { host: pooler.host, port: pooler.port, user: 'postgres', password: blue.superuser.password },
-    clients,
-  );
+  const through = {
+    host: pooler.host,
+    port: pooler.port,
+    user: 'postgres',
+    password: blue.superuser.password,
+  };
+  // Connected from before the build until after the switchover.
+  const load = startPgbench(through, clients);
   await new Promise((r) => setTimeout(r, 2000));
   const buildStart = Date.now();
   const build = await timeChild(process.execPath, [CLI, 'run', BUILD, '-i', inv, '--output', 'json'], {
@@ -221,57 +288,20 @@ async function blueGreen(
     await load.stop();
     throw runFailure('the blue-green build', `exit ${build.code ?? build.signal}`, build);
   }
-  const switchStart = Date.now();
-  const sw = await timeChild(
-    process.execPath,
-    [CLI, 'run', SWITCHOVER, '-i', inv, '--yes', '--output', 'json'],
-    {
-      cwd: dir,
-      cpu: false,
-      env,
+  const ctx = { inv, dir, env, blue, green };
+  let buildLatencyMs = Number.NaN;
+  const over = await oneSwitch([], ctx, {
+    stop: async (tail) => {
+      const r = await load.stop(tail);
+      buildLatencyMs = r.maxLatencyBetween(buildStart, buildEnd);
+      return r;
     },
-  );
-  const switchEnd = Date.now();
-  // Clients go on on green for a while: their latencies after the resume count too.
-  await new Promise((r) => setTimeout(r, 3000));
-  const result = await load.stop(1500);
-  if (sw.code !== 0) throw runFailure('the switchover', `exit ${sw.code ?? sw.signal}`, sw);
-  const events = jsonEvents<Ev>(sw.stdout);
-  const from = events.findIndex(
-    (e) => e.type === 'step_started' && (e.names ?? []).includes('bouncer_pause'),
-  );
-  const to = events.findIndex(
-    (e) => e.type === 'step_finished' && (e.names ?? []).includes('bouncer_resume'),
-  );
-  const steps = events
-    .slice(from, to + 1)
-    .filter((e) => e.type === 'step_finished' && e.status !== 'skipped')
-    .map((e) => ({ title: String(e.title), host: String(e.host), ms: Number(e.durationMs) }));
-  const pausedMs = Number(
-    (events[to]?.outputs as { paused_ms?: number } | undefined)?.paused_ms ?? Number.NaN,
-  );
-  // Blue follows green now: once it has caught up, both sides hold the same rows.
-  const bLeader = blue.clientConfig(await blue.leader());
-  const gLeader = green.clientConfig(await green.leader());
-  let b = await contents(bLeader);
-  let g = await contents(gLeader);
-  const deadline = Date.now() + 180_000;
-  while (JSON.stringify(b) !== JSON.stringify(g) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 1000));
-    [b, g] = await Promise.all([contents(bLeader), contents(gLeader)]);
-  }
-  return {
-    buildMs: buildEnd - buildStart,
-    switchMs: switchEnd - switchStart,
-    pausedMs,
-    steps,
-    transactions: result.transactions,
-    failures: result.failures,
-    clientsAtEnd: result.clientsAtEnd,
-    switchLatencyMs: result.maxLatencyBetween(switchStart, switchEnd + 3000),
-    buildLatencyMs: result.maxLatencyBetween(buildStart, buildEnd),
-    tables: TABLES.map((t) => ({ table: t, blue: b[t]!, green: g[t]! })),
-  };
+  });
+  // Clients write on 15 for a while, then everything goes back to 13.
+  const again = startPgbench(through, clients);
+  await new Promise((r) => setTimeout(r, 5000));
+  const back = await oneSwitch(['-e', 'switch_to=blue'], ctx, again);
+  return { buildMs: buildEnd - buildStart, buildLatencyMs, over, back };
 }
 
 const s2 = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
@@ -290,7 +320,7 @@ function report(samples: Sample[], clients: number): void {
       'failed',
       'clients at the end',
       'writes paused (reported)',
-      `switchover ≤ ${TARGET_MS / 1000} s`,
+      `≤ ${TARGET_MS / 1000} s`,
     ],
   ];
   for (const s of samples) {
@@ -305,43 +335,54 @@ function report(samples: Sample[], clients: number): void {
       `${s2(ip.windowMs)} window; write gap ${s2(ip.longestGapMs)}`,
       '',
     ]);
-    const bg = s.blueGreen;
-    rows.push([
-      String(s.scale),
-      String(s.round),
-      'blue-green switchover',
-      s2(bg.switchLatencyMs),
-      String(bg.failures.length),
-      String(bg.clientsAtEnd),
-      `PgBouncer paused ${s2(bg.pausedMs)}`,
-      verdict(bg.switchLatencyMs, (v) => v <= TARGET_MS),
-    ]);
+    for (const [what, sw] of [
+      ['blue-green switchover', s.blueGreen.over],
+      ['blue-green switch back', s.blueGreen.back],
+    ] as const)
+      rows.push([
+        String(s.scale),
+        String(s.round),
+        what,
+        s2(sw.latencyMs),
+        String(sw.failures.length),
+        String(sw.clientsAtEnd),
+        `PgBouncer paused ${s2(sw.pausedMs)}`,
+        verdict(sw.latencyMs, (v) => v <= TARGET_MS),
+      ]);
   }
   out.push(table(rows, new Set([3, 4, 5])));
   for (const s of samples) {
     const bg = s.blueGreen;
     out.push(
-      `\nscale ${s.scale}, round ${s.round}: blue-green build ${s2(bg.buildMs)} (clients' longest latency meanwhile ${s2(bg.buildLatencyMs)}), switchover run ${s2(bg.switchMs)}, ${bg.transactions} transactions in all\n`,
+      `\nscale ${s.scale}, round ${s.round}: blue-green build ${s2(bg.buildMs)} (clients' longest latency meanwhile ${s2(bg.buildLatencyMs)})\n`,
     );
-    out.push(
-      table(
-        [['step (pause → resume)', 'host', 'took'], ...bg.steps.map((x) => [x.title, x.host, s2(x.ms)])],
-        new Set([2]),
-      ),
-    );
-    out.push(
-      `scale ${s.scale}, round ${s.round}: every table on both sides once blue follows green (rows:checksum)\n`,
-    );
-    out.push(
-      table(
-        [
-          ['table', 'blue (13)', 'green (15)', 'equal'],
-          ...bg.tables.map((t) => [t.table, t.blue, t.green, t.blue === t.green ? 'yes' : 'NO']),
-        ],
-        new Set([]),
-      ),
-    );
-    for (const f of bg.failures.slice(0, 3)) out.push(`  failure: ${f}\n`);
+    for (const [what, sw] of [
+      ['switchover', bg.over],
+      ['switch back', bg.back],
+    ] as const) {
+      out.push(
+        `scale ${s.scale}, round ${s.round}, ${what}: run ${s2(sw.runMs)}, ${sw.transactions} transactions through it\n`,
+      );
+      out.push(
+        table(
+          [['step (pause → resume)', 'host', 'took'], ...sw.steps.map((x) => [x.title, x.host, s2(x.ms)])],
+          new Set([2]),
+        ),
+      );
+      out.push(
+        `every table on both sides after the ${what}, once the other side caught up (rows:checksum)\n`,
+      );
+      out.push(
+        table(
+          [
+            ['table', 'blue (13)', 'green (15)', 'equal'],
+            ...sw.tables.map((t) => [t.table, t.blue, t.green, t.blue === t.green ? 'yes' : 'NO']),
+          ],
+          new Set([]),
+        ),
+      );
+      for (const f of sw.failures.slice(0, 3)) out.push(`  failure: ${f}\n`);
+    }
   }
   process.stdout.write(out.join(''));
 }
@@ -381,13 +422,15 @@ async function main(opts: Options): Promise<number> {
       const bg = await blueGreen(blue, green, sshd, pb, dir, opts.clients);
       samples.push({ scale, round, inPlace, blueGreen: bg });
       log(
-        `scale ${scale}, round ${round}: in place ${s2(inPlace.pooled?.maxLatencyMs ?? Number.NaN)}, switchover ${s2(bg.switchLatencyMs)}`,
+        `scale ${scale}, round ${round}: in place ${s2(inPlace.pooled?.maxLatencyMs ?? Number.NaN)}, switchover ${s2(bg.over.latencyMs)}, switch back ${s2(bg.back.latencyMs)}`,
       );
       await Promise.all([blue.stop(), green.stop(), pb.stop()]);
     }
   }
   report(samples, opts.clients);
-  const unequal = samples.some((s) => s.blueGreen.tables.some((t) => t.blue !== t.green));
+  const unequal = samples.some((s) =>
+    [s.blueGreen.over, s.blueGreen.back].some((sw) => sw.tables.some((t) => t.blue !== t.green)),
+  );
   return unequal ? 1 : 0;
 }
 

@@ -69,10 +69,13 @@ export async function fill(c: PatroniCluster, scale: number, cwd: string): Promi
   const [{ lsn }] = (await sql(cfg, 'select pg_current_wal_lsn()::text as lsn')) as [{ lsn: string }];
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const [r2] = (await sql(
-      c.clientConfig(replica.name),
-      `select coalesce(pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn, false) as ok`,
-    )) as [{ ok: boolean }];
+    // A standby may cancel the query (a conflict with recovery while it replays the fill): ask again.
+    const r2 = (
+      (await sql(
+        c.clientConfig(replica.name),
+        `select coalesce(pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn, false) as ok`,
+      ).catch(() => [{ ok: false }])) as [{ ok: boolean }]
+    )[0];
     if (r2.ok) break;
     if (Date.now() > deadline) throw new Error(`${replica.name} did not replay ${lsn} within 120 s`);
     await new Promise((res) => setTimeout(res, 200));

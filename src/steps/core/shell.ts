@@ -76,6 +76,9 @@ export default defineStep({
   shellInputs: { stdin: 'stdin', env: 'env' },
   undoSummary: 'runs `revert` when given; otherwise none (a command cannot be undone automatically)',
   plan(ctx, p) {
+    // A read-only command is never undone: a revert beside it would silently never run.
+    if (p.read_only && p.revert)
+      throw new StepFailure('read_only and revert together: a command that only reads has nothing to revert');
     const ops: Operation[] = [{ kind: 'command', line: line(p.cmd, p, ctx.host), stdin: p.stdin }];
     const undo = p.revert
       ? {
