@@ -41,7 +41,7 @@ export const CommonSchema = Type.Object(
     downtime: Type.Optional(
       Type.Boolean({
         description:
-          'the step runs while the database accepts no writes: the plan marks it, for the downtime estimate',
+          'the step runs while clients cannot write (writes stopped, or held by a paused PgBouncer): the plan marks it, for the downtime estimate',
       }),
     ),
     point_of_no_return: Type.Optional(
