@@ -19,17 +19,16 @@
 // time limit; 130 interrupted.
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import {
+  blueGreenInventory,
+  blueGreenSecrets,
   type EtcdServer,
   type PatroniCluster,
   type PeerSsh,
   type PgBouncerServer,
   type PgbenchLoad,
   peerSsh,
-  pgBinDir,
-  SERVER_USER,
   type SshServer,
   startEtcd,
   startPatroniCluster,
@@ -39,10 +38,7 @@ import {
 import {
   atCleanUp,
   CLI,
-  type CommonOptions,
   checkBuild,
-  commonOptionSpecs,
-  intOption,
   jsonEvents,
   log,
   machineLine,
@@ -64,8 +60,10 @@ import {
   inPlaceByPgrunbook,
   NEW,
   OLD,
+  parseUpgradeOptions,
   poolerFor,
   sql,
+  type UpgradeOptions,
 } from './upgrade-common.js';
 
 const BUILD = join(ROOT, 'playbooks', 'pg-major-upgrade-bluegreen.yml');
@@ -74,35 +72,12 @@ const SWITCHOVER = join(ROOT, 'playbooks', 'pg-bluegreen-switchover.yml');
 const TARGET_MS = 2000;
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history'];
 
-interface Options extends CommonOptions {
-  scales: number[];
-  clients: number;
-}
+type Options = UpgradeOptions;
 
 const USAGE =
   'usage: npx tsx bench/upgrade-bluegreen.ts [--scales S1,S2=50] [--repeat R=1] [--clients N=4] [--timeout SECONDS=3600] [--keep]\n';
 
-function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      scales: { type: 'string', default: '50' },
-      clients: { type: 'string', default: '4' },
-      ...commonOptionSpecs(3600),
-      repeat: { type: 'string', default: '1' },
-    },
-    strict: true,
-  });
-  return {
-    scales: values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000)),
-    clients: intOption('clients', values.clients, 1, 64),
-    repeat: intOption('repeat', values.repeat, 1, 20),
-    warmup: 0,
-    timeoutS: intOption('timeout', values.timeout, 60, 86_400),
-    keep: values.keep,
-    help: values.help,
-  };
-}
+const parseOptions = (argv: string[]): Options => parseUpgradeOptions(argv, 1);
 
 /** One switch (over, or back): what its clients lived through and what it left on both sides. */
 interface SwitchRun {
@@ -136,52 +111,23 @@ interface Sample {
   blueGreen: BlueGreenRun;
 }
 
-async function blueGreenInventory(
+async function writeInventory(
   blue: PatroniCluster,
   green: PatroniCluster,
   sshd: SshServer,
   pooler: PgBouncerServer,
   dir: string,
 ): Promise<string> {
-  const ssh = `ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }`;
-  const blues = blue.members.map(
-    (m) => `  blue-${m.name}:
-    ${ssh}
-    pg: { host: 127.0.0.1, port: ${m.pgPort}, user: postgres, sslmode: disable, password: { env: BLUE_PG_PW }, replication_user: replicator, replication_password: { env: BLUE_REPL_PW } }
-    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile}, member: ${m.name} }
-    vars: { pgdata: ${m.dataDir}, pg_socket_dir: ${m.socketDir} }`,
-  );
-  const greens = green.members.map(
-    (m) => `  green-${m.name}:
-    ${ssh}
-    pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
-    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile}, member: ${m.name} }
-    vars:
-      pgdata_new: ${m.dataDir}
-      pgdata_copy: ${m.memberDir}/data13
-      pg_socket_dir: ${m.socketDir}
-      pg_client_host: 127.0.0.1
-      patroni_start_command: ${m.serviceScript} start
-      patroni_stop_command: ${m.serviceScript} stop`,
-  );
   const file = join(dir, 'inventory-bluegreen.yml');
   await writeFile(
     file,
-    `vars:
-  pg_bin_old: ${pgBinDir(OLD)}
-  pg_bin_new: ${pgBinDir(NEW)}
-  pg_os_user: ${SERVER_USER}
-  logical_allow: [no_replica_identity]
-  upgrade_jobs: 2
-hosts:
-${[...blues, ...greens].join('\n')}
-  bouncer:
-    ${ssh}
-    pgbouncer: { host: 127.0.0.1, port: ${pooler.port}, user: ${BOUNCER_ADMIN}, password: { env: PGB_ADMIN }, sslmode: disable }
-groups:
-  blue: { hosts: [${blue.members.map((m) => `blue-${m.name}`).join(', ')}] }
-  green: { hosts: [${green.members.map((m) => `green-${m.name}`).join(', ')}] }
-`,
+    blueGreenInventory({
+      blue,
+      green,
+      sshd,
+      pooler: { port: pooler.port, adminUser: BOUNCER_ADMIN },
+      vars: ['logical_allow: [no_replica_identity]', 'upgrade_jobs: 2'],
+    }),
   );
   return file;
 }
@@ -261,13 +207,8 @@ async function blueGreen(
   dir: string,
   clients: number,
 ): Promise<BlueGreenRun> {
-  const inv = await blueGreenInventory(blue, green, sshd, pooler, dir);
-  const env = {
-    ...process.env,
-    BLUE_PG_PW: blue.superuser.password,
-    BLUE_REPL_PW: blue.replication.password,
-    PGB_ADMIN: BOUNCER_SECRET,
-  };
+  const inv = await writeInventory(blue, green, sshd, pooler, dir);
+  const env = { ...process.env, ...blueGreenSecrets(blue, BOUNCER_SECRET) };
   const through = {
     host: pooler.host,
     port: pooler.port,

@@ -3,6 +3,7 @@
 // pg-major-upgrade.yml with its window read from the run's events.
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import pg from 'pg';
 import {
   lookupUser,
@@ -16,7 +17,18 @@ import {
   startPgBouncer,
   startPgbench,
 } from '../tools/testenv/index.js';
-import { atCleanUp, CLI, errText, jsonEvents, ROOT, runFailure, timeChild } from './common.js';
+import {
+  atCleanUp,
+  CLI,
+  type CommonOptions,
+  commonOptionSpecs,
+  errText,
+  intOption,
+  jsonEvents,
+  ROOT,
+  runFailure,
+  timeChild,
+} from './common.js';
 import { type ProbeResult, startWriteProbe } from './write-probe.js';
 
 export const IN_PLACE_PLAYBOOK = join(ROOT, 'playbooks', 'pg-major-upgrade.yml');
@@ -27,6 +39,35 @@ export const NEW_NAME = 'data15';
 // PgBouncer's admin console login in the benchmarks (every cluster's pooler).
 export const BOUNCER_ADMIN = 'pgb_admin';
 export const BOUNCER_SECRET = 'bench-pgbouncer-admin';
+
+/** The options both upgrade benchmarks take. */
+export interface UpgradeOptions extends CommonOptions {
+  scales: number[];
+  clients: number;
+}
+
+/** --scales, --clients (at least `minClients`), --repeat and the common options. */
+export function parseUpgradeOptions(argv: string[], minClients: number): UpgradeOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      scales: { type: 'string', default: '50' },
+      clients: { type: 'string', default: '4' },
+      ...commonOptionSpecs(3600),
+      repeat: { type: 'string', default: '1' },
+    },
+    strict: true,
+  });
+  return {
+    scales: values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000)),
+    clients: intOption('clients', values.clients, minClients, 64),
+    repeat: intOption('repeat', values.repeat, 1, 20),
+    warmup: 0,
+    timeoutS: intOption('timeout', values.timeout, 60, 86_400),
+    keep: values.keep,
+    help: values.help,
+  };
+}
 
 /** The writes, and pgbench's clients through PgBouncer when there are any. */
 export type Observed = ProbeResult & { pooled?: PgbenchResult };

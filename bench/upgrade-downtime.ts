@@ -17,7 +17,6 @@
 // time limit; 130 interrupted.
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   type EtcdServer,
   type PatroniCluster,
@@ -33,11 +32,8 @@ import {
 } from '../tools/testenv/index.js';
 import {
   atCleanUp,
-  type CommonOptions,
   checkBuild,
-  commonOptionSpecs,
   fmtRatio,
-  intOption,
   log,
   machineLine,
   median,
@@ -63,43 +59,21 @@ import {
   type Observed,
   OLD,
   observe,
+  parseUpgradeOptions,
   poolerFor,
+  type UpgradeOptions,
 } from './upgrade-common.js';
 
 const BY_HAND = join(ROOT, 'bench', 'upgrade-by-hand.sh');
 // pgrunbook's write gap / the hand floor's, at most (issue target).
 const TARGET_RATIO = 1.2;
 
-interface Options extends CommonOptions {
-  scales: number[];
-  clients: number;
-}
+type Options = UpgradeOptions;
 
 const USAGE =
   'usage: npx tsx bench/upgrade-downtime.ts [--scales S1,S2=50] [--repeat R=1] [--clients N=4] [--timeout SECONDS=3600] [--keep]\n';
 
-function parseOptions(argv: string[]): Options {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      scales: { type: 'string', default: '50' },
-      clients: { type: 'string', default: '4' },
-      ...commonOptionSpecs(3600),
-      repeat: { type: 'string', default: '1' },
-    },
-    strict: true,
-  });
-  const scales = values.scales.split(',').map((s) => intOption('scales', s.trim(), 1, 10_000));
-  return {
-    scales,
-    clients: intOption('clients', values.clients, 0, 64),
-    repeat: intOption('repeat', values.repeat, 1, 20),
-    warmup: 0,
-    timeoutS: intOption('timeout', values.timeout, 60, 86_400),
-    keep: values.keep,
-    help: values.help,
-  };
-}
+const parseOptions = (argv: string[]): Options => parseUpgradeOptions(argv, 0);
 
 interface Sample {
   scale: number;

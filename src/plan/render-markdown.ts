@@ -87,7 +87,10 @@ export function renderPlanMarkdown(raw: Plan): string {
     );
   const marked = plan.plays.flatMap((p) => [...playSteps(p)].map((x) => x.step));
   const down = marked.filter((n) => n.downtime).length;
-  if (down) out.push(`- Downtime: the ${down} step(s) marked ⏱ run while clients cannot write (writes stopped, or held by a paused PgBouncer)`);
+  if (down)
+    out.push(
+      `- Downtime: the ${down} step(s) marked ⏱ run while clients cannot write (writes stopped, or held by a paused PgBouncer)`,
+    );
   const rawSteps = marked.filter((n) => n.rawShell).length;
   if (rawSteps)
     out.push(

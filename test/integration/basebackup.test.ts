@@ -194,6 +194,29 @@ describe('pg.basebackup and pg.recover_to_lsn (PostgreSQL 13)', () => {
     await sql(admin(src), 'truncate t');
   });
 
+  it('tar format: base.tar and pg_wal.tar, no slot kept, the same outputs', async () => {
+    const to = join(dir, 'tar');
+    const cwd = workdir({
+      'inv.yml': inventory(),
+      'pb.yml': `
+- name: copy
+  hosts: copyhost
+  steps:
+    - id: bb
+      pg.basebackup: { from: src, to: ${to}, bin_dir: ${BIN13}, format: tar }
+`,
+    });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], { cwd, env });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const bb = outputsOf<Record<string, unknown>>(events(r.stdout), 'bb');
+    expect(bb).toMatchObject({ to, format: 'tar', slot: '' });
+    expect(String(bb.stop_lsn)).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(readdirSync(to).sort()).toEqual(expect.arrayContaining(['base.tar', 'pg_wal.tar']));
+    // pg_basebackup's temporary slot is gone with it.
+    expect(await slots()).toEqual([]);
+    await rm(to, { recursive: true, force: true });
+  });
+
   it('refuses, changing nothing: a role without REPLICATION, then no pg_hba replication line', async () => {
     const to = join(dir, 'never');
     const pb = (from: string) => `

@@ -11,12 +11,12 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql, waitUntil } from '../../tools/testenv/checks.js';
 import {
+  blueGreenInventory,
   type EtcdServer,
   httpRequest,
   type PatroniCluster,
   type PgBouncerServer,
   pgBinDir,
-  SERVER_USER,
   type SshServer,
   startEtcd,
   startPatroniCluster,
@@ -83,47 +83,14 @@ const SUPER_PW = 'pgrb-test-super';
 const REPL_PW = 'pgrb-test-repl';
 const env = { BLUE_PG_PW: SUPER_PW, BLUE_REPL_PW: REPL_PW, PGB_ADMIN: BOUNCER_ADMIN };
 
-function inventory(g: PatroniCluster): string {
-  const ssh = `ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }`;
-  const blues = blue.members.map(
-    (m) => `  blue-${m.name}:
-    ${ssh}
-    pg: { host: 127.0.0.1, port: ${m.pgPort}, user: postgres, sslmode: disable, password: { env: BLUE_PG_PW }, replication_user: replicator, replication_password: { env: BLUE_REPL_PW } }
-    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile}, member: ${m.name} }
-    vars: { pgdata: ${m.dataDir}, pg_socket_dir: ${m.socketDir} }`,
-  );
-  const greens = g.members.map(
-    (m) => `  green-${m.name}:
-    ${ssh}
-    pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
-    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile}, member: ${m.name} }
-    vars:
-      pgdata_new: ${m.dataDir}
-      pgdata_copy: ${m.memberDir}/data13
-      pg_socket_dir: ${m.socketDir}
-      pg_client_host: 127.0.0.1
-      patroni_start_command: ${m.serviceScript} start
-      patroni_stop_command: ${m.serviceScript} stop`,
-  );
-  const pooler = bouncer
-    ? `
-  bouncer:
-    ${ssh}
-    pgbouncer: { host: 127.0.0.1, port: ${bouncer.port}, user: pgb_admin, password: { env: PGB_ADMIN }, sslmode: disable }`
-    : '';
-  return `vars:
-  pg_bin_old: ${pgBinDir(13)}
-  pg_bin_new: ${pgBinDir(15)}
-  pg_os_user: ${SERVER_USER}
-  logical_allow: [no_replica_identity]
-  catch_up_timeout: 120
-hosts:
-${[...blues, ...greens].join('\n')}${pooler}
-groups:
-  blue: { hosts: [${blue.members.map((m) => `blue-${m.name}`).join(', ')}] }
-  green: { hosts: [${g.members.map((m) => `green-${m.name}`).join(', ')}] }
-`;
-}
+const inventory = (g: PatroniCluster): string =>
+  blueGreenInventory({
+    blue,
+    green: g,
+    sshd,
+    pooler: bouncer ? { port: bouncer.port, adminUser: 'pgb_admin' } : undefined,
+    vars: ['logical_allow: [no_replica_identity]', 'catch_up_timeout: 120'],
+  });
 
 const TABLES = ['pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history', 'orders'];
 

@@ -1,4 +1,5 @@
 // One import for tests: servers, OS-user helpers, process checks and throwaway btrfs filesystems.
+export * from './bluegreen-inventory.js';
 export * from './btrfs.js';
 export * from './chef.js';
 export * from './etcd.js';

@@ -93,7 +93,7 @@ const as = (ctx: PlanContext, p: P, script: string) =>
   asUser(ctx.host, serverUser(ctx.host, p.run_as), script);
 
 const conninfoOf = (ctx: PlanContext, p: P) =>
-  replicationConninfo(sourceHost(ctx, p.from), { host: p.connect_host, port: p.connect_port });
+  replicationConninfo(sourceHost(ctx, p.from, 'from'), { host: p.connect_host, port: p.connect_port });
 
 /**
  * Read-only: a replication connection from here (pg_hba and the role, in the server's words:
@@ -216,7 +216,7 @@ function refusal(p: P, user: string, text: string): string {
 }
 
 async function checkSource(ctx: ApplyContext, p: P) {
-  const src = sourceHost(ctx, p.from);
+  const src = sourceHost(ctx, p.from, 'from');
   const user = replicationLogin(src).user;
   const s = await openOn(src);
   let f: Record<string, unknown>;
@@ -273,7 +273,7 @@ export default defineStep({
     writable: [{ path: p.to, user: serverUser(ctx.host, p.run_as), param: 'to' }],
   }),
   plan(ctx, p) {
-    const src = sourceHost(ctx, p.from);
+    const src = sourceHost(ctx, p.from, 'from');
     const login = replicationLogin(src);
     const ops: Operation[] = [
       {
@@ -301,7 +301,7 @@ export default defineStep({
   async apply(ctx, p) {
     const started = Date.now();
     const facts = await checkSource(ctx, p);
-    const src = sourceHost(ctx, p.from);
+    const src = sourceHost(ctx, p.from, 'from');
     const login = replicationLogin(src);
     const stdin = passfileText(login);
     const t = await ctx.transport();
@@ -367,7 +367,7 @@ export default defineStep({
 });
 
 async function dropSlot(ctx: ApplyContext, p: P): Promise<void> {
-  const s = await openOn(sourceHost(ctx, p.from));
+  const s = await openOn(sourceHost(ctx, p.from, 'from'));
   try {
     await s.query(DROP_SLOT_SQL, [p.slot, 'physical']);
   } finally {

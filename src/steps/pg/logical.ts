@@ -30,9 +30,9 @@ export function settingsFor(host: InventoryHost, database?: string): PgSettings 
 }
 
 /** Another inventory host a step reads from or points at (the publisher). */
-export function sourceHost(ctx: PlanContext, name: string): InventoryHost {
+export function sourceHost(ctx: PlanContext, name: string, param = 'source'): InventoryHost {
   const h = ctx.peer(name);
-  if (!h) throw new StepFailure(`source: no host "${name}" in the inventory`);
+  if (!h) throw new StepFailure(`${param}: no host "${name}" in the inventory`);
   return h;
 }
 

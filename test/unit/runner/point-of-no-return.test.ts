@@ -178,7 +178,9 @@ describe('the plan shows the point of no return and the downtime steps', () => {
       `> **⚠ Point of no return.** A failure before this step undoes everything above automatically; from this step on nothing before it is undone, and recovery is ${RECOVERY}.`,
     );
     expect(md).toContain('Approval asked: *POINT OF NO RETURN: once this step starts');
-    expect(md).toContain('- Downtime: the 2 step(s) marked ⏱ run while clients cannot write (writes stopped, or held by a paused PgBouncer)');
+    expect(md).toContain(
+      '- Downtime: the 2 step(s) marked ⏱ run while clients cannot write (writes stopped, or held by a paused PgBouncer)',
+    );
     // The first point of no return is the one the summary names.
     expect(md).toContain(
       `- Point of no return: "sync"; before it a failure is undone automatically, after it recovery is ${RECOVERY}`,

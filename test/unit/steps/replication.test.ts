@@ -3,7 +3,7 @@
 // history file name PostgreSQL archives for a backup.
 import { describe, expect, it } from 'vitest';
 import type { InventoryHost } from '../../../src/inventory/inventory.js';
-import { historyFileName } from '../../../src/steps/pg/basebackup.js';
+import basebackup, { historyFileName } from '../../../src/steps/pg/basebackup.js';
 import {
   kv,
   passfileText,
@@ -11,6 +11,7 @@ import {
   replicationLogin,
 } from '../../../src/steps/pg/replication.js';
 import { Secret } from '../../../src/util/secret.js';
+import { ctxOf } from '../helpers/plan-context.js';
 
 const host = (pg: Record<string, unknown>) =>
   ({
@@ -73,5 +74,10 @@ describe('replication connections', () => {
     expect(historyFileName(2, '2/8000100', 64 * 1024 * 1024)).toBe(
       '000000020000000200000002.00000100.backup',
     );
+  });
+
+  it('pg.basebackup names its own parameter when the source host is unknown', () => {
+    const params = { from: 'nosuch', to: '/srv/copy', bin_dir: '/usr/lib/postgresql/13/bin' };
+    expect(() => basebackup.plan(ctxOf(host({})), params)).toThrow('from: no host "nosuch" in the inventory');
   });
 });
