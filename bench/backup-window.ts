@@ -1,5 +1,6 @@
 // Backup-window benchmark: how long the shipped snapshot-backup playbook (btrfs provider) holds
-// PostgreSQL in backup mode, against how long pg_basebackup takes, at pgbench scales 10 and 100.
+// PostgreSQL in backup mode, against how long pg_basebackup takes (run by pgrunbook: basebackup.yml's
+// pg.basebackup step), at pgbench scales 10 and 100.
 //
 //   npx tsx bench/backup-window.ts [--scales 10,100] [--repeat 3] [--warmup 1] [--load-tps 50]
 //                                  [--size-gib 8] [--timeout 900] [--keep]
@@ -11,7 +12,7 @@
 // functionally; 2 bad arguments, no build or not root; 3 the overall time limit was hit; 130 interrupted.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -188,7 +189,10 @@ interface SnapshotSample {
 }
 
 interface BaseSample {
+  /** pg.basebackup's `seconds`: its checks and pg_basebackup */
   wallMs: number;
+  /** the whole `pgrunbook run basebackup.yml`, wall clock */
+  runMs: number;
 }
 
 interface ScaleResult {
@@ -274,35 +278,61 @@ async function measureSnapshot(ctx: ScaleCtx): Promise<SnapshotSample> {
 }
 
 let baseRuns = 0;
+const BASEBACKUP_PLAYBOOK = join(ROOT, 'playbooks', 'basebackup.yml');
 
 /**
- * pg_basebackup -X none -c fast into a directory on the root filesystem (not the loop device):
- * like the snapshot backup it copies no WAL (the archive provides it), and its defaults (manifest,
- * fsync of the result) stay on, as an operator would run it.
+ * pg_basebackup through pgrunbook: playbooks/basebackup.yml (-e verify=false), whose pg.basebackup
+ * step checks the role, pg_hba, senders and room, then runs pg_basebackup -X stream -c fast into a
+ * directory on the root filesystem (not the loop device), defaults otherwise (manifest, fsync of
+ * the result); backup.keep_basebackup then writes its labels and manifest. Timed: the step's own
+ * `seconds` (checks + pg_basebackup), the time the cluster spends in backup mode for it.
  */
 async function measureBasebackup(
   ctx: ScaleCtx,
   measureSize = false,
 ): Promise<BaseSample & { bytes?: number }> {
-  const dir = join(ctx.work, `basebackup-${ctx.scale}-${++baseRuns}`);
+  const root = join(ctx.work, `basebackup-${ctx.scale}-${++baseRuns}`);
+  // pg_basebackup runs as the server user: it must reach and write the directory.
+  await chmod(ctx.work, 0o755);
+  await mkdir(root, { mode: 0o777 });
+  await chmod(root, 0o777);
   try {
-    const r = await mustRun(
-      'pg_basebackup',
-      PG_BASEBACKUP,
-      [...connArgs(ctx.server), '-D', dir, '-X', 'none', '-c', 'fast', '-l', `bench ${baseRuns}`],
-      ctx.work,
+    const r = await timeChild(
+      process.execPath,
+      [
+        CLI,
+        'run',
+        BASEBACKUP_PLAYBOOK,
+        '-i',
+        ctx.inventory,
+        '--output',
+        'json',
+        '-e',
+        'verify=false',
+        '-e',
+        `backup_root=${root}`,
+      ],
+      { cwd: ctx.cwd },
     );
-    const files = await readdir(dir);
-    for (const f of ['backup_label', 'backup_manifest', 'PG_VERSION', 'global'])
-      if (!files.includes(f)) throw new Error(`pg_basebackup: ${f} is missing from ${dir}`);
-    let bytes: number | undefined;
-    if (measureSize) {
-      const du = await timeChild('du', ['-sb', dir], { cwd: ctx.work });
-      bytes = Number(du.stdout.split('\t')[0]);
-    }
-    return { wallMs: r.ms, bytes };
+    const fail = (why: string) => runFailure('pgrunbook run basebackup.yml', why, r);
+    if (r.code !== 0) throw fail(`exit ${r.code ?? r.signal}`);
+    const events = jsonEvents<Ev>(r.stdout);
+    const finished = (id: string) =>
+      events.find((e) => e.type === 'step_finished' && (e.names ?? []).includes(id));
+    for (const id of ['base', 'kept'])
+      if (finished(id)?.status !== 'ok')
+        throw fail(`step "${id}": ${finished(id)?.status ?? 'no step_finished'}`);
+    if (finished('proof')?.status !== 'skipped')
+      throw fail('step "proof": expected skipped (-e verify=false)');
+    const out = finished('base')?.outputs as { to?: string; seconds?: number; bytes?: number } | undefined;
+    const files = await readdir(String(out?.to));
+    for (const f of ['backup_label', 'backup_manifest', 'PG_VERSION', 'global', 'pg_wal'])
+      if (!files.includes(f)) throw fail(`${f} is missing from ${out?.to}`);
+    if (typeof out?.seconds !== 'number')
+      throw fail(`pg.basebackup seconds is ${JSON.stringify(out?.seconds)}`);
+    return { wallMs: out.seconds * 1000, runMs: r.ms, bytes: measureSize ? out.bytes : undefined };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    await rm(root, { recursive: true, force: true });
   }
 }
 
@@ -393,7 +423,9 @@ async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string)
       checkLoad();
       res.base.push(b);
       if (b.bytes !== undefined) res.clusterBytes = b.bytes;
-      log(`scale ${scale} round ${r + 1}/${opts.repeat} pg_basebackup: ${fmtS(b.wallMs / 1000)} wall`);
+      log(
+        `scale ${scale} round ${r + 1}/${opts.repeat} pg.basebackup: ${fmtS(b.wallMs / 1000)}, run ${fmtS(b.runMs / 1000)} wall`,
+      );
     }
   } catch (err) {
     res.error = errText(err);
@@ -424,7 +456,7 @@ function report(opts: Options, results: ScaleResult[]): string {
   let out = `\nmedian of ${opts.repeat}; backup mode = pg.backup_stop's seconds_in_backup; the others are wall clock\n`;
   out += table(
     [
-      ['scale', 'DB size', 'backup mode', 'pg_basebackup', 'basebackup / backup mode', 'pgrunbook run'],
+      ['scale', 'DB size', 'backup mode', 'pg.basebackup', 'basebackup / backup mode', 'pgrunbook run'],
       ...results.map((r) => {
         const b = inBackup(r);
         const p = baseS(r);
@@ -450,7 +482,8 @@ function report(opts: Options, results: ScaleResult[]): string {
         'pg.backup_stop',
         'pg.backup_start',
         'pgrunbook run',
-        'pg_basebackup',
+        'pg.basebackup',
+        'basebackup.yml run',
       ],
       ...results.map((r) => [
         String(r.scale),
@@ -460,6 +493,7 @@ function report(opts: Options, results: ScaleResult[]): string {
         r.snapshot.map((s) => (s.startMs / 1000).toFixed(2)).join(', '),
         r.snapshot.map((s) => (s.wallMs / 1000).toFixed(2)).join(', '),
         r.base.map((s) => (s.wallMs / 1000).toFixed(2)).join(', '),
+        r.base.map((s) => (s.runMs / 1000).toFixed(2)).join(', '),
       ]),
     ],
     new Set([0]),
@@ -467,7 +501,7 @@ function report(opts: Options, results: ScaleResult[]): string {
   out += '\n';
   out += table(
     [
-      ['scale', 'pgbench -i', 'pg_basebackup copied'],
+      ['scale', 'pgbench -i', 'pg.basebackup copied'],
       ...results.map((r) => [
         String(r.scale),
         fmtS((r.initMs ?? Number.NaN) / 1000),
@@ -491,7 +525,7 @@ function report(opts: Options, results: ScaleResult[]): string {
         `≤ ${TARGET_FLAT_RATIO}×`,
         verdict(rFlat, (v) => v <= TARGET_FLAT_RATIO),
       ],
-      [`pg_basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rBase), '(info)', ''],
+      [`pg.basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rBase), '(info)', ''],
       [`database size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rSize), '(info)', ''],
     );
   } else {
@@ -525,7 +559,7 @@ async function main(opts: Options): Promise<number> {
   process.stdout.write(
     `backup window: PostgreSQL ${PG_VERSION}, PGDATA on a btrfs subvolume (${opts.sizeGiB} GiB loop device ${fs.loopDevice}); ` +
       `pgbench scales ${opts.scales.join(', ')}; ${opts.warmup} untimed warm-up, ${opts.repeat} timed rounds\n` +
-      `snapshot-backup.yml (btrfs, -e verify=false) against pg_basebackup -X none -c fast to ${tmpdir()}; ` +
+      `snapshot-backup.yml (btrfs, -e verify=false) against basebackup.yml's pg.basebackup (pg_basebackup -X stream -c fast) to ${tmpdir()}; ` +
       (opts.loadTps > 0
         ? `pgbench load of ${opts.loadTps} tps (${LOAD_CLIENTS} clients) throughout\n`
         : 'no load\n') +

@@ -13,6 +13,7 @@ Usage:
   pgrunbook resume RUN_ID [-e NAME=VALUE (a value its journal masked)] [--yes] [--rerun-unfinished] [--output plain|json] [--report FILE.md]
   pgrunbook schema [playbook|inventory] [--write]
   pgrunbook steps [TYPE] [--markdown | --write]
+  pgrunbook vars PLAYBOOK [--markdown] | vars --write
   pgrunbook lab up|demo|gcp up|gcp down|down|status [--version 15|13] [--dir DIR]
 
 Exit codes: 0 ok, 1 a step failed and was compensated, 2 invalid input (nothing ran), 3 compensation failed,
@@ -86,6 +87,11 @@ export async function dispatch(argv: string[]): Promise<number> {
     case 'schema': {
       const { schemaCommand } = await import('./commands/schema.js');
       return schemaCommand(pos, v.write === true, out);
+    }
+    case 'vars': {
+      const { varsCommand } = await import('./commands/vars.js');
+      if (v.write) return varsCommand([], { write: true }, out);
+      return varsCommand([need('a PLAYBOOK')], { markdown: v.markdown }, out);
     }
     case 'steps': {
       const { stepsCommand } = await import('./commands/steps.js');

@@ -80,13 +80,21 @@ export class Pass {
     return n;
   }
 
+  /** The declared variables' defaults (`variables:`), the lowest layer of every host's scope. */
+  #defaults(): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [k, d] of Object.entries(this.inputs.playbook.variables ?? {}))
+      if (d.default !== undefined) out[k] = d.default;
+    return out;
+  }
+
   /** The host's scope, created on first use. */
   hostScope(host: string): HostScope {
     let sc = this.scopes.get(host);
     if (!sc) {
       const h = this.inputs.inventory.hosts.get(host);
       if (!h) throw new Error(`internal: host ${host} is not in the inventory`);
-      sc = new HostScope(h, this.run, this.inputs.extraVars, this.#world);
+      sc = new HostScope(h, this.run, this.inputs.extraVars, this.#world, this.#defaults());
       this.scopes.set(host, sc);
       this.#hostvars.add(host, sc);
     }

@@ -38,11 +38,13 @@ export class HostScope {
     private readonly run: RunInfo,
     private readonly extraVars: Record<string, unknown>,
     private readonly world?: ScopeWorld,
+    /** the playbook's declared defaults (`variables:`), below everything else */
+    private readonly defaults: Record<string, unknown> = {},
   ) {}
 
   /** This host's variables as another host sees them in `hostvars[NAME]`. */
   vars(): Record<string, unknown> {
-    return { ...this.host.vars, ...this.playVars, ...this.facts, ...this.extraVars };
+    return { ...this.defaults, ...this.host.vars, ...this.playVars, ...this.facts, ...this.extraVars };
   }
 
   /** Renders a play's vars in order (later vars may use earlier ones). */
@@ -57,13 +59,13 @@ export class HostScope {
   }
 
   /**
-   * inventory vars < play vars < facts and registered values < -e extra vars; then the names
+   * declared defaults < inventory vars < play vars < facts and registered values < -e extra vars; then the names
    * pgrunbook sets (`vars`, `run`, `hostvars`, `groups`, `host`), then `extra`. A view, not a
    * copy: a scope is made for every step on every host, and copying every fact into each made a
    * plan grow with hosts × steps × facts. Names are looked up in the layers when read.
    */
   scope(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    const layers = () => [this.extraVars, this.facts, this.playVars, this.host.vars];
+    const layers = () => [this.extraVars, this.facts, this.playVars, this.host.vars, this.defaults];
     const own = new Map<string, unknown>();
     const builtin = (name: string): unknown => {
       if (!own.has(name)) own.set(name, this.#builtin(name));

@@ -2,6 +2,7 @@
 import { InventorySchema } from '../inventory/schema.js';
 import { registry } from '../steps/registry.js';
 import { BlockSchema, CommonSchema, PlaySchema } from './model.js';
+import { VariablesSchema } from './variables.js';
 
 const clean = (s: unknown): unknown => JSON.parse(JSON.stringify(s));
 
@@ -57,14 +58,22 @@ export function playbookJsonSchema(): object {
   for (const k of ['block', 'rescue', 'always']) block.properties[k] = { type: 'array', items: stepRef };
   const play = clean(PlaySchema) as { properties: Record<string, object> };
   for (const k of ['steps', 'rescue', 'always']) play.properties[k] = { type: 'array', items: stepRef };
+  const plays = { type: 'array', minItems: 1, items: { $ref: '#/$defs/play' } };
   return {
     $schema: 'https://json-schema.org/draft/2020-12/schema',
     $id: 'https://pgrunbook.dev/schemas/playbook.schema.json',
     title: 'pgrunbook playbook',
-    description: 'A list of plays. Generated from the step definitions: do not edit.',
-    type: 'array',
-    minItems: 1,
-    items: { $ref: '#/$defs/play' },
+    description:
+      'A list of plays, or a mapping of variables: (declarations) and plays:. Generated from the step definitions: do not edit.',
+    anyOf: [
+      plays,
+      {
+        type: 'object',
+        properties: { variables: clean(VariablesSchema), plays },
+        required: ['plays'],
+        additionalProperties: false,
+      },
+    ],
     $defs: { play, block, step: { anyOf: [{ $ref: '#/$defs/block' }, ...stepVariants] } },
   };
 }

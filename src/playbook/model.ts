@@ -1,6 +1,7 @@
 // The playbook's envelope schemas and the typed tree validation produces.
 import { type Static, Type } from '@sinclair/typebox';
 import type { PathSeg, SourceDoc } from './load.js';
+import type { VariableDecl } from './variables.js';
 
 const Expr = (description: string) => Type.String({ minLength: 1, description });
 
@@ -154,6 +155,8 @@ export interface Playbook {
   /** sha256 of the file's bytes, so `resume` can refuse a changed playbook. */
   sha256: string;
   plays: Play[];
+  /** `variables:` as declared; undefined when the playbook declares none (a bare list of plays) */
+  variables?: Record<string, VariableDecl>;
 }
 
 /** Where a node sits in its parent: the main list, or a block's rescue or always list. */

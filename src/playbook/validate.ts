@@ -6,6 +6,7 @@ import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
 import { registry, stepTypes } from '../steps/registry.js';
 import { describe, didYouMean, schemaProblems, typoHint } from '../util/schema-errors.js';
+import { declarationProblems, inventoryProblems, parseDeclarations } from './declarations.js';
 import {
   ExpressionError,
   expressionProblems,
@@ -32,6 +33,7 @@ import {
 } from './model.js';
 import { shellInputProblems, variableFlowProblems } from './shell-inputs.js';
 import { argvTemplateProblems, shellMode, shellTemplateProblems } from './shell-template.js';
+import type { VariableDecl } from './variables.js';
 
 export { BUILTIN_NAMES } from './model.js';
 
@@ -58,14 +60,24 @@ export function loadPlaybook(file: string, opts: ValidateOptions = {}): Validate
 /** Validates an already-parsed playbook document. */
 export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): ValidateResult {
   const problems: Problem[] = [];
-  const root = doc.value;
+  // A list of plays, or a mapping of `variables:` (declarations) and `plays:`.
+  const top = parseDeclarations(doc, problems);
+  const root = top.plays;
   if (!Array.isArray(root) || root.length === 0) {
-    problems.push(doc.problem([], `expected a non-empty list of plays, got ${describe(root)}`));
+    // A mapping without plays: has been told so already.
+    if (root !== undefined || !top.playsPath.length)
+      problems.push(
+        doc.problem(
+          top.playsPath.length ? top.playsPath : [],
+          `expected a non-empty list of plays${top.playsPath.length ? '' : ' (or a mapping of variables: and plays:)'}, got ${describe(root)}`,
+        ),
+      );
+    problems.sort((a, b) => a.line - b.line || a.col - b.col);
     return { problems, unchecked: [] };
   }
   const plays: Play[] = [];
   root.forEach((raw, i) => {
-    const path: PathSeg[] = [i];
+    const path: PathSeg[] = [...top.playsPath, i];
     const envelope = schemaProblems(PlaySchema, raw, doc, path);
     problems.push(...envelope);
     if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return;
@@ -98,12 +110,24 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
       );
     }
   }
-  const unchecked = checkNames(plays, doc, opts, problems);
-  if (opts.inventory) checkHostPatterns(plays, doc, opts.inventory, problems);
-  problems.sort((a, b) => a.line - b.line || a.col - b.col);
+  const unchecked = checkNames(plays, doc, opts, problems, top.variables);
+  if (top.variables) problems.push(...declarationProblems(doc, top.variables, plays, opts.extraVars ?? {}));
+  if (opts.inventory) {
+    checkHostPatterns(plays, doc, opts.inventory, problems);
+    if (top.variables)
+      problems.push(...inventoryProblems(doc, top.variables, plays, opts.inventory, opts.extraVars ?? {}));
+  }
+  // The playbook's problems in file order, then the inventory's.
+  problems.sort(
+    (a, b) => Number(a.file !== doc.file) - Number(b.file !== doc.file) || a.line - b.line || a.col - b.col,
+  );
   if (problems.length > 0) return { problems, unchecked };
   const sha256 = createHash('sha256').update(doc.text).digest('hex');
-  return { playbook: { file: doc.file, doc, sha256, plays }, problems, unchecked };
+  return {
+    playbook: { file: doc.file, doc, sha256, plays, variables: top.variables },
+    problems,
+    unchecked,
+  };
 }
 
 function parseList(
@@ -203,7 +227,13 @@ function* strings(v: unknown, path: PathSeg[]): Generator<[string, PathSeg[]]> {
     for (const [k, x] of Object.entries(v)) yield* strings(x, [...path, k]);
 }
 
-function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: Problem[]): string[] {
+function checkNames(
+  plays: Play[],
+  doc: SourceDoc,
+  opts: ValidateOptions,
+  out: Problem[],
+  declared?: Record<string, VariableDecl>,
+): string[] {
   const unchecked = new Set<string>();
   // Where every id/register is defined, to tell "later" from "never".
   const definedAt = new Map<string, PathSeg[]>();
@@ -253,7 +283,12 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
   const inventoryVars = new Set<string>();
   if (opts.inventory)
     for (const h of opts.inventory.hosts.values()) for (const k of Object.keys(h.vars)) inventoryVars.add(k);
-  const known = new Set<string>([...BUILTIN_NAMES, ...Object.keys(opts.extraVars ?? {}), ...inventoryVars]);
+  // A playbook that declares its variables reads those alone from the inventory and -e.
+  const known = new Set<string>(
+    declared
+      ? [...BUILTIN_NAMES, ...Object.keys(declared)]
+      : [...BUILTIN_NAMES, ...Object.keys(opts.extraVars ?? {}), ...inventoryVars],
+  );
 
   // The hint for a name, found once while the known names stay the same (they only grow):
   // a name used in every play must not cost a search of every id in the playbook each time.
@@ -302,7 +337,8 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
       return;
     }
     for (const { root, optional } of refs) {
-      if (optional || known.has(root) || extra.includes(root)) continue;
+      // `x | default(…)` and `x is defined` read x too: declared playbooks declare those as well.
+      if ((optional && !declared) || known.has(root) || extra.includes(root)) continue;
       const later = definedAt.get(root);
       if (later) {
         out.push(
@@ -314,7 +350,14 @@ function checkNames(plays: Play[], doc: SourceDoc, opts: ValidateOptions, out: P
         continue;
       }
       const hint = hintFor(root);
-      if (opts.inventory || hint) out.push(doc.problem(path, `undefined name "${root}"${hint}`));
+      if (declared)
+        out.push(
+          doc.problem(
+            path,
+            `"${root}" is not declared${hint}: declare it under variables: (type, description, required or default), or set it in the play's vars`,
+          ),
+        );
+      else if (opts.inventory || hint) out.push(doc.problem(path, `undefined name "${root}"${hint}`));
       else unchecked.add(root);
     }
   };

@@ -1,5 +1,6 @@
 // Every step type pgrunbook knows, by name. Adding a step type means adding it here.
 
+import keepBasebackup from './backup/keep-basebackup.js';
 import backupRecover from './backup/recover.js';
 import { restoreStep, verifyStep } from './backup/verify.js';
 import writeLabels from './backup/write-labels.js';
@@ -83,6 +84,7 @@ const all: AnyStep[] = [
   pgbouncerPoint,
   fsSnapshot,
   writeLabels,
+  keepBasebackup,
   verifyStep,
   restoreStep,
   backupRecover,

@@ -53,6 +53,13 @@ const PAIRINGS: readonly Pairing[] = [
     extraVars: { backup_dir: `/var/opt/gitlab/backups/patroni-01-db-gprd-${UPGRADE_RUN}` },
   },
   {
+    // A chained backup from a replica (its header: -e backup_from=HOST).
+    name: 'basebackup@gitlab-like',
+    playbook: 'playbooks/basebackup.yml',
+    inventory: GITLAB,
+    extraVars: { backup_from: 'patroni-02-db-gprd' },
+  },
+  {
     name: 'pg-major-upgrade@gitlab-like',
     playbook: 'playbooks/pg-major-upgrade.yml',
     inventory: GITLAB,

@@ -229,14 +229,16 @@ describe('pg-major-upgrade.yml pre-flight: refusals that change nothing', () => 
     );
     expect(said).toMatch(/rollback copy: need \d+ KiB, free \d+ KiB in \//);
     for (const m of cluster.members) expect(said).toContain(`${m.dataDir}/pg_wal is a directory`);
-    // A value other than leave_behind is refused (an allowlist of one).
+    // A value other than leave_behind is refused (an allowlist of one): by its declaration, before
+    // anything runs.
     const bad = await runCli(
       ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', 'logical_slots=drop', '--output', 'json'],
       { cwd },
     );
-    expect(bad.code).toBe(1);
-    const badFailed = events(bad.stdout).find((e) => e.type === 'step_finished' && e.status === 'failed');
-    expect(String(badFailed?.error)).toContain("logical_slots is 'drop': its only value is leave_behind");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(
+      /pg-major-upgrade\.yml:\d+:3: variables\.logical_slots: -e logical_slots: expected one of "leave_behind", got "drop"/,
+    );
     await unchanged();
   }, 180_000);
 

@@ -94,3 +94,33 @@ export function startPgbench(
     },
   };
 }
+
+/** pgbench -i (scale `scale`) on the target: the tables startPgbench's clients write to. */
+export async function initPgbench(
+  target: { host: string; port: number; user: string; password: string },
+  scale = 1,
+): Promise<void> {
+  const child = spawn(
+    join(pgBinDir(15), 'pgbench'),
+    [
+      '-i',
+      '-q',
+      '-s',
+      String(scale),
+      '-h',
+      target.host,
+      '-p',
+      String(target.port),
+      '-U',
+      target.user,
+      'postgres',
+    ],
+    { env: { ...process.env, PGPASSWORD: target.password }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  if (code !== 0) throw new Error(`pgbench -i exited ${code}: ${err.slice(-500)}`);
+}

@@ -25,9 +25,17 @@ export interface Manifest {
   pg_version_num?: number;
   system_identifier?: string;
   stop_lsn?: string;
+  /** pg_basebackup: the WAL from start to stop is in the copy */
+  wal_included?: boolean;
+  /** pg_basebackup: the copy has its own backup_manifest (pg_verifybackup) */
+  backup_manifest?: boolean;
   snapshots?: {
     provider?: string;
     data?: string;
+    /** pg_basebackup: plain or tar */
+    format?: string;
+    /** pg_basebackup: the OIDs of tablespaces inside the copy */
+    tablespaces_in_copy?: string[];
     tablespaces?: { oid: string; source: string; path: string }[];
   }[];
   files: { backup_label: { sha256: string }; tablespace_map?: { sha256: string } };
@@ -144,7 +152,11 @@ export async function describeKept(
         `gcloud compute snapshots delete ${names.map(quote).join(' ')}${s.project ? ` --project ${quote(s.project)}` : ''}`,
       );
     } else if (s.provider === 'btrfs' && s.id) del.push(`${sudo}btrfs subvolume delete ${quote(s.id)}`);
-    else if (s.id && s.id !== dir) del.push(`${sudo}rm -rf -- ${quote(s.id)}`);
+    else if (s.provider === 'pg_basebackup') {
+      // The copy may live outside the backup's directory (pg.basebackup's `to`).
+      const data = (s as { data?: string }).data;
+      if (data && !data.startsWith(`${dir}/`)) del.push(`${sudo}rm -rf -- ${quote(data)}`);
+    } else if (s.id && s.id !== dir) del.push(`${sudo}rm -rf -- ${quote(s.id)}`);
   }
   del.push(`${sudo}rm -rf -- ${quote(dir)}`);
   const state =

@@ -22,7 +22,13 @@ const Params = Type.Object(
       pattern: '^/',
       description: 'where to materialise the copy (must not exist; on the same btrfs for btrfs)',
     }),
-    archive_dir: Type.String({ pattern: '^/', description: 'WAL archive the restore_command copies from' }),
+    archive_dir: Type.Optional(
+      Type.String({
+        pattern: '^/',
+        description:
+          'WAL archive the restore_command copies from (required, except for a pg_basebackup backup: it carries its WAL)',
+      }),
+    ),
     data: Type.Optional(
       Type.String({ pattern: '^/', description: "the snapshot's data (default: from the manifest)" }),
     ),
@@ -73,7 +79,7 @@ const Outputs = Type.Object({
 type P = {
   from: string;
   scratch: string;
-  archive_dir: string;
+  archive_dir?: string;
   data?: string;
   bin_dir?: string;
   run_as?: string;
@@ -137,15 +143,48 @@ async function sh(ctx: ApplyContext, t: Transport, script: string, what: string)
   return r.stdout;
 }
 
-function prepareScript(p: P, m: Manifest, data: string, provider: string): string {
+/** How the backup's data is materialised: a copy, a btrfs snapshot, or pg_basebackup's output. */
+type Provider = 'copy' | 'btrfs' | 'basebackup-plain' | 'basebackup-tar';
+
+function materialise(provider: Provider, data: string, S: string): string[] {
+  switch (provider) {
+    case 'btrfs':
+      return [
+        `btrfs subvolume snapshot ${quote(data)} ${S} >/dev/null`,
+        `rm -rf ${S}/pg_wal && mkdir -p ${S}/pg_wal/archive_status`,
+      ];
+    case 'basebackup-tar':
+      // The WAL pg_basebackup streamed is part of the backup: it goes back into pg_wal.
+      return [
+        `mkdir -p -m 700 ${S} && tar -xf ${quote(`${data}/base.tar`)} -C ${S}`,
+        `rm -rf ${S}/pg_wal && mkdir -p ${S}/pg_wal/archive_status`,
+        `tar -xf ${quote(`${data}/pg_wal.tar`)} -C ${S}/pg_wal`,
+      ];
+    case 'basebackup-plain':
+      return [
+        `mkdir -p -m 700 ${S} && cp -a ${quote(`${data}/.`)} ${S}/`,
+        `mkdir -p ${S}/pg_wal/archive_status && rm -f ${S}/pg_wal/archive_status/*`,
+      ];
+    default:
+      return [
+        `mkdir -p -m 700 ${S} && cp -a ${quote(`${data}/.`)} ${S}/`,
+        `rm -rf ${S}/pg_wal && mkdir -p ${S}/pg_wal/archive_status`,
+      ];
+  }
+}
+
+function prepareScript(p: P, m: Manifest, data: string, provider: Provider): string {
   const S = quote(p.scratch);
   const spaces = tablespaceCopies(m);
+  // Without an archive (a pg_basebackup backup, which carries its WAL), recovery reads pg_wal
+  // alone: a restore_command that finds nothing makes it fall back there.
+  const restore = p.archive_dir ? `cp ${quote(p.archive_dir)}/%f "%p"` : 'false';
   const settings = [
     'port = 5432',
     "listen_addresses = ''",
     `unix_socket_directories = ${confValue(sock(p))}`,
     `hba_file = ${confValue(`${p.scratch}/pgrunbook_hba.conf`)}`,
-    `restore_command = ${confValue(`cp ${quote(p.archive_dir)}/%f "%p"`)}`,
+    `restore_command = ${confValue(restore)}`,
     // Nothing the source configured may act from the copy: no archiving, no archive clean-up,
     // no replication to or from it, no recovery-end hook.
     "archive_command = ''",
@@ -166,11 +205,8 @@ function prepareScript(p: P, m: Manifest, data: string, provider: string): strin
   return [
     'set -e',
     `if [ -e ${S} ]; then echo "${p.scratch} exists already" >&2; exit 17; fi`,
-    provider === 'btrfs'
-      ? `btrfs subvolume snapshot ${quote(data)} ${S} >/dev/null`
-      : `mkdir -p -m 700 ${S} && cp -a ${quote(`${data}/.`)} ${S}/`,
+    ...materialise(provider, data, S),
     `rm -f ${S}/postmaster.pid ${S}/postmaster.opts ${S}/recovery.signal ${S}/standby.signal ${S}/backup_label ${S}/tablespace_map`,
-    `rm -rf ${S}/pg_wal && mkdir -p ${S}/pg_wal/archive_status`,
     `rm -rf ${S}/pg_replslot/* ${S}/pg_stat_tmp/*`,
     // The stored labels, byte for byte, then checked against the manifest.
     `cp ${quote(`${p.from}/backup_label`)} ${S}/backup_label`,
@@ -216,13 +252,47 @@ async function materialiseAndStart(
   const started = Date.now();
   const m = await readCheckedManifest(t, p.from, ctx.signal, { unproven: true });
   st.manifest = m;
-  tablespaceCopies(m);
   const snap = m.snapshots?.[0] ?? {};
+  const basebackup = snap.provider === 'pg_basebackup';
+  if (basebackup && snap.tablespaces_in_copy?.length)
+    throw new StepFailure(
+      `the pg_basebackup backup in ${p.from} holds tablespaces (${snap.tablespaces_in_copy.join(', ')}): backup.verify does not restore those yet (their links would point the restored copy at the backup's own files)`,
+    );
+  tablespaceCopies(m);
+  if (!p.archive_dir && !(basebackup && m.wal_included))
+    throw new StepFailure(
+      'archive_dir is needed: the WAL this backup recovers from is in the archive (only a pg_basebackup backup carries its own)',
+    );
   const data = p.data ?? snap.data;
   if (!data) throw new StepFailure(`no snapshot data: the manifest names none; give data:`);
-  const provider = snap.provider === 'btrfs' ? 'btrfs' : 'copy';
+  const provider: Provider = basebackup
+    ? snap.format === 'tar'
+      ? 'basebackup-tar'
+      : 'basebackup-plain'
+    : snap.provider === 'btrfs'
+      ? 'btrfs'
+      : 'copy';
   const major = Math.floor((m.pg_version_num ?? 150000) / 10000);
   const bin = binDir(ctx, p, major);
+  // pg_basebackup's own manifest: every file's checksum and the WAL from start to stop, checked
+  // by PostgreSQL's tool before the restore (plain format; the binary ships from 13 on).
+  if (provider === 'basebackup-plain' && m.backup_manifest) {
+    const tool = `${bin}/pg_verifybackup`;
+    const r = await t.exec(
+      `if [ ! -x ${quote(tool)} ]; then echo absent; exit 0; fi\n${quote(tool)} --wal-directory=${quote(`${data}/pg_wal`)} ${quote(data)} 2>&1`,
+      { signal: ctx.signal },
+    );
+    const said = r.stdout.trim().split('\n');
+    if (r.exitCode !== 0)
+      throw new StepFailure(
+        `pg_verifybackup says the copy in ${data} differs from its backup_manifest:\n${said.slice(-10).join('\n')}`,
+      );
+    ctx.log(
+      said[0] === 'absent'
+        ? `${tool} is not installed: the copy was not checked against its backup_manifest`
+        : `pg_verifybackup ${data}: ${said.pop()}`,
+    );
+  }
   const user = runAs(ctx, p);
   const asUser = await asUserFn(t, user);
   // Someone else's directory is never ours to clean up.
@@ -431,11 +501,15 @@ function planOps(p: P, keepRunning: boolean): Operation[] {
     },
     {
       kind: 'note',
-      text: `materialise the snapshot in ${p.scratch} (cp -a, or a writable btrfs snapshot); drop postmaster.pid and pg_wal; put the stored labels in place`,
+      text: 'if the manifest says pg_basebackup (plain format): pg_verifybackup checks the copy against its backup_manifest first',
     },
     {
       kind: 'note',
-      text: `recovery.signal with restore_command = 'cp ${p.archive_dir}/%f "%p"', ${p.recovery_target === 'latest' ? 'replaying all archived WAL' : "recovery_target = 'immediate'"}, archive_mode = off; no TCP (socket in ${sock(p)})`,
+      text: `materialise the snapshot in ${p.scratch} (cp -a, a writable btrfs snapshot, or pg_basebackup's tar files extracted); drop postmaster.pid, and pg_wal unless the backup carries its WAL; put the stored labels in place`,
+    },
+    {
+      kind: 'note',
+      text: `recovery.signal with ${p.archive_dir ? `restore_command = 'cp ${p.archive_dir}/%f "%p"'` : 'the WAL a pg_basebackup backup carries (no archive)'}, ${p.recovery_target === 'latest' ? 'replaying all archived WAL' : "recovery_target = 'immediate'"}, archive_mode = off; no TCP (socket in ${sock(p)})`,
     },
     {
       kind: 'command',

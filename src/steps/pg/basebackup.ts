@@ -53,7 +53,10 @@ const Params = Type.Object(
       ),
     ),
     max_rate: Type.Optional(
-      Type.String({ pattern: '^[1-9][0-9]*[kM]?$', description: 'pg_basebackup --max-rate, e.g. 100M' }),
+      Type.String({
+        pattern: '^([1-9][0-9]*[kM]?)?$',
+        description: 'pg_basebackup --max-rate, e.g. 100M (empty: no limit)',
+      }),
     ),
     label: Type.Optional(
       Type.String({ pattern: '^[A-Za-z0-9 ._:-]{1,100}$', description: 'backup label (default pgrunbook)' }),
@@ -80,8 +83,14 @@ const Outputs = Type.Object({
   slot: Type.String({ description: 'the permanent slot made for it, or empty' }),
   history_file: Type.String({
     description:
-      'the backup history file (e.g. 000000010000000000000005.00000028.backup) the source archives when archiving is on',
+      'the backup history file (e.g. 000000010000000000000005.00000028.backup) the source archives when archiving is on; empty from a standby (it writes none) or with archiving off',
   }),
+  backup_from: Type.Union([Type.Literal('primary'), Type.Literal('standby')], {
+    description: 'standby: a chained backup, taken from a replica',
+  }),
+  version_num: Type.Integer({ description: "the source's server_version_num" }),
+  started_at: Type.String({ description: 'when pg_basebackup started (ISO 8601)' }),
+  stopped_at: Type.String({ description: 'when it finished (ISO 8601)' }),
   bytes: Type.Number(),
   seconds: Type.Number(),
   dir_existed: Type.Boolean({ description: 'the destination existed (empty): the undo empties it' }),
@@ -181,6 +190,8 @@ const FACTS_SQL = `select
   (select coalesce(sum(pg_database_size(oid)), 0) from pg_database)::bigint as bytes,
   current_setting('wal_segment_size') as segsize,
   current_setting('archive_mode') as archive_mode,
+  pg_is_in_recovery() as in_recovery,
+  current_setting('server_version_num')::int as version_num,
   coalesce((select json_agg(pg_tablespace_location(oid)) from pg_tablespace
             where spcname not in ('pg_default', 'pg_global')), '[]') as tablespaces`;
 
@@ -255,6 +266,8 @@ async function checkSource(ctx: ApplyContext, p: P) {
     bytes: Number(f.bytes),
     segBytes: sizeBytes(String(f.segsize)),
     archiving: f.archive_mode !== 'off',
+    standby: f.in_recovery === true,
+    versionNum: Number(f.version_num),
   };
 }
 
@@ -325,6 +338,7 @@ export default defineStep({
     const existed = /^existed yes$/m.test(probe.stdout);
     ctx.artifact({ paths: [p.to], remove: removeScript(ctx, p, existed) });
     ctx.changing();
+    const startedAt = new Date().toISOString();
     const r = await t.exec(backupScript(ctx, p), {
       signal: ctx.signal,
       stdin,
@@ -348,13 +362,19 @@ export default defineStep({
       start_lsn: start[1]!,
       stop_lsn: stop[1]!,
       slot: p.slot ?? '',
-      history_file: facts.archiving ? historyFileName(timeline, start[1]!, facts.segBytes) : '',
+      // A standby writes no backup history file (its backup has no end-of-backup record).
+      history_file:
+        facts.archiving && !facts.standby ? historyFileName(timeline, start[1]!, facts.segBytes) : '',
+      backup_from: facts.standby ? ('standby' as const) : ('primary' as const),
+      version_num: facts.versionNum,
+      started_at: startedAt,
+      stopped_at: new Date().toISOString(),
       bytes: Number(/^bytes (\d+)$/m.exec(r.stdout)?.[1] ?? 0),
       seconds: Math.round((Date.now() - started) / 100) / 10,
       dir_existed: existed,
     };
     ctx.log(
-      `backup of ${p.from} (system ${out.system_identifier}, timeline ${timeline}) from ${out.start_lsn} to ${out.stop_lsn} in ${p.to}: ${out.bytes} bytes in ${out.seconds} s${p.slot ? `; slot ${p.slot} kept on ${p.from}` : ''}`,
+      `backup of ${p.from}${facts.standby ? ' (a standby: chained)' : ''} (system ${out.system_identifier}, timeline ${timeline}) from ${out.start_lsn} to ${out.stop_lsn} in ${p.to}: ${out.bytes} bytes in ${out.seconds} s${p.slot ? `; slot ${p.slot} kept on ${p.from}` : ''}`,
     );
     return out;
   },

@@ -42,6 +42,18 @@ describe('docs/steps.md is generated and up to date', () => {
   });
 });
 
+describe('docs/playbooks.md is generated and up to date', () => {
+  it('matches what `pgrunbook vars --write` would write', async () => {
+    const { PLAYBOOKS_DOC, playbooksDoc } = await import('../../../src/cli/commands/vars.js');
+    const onDisk = readFileSync(`${root}${PLAYBOOKS_DOC}`, 'utf8');
+    if (onDisk !== playbooksDoc(root)) {
+      expect.fail(`${PLAYBOOKS_DOC} is stale: run \`npm run gen\` and commit the result.`);
+    }
+    expect(onDisk).toContain('## `playbooks/pg-major-upgrade.yml`');
+    expect(onDisk).toContain('| `patroni_ttl` | integer | default 30 |');
+  });
+});
+
 describe('docs/language.md lists the step types that always ask for approval', () => {
   it('names each of them between its markers', async () => {
     const { registry, stepTypes } = await import('../../../src/steps/registry.js');

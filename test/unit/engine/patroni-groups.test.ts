@@ -85,6 +85,31 @@ describe('usesDynamicGroups', () => {
       `${play('all')}  rescue:\n    - shell: "true"\n      hosts: dbs\n`,
       false,
     ],
+    // A value that reads the group has none unless Patroni is asked first (basebackup.yml's when).
+    [
+      "a block's when",
+      play(
+        'all',
+        '    - block:\n        - shell: "true"\n      when: not (host.name in groups.patroni_replicas)',
+      ),
+      true,
+    ],
+    [
+      "a step's when",
+      play('all', '    - shell: "true"\n      when: host.name in groups.patroni_leader'),
+      true,
+    ],
+    ["a step's parameter", play('all', '    - shell: "echo {{ groups.patroni_leader | first }}"'), true],
+    [
+      "a play's variable",
+      `- name: p\n  hosts: all\n  vars: { l: "{{ groups.patroni_leader }}" }\n  steps:\n    - shell: "true"\n`,
+      true,
+    ],
+    [
+      'a when that names none',
+      play('all', '    - shell: "true"\n      when: host.name in groups.dbs'),
+      false,
+    ],
   ])('%s → %s', (_what, yaml, expected) => {
     expect(usesDynamicGroups(playbook(yaml).plays)).toBe(expected);
   });

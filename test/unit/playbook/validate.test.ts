@@ -102,8 +102,11 @@ describe('loadPlaybook: every problem, precisely located', () => {
 
 describe('envelopes', () => {
   it.each<[string, RegExp]>([
-    ['a: 1', /^mem\.yml:1:1: expected a non-empty list of plays, got a mapping$/],
-    ['[]', /expected a non-empty list of plays, got a list/],
+    [
+      'a: 1',
+      /^mem\.yml:1:1: a: unknown key "a": a playbook is a list of plays, or a mapping of variables: and plays:\nmem\.yml:1:1: expected plays: \(the list of plays\) beside variables:$/,
+    ],
+    ['[]', /expected a non-empty list of plays \(or a mapping of variables: and plays:\), got a list/],
     ['- name: p\n  steps: []', /missing required property "hosts"/],
     ['- name: p\n  hosts: all\n  steps: []\n  tasks: []', /:4:3: \[0\]\.tasks: unknown property "tasks"/],
     ['- name: p\n  hosts: all\n  serial: 0\n  steps: []', /\[0\]\.serial: must be >= 1/],
