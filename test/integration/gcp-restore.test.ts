@@ -164,6 +164,43 @@ describe('gcp-restore-verify.yml against the Compute emulator', () => {
       .filter((q) => q.method !== 'GET');
     expect(mutating).toEqual([]);
     expect(restoreDisks()).toEqual([]);
+
+    // Two disks' snapshots, none marked pgdata: which one to restore is asked for, not guessed.
+    const twoDisks = join(root, 'backups', 'two-disks');
+    cpSync(backupDir, twoDisks, { recursive: true });
+    const m2 = manifest(twoDisks);
+    const first = m2.snapshots[0].snapshots[0];
+    m2.snapshots[0].snapshots.push({ ...first, name: 'pgrb-other-db1-wal', disk: 'db1-wal' });
+    writeFileSync(join(twoDisks, 'manifest.json'), JSON.stringify(m2));
+    const two = await runCli(
+      ['run', RESTORE, '-i', 'inv.yml', '-e', `backup_dir=${twoDisks}`, '--output', 'json'],
+      { cwd },
+    );
+    expect(two.code).toBe(1);
+    expect(String(events(two.stdout).find((e) => e.type === 'step_finished' && e.error)!.error)).toContain(
+      `has 2 disk snapshots (${first.name} (disk db1-data), pgrb-other-db1-wal (disk db1-wal)) and none is marked pgdata: say which disk held PGDATA`,
+    );
+    expect(
+      gce
+        .requests()
+        .slice(before)
+        .filter((q) => q.method !== 'GET'),
+    ).toEqual([]);
+  });
+
+  it('gcp.delete_disk refuses a disk this run did not make', async () => {
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--output', 'json'], {
+      cwd: workdir({
+        'inv.yml': inventory(),
+        'pb.yml': '- name: d\n  hosts: scratch\n  steps:\n    - gcp.delete_disk: { disk: restore-vm-boot }\n',
+      }),
+    });
+    expect(r.code).toBe(1);
+    expect(String(events(r.stdout).find((e) => e.type === 'step_finished' && e.error)!.error)).toMatch(
+      /^disk restore-vm-boot was not made by this run \(its label pgrb-run is missing, this run is "\d{8}-\d{6}-[a-z0-9]+"\): refusing to delete it/,
+    );
+    expect(gce.disks().find((d) => d.name === 'restore-vm-boot')).toMatchObject({ status: 'READY' });
+    expect(scratchAttached()).toEqual(['boot']);
   });
 
   it('a failed check: exit 1, the disk it made detached and deleted, nothing mounted, the manifest verify_failed', async () => {
@@ -190,7 +227,15 @@ describe('gcp-restore-verify.yml against the Compute emulator', () => {
       detached: [`restore-vm:${made}`],
       deleted: true,
     });
-    expect(ev.filter((e) => e.type === 'undo_finished').every((e) => e.ok === true)).toBe(true);
+    // The undo of the mount, the attach and the disk ran after the clean-up, and found it done.
+    const undone = ev.filter((e) => e.type === 'undo_finished');
+    expect(undone.length).toBe(3);
+    expect(undone.every((e) => e.ok === true)).toBe(true);
+    const log = ev
+      .filter((e) => e.type === 'step_output')
+      .map((e) => e.text)
+      .join('\n');
+    expect(log).toContain(`${made}: no longer attached to restore-vm as ${made}, nothing to detach`);
     expect(restoreDisks()).toEqual([]);
     expect(scratchAttached()).toEqual(['boot']);
     expect(mountsUnder(root)).toEqual([]);

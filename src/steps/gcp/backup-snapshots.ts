@@ -85,7 +85,7 @@ function pgdataOf(snaps: Snap[], named: string | undefined, from: string): Snap 
   if (marked.length === 1) return marked[0]!;
   if (snaps.length === 1) return snaps[0]!;
   throw new StepFailure(
-    `the backup in ${from} has ${snaps.length} disk snapshots (${names}) and ${marked.length ? 'several are' : 'none is'} marked pgdata: say which disk holds PGDATA with pgdata_disk`,
+    `the backup in ${from} has ${snaps.length} disk snapshots (${names}) and ${marked.length ? 'several are' : 'none is'} marked pgdata: say which disk held PGDATA with pgdata_disk (gcp-restore-verify.yml: -e gcp_restore_pgdata_disk=DISK)`,
   );
 }
 
