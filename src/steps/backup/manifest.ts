@@ -73,7 +73,7 @@ export async function readCheckedManifest(
   const m = await readManifest(t, from, signal);
   if (m.status === 'verify_failed' && !opts.unproven)
     throw new StepFailure(
-      `backup in ${from} is "verify_failed": its restore proof failed (${firstLine(m.verify?.reason)}). Prove it first (playbooks/restore-verify.yml -e backup_dir=${from}); a proof that succeeds marks it complete again`,
+      `backup in ${from} is "verify_failed": its restore proof failed (${firstLine(m.verify?.reason)}). Prove it first (${proofPlaybook(m)} -e backup_dir=${from}); a proof that succeeds marks it complete again`,
     );
   if (m.status !== 'complete' && !(m.status === 'verify_failed' && opts.unproven))
     throw new StepFailure(`backup in ${from} is "${m.status}", not complete: it cannot be trusted`);
@@ -90,6 +90,14 @@ export async function readCheckedManifest(
   if (m.files.tablespace_map && !sums.stdout.includes(m.files.tablespace_map.sha256))
     throw new StepFailure(`${from}/tablespace_map does not match the manifest's sha256`);
   return m;
+}
+
+/** The shipped playbook that proves a backup: one of GCP snapshots only needs a disk made from them. */
+function proofPlaybook(m: Manifest): string {
+  const snaps = m.snapshots ?? [];
+  return snaps.length > 0 && snaps.every((x) => x.provider === 'gcp')
+    ? 'playbooks/gcp-restore-verify.yml'
+    : 'playbooks/restore-verify.yml';
 }
 
 /**
@@ -161,7 +169,7 @@ export async function describeKept(
   del.push(`${sudo}rm -rf -- ${quote(dir)}`);
   const state =
     m.status === 'verify_failed'
-      ? `manifest status verify_failed: ${firstLine(m.verify?.reason)}. It was not proven to restore: prove it again with playbooks/restore-verify.yml (-e backup_dir=${dir})`
+      ? `manifest status verify_failed: ${firstLine(m.verify?.reason)}. It was not proven to restore: prove it again with ${proofPlaybook(m)} (-e backup_dir=${dir})`
       : m.status === 'complete'
         ? `manifest status complete${m.verify?.status === 'ok' ? `, proven to restore at ${m.verify.at}` : ', not proven to restore by this run'}`
         : `manifest status ${m.status}`;

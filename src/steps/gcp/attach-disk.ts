@@ -47,8 +47,11 @@ export const attachDisk = defineStep({
         opWait('attachDisk', p.timeout ?? 300),
       ],
       undo: {
-        action: `detach ${p.device_name}`,
-        ops: [{ kind: 'http', method: 'POST', url: `${inst}/detachDisk?deviceName=${p.device_name}` }],
+        action: `detach ${p.device_name} (unless no longer attached)`,
+        ops: [
+          { kind: 'http', method: 'GET', url: inst },
+          { kind: 'http', method: 'POST', url: `${inst}/detachDisk?deviceName=${p.device_name}` },
+        ],
       },
     };
   },
@@ -71,6 +74,13 @@ export const attachDisk = defineStep({
   async undo(ctx, p, out) {
     const { newRequestId } = await gcpModule();
     const compute = await computeOf(ctx);
+    // A clean-up in `always` (gcp.delete_disk) may have detached it already: then nothing to undo.
+    const inst = await compute.getInstance(ctx.signal, out.instance);
+    const att = (inst.disks ?? []).find((d) => d.deviceName === out.device_name);
+    if (!att || !String(att.source ?? '').endsWith(out.source)) {
+      ctx.log(`${out.device_name}: no longer attached to ${out.instance} as ${p.disk}, nothing to detach`);
+      return;
+    }
     const op = await compute.detachDisk(out.instance, out.device_name, newRequestId(), ctx.signal);
     await compute.waitDone(op, {
       timeoutMs: (p.timeout ?? 300) * 1000,

@@ -119,4 +119,17 @@ describe('a kept backup’s manifest', () => {
         `gcloud compute snapshots delete pgrb-a pgrb-b --project p1 && sudo rm -rf -- ${dir}`,
     );
   });
+
+  it('a backup of GCP snapshots only is sent to gcp-restore-verify.yml for its proof', async () => {
+    const dir = backup('gcp-only', 'verify_failed', {
+      verify: { status: 'failed', at: 'then', reason: 'check failed on the restored copy: boom' },
+      snapshots: [{ provider: 'gcp', id: 'pgrb-a', project: 'p1', snapshots: [{ name: 'pgrb-a' }] }],
+    });
+    expect(await describeKept(t, dir, { host: 'db1', signal })).toContain(
+      `prove it again with playbooks/gcp-restore-verify.yml (-e backup_dir=${dir})`,
+    );
+    await expect(readCheckedManifest(t, dir, signal)).rejects.toThrow(
+      `Prove it first (playbooks/gcp-restore-verify.yml -e backup_dir=${dir})`,
+    );
+  });
 });
