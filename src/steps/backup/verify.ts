@@ -264,7 +264,12 @@ async function materialiseAndStart(
       'archive_dir is needed: the WAL this backup recovers from is in the archive (only a pg_basebackup backup carries its own)',
     );
   const data = p.data ?? snap.data;
-  if (!data) throw new StepFailure(`no snapshot data: the manifest names none; give data:`);
+  if (!data)
+    throw new StepFailure(
+      snap.provider === 'gcp'
+        ? 'no snapshot data: this backup is GCP disk snapshots; prove it with playbooks/gcp-restore-verify.yml (a disk from its snapshot, mounted), or give data: the data directory of such a disk'
+        : 'no snapshot data: the manifest names none; give data:',
+    );
   const provider: Provider = basebackup
     ? snap.format === 'tar'
       ? 'basebackup-tar'
