@@ -21,7 +21,11 @@ export function loadInputs(
   opts: { extraVars: Record<string, unknown>; limit?: string; secrets: boolean },
 ): Inputs {
   const inv = loadInventory(inventoryFile);
-  const pb = loadPlaybook(playbookFile, { inventory: inv.inventory, extraVars: opts.extraVars });
+  const pb = loadPlaybook(playbookFile, {
+    inventory: inv.inventory,
+    extraVars: opts.extraVars,
+    limit: opts.limit,
+  });
   const problems = [...inv.problems, ...pb.problems];
   if (problems.length === 0 && opts.secrets && inv.inventory && pb.playbook) {
     const hosts = new Set(pb.playbook.plays.flatMap((p) => playHosts(p, inv.inventory!, opts.limit)));

@@ -112,9 +112,14 @@ export function inventoryProblems(
   plays: Play[],
   inventory: Inventory,
   extraVars: Record<string, unknown>,
+  limit?: string,
 ): Problem[] {
   const out: Problem[] = [];
-  const runsOn = new Set(plays.flatMap((p) => matchHosts(inventory, p.hosts).hosts));
+  // The hosts the run works on: every play's, narrowed by --limit.
+  const allowed = limit ? new Set(matchHosts(inventory, limit).hosts) : undefined;
+  const runsOn = new Set(
+    plays.flatMap((p) => matchHosts(inventory, p.hosts).hosts).filter((h) => !allowed || allowed.has(h)),
+  );
   const hostNames = new Set(inventory.hosts.keys());
   const named = (hs: string[]) =>
     hs.length > MAX_HOSTS_NAMED

@@ -41,6 +41,8 @@ export { BUILTIN_NAMES } from './model.js';
 export interface ValidateOptions {
   inventory?: Inventory;
   extraVars?: Record<string, unknown>;
+  /** --limit: the hosts a declared variable must be set on are the run's */
+  limit?: string;
 }
 
 /** A validated playbook, or every problem found; `unchecked` lists names left to the inventory. */
@@ -115,7 +117,9 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
   if (opts.inventory) {
     checkHostPatterns(plays, doc, opts.inventory, problems);
     if (top.variables)
-      problems.push(...inventoryProblems(doc, top.variables, plays, opts.inventory, opts.extraVars ?? {}));
+      problems.push(
+        ...inventoryProblems(doc, top.variables, plays, opts.inventory, opts.extraVars ?? {}, opts.limit),
+      );
   }
   // The playbook's problems in file order, then the inventory's.
   problems.sort(

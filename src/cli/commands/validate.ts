@@ -12,7 +12,11 @@ export async function validateCommand(
   out: (s: string) => void,
 ): Promise<number> {
   const inv = opts.inventory ? loadInventory(opts.inventory) : undefined;
-  const pb = loadPlaybook(playbookFile, { inventory: inv?.inventory, extraVars: opts.extraVars });
+  const pb = loadPlaybook(playbookFile, {
+    inventory: inv?.inventory,
+    extraVars: opts.extraVars,
+    limit: opts.limit,
+  });
   const problems = [...(inv?.problems ?? []), ...pb.problems];
   if (problems.length > 0) throw new ValidationError(problems);
   const playbook = pb.playbook!;

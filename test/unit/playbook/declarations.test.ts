@@ -47,11 +47,13 @@ groups:
     vars: { mode: medium }
 `;
 
-function problems(pb: string, inv?: string, extraVars: Record<string, unknown> = {}) {
+function problems(pb: string, inv?: string, extraVars: Record<string, unknown> = {}, limit?: string) {
   const file = write('pb.yml', pb);
   const inventory = inv ? loadInventory(write('inv.yml', inv)) : undefined;
   expect(inventory?.problems ?? []).toEqual([]);
-  return loadPlaybook(file, { inventory: inventory?.inventory, extraVars }).problems.map(formatProblem);
+  return loadPlaybook(file, { inventory: inventory?.inventory, extraVars, limit }).problems.map(
+    formatProblem,
+  );
 }
 
 describe('variables: declarations', () => {
@@ -66,6 +68,16 @@ describe('variables: declarations', () => {
       `${inv}:5:3: hosts.db2: host db2 has no "backup_root", which ${pb} requires (declared at line 2): where backups live`,
       // One problem for the group's value, not one per host that has it.
       `${inv}:10:19: groups.dbs.vars.mode: mode: expected one of "fast", "slow", got "medium" (${pb} declares it string of fast, slow at line 4)`,
+    ]);
+  });
+
+  it('--limit: only the hosts the run works on must have a required variable', () => {
+    const inv = INVENTORY.replace('ttl: "30s", ', '').replace('    vars: { mode: medium }\n', '');
+    expect(problems(PLAYBOOK, inv, {}, 'db1')).toEqual([]);
+    expect(problems(PLAYBOOK, inv, {}, 'db2')).toEqual([
+      expect.stringContaining(
+        'variables.backup_root: required variable "backup_root" (where backups live) is not set:',
+      ),
     ]);
   });
 
