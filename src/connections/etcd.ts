@@ -69,7 +69,13 @@ export async function keepAlive(url: string, leaseId: string): Promise<boolean> 
   return ttl > 0;
 }
 
-/** Deletes a key whoever holds it: breaking a lock, only on the operator's explicit word. */
-export async function deleteKey(url: string, key: string): Promise<void> {
+/**
+ * Breaks a lock whoever holds it, only on the operator's explicit word: revokes the holder's lease
+ * (a holder still alive then fails its next renewal and stops) and deletes the key.
+ */
+export async function breakLock(url: string, key: string): Promise<void> {
+  const r = await call(url, '/v3/kv/range', { key: b64(key) });
+  const lease = ((r.kvs ?? []) as { lease?: string }[])[0]?.lease;
+  if (lease && lease !== '0') await call(url, '/v3/lease/revoke', { ID: lease });
   await call(url, '/v3/kv/deleterange', { key: b64(key) });
 }

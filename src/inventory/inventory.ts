@@ -2,7 +2,7 @@
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { GcpSettings } from '../connections/gcp-settings.js';
-import type { PatroniSettings } from '../connections/patroni.js';
+import type { DcsSettings, PatroniSettings } from '../connections/patroni.js';
 import type { PgSettings } from '../connections/pg.js';
 import type { SshSettings } from '../connections/ssh.js';
 import type { Problem } from '../errors.js';
@@ -329,8 +329,23 @@ function resolveHost(
       member: p.member ?? name,
       config: p.config,
       patronictl: p.patronictl ?? 'patronictl',
-      dcs: p.dcs && { etcd3: p.dcs.etcd3, scope: p.dcs.scope, lockTtlS: p.dcs.lock_ttl ?? 15 },
+      dcs: p.dcs && dcsOf(p.dcs),
     };
+    for (const k of ['etcd3', 'consul'] as const) {
+      const u = p.dcs?.[k];
+      const why = u === undefined ? undefined : dcsUrlProblem(u);
+      if (why) out.push(doc.problem(['hosts', name, 'patroni', 'dcs', k], why));
+    }
+    // Exactly one DCS: the lock must live where Patroni itself keeps the cluster's state.
+    if (p.dcs && (p.dcs.etcd3 === undefined) === (p.dcs.consul === undefined))
+      out.push(
+        doc.problem(
+          ['hosts', name, 'patroni', 'dcs'],
+          p.dcs.etcd3 === undefined
+            ? 'name the DCS the cluster uses: etcd3: URL or consul: URL'
+            : 'give one DCS, etcd3 or consul, not both: the lock lives where the cluster keeps its state',
+        ),
+      );
   }
   let pgbouncer: InventoryHost['pgbouncer'];
   if (h.pgbouncer) {
@@ -390,6 +405,31 @@ function resolveHost(
     };
   }
   return { name, transport: transport ?? 'local', ssh, become, pg, patroni, pgbouncer, gcp };
+}
+
+/** A DCS base URL, allowlisted: http(s), a host name, IPv4 or [IPv6] address, an optional port. */
+const DCS_URL = /^https?:\/\/([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/;
+
+/**
+ * What is wrong with a DCS URL (etcd3, consul), if anything; never quotes it, which may hold a
+ * token or password.
+ */
+export function dcsUrlProblem(url: string): string | undefined {
+  if (DCS_URL.test(url)) return undefined;
+  if (/^[a-z]+:\/\/[^/?#]*@/i.test(url))
+    return 'credentials in the URL are refused (they would be printed wherever the URL is): give the base URL only, http://HOST:PORT';
+  return 'expected the base URL only, http://HOST:PORT or https://HOST:PORT (a host name or IP address; no path, query or credentials)';
+}
+
+/** The lock's DCS from the inventory's `patroni.dcs` (exactly one of etcd3 and consul, checked by the caller). */
+function dcsOf(d: NonNullable<NonNullable<HostFile['patroni']>['dcs']>): DcsSettings {
+  const kind = d.consul !== undefined ? 'consul' : 'etcd3';
+  return {
+    kind,
+    url: (kind === 'consul' ? d.consul : d.etcd3) ?? '',
+    scope: d.scope,
+    lockTtlS: d.lock_ttl ?? (kind === 'consul' ? 20 : 15),
+  };
 }
 
 /**
