@@ -45,7 +45,7 @@ async function call(
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
-    throw new ConnectionError(`Consul ${url}: no answer to ${method} ${path} (${(err as Error).message})`);
+    throw new ConnectionError(`Consul ${url}: no answer to ${method} ${path} (${causeOf(err)})`);
   }
   return { status: res.status, text: await res.text() };
 }
@@ -161,4 +161,10 @@ export async function breakLock(url: string, key: string): Promise<void> {
   const path = kvPath(key);
   const r = await call(url, 'DELETE', path);
   if (r.status !== 200) fail(url, 'DELETE', path, r);
+}
+
+/** Why a fetch failed: the socket error's code (ECONNREFUSED…) rather than undici's "fetch failed". */
+function causeOf(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  return e.cause?.code ?? e.cause?.message ?? e.message;
 }

@@ -32,7 +32,7 @@ async function call(
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
-    throw new ConnectionError(`etcd ${url}: no answer to ${path} (${(err as Error).message})`);
+    throw new ConnectionError(`etcd ${url}: no answer to ${path} (${causeOf(err)})`);
   }
   const text = await res.text();
   if (!res.ok) throw new ConnectionError(`etcd ${url}${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
@@ -78,4 +78,10 @@ export async function breakLock(url: string, key: string): Promise<void> {
   const lease = ((r.kvs ?? []) as { lease?: string }[])[0]?.lease;
   if (lease && lease !== '0') await call(url, '/v3/lease/revoke', { ID: lease });
   await call(url, '/v3/kv/deleterange', { key: b64(key) });
+}
+
+/** Why a fetch failed: the socket error's code (ECONNREFUSED…) rather than undici's "fetch failed". */
+function causeOf(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  return e.cause?.code ?? e.cause?.message ?? e.message;
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import * as consul from '../connections/consul.js';
 import * as etcd from '../connections/etcd.js';
 import type { DcsSettings } from '../connections/patroni.js';
-import { PgrunbookError } from '../errors.js';
+import { ConnectionError, PgrunbookError } from '../errors.js';
 import type { InventoryHost } from '../inventory/inventory.js';
 
 /** Another run holds a lock this run needs: exit 2, nothing ran. */
@@ -144,13 +144,20 @@ export async function acquireRunLocks(req: LockRequest): Promise<HeldLocks> {
     for (const d of clusters.values()) {
       const dcs = dcsLock(d);
       const name = `${dcs.product} ${d.url}`;
-      let attempt = await dcs.tryLock(value);
+      const taking = <T>(what: string, op: () => Promise<T>) =>
+        op().catch((err: unknown) => {
+          if (err instanceof PgrunbookError && !(err instanceof ConnectionError)) throw err;
+          throw new LockedError(
+            `Patroni cluster ${d.scope}: the run lock in its DCS (${name}) could not be ${what}: ${(err as Error).message}. Nothing was run.`,
+          );
+        });
+      let attempt = await taking('taken', () => dcs.tryLock(value));
       if ('holder' in attempt && req.breakLock) {
         lines.push(
           `lock: broke the lock of Patroni cluster ${d.scope} held by ${describeHolder(attempt.holder)}`,
         );
-        await dcs.breakLock();
-        attempt = await dcs.tryLock(value);
+        await taking('broken', () => dcs.breakLock());
+        attempt = await taking('taken after breaking it', () => dcs.tryLock(value));
       }
       if ('holder' in attempt)
         throw new LockedError(

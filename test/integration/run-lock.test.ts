@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { PatroniCluster } from '../../tools/testenv/index.js';
+import { freePort, type PatroniCluster } from '../../tools/testenv/index.js';
 import { CLI, runCli, workdir } from './cli.js';
 import { type DcsKind, type TestDcs, usePatroniClusterOn } from './patroni-cluster.js';
 
@@ -161,4 +161,20 @@ describe.each(CASES)('one run at a time on a Patroni cluster ($kind)', ({ kind, 
     },
     30_000,
   );
+
+  it('its DCS unreachable: the run is refused before anything runs, naming the DCS and why', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const inv = inventory().replaceAll(`"${dcs.url}"`, `"${url}"`);
+    const cwd = workdir({ 'inv.yml': inv, 'pb.yml': QUICK });
+    const r = await runCli(['run', 'pb.yml', '-i', 'inv.yml', '--yes'], { cwd });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `Patroni cluster ${cluster.scope}: the run lock in its DCS (${kind === 'consul' ? 'Consul' : 'etcd'} ${url}) could not be taken`,
+    );
+    expect(r.stderr).toContain('ECONNREFUSED');
+    expect(r.stderr).toContain('Nothing was run.');
+    expect(existsSync(join(cwd, 'second-ran'))).toBe(false);
+    expect(existsSync(join(cwd, '.pgrunbook'))).toBe(false);
+  }, 30_000);
 });
