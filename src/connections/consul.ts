@@ -3,6 +3,7 @@
 // session ends (released, or not renewed in time), so two operators on two machines cannot both
 // run on one cluster. The same mechanism Patroni uses for its leader key on Consul.
 import { ConnectionError, PgrunbookError } from '../errors.js';
+import type { Secret } from '../util/secret.js';
 
 /** A held lock: renew its session until released. */
 export interface ConsulLock {
@@ -20,6 +21,12 @@ export class ConsulTtlError extends PgrunbookError {
   override name = 'ConsulTtlError';
 }
 
+/** Where Consul answers: its HTTP API base URL, and the ACL token to send, if any. */
+export interface ConsulEndpoint {
+  url: string;
+  token?: Secret;
+}
+
 /** One KV entry as GET /v1/kv/KEY returns it. */
 interface KvEntry {
   Key: string;
@@ -31,17 +38,20 @@ interface KvEntry {
 const kvPath = (key: string) => `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
 
 async function call(
-  url: string,
+  ep: ConsulEndpoint,
   method: 'GET' | 'PUT' | 'DELETE',
   path: string,
   body?: string,
   timeoutMs = 5000,
 ): Promise<{ status: number; text: string }> {
+  const url = ep.url;
   let res: Response;
   try {
     res = await fetch(`${url}${path}`, {
       method,
       ...(body === undefined ? {} : { body }),
+      // The header, not ?token=: a URL is printed in messages, a header never.
+      ...(ep.token ? { headers: { 'x-consul-token': ep.token.reveal() } } : {}),
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
@@ -50,9 +60,16 @@ async function call(
   return { status: res.status, text: await res.text() };
 }
 
-function fail(url: string, method: string, path: string, r: { status: number; text: string }): never {
+/** An unexpected answer; a 403 says which token (by its source) or that one is needed. */
+function fail(ep: ConsulEndpoint, method: string, path: string, r: { status: number; text: string }): never {
+  const denied =
+    r.status === 403
+      ? ep.token
+        ? ` (the ACL token from ${ep.token.source} may not do this: it needs key_prefix "pgrunbook/locks/" write and session write)`
+        : ' (Consul enforces ACLs: give patroni.dcs.token)'
+      : '';
   throw new ConnectionError(
-    `Consul ${url}: ${method} ${path}: HTTP ${r.status} ${r.text.trim().slice(0, 200)}`,
+    `Consul ${ep.url}: ${method} ${path}: HTTP ${r.status} ${r.text.trim().slice(0, 200)}${denied}`,
   );
 }
 
@@ -65,10 +82,10 @@ export function sessionTtl(lockTtlS: number): string {
 }
 
 /** Creates a session for a lock of `lockTtlS` seconds; its id. */
-async function createSession(url: string, name: string, lockTtlS: number): Promise<string> {
+async function createSession(ep: ConsulEndpoint, name: string, lockTtlS: number): Promise<string> {
   const path = '/v1/session/create';
   const r = await call(
-    url,
+    ep,
     'PUT',
     path,
     JSON.stringify({
@@ -85,29 +102,29 @@ async function createSession(url: string, name: string, lockTtlS: number): Promi
   );
   if (r.status === 500 && /Invalid Session TTL/i.test(r.text))
     throw new ConsulTtlError(
-      `Consul ${url} refused a session TTL of ${sessionTtl(lockTtlS)} for the run lock (${r.text.trim().slice(0, 120)}). ` +
+      `Consul ${ep.url} refused a session TTL of ${sessionTtl(lockTtlS)} for the run lock (${r.text.trim().slice(0, 120)}). ` +
         `The session TTL is half of patroni.dcs.lock_ttl (${lockTtlS} s), since Consul ends a session only after twice its TTL: ` +
         `set lock_ttl to at least twice Consul's session_ttl_min (20 with its default of 10 s). Nothing was run.`,
     );
-  if (r.status !== 200) fail(url, 'PUT', path, r);
+  if (r.status !== 200) fail(ep, 'PUT', path, r);
   const id = (JSON.parse(r.text) as { ID?: string }).ID;
-  if (!id) fail(url, 'PUT', path, r);
+  if (!id) fail(ep, 'PUT', path, r);
   return id;
 }
 
 /** Ends a session; Consul deletes the keys it holds (behaviour delete). */
-async function destroySession(url: string, session: string): Promise<void> {
+async function destroySession(ep: ConsulEndpoint, session: string): Promise<void> {
   const path = `/v1/session/destroy/${encodeURIComponent(session)}`;
-  const r = await call(url, 'PUT', path);
-  if (r.status !== 200) fail(url, 'PUT', path, r);
+  const r = await call(ep, 'PUT', path);
+  if (r.status !== 200) fail(ep, 'PUT', path, r);
 }
 
 /** The key's entry, or undefined when there is none. */
-async function readKey(url: string, key: string): Promise<KvEntry | undefined> {
+async function readKey(ep: ConsulEndpoint, key: string): Promise<KvEntry | undefined> {
   const path = kvPath(key);
-  const r = await call(url, 'GET', path);
+  const r = await call(ep, 'GET', path);
   if (r.status === 404) return undefined;
-  if (r.status !== 200) fail(url, 'GET', path, r);
+  if (r.status !== 200) fail(ep, 'GET', path, r);
   return (JSON.parse(r.text) as KvEntry[])[0];
 }
 
@@ -119,22 +136,22 @@ const textOf = (e: KvEntry | undefined) =>
  * acquire: two runs racing cannot both win). When another session holds it, says who.
  */
 export async function tryLock(
-  url: string,
+  ep: ConsulEndpoint,
   key: string,
   value: string,
   lockTtlS: number,
 ): Promise<ConsulLockAttempt> {
-  const session = await createSession(url, `pgrunbook ${key}`, lockTtlS);
+  const session = await createSession(ep, `pgrunbook ${key}`, lockTtlS);
   const release = async () => {
-    await destroySession(url, session).catch(() => {});
+    await destroySession(ep, session).catch(() => {});
   };
   try {
     const path = `${kvPath(key)}?acquire=${encodeURIComponent(session)}`;
-    const r = await call(url, 'PUT', path, value);
-    if (r.status !== 200) fail(url, 'PUT', path, r);
+    const r = await call(ep, 'PUT', path, value);
+    if (r.status !== 200) fail(ep, 'PUT', path, r);
     if (r.text.trim() === 'true') return { held: { key, session, release } };
     await release();
-    const holder = textOf(await readKey(url, key));
+    const holder = textOf(await readKey(ep, key));
     return { holder: holder ?? '(the lock expired just now; try again)' };
   } catch (err) {
     await release();
@@ -143,11 +160,11 @@ export async function tryLock(
 }
 
 /** Renews a session once; false when it is gone (expired or destroyed: the lock was lost). */
-export async function renew(url: string, session: string): Promise<boolean> {
+export async function renew(ep: ConsulEndpoint, session: string): Promise<boolean> {
   const path = `/v1/session/renew/${encodeURIComponent(session)}`;
-  const r = await call(url, 'PUT', path);
+  const r = await call(ep, 'PUT', path);
   if (r.status === 404) return false;
-  if (r.status !== 200) fail(url, 'PUT', path, r);
+  if (r.status !== 200) fail(ep, 'PUT', path, r);
   return true;
 }
 
@@ -155,12 +172,12 @@ export async function renew(url: string, session: string): Promise<boolean> {
  * Breaks a lock whoever holds it, only on the operator's explicit word: ends the holder's
  * session (a holder still alive then fails its next renewal and stops) and deletes the key.
  */
-export async function breakLock(url: string, key: string): Promise<void> {
-  const entry = await readKey(url, key);
-  if (entry?.Session) await destroySession(url, entry.Session);
+export async function breakLock(ep: ConsulEndpoint, key: string): Promise<void> {
+  const entry = await readKey(ep, key);
+  if (entry?.Session) await destroySession(ep, entry.Session);
   const path = kvPath(key);
-  const r = await call(url, 'DELETE', path);
-  if (r.status !== 200) fail(url, 'DELETE', path, r);
+  const r = await call(ep, 'DELETE', path);
+  if (r.status !== 200) fail(ep, 'DELETE', path, r);
 }
 
 /** Why a fetch failed: the socket error's code (ECONNREFUSED…) rather than undici's "fetch failed". */

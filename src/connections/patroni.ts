@@ -32,6 +32,9 @@ export interface DcsSettings {
   scope: string;
   /** seconds the lock outlives a runner that died */
   lockTtlS: number;
+  /** Consul: where its ACL token comes from, and the token once resolved */
+  tokenSource?: { env: string } | { file: string };
+  token?: Secret;
 }
 
 /** A member as GET /cluster lists it (Patroni 3.x and 4.x). */

@@ -245,6 +245,7 @@ function secretEnvNamesOf(inv: InventoryFile): string[] {
     add(h?.pg?.password);
     add(h?.pg?.replication_password);
     add(h?.patroni?.password);
+    add(h?.patroni?.dcs?.token);
     add(h?.pgbouncer?.password);
   }
   return [...names].sort();
@@ -336,6 +337,13 @@ function resolveHost(
       const why = u === undefined ? undefined : dcsUrlProblem(u);
       if (why) out.push(doc.problem(['hosts', name, 'patroni', 'dcs', k], why));
     }
+    if (p.dcs?.token && p.dcs.consul === undefined)
+      out.push(
+        doc.problem(
+          ['hosts', name, 'patroni', 'dcs', 'token'],
+          "token is Consul's ACL token: it goes with consul: URL (etcd authentication is not supported)",
+        ),
+      );
     // Exactly one DCS: the lock must live where Patroni itself keeps the cluster's state.
     if (p.dcs && (p.dcs.etcd3 === undefined) === (p.dcs.consul === undefined))
       out.push(
@@ -429,6 +437,7 @@ function dcsOf(d: NonNullable<NonNullable<HostFile['patroni']>['dcs']>): DcsSett
     url: (kind === 'consul' ? d.consul : d.etcd3) ?? '',
     scope: d.scope,
     lockTtlS: d.lock_ttl ?? (kind === 'consul' ? 20 : 15),
+    tokenSource: d.token,
   };
 }
 
@@ -496,6 +505,10 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     }
     if (h?.patroni?.passwordSource && !h.patroni.password) {
       h.patroni.password = read(h.patroni.passwordSource, ['hosts', name, 'patroni', 'password']);
+    }
+    const dcs = h?.patroni?.dcs;
+    if (dcs?.tokenSource && !dcs.token) {
+      dcs.token = read(dcs.tokenSource, ['hosts', name, 'patroni', 'dcs', 'token']);
     }
     if (h?.pgbouncer?.passwordSource && !h.pgbouncer.password) {
       h.pgbouncer.password = read(h.pgbouncer.passwordSource, ['hosts', name, 'pgbouncer', 'password']);

@@ -140,6 +140,8 @@ export const PatroniSchema = Type.Object(
                 "the cluster's Consul HTTP API, e.g. http://127.0.0.1:8500 (the local agent): a run holds its lock there (a key acquired by a session); give this or etcd3. Checked by the loader like etcd3",
             }),
           ),
+          // consul only: an ACL token for the lock's requests (X-Consul-Token).
+          token: Type.Optional(SecretSource),
           scope: Type.String({ minLength: 1, description: "the cluster's Patroni scope (the lock's name)" }),
           lock_ttl: Type.Optional(
             Type.Integer({

@@ -212,17 +212,18 @@ function dcsLock(d: DcsSettings): DcsLock {
   if (d.kind === 'consul') {
     // Consul's keys have no leading slash (Patroni's are service/SCOPE/…).
     const key = `pgrunbook/locks/${d.scope}`;
+    const ep = { url: d.url, token: d.token };
     return {
       product: 'Consul',
       key,
       holds: 'session for',
       async tryLock(value) {
-        const a = await consul.tryLock(d.url, key, value, d.lockTtlS);
+        const a = await consul.tryLock(ep, key, value, d.lockTtlS);
         if ('holder' in a) return a;
         const l = a.held;
-        return { held: { renew: () => consul.renew(d.url, l.session), release: l.release } };
+        return { held: { renew: () => consul.renew(ep, l.session), release: l.release } };
       },
-      breakLock: () => consul.breakLock(d.url, key),
+      breakLock: () => consul.breakLock(ep, key),
     };
   }
   const key = `/pgrunbook/locks/${d.scope}`;

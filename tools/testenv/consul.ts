@@ -13,10 +13,19 @@ export interface ConsulServer {
   httpUrl: string;
   // Patroni's `consul.host` is `127.0.0.1:httpPort`.
   httpPort: number;
+  // The master token when started with ACLs enforced (Patroni's `consul.token` then).
+  token?: string;
   pid: number;
   rootDir: string;
   logFile: string;
   stop(): Promise<void>;
+}
+
+// Options for startConsul.
+export interface StartConsulOptions {
+  // ACLs enforced (default policy deny) with this master (management) token; the anonymous token
+  // may then do nothing. Default: ACLs off, as a dev agent has them.
+  aclMasterToken?: string;
 }
 
 const PORT_ATTEMPTS = 3;
@@ -26,7 +35,7 @@ const READY_TIMEOUT_MS = 20_000;
 // (DNS and gRPC off: nothing here uses them), its own data dir (dev mode keeps the state in
 // memory; the dir holds its node id). Resolves once it has elected itself leader, i.e. sessions
 // and KV writes work. Consul's defaults are kept, notably session_ttl_min 10 s, as in production.
-export async function startConsul(): Promise<ConsulServer> {
+export async function startConsul(opts: StartConsulOptions = {}): Promise<ConsulServer> {
   const rootDir = await makeTempDir('pgrb-consul-');
   const dataDir = join(rootDir, 'data');
   const logFile = join(rootDir, 'consul.log');
@@ -72,6 +81,12 @@ export async function startConsul(): Promise<ConsulServer> {
             dataDir,
             '-log-level',
             'info',
+            ...(opts.aclMasterToken
+              ? [
+                  '-hcl',
+                  `acl { enabled = true, default_policy = "deny", enable_token_persistence = false, tokens { master = ${JSON.stringify(opts.aclMasterToken)}, agent = ${JSON.stringify(opts.aclMasterToken)} } }`,
+                ]
+              : []),
           ],
           // The agent stays in the foreground: child.pid is consul itself.
           { cwd: rootDir, dieWithParent: true, stdio: ['ignore', log.fd, log.fd] },
@@ -86,7 +101,7 @@ export async function startConsul(): Promise<ConsulServer> {
         c.once('error', (e) => res(`consul could not start: ${e.message}`));
       });
       const gaveUp = { done: false };
-      const why = await Promise.race([waitLeader(httpUrl, gaveUp), exited]);
+      const why = await Promise.race([waitLeader(httpUrl, gaveUp, opts.aclMasterToken), exited]);
       gaveUp.done = true;
       if (why !== 'ready') {
         const text = await readFile(logFile, 'utf8').catch(() => '');
@@ -104,6 +119,7 @@ export async function startConsul(): Promise<ConsulServer> {
       return {
         httpUrl,
         httpPort,
+        ...(opts.aclMasterToken ? { token: opts.aclMasterToken } : {}),
         pid,
         rootDir,
         logFile,
@@ -121,16 +137,17 @@ export async function startConsul(): Promise<ConsulServer> {
 
 // Resolves 'ready' once GET /v1/status/leader names a leader (an empty string before the
 // election) and a KV write goes through.
-async function waitLeader(httpUrl: string, cancel: { done: boolean }): Promise<string> {
+async function waitLeader(httpUrl: string, cancel: { done: boolean }, token?: string): Promise<string> {
+  const t = token ? `?token=${encodeURIComponent(token)}` : '';
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (cancel.done) return 'cancelled';
     try {
       const r = await httpRequest('GET', `${httpUrl}/v1/status/leader`, undefined, 1000);
       if (r.status === 200 && JSON.parse(r.body) !== '') {
-        const w = await httpRequest('PUT', `${httpUrl}/v1/kv/pgrb-testenv-ready`, 'ok', 1000);
+        const w = await httpRequest('PUT', `${httpUrl}/v1/kv/pgrb-testenv-ready${t}`, 'ok', 1000);
         if (w.status === 200 && w.body.trim() === 'true') {
-          await httpRequest('DELETE', `${httpUrl}/v1/kv/pgrb-testenv-ready`, undefined, 1000);
+          await httpRequest('DELETE', `${httpUrl}/v1/kv/pgrb-testenv-ready${t}`, undefined, 1000);
           return 'ready';
         }
       }

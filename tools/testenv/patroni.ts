@@ -555,7 +555,12 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
     // Consul: Patroni's session TTL is ttl/2 (Consul ends a session at twice its TTL), so ttl 20
     // below meets Consul's default session_ttl_min of 10 s.
     ...(c.consul
-      ? { consul: { host: `127.0.0.1:${c.consul.httpPort}` } }
+      ? {
+          consul: {
+            host: `127.0.0.1:${c.consul.httpPort}`,
+            ...(c.consul.token ? { token: c.consul.token } : {}),
+          },
+        }
       : { etcd3: { hosts: [`127.0.0.1:${c.etcd!.clientPort}`] } }),
     bootstrap: {
       dcs: {

@@ -370,6 +370,30 @@ describe('patroni.dcs', () => {
     ]);
   });
 
+  it("token is Consul's ACL token, from a secret source: refused with etcd3 and when inline", () => {
+    const e = loadInventoryText(host('{ etcd3: "http://127.0.0.1:2379", scope: pg, token: { env: T } }'));
+    expect(e.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      "hosts.db1.patroni.dcs.token: token is Consul's ACL token: it goes with consul: URL (etcd authentication is not supported)",
+    ]);
+    const inline = loadInventoryText(host('{ consul: "http://127.0.0.1:8500", scope: pg, token: tok-77zq }'));
+    expect(inline.problems.map((p) => p.path)).toEqual(['hosts.db1.patroni.dcs.token']);
+    expect(inline.problems.map(formatProblem).join('\n')).not.toContain('tok-77zq');
+    const ok = loadInventoryText(
+      host('{ consul: "http://127.0.0.1:8500", scope: pg, token: { env: PGRB_UNIT_CONSUL_T } }'),
+    );
+    expect(ok.problems).toEqual([]);
+    expect(secretEnvNames(ok.inventory!)).toContain('PGRB_UNIT_CONSUL_T');
+    process.env.PGRB_UNIT_CONSUL_T = 'tok-4411';
+    try {
+      expect(resolveSecrets(ok.inventory!, ['db1'])).toEqual([]);
+      const t = ok.inventory!.hosts.get('db1')!.patroni!.dcs!.token!;
+      expect(t.reveal()).toBe('tok-4411');
+      expect(String(t)).not.toContain('tok-4411');
+    } finally {
+      delete process.env.PGRB_UNIT_CONSUL_T;
+    }
+  });
+
   it('a DCS URL is a base URL only: no credentials, path, query or other scheme, never quoted', () => {
     for (const kind of ['etcd3', 'consul'])
       for (const u of [
