@@ -34,8 +34,16 @@ interface KvEntry {
   Session?: string;
 }
 
-/** A KV path: each segment of the key percent-encoded (a scope is free text). */
-const kvPath = (key: string) => `/v1/kv/${key.split('/').map(encodeURIComponent).join('/')}`;
+/**
+ * A KV path: each segment of the key percent-encoded. A `.`/`..` or empty segment would be
+ * resolved by the URL to another key: refused (the inventory allowlists the scope already).
+ */
+function kvPath(key: string): string {
+  const segments = key.split('/');
+  if (segments.some((s) => s === '' || s === '.' || s === '..'))
+    throw new PgrunbookError(`Consul key ${JSON.stringify(key)}: an empty, "." or ".." segment is refused`);
+  return `/v1/kv/${segments.map(encodeURIComponent).join('/')}`;
+}
 
 async function call(
   ep: ConsulEndpoint,

@@ -337,6 +337,15 @@ function resolveHost(
       const why = u === undefined ? undefined : dcsUrlProblem(u);
       if (why) out.push(doc.problem(['hosts', name, 'patroni', 'dcs', k], why));
     }
+    // The scope becomes a segment of a Consul KV URL path: an allowlist, and never `.`/`..`, which
+    // a URL resolves (even percent-encoded) to another key.
+    if (p.dcs?.consul !== undefined && !CONSUL_SCOPE.test(p.dcs.scope))
+      out.push(
+        doc.problem(
+          ['hosts', name, 'patroni', 'dcs', 'scope'],
+          'with consul the scope must be letters, digits and . _ - (not . or .. alone), as it names a Consul key',
+        ),
+      );
     if (p.dcs?.token && p.dcs.consul === undefined)
       out.push(
         doc.problem(
@@ -414,6 +423,9 @@ function resolveHost(
   }
   return { name, transport: transport ?? 'local', ssh, become, pg, patroni, pgbouncer, gcp };
 }
+
+/** A Patroni scope usable as a Consul key segment. */
+const CONSUL_SCOPE = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,200}$/;
 
 /** A DCS base URL, allowlisted: http(s), a host name, IPv4 or [IPv6] address, an optional port. */
 const DCS_URL = /^https?:\/\/([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/;

@@ -370,6 +370,21 @@ describe('patroni.dcs', () => {
     ]);
   });
 
+  it('with consul the scope is allowlisted (it names a Consul key in a URL path): no .., no slash', () => {
+    for (const scope of ['..', '.', 'a/b', '"a b"', '"../../v1/agent"', '"x?y"'])
+      expect(
+        loadInventoryText(host(`{ consul: "http://127.0.0.1:8500", scope: ${scope} }`)).problems.map(
+          (p) => p.path,
+        ),
+        scope,
+      ).toEqual(['hosts.db1.patroni.dcs.scope']);
+    for (const scope of ['pg-main', 'pg_main.v2', '..x'])
+      expect(
+        loadInventoryText(host(`{ consul: "http://127.0.0.1:8500", scope: ${scope} }`)).problems,
+        scope,
+      ).toEqual([]);
+  });
+
   it("token is Consul's ACL token, from a secret source: refused with etcd3 and when inline", () => {
     const e = loadInventoryText(host('{ etcd3: "http://127.0.0.1:2379", scope: pg, token: { env: T } }'));
     expect(e.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
