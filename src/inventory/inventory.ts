@@ -435,10 +435,24 @@ const DCS_URL = /^https?:\/\/([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-
  * token or password.
  */
 export function dcsUrlProblem(url: string): string | undefined {
-  if (DCS_URL.test(url)) return undefined;
+  if (DCS_URL.test(url) && isOwnOrigin(url)) return undefined;
   if (/^[a-z]+:\/\/[^/?#]*@/i.test(url))
     return 'credentials in the URL are refused (they would be printed wherever the URL is): give the base URL only, http://HOST:PORT';
   return 'expected the base URL only, http://HOST:PORT or https://HOST:PORT (a host name or IP address; no path, query or credentials)';
+}
+
+/**
+ * True when the URL parser reads `url` as exactly its own origin: a port in range, and a host it
+ * does not rewrite (`127.1` → `127.0.0.1`, `x..y`, a default port dropped), so that the address
+ * printed is the address connected to.
+ */
+function isOwnOrigin(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return url === `${u.protocol}//${u.host}` && !u.hostname.includes('..');
+  } catch {
+    return false;
+  }
 }
 
 /** The lock's DCS from the inventory's `patroni.dcs` (exactly one of etcd3 and consul, checked by the caller). */
