@@ -21,7 +21,7 @@ Pin-Priority: 100
 PIN
 
 need=()
-for pkg in postgresql-15 openssh-server openssh-client rsync patroni etcd-server etcd-client btrfs-progs ansible-core sudo pgbouncer; do
+for pkg in postgresql-15 openssh-server openssh-client rsync patroni etcd-server etcd-client btrfs-progs ansible-core sudo pgbouncer consul python3-consul; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 need13=0
@@ -54,7 +54,7 @@ chmod 0440 /etc/sudoers.d/pgrb-tests
 mkdir -p /run/sshd
 chmod 755 /run/sshd
 
-for bin in /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/13/bin/initdb /usr/sbin/sshd /usr/bin/etcd /usr/bin/patroni /usr/bin/ansible-playbook /usr/sbin/pgbouncer; do
+for bin in /usr/lib/postgresql/15/bin/initdb /usr/lib/postgresql/13/bin/initdb /usr/sbin/sshd /usr/bin/etcd /usr/bin/patroni /usr/bin/ansible-playbook /usr/sbin/pgbouncer /usr/bin/consul; do
   [ -x "$bin" ] || { echo "install-test-deps: $bin is missing after install" >&2; exit 1; }
 done
 echo "install-test-deps: ok"

@@ -32,7 +32,7 @@ async function call(
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
-    throw new ConnectionError(`etcd ${url}: no answer to ${path} (${(err as Error).message})`);
+    throw new ConnectionError(`etcd ${url}: no answer to ${path} (${causeOf(err)})`);
   }
   const text = await res.text();
   if (!res.ok) throw new ConnectionError(`etcd ${url}${path}: HTTP ${res.status} ${text.slice(0, 200)}`);
@@ -69,7 +69,19 @@ export async function keepAlive(url: string, leaseId: string): Promise<boolean> 
   return ttl > 0;
 }
 
-/** Deletes a key whoever holds it: breaking a lock, only on the operator's explicit word. */
-export async function deleteKey(url: string, key: string): Promise<void> {
+/**
+ * Breaks a lock whoever holds it, only on the operator's explicit word: revokes the holder's lease
+ * (a holder still alive then fails its next renewal and stops) and deletes the key.
+ */
+export async function breakLock(url: string, key: string): Promise<void> {
+  const r = await call(url, '/v3/kv/range', { key: b64(key) });
+  const lease = ((r.kvs ?? []) as { lease?: string }[])[0]?.lease;
+  if (lease && lease !== '0') await call(url, '/v3/lease/revoke', { ID: lease });
   await call(url, '/v3/kv/deleterange', { key: b64(key) });
+}
+
+/** Why a fetch failed: the socket error's code (ECONNREFUSED…) rather than undici's "fetch failed". */
+function causeOf(err: unknown): string {
+  const e = err as Error & { cause?: { code?: string; message?: string } };
+  return e.cause?.code ?? e.cause?.message ?? e.message;
 }

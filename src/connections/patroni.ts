@@ -19,8 +19,22 @@ export interface PatroniSettings {
   /** patroni.yml on the host and the patronictl command, for patronictl-only operations */
   config?: string;
   patronictl: string;
-  /** the cluster's DCS, where a run holds its lock (etcd v3 client URL, Patroni scope, lease TTL) */
-  dcs?: { etcd3: string; scope: string; lockTtlS: number };
+  /** the cluster's DCS, where a run holds its lock */
+  dcs?: DcsSettings;
+}
+
+/** A cluster's DCS as the inventory names it: where a run holds its lock, and for how long. */
+export interface DcsSettings {
+  kind: 'etcd3' | 'consul';
+  /** etcd v3 client URL or Consul HTTP API URL */
+  url: string;
+  /** the Patroni scope (the lock's name) */
+  scope: string;
+  /** seconds the lock outlives a runner that died */
+  lockTtlS: number;
+  /** Consul: where its ACL token comes from, and the token once resolved */
+  tokenSource?: { env: string } | { file: string };
+  token?: Secret;
 }
 
 /** A member as GET /cluster lists it (Patroni 3.x and 4.x). */

@@ -2,7 +2,7 @@
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { GcpSettings } from '../connections/gcp-settings.js';
-import type { PatroniSettings } from '../connections/patroni.js';
+import type { DcsSettings, PatroniSettings } from '../connections/patroni.js';
 import type { PgSettings } from '../connections/pg.js';
 import type { SshSettings } from '../connections/ssh.js';
 import type { Problem } from '../errors.js';
@@ -245,6 +245,7 @@ function secretEnvNamesOf(inv: InventoryFile): string[] {
     add(h?.pg?.password);
     add(h?.pg?.replication_password);
     add(h?.patroni?.password);
+    add(h?.patroni?.dcs?.token);
     add(h?.pgbouncer?.password);
   }
   return [...names].sort();
@@ -329,8 +330,39 @@ function resolveHost(
       member: p.member ?? name,
       config: p.config,
       patronictl: p.patronictl ?? 'patronictl',
-      dcs: p.dcs && { etcd3: p.dcs.etcd3, scope: p.dcs.scope, lockTtlS: p.dcs.lock_ttl ?? 15 },
+      dcs: p.dcs && dcsOf(p.dcs),
     };
+    for (const k of ['etcd3', 'consul'] as const) {
+      const u = p.dcs?.[k];
+      const why = u === undefined ? undefined : dcsUrlProblem(u);
+      if (why) out.push(doc.problem(['hosts', name, 'patroni', 'dcs', k], why));
+    }
+    // The scope becomes a segment of a Consul KV URL path: an allowlist, and never `.`/`..`, which
+    // a URL resolves (even percent-encoded) to another key.
+    if (p.dcs?.consul !== undefined && !CONSUL_SCOPE.test(p.dcs.scope))
+      out.push(
+        doc.problem(
+          ['hosts', name, 'patroni', 'dcs', 'scope'],
+          'with consul the scope must be letters, digits and . _ - (not . or .. alone), as it names a Consul key',
+        ),
+      );
+    if (p.dcs?.token && p.dcs.consul === undefined)
+      out.push(
+        doc.problem(
+          ['hosts', name, 'patroni', 'dcs', 'token'],
+          "token is Consul's ACL token: it goes with consul: URL (etcd authentication is not supported)",
+        ),
+      );
+    // Exactly one DCS: the lock must live where Patroni itself keeps the cluster's state.
+    if (p.dcs && (p.dcs.etcd3 === undefined) === (p.dcs.consul === undefined))
+      out.push(
+        doc.problem(
+          ['hosts', name, 'patroni', 'dcs'],
+          p.dcs.etcd3 === undefined
+            ? 'name the DCS the cluster uses: etcd3: URL or consul: URL'
+            : 'give one DCS, etcd3 or consul, not both: the lock lives where the cluster keeps its state',
+        ),
+      );
   }
   let pgbouncer: InventoryHost['pgbouncer'];
   if (h.pgbouncer) {
@@ -390,6 +422,49 @@ function resolveHost(
     };
   }
   return { name, transport: transport ?? 'local', ssh, become, pg, patroni, pgbouncer, gcp };
+}
+
+/** A Patroni scope usable as a Consul key segment. */
+const CONSUL_SCOPE = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,200}$/;
+
+/** A DCS base URL, allowlisted: http(s), a host name, IPv4 or [IPv6] address, an optional port. */
+const DCS_URL = /^https?:\/\/([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/;
+
+/**
+ * What is wrong with a DCS URL (etcd3, consul), if anything; never quotes it, which may hold a
+ * token or password.
+ */
+export function dcsUrlProblem(url: string): string | undefined {
+  if (DCS_URL.test(url) && isOwnOrigin(url)) return undefined;
+  if (/^[a-z]+:\/\/[^/?#]*@/i.test(url))
+    return 'credentials in the URL are refused (they would be printed wherever the URL is): give the base URL only, http://HOST:PORT';
+  return 'expected the base URL only, http://HOST:PORT or https://HOST:PORT (a host name or IP address; no path, query or credentials)';
+}
+
+/**
+ * True when the URL parser reads `url` as exactly its own origin: a port in range, and a host it
+ * does not rewrite (`127.1` → `127.0.0.1`, `x..y`, a default port dropped), so that the address
+ * printed is the address connected to.
+ */
+function isOwnOrigin(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return url === `${u.protocol}//${u.host}` && !u.hostname.includes('..');
+  } catch {
+    return false;
+  }
+}
+
+/** The lock's DCS from the inventory's `patroni.dcs` (exactly one of etcd3 and consul, checked by the caller). */
+function dcsOf(d: NonNullable<NonNullable<HostFile['patroni']>['dcs']>): DcsSettings {
+  const kind = d.consul !== undefined ? 'consul' : 'etcd3';
+  return {
+    kind,
+    url: (kind === 'consul' ? d.consul : d.etcd3) ?? '',
+    scope: d.scope,
+    lockTtlS: d.lock_ttl ?? (kind === 'consul' ? 20 : 15),
+    tokenSource: d.token,
+  };
 }
 
 /**
@@ -456,6 +531,10 @@ export function resolveSecrets(inventory: Inventory, hostNames: readonly string[
     }
     if (h?.patroni?.passwordSource && !h.patroni.password) {
       h.patroni.password = read(h.patroni.passwordSource, ['hosts', name, 'patroni', 'password']);
+    }
+    const dcs = h?.patroni?.dcs;
+    if (dcs?.tokenSource && !dcs.token) {
+      dcs.token = read(dcs.tokenSource, ['hosts', name, 'patroni', 'dcs', 'token']);
     }
     if (h?.pgbouncer?.passwordSource && !h.pgbouncer.password) {
       h.pgbouncer.password = read(h.pgbouncer.passwordSource, ['hosts', name, 'pgbouncer', 'password']);

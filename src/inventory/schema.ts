@@ -126,17 +126,29 @@ export const PatroniSchema = Type.Object(
     dcs: Type.Optional(
       Type.Object(
         {
-          etcd3: Type.String({
-            pattern: '^https?://[^/@]+$',
-            description:
-              "the cluster's etcd (v3) client URL, e.g. http://10.0.0.21:2379: a run holds its lock there",
-          }),
+          etcd3: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description:
+                "the cluster's etcd (v3) client URL, e.g. http://10.0.0.21:2379: a run holds its lock there (a lease-bound key); give this or consul. Checked by the loader (http(s), host, optional port; never quoted in a message)",
+            }),
+          ),
+          consul: Type.Optional(
+            Type.String({
+              minLength: 1,
+              description:
+                "the cluster's Consul HTTP API, e.g. http://127.0.0.1:8500 (the local agent): a run holds its lock there (a key acquired by a session); give this or etcd3. Checked by the loader like etcd3",
+            }),
+          ),
+          // consul only: an ACL token for the lock's requests (X-Consul-Token).
+          token: Type.Optional(SecretSource),
           scope: Type.String({ minLength: 1, description: "the cluster's Patroni scope (the lock's name)" }),
           lock_ttl: Type.Optional(
             Type.Integer({
               minimum: 2,
               maximum: 300,
-              description: 'seconds a lock outlives a runner that died (default 15)',
+              description:
+                "seconds a lock outlives a runner that died (default 15 with etcd3, 20 with consul: a Consul session's TTL is half of it and at least Consul's session_ttl_min, 10 s by default)",
             }),
           ),
         },

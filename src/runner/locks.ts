@@ -2,16 +2,19 @@
 //  - on this machine, per inventory file: an flock(1) held by a child process that lives exactly
 //    as long as the runner (its stdin is our pipe), so even kill -9 of the runner frees it;
 //  - per Patroni cluster whose inventory names its DCS (`patroni.dcs`): a key in the cluster's own
-//    etcd bound to a lease the runner keeps alive, so a run from another machine is refused too,
-//    and the lock disappears by itself within the lease's TTL after its holder died.
+//    etcd bound to a lease, or in its Consul acquired by a session, which the runner keeps alive,
+//    so a run from another machine is refused too, and the lock disappears by itself within
+//    lock_ttl after its holder died.
 // A refused run names the holder (run id, user@host, pid, since when, playbook).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { deleteKey, type EtcdLock, keepAlive, tryLock } from '../connections/etcd.js';
-import { PgrunbookError } from '../errors.js';
+import * as consul from '../connections/consul.js';
+import * as etcd from '../connections/etcd.js';
+import type { DcsSettings } from '../connections/patroni.js';
+import { ConnectionError, PgrunbookError } from '../errors.js';
 import type { InventoryHost } from '../inventory/inventory.js';
 
 /** Another run holds a lock this run needs: exit 2, nothing ran. */
@@ -38,7 +41,7 @@ export interface LockRequest {
   playbook: string;
   /** delete a cluster lock held by someone else (the operator confirmed) */
   breakLock: boolean;
-  /** the run lost a cluster lock while running (its lease could not be renewed) */
+  /** the run lost a cluster lock while running (its lease or session could not be renewed) */
   onLost(why: string): void;
 }
 
@@ -133,37 +136,45 @@ export async function acquireRunLocks(req: LockRequest): Promise<HeldLocks> {
   });
   lines.push(`lock: ${req.inventoryFile} on this machine (${path})`);
   try {
-    const clusters = new Map<string, NonNullable<NonNullable<InventoryHost['patroni']>['dcs']>>();
+    const clusters = new Map<string, DcsSettings>();
     for (const h of req.hosts) {
       const d = h.patroni?.dcs;
-      if (d) clusters.set(`${d.etcd3} ${d.scope}`, d);
+      if (d) clusters.set(`${d.kind} ${d.url} ${d.scope}`, d);
     }
     for (const d of clusters.values()) {
-      const key = `/pgrunbook/locks/${d.scope}`;
-      let attempt = await tryLock(d.etcd3, key, value, d.lockTtlS);
+      const dcs = dcsLock(d);
+      const name = `${dcs.product} ${d.url}`;
+      const taking = <T>(what: string, op: () => Promise<T>) =>
+        op().catch((err: unknown) => {
+          if (err instanceof PgrunbookError && !(err instanceof ConnectionError)) throw err;
+          throw new LockedError(
+            `Patroni cluster ${d.scope}: the run lock in its DCS (${name}) could not be ${what}: ${(err as Error).message}. Nothing was run.`,
+          );
+        });
+      let attempt = await taking('taken', () => dcs.tryLock(value));
       if ('holder' in attempt && req.breakLock) {
         lines.push(
           `lock: broke the lock of Patroni cluster ${d.scope} held by ${describeHolder(attempt.holder)}`,
         );
-        await deleteKey(d.etcd3, key);
-        attempt = await tryLock(d.etcd3, key, value, d.lockTtlS);
+        await taking('broken', () => dcs.breakLock());
+        attempt = await taking('taken after breaking it', () => dcs.tryLock(value));
       }
       if ('holder' in attempt)
         throw new LockedError(
-          `Patroni cluster ${d.scope} is locked in its DCS (${d.etcd3}, key ${key}) by ${describeHolder(attempt.holder)}. Nothing was run. ` +
+          `Patroni cluster ${d.scope} is locked in its DCS (${name}, key ${dcs.key}) by ${describeHolder(attempt.holder)}. Nothing was run. ` +
             `The lock ends with that run, or ${d.lockTtlS} s after its runner died; if it is stale, "run --break-lock" breaks it after confirmation.`,
         );
-      const lock: EtcdLock = attempt.held;
-      // Renewed at a third of its TTL: two missed renewals still leave time for a third.
+      const lock = attempt.held;
+      // Renewed at a third of lock_ttl: two missed renewals still leave time for a third.
       const timer = setInterval(
         () => {
-          keepAlive(d.etcd3, lock.leaseId).then(
+          lock.renew().then(
             (alive) => {
-              if (!alive) req.onLost(`the lock of Patroni cluster ${d.scope} in ${d.etcd3} expired`);
+              if (!alive) req.onLost(`the lock of Patroni cluster ${d.scope} in ${name} expired`);
             },
             (err) =>
               req.onLost(
-                `the lock of Patroni cluster ${d.scope} could not be renewed: ${(err as Error).message}`,
+                `the lock of Patroni cluster ${d.scope} in ${name} could not be renewed: ${(err as Error).message}`,
               ),
           );
         },
@@ -174,11 +185,58 @@ export async function acquireRunLocks(req: LockRequest): Promise<HeldLocks> {
         clearInterval(timer);
         await lock.release();
       });
-      lines.push(`lock: Patroni cluster ${d.scope} in its DCS (${d.etcd3}, lease ${d.lockTtlS} s)`);
+      lines.push(`lock: Patroni cluster ${d.scope} in its DCS (${name}, ${dcs.holds} ${d.lockTtlS} s)`);
     }
   } catch (err) {
     await releaseAll();
     throw err;
   }
   return { lines, release: releaseAll };
+}
+
+/** A cluster lock in either DCS, the same three operations. */
+interface DcsLock {
+  /** "etcd" or "Consul", for messages */
+  product: string;
+  key: string;
+  /** what bounds the lock's life, for the log line */
+  holds: string;
+  tryLock(
+    value: string,
+  ): Promise<{ held: { renew(): Promise<boolean>; release(): Promise<void> } } | { holder: string }>;
+  breakLock(): Promise<void>;
+}
+
+/** The cluster lock in the DCS the inventory names: an etcd lease-bound key, or a Consul session's key. */
+function dcsLock(d: DcsSettings): DcsLock {
+  if (d.kind === 'consul') {
+    // Consul's keys have no leading slash (Patroni's are service/SCOPE/…).
+    const key = `pgrunbook/locks/${d.scope}`;
+    const ep = { url: d.url, token: d.token };
+    return {
+      product: 'Consul',
+      key,
+      holds: 'session for',
+      async tryLock(value) {
+        const a = await consul.tryLock(ep, key, value, d.lockTtlS);
+        if ('holder' in a) return a;
+        const l = a.held;
+        return { held: { renew: () => consul.renew(ep, l.session), release: l.release } };
+      },
+      breakLock: () => consul.breakLock(ep, key),
+    };
+  }
+  const key = `/pgrunbook/locks/${d.scope}`;
+  return {
+    product: 'etcd',
+    key,
+    holds: 'lease',
+    async tryLock(value) {
+      const a = await etcd.tryLock(d.url, key, value, d.lockTtlS);
+      if ('holder' in a) return a;
+      const l = a.held;
+      return { held: { renew: () => etcd.keepAlive(d.url, l.leaseId), release: l.release } };
+    },
+    breakLock: () => etcd.breakLock(d.url, key),
+  };
 }

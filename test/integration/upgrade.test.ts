@@ -3,9 +3,8 @@
 // pg_upgrade --link and the replica rsynced from the leader; and a failure before the point of no
 // return that leaves the cluster on 13, running and resumed.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { chmod, chown, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chown, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
@@ -18,7 +17,6 @@ import {
   lookupUser,
   type PatroniCluster,
   type PgBouncerServer,
-  peerSsh,
   pgBinDir,
   SERVER_USER,
   type SshServer,
@@ -28,7 +26,8 @@ import {
   startPgbench,
   startSshd,
 } from '../../tools/testenv/index.js';
-import { CLI, events, journalOf, outputsOf, runCli, workdir } from './cli.js';
+import { CLI, events, journalOf, outputsOf, runCli } from './cli.js';
+import { contents, expectMembers, failures, seed, upgradeInventory } from './upgrade-setup.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade.yml', import.meta.url));
 const ROLLBACK = fileURLToPath(new URL('../../playbooks/pg-major-upgrade-rollback.yml', import.meta.url));
@@ -89,23 +88,6 @@ afterAll(async () => {
   await etcd?.stop();
 });
 
-/** Several tables, an index, a sequence; what each holds, as the test compares it. */
-async function seed(config: pg.ClientConfig): Promise<void> {
-  await sql(
-    config,
-    `create sequence order_no start 1000;
-     create table customers (id serial primary key, name text not null, created date not null);
-     create table orders (id bigint primary key default nextval('order_no'), customer int references customers, total numeric(12,2));
-     create index orders_customer on orders (customer);
-     insert into customers (name, created) select 'c' || g, date '2020-01-01' + g from generate_series(1, 500) g;
-     insert into orders (customer, total) select 1 + g % 500, g * 1.25 from generate_series(1, 3000) g;
-     create table events (id bigserial primary key, at timestamptz not null, payload jsonb, note text);
-     insert into events (at, payload, note)
-       select timestamptz '2024-01-01' + g * interval '1 minute', jsonb_build_object('n', g, 'tags', array['a', 'b']), repeat('x', g % 3000)
-       from generate_series(1, 2000) g;`,
-  );
-}
-
 /**
  * A tablespace on the leader holding a table, the replica cloned afresh with its own location of
  * it (Patroni's pg_basebackup --tablespace-mapping). Members on one host cannot share a location
@@ -154,108 +136,6 @@ const TABLES = ['customers', 'orders', 'events', 'spaced_rows'];
 /** The version directories (and what was moved aside) in a tablespace location. */
 const versionDirs = (dir: string) => readdirSync(dir).sort();
 
-async function contents(
-  config: pg.ClientConfig,
-  tables = ['customers', 'orders', 'events'],
-): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const t of tables) {
-    const [r] = await sql<{ n: string; sum: string }>(
-      config,
-      `select count(*)::text as n, md5(string_agg(t::text, ',' order by t::text)) as sum from ${t} t`,
-    );
-    out[t] = `${r!.n}:${r!.sum}`;
-  }
-  const [s] = await sql<{ v: string }>(config, 'select last_value::text as v from order_no');
-  out.order_no = s!.v;
-  const [i] = await sql<{ n: string }>(
-    config,
-    "select count(*)::text as n from pg_indexes where indexname = 'orders_customer'",
-  );
-  out.index = i!.n;
-  return out;
-}
-
-async function setup(c: PatroniCluster, bouncer?: PgBouncerServer) {
-  const peer = await peerSsh(sshd);
-  const { uid, gid } = await lookupUser(SERVER_USER);
-  const root = mkdtempSync(join(tmpdir(), 'pgrb-upgrade-'));
-  await chmod(root, 0o755);
-  await chown(root, uid, gid);
-  const hosts = c.members
-    .map(
-      (m) => `  ${m.name}:
-    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
-    pg: { host: ${m.socketDir}, port: ${m.pgPort}, user: postgres, sslmode: disable }
-    patroni: { url: "${m.restUrl}", timeout: 2, config: ${m.configFile} }
-    vars:
-      pgdata: ${m.dataDir}
-      pgdata_new: ${m.memberDir}/data15
-      pg_socket_dir: ${m.socketDir}
-      patroni_stop_command: ${m.serviceScript} stop
-      patroni_start_command: ${m.serviceScript} start`,
-    )
-    .join('\n');
-  // A PgBouncer in front of the cluster, on this machine, reached over the same sshd (its guard
-  // signals it as the server user, which runs it).
-  const pooler = bouncer
-    ? `
-  bouncer:
-    ssh: { host: 127.0.0.1, port: ${sshd.port}, user: ${SERVER_USER}, identity_file: ${sshd.identityFile}, known_hosts: ${sshd.knownHostsFile} }
-    pgbouncer: { host: 127.0.0.1, port: ${bouncer.port}, user: pgb_admin, password: { env: PGB_ADMIN }, sslmode: disable }`
-    : '';
-  const inv = `vars:
-  pg_bin_old: ${pgBinDir(13)}
-  pg_bin_new: ${pgBinDir(15)}
-  pg_os_user: ${SERVER_USER}
-  backup_root: ${root}
-  archive_dir: ${c.archiveDir}
-  rsync_ssh: ${JSON.stringify(peer.sshCommand)}
-  patroni_ttl: 20
-  patroni_loop_wait: 2
-hosts:
-${hosts}${pooler}
-groups:
-  patroni: { hosts: [${c.members.map((m) => m.name).join(', ')}] }
-`;
-  return { root, cwd: workdir({ 'inv.yml': inv }) };
-}
-
-async function patroni(url: string): Promise<Record<string, unknown>> {
-  return JSON.parse((await httpRequest('GET', `${url}/patroni`)).body);
-}
-
-/**
- * A member's own view once Patroni has caught up: after an unwind restarts it, it reports
- * `starting` until its first loop has adopted the running PostgreSQL (loop_wait).
- */
-async function settled(url: string): Promise<Record<string, unknown>> {
-  const until = Date.now() + 15_000;
-  for (;;) {
-    const st = await patroni(url).catch(() => ({}) as Record<string, unknown>);
-    if (st.state === 'running' || Date.now() > until) return st;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/**
- * Every member runs `major`, the leader as primary and the others as standbys, and Patroni
- * reports each running and not paused.
- */
-async function expectMembers(c: PatroniCluster, major: string, leader: string): Promise<void> {
-  for (const m of c.members) {
-    const [v] = await sql<{ v: string; standby: boolean }>(
-      c.clientConfig(m.name),
-      "select current_setting('server_version_num') as v, pg_is_in_recovery() as standby",
-    );
-    expect(v!.v.slice(0, 2), m.name).toBe(major);
-    expect(v!.standby, m.name).toBe(m.name !== leader);
-    const st = await settled(m.restUrl);
-    expect(st.state, m.name).toBe('running');
-    expect(st.pause, m.name).toBeFalsy();
-  }
-}
-
 /** A Patroni switchover `from` → `to`, returning once `to` leads and `from` streams from it. */
 async function switchover(c: PatroniCluster, from: string, to: string): Promise<void> {
   const url = c.members.find((m) => m.name === from)!.restUrl;
@@ -273,12 +153,6 @@ async function switchover(c: PatroniCluster, from: string, to: string): Promise<
     60_000,
   );
 }
-
-const failures = (stdout: string) =>
-  stdout
-    .split('\n')
-    .filter((l) => l.includes('"failed"') || l.includes('run_finished'))
-    .join('\n');
 
 /**
  * Runs the CLI on a pseudo-terminal (script(1)), as an operator would, answering each approval
@@ -347,7 +221,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
       users: { postgres: c.superuser.password, pgb_admin: BOUNCER_ADMIN },
       adminUsers: ['pgb_admin'],
     });
-    const { root, cwd } = await setup(c, bouncer);
+    const { root, cwd } = await upgradeInventory(sshd, c, { bouncer });
     const load = startPgbench({
       host: bouncer.host,
       port: bouncer.port,
@@ -600,7 +474,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     const c = await fresh();
     const leader = await c.leader();
     const l = c.members.find((m) => m.name === leader)!;
-    const { cwd } = await setup(c);
+    const { cwd } = await upgradeInventory(sshd, c);
     const r = await runCli(
       ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', 'initdb_checksums=false', '--output', 'json'],
       { cwd },
@@ -626,7 +500,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     await seed(c.clientConfig(leader));
     const before = await contents(c.clientConfig(leader));
     const configs = c.members.map((m) => readFileSync(m.configFile, 'utf8'));
-    const { cwd } = await setup(c);
+    const { cwd } = await upgradeInventory(sshd, c);
     // An operator at a terminal: every gate approved but the point of no return, which is
     // declined once pg_upgrade --link has run and patroni.yml points at the new major everywhere.
     const { answered, code } = await onTerminal(cwd, ['run', PLAYBOOK, '-i', 'inv.yml'], (question) =>
@@ -670,7 +544,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     const replica = c.members.find((m) => m.name !== leader)!.name;
     await seed(c.clientConfig(leader));
     const before = await contents(c.clientConfig(leader));
-    const { cwd } = await setup(c);
+    const { cwd } = await upgradeInventory(sshd, c);
     // The fault: Patroni will not start on the leader, a step after the replicas were synced.
     const inventory = join(cwd, 'inv.yml');
     const good = readFileSync(inventory, 'utf8');
@@ -724,7 +598,7 @@ describe('pg-major-upgrade.yml: 13 → 15 under Patroni over ssh', () => {
     const rep = c.members.find((m) => m.name !== leader)!;
     await seed(c.clientConfig(leader));
     const before = await contents(c.clientConfig(leader));
-    const { cwd } = await setup(c);
+    const { cwd } = await upgradeInventory(sshd, c);
     const r = await runCli(
       ['run', PLAYBOOK, '-i', 'inv.yml', '--yes', '-e', `reclone_replicas=[${rep.name}]`, '--output', 'json'],
       { cwd },

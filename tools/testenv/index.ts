@@ -2,6 +2,7 @@
 export * from './bluegreen-inventory.js';
 export * from './btrfs.js';
 export * from './chef.js';
+export * from './consul.js';
 export * from './etcd.js';
 export * from './osuser.js';
 export * from './patroni.js';

@@ -15,6 +15,7 @@ import {
 import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { stringify } from 'yaml';
+import type { ConsulServer } from './consul.js';
 import { type EtcdServer, httpRequest } from './etcd.js';
 import { lookupUser, makeTempDir, SERVER_USER, spawnAs, type UserInfo } from './osuser.js';
 import { freePort } from './ports.js';
@@ -23,7 +24,9 @@ import { armWatchdog, isAlive, shQuote, type Watchdog, waitForExit } from './pro
 
 // Options for startPatroniCluster.
 export interface StartPatroniOptions {
-  etcd: EtcdServer;
+  // The DCS: exactly one of etcd (Patroni's `etcd3` section) and consul (its `consul` section).
+  etcd?: EtcdServer;
+  consul?: ConsulServer;
   // Number of members (default 2): one leader, the rest streaming replicas.
   members?: number;
   // Patroni `scope` (cluster name) in the DCS; default a fresh `pgrb-<random>`.
@@ -74,7 +77,7 @@ export interface PatroniMember {
   serviceScript: string;
 }
 
-// A running Patroni cluster on one etcd; stop() ends every Patroni and PostgreSQL and deletes
+// A running Patroni cluster on one etcd or Consul agent; stop() ends every Patroni and PostgreSQL and deletes
 // rootDir (data dirs, archive, configs, logs).
 export interface PatroniCluster {
   scope: string;
@@ -142,11 +145,13 @@ interface SpawnContext {
   pidsWrite: Promise<void>;
 }
 
-// `members` Patroni nodes (PostgreSQL `version`, default 15) on `etcd`; resolves once a leader is
+// `members` Patroni nodes (PostgreSQL `version`, default 15) on `etcd` or `consul`; resolves once a leader is
 // elected and every replica streams from it (pg_stat_replication on the leader).
 export async function startPatroniCluster(opts: StartPatroniOptions): Promise<PatroniCluster> {
   const count = opts.members ?? 2;
   if (!Number.isInteger(count) || count < 1) throw new Error(`startPatroniCluster: bad members ${count}`);
+  if ((opts.etcd === undefined) === (opts.consul === undefined))
+    throw new Error('startPatroniCluster: give exactly one DCS, etcd or consul');
   const version = opts.version ?? 15;
   if (version !== 13 && version !== 15)
     throw new Error(`startPatroniCluster: version must be 13 or 15, got ${JSON.stringify(version)}`);
@@ -292,6 +297,7 @@ export async function startPatroniCluster(opts: StartPatroniOptions): Promise<Pa
             name,
             version,
             etcd: opts.etcd,
+            consul: opts.consul,
             restPort,
             pgPort,
             dataDir,
@@ -526,7 +532,8 @@ interface MemberConfigInput {
   scope: string;
   name: string;
   version: PgVersion;
-  etcd: EtcdServer;
+  etcd?: EtcdServer;
+  consul?: ConsulServer;
   restPort: number;
   pgPort: number;
   dataDir: string;
@@ -545,7 +552,16 @@ function memberConfig(c: MemberConfigInput): Record<string, unknown> {
     name: c.name,
     log: { level: 'INFO' },
     restapi: { listen: `127.0.0.1:${c.restPort}`, connect_address: `127.0.0.1:${c.restPort}` },
-    etcd3: { hosts: [`127.0.0.1:${c.etcd.clientPort}`] },
+    // Consul: Patroni's session TTL is ttl/2 (Consul ends a session at twice its TTL), so ttl 20
+    // below meets Consul's default session_ttl_min of 10 s.
+    ...(c.consul
+      ? {
+          consul: {
+            host: `127.0.0.1:${c.consul.httpPort}`,
+            ...(c.consul.token ? { token: c.consul.token } : {}),
+          },
+        }
+      : { etcd3: { hosts: [`127.0.0.1:${c.etcd!.clientPort}`] } }),
     bootstrap: {
       dcs: {
         ttl: 20,

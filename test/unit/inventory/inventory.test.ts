@@ -330,3 +330,102 @@ describe('patroniUrlProblem', () => {
     }
   });
 });
+
+// Issue 15: the run lock lives in etcd or in Consul, whichever DCS the cluster uses.
+describe('patroni.dcs', () => {
+  const host = (dcs: string) =>
+    `hosts:\n  db1:\n    transport: local\n    patroni:\n      url: http://127.0.0.1:8008\n      dcs: ${dcs}\n`;
+
+  it('etcd3 or consul, with the default lock_ttl of each (Consul: twice its 10 s minimum session TTL)', () => {
+    const e = loadInventoryText(host('{ etcd3: "http://127.0.0.1:2379", scope: pg }'));
+    expect(e.problems.map(formatProblem)).toEqual([]);
+    expect(e.inventory!.hosts.get('db1')!.patroni!.dcs).toEqual({
+      kind: 'etcd3',
+      url: 'http://127.0.0.1:2379',
+      scope: 'pg',
+      lockTtlS: 15,
+    });
+    const c = loadInventoryText(host('{ consul: "http://127.0.0.1:8500", scope: pg }'));
+    expect(c.problems.map(formatProblem)).toEqual([]);
+    expect(c.inventory!.hosts.get('db1')!.patroni!.dcs).toEqual({
+      kind: 'consul',
+      url: 'http://127.0.0.1:8500',
+      scope: 'pg',
+      lockTtlS: 20,
+    });
+    const t = loadInventoryText(host('{ consul: "https://127.0.0.1:8501", scope: pg, lock_ttl: 30 }'));
+    expect(t.inventory!.hosts.get('db1')!.patroni!.dcs?.lockTtlS).toBe(30);
+  });
+
+  it('exactly one of them, reported at patroni.dcs with its location', () => {
+    const both = loadInventoryText(
+      host('{ etcd3: "http://127.0.0.1:2379", consul: "http://127.0.0.1:8500", scope: pg }'),
+    );
+    expect(both.problems.map((p) => `${p.line}:${p.col}: ${p.path}: ${p.message}`)).toEqual([
+      '6:12: hosts.db1.patroni.dcs: give one DCS, etcd3 or consul, not both: the lock lives where the cluster keeps its state',
+    ]);
+    const none = loadInventoryText(host('{ scope: pg }'));
+    expect(none.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      'hosts.db1.patroni.dcs: name the DCS the cluster uses: etcd3: URL or consul: URL',
+    ]);
+  });
+
+  it('with consul the scope is allowlisted (it names a Consul key in a URL path): no .., no slash', () => {
+    for (const scope of ['..', '.', 'a/b', '"a b"', '"../../v1/agent"', '"x?y"'])
+      expect(
+        loadInventoryText(host(`{ consul: "http://127.0.0.1:8500", scope: ${scope} }`)).problems.map(
+          (p) => p.path,
+        ),
+        scope,
+      ).toEqual(['hosts.db1.patroni.dcs.scope']);
+    for (const scope of ['pg-main', 'pg_main.v2', '..x'])
+      expect(
+        loadInventoryText(host(`{ consul: "http://127.0.0.1:8500", scope: ${scope} }`)).problems,
+        scope,
+      ).toEqual([]);
+  });
+
+  it("token is Consul's ACL token, from a secret source: refused with etcd3 and when inline", () => {
+    const e = loadInventoryText(host('{ etcd3: "http://127.0.0.1:2379", scope: pg, token: { env: T } }'));
+    expect(e.problems.map((p) => `${p.path}: ${p.message}`)).toEqual([
+      "hosts.db1.patroni.dcs.token: token is Consul's ACL token: it goes with consul: URL (etcd authentication is not supported)",
+    ]);
+    const inline = loadInventoryText(host('{ consul: "http://127.0.0.1:8500", scope: pg, token: tok-77zq }'));
+    expect(inline.problems.map((p) => p.path)).toEqual(['hosts.db1.patroni.dcs.token']);
+    expect(inline.problems.map(formatProblem).join('\n')).not.toContain('tok-77zq');
+    const ok = loadInventoryText(
+      host('{ consul: "http://127.0.0.1:8500", scope: pg, token: { env: PGRB_UNIT_CONSUL_T } }'),
+    );
+    expect(ok.problems).toEqual([]);
+    expect(secretEnvNames(ok.inventory!)).toContain('PGRB_UNIT_CONSUL_T');
+    process.env.PGRB_UNIT_CONSUL_T = 'tok-4411';
+    try {
+      expect(resolveSecrets(ok.inventory!, ['db1'])).toEqual([]);
+      const t = ok.inventory!.hosts.get('db1')!.patroni!.dcs!.token!;
+      expect(t.reveal()).toBe('tok-4411');
+      expect(String(t)).not.toContain('tok-4411');
+    } finally {
+      delete process.env.PGRB_UNIT_CONSUL_T;
+    }
+  });
+
+  it('a DCS URL is a base URL only: no credentials, path, query or other scheme, never quoted', () => {
+    for (const kind of ['etcd3', 'consul'])
+      for (const u of [
+        'http://tok-77zq@127.0.0.1:8500',
+        'http://127.0.0.1:8500/v1/kv',
+        'http://127.0.0.1:8500?token=tok-77zq',
+        'http://127.0.0.1:8500#tok-77zq',
+        'consul://127.0.0.1:8500',
+        '127.0.0.1:8500',
+        'http://127.0.0.1:8500 ',
+      ]) {
+        const r = loadInventoryText(host(`{ ${kind}: "${u}", scope: pg }`));
+        expect(r.problems.length, u).toBe(1);
+        expect(r.problems[0]!.path, u).toBe(`hosts.db1.patroni.dcs.${kind}`);
+        expect(formatProblem(r.problems[0]!)).not.toContain('tok-77zq');
+      }
+    for (const u of ['http://consul.service.internal:8500', 'https://[::1]:8501', 'http://localhost'])
+      expect(loadInventoryText(host(`{ consul: "${u}", scope: pg }`)).problems, u).toEqual([]);
+  });
+});
