@@ -189,8 +189,10 @@ interface SnapshotSample {
 }
 
 interface BaseSample {
-  /** pg.basebackup's `seconds`: its checks and pg_basebackup */
+  /** pg.basebackup's `copy_seconds`: pg_basebackup alone, the source's time in backup mode */
   wallMs: number;
+  /** pg.basebackup's `seconds`: its checks, pg_basebackup and measuring the copy */
+  stepMs: number;
   /** the whole `pgrunbook run basebackup.yml`, wall clock */
   runMs: number;
 }
@@ -284,8 +286,9 @@ const BASEBACKUP_PLAYBOOK = join(ROOT, 'playbooks', 'basebackup.yml');
  * pg_basebackup through pgrunbook: playbooks/basebackup.yml (-e verify=false), whose pg.basebackup
  * step checks the role, pg_hba, senders and room, then runs pg_basebackup -X stream -c fast into a
  * directory on the root filesystem (not the loop device), defaults otherwise (manifest, fsync of
- * the result); backup.keep_basebackup then writes its labels and manifest. Timed: the step's own
- * `seconds` (checks + pg_basebackup), the time the cluster spends in backup mode for it.
+ * the result); backup.keep_basebackup then writes its labels and manifest. Timed: the step's
+ * `copy_seconds` (pg_basebackup alone: the cluster's time in backup mode for it), beside the
+ * step's `seconds` (with its checks) and the whole run.
  */
 async function measureBasebackup(
   ctx: ScaleCtx,
@@ -324,13 +327,22 @@ async function measureBasebackup(
         throw fail(`step "${id}": ${finished(id)?.status ?? 'no step_finished'}`);
     if (finished('proof')?.status !== 'skipped')
       throw fail('step "proof": expected skipped (-e verify=false)');
-    const out = finished('base')?.outputs as { to?: string; seconds?: number; bytes?: number } | undefined;
+    const out = finished('base')?.outputs as
+      | { to?: string; seconds?: number; copy_seconds?: number; bytes?: number }
+      | undefined;
     const files = await readdir(String(out?.to));
     for (const f of ['backup_label', 'backup_manifest', 'PG_VERSION', 'global', 'pg_wal'])
       if (!files.includes(f)) throw fail(`${f} is missing from ${out?.to}`);
-    if (typeof out?.seconds !== 'number')
-      throw fail(`pg.basebackup seconds is ${JSON.stringify(out?.seconds)}`);
-    return { wallMs: out.seconds * 1000, runMs: r.ms, bytes: measureSize ? out.bytes : undefined };
+    if (typeof out?.seconds !== 'number' || typeof out.copy_seconds !== 'number')
+      throw fail(
+        `pg.basebackup seconds ${JSON.stringify(out?.seconds)}, copy_seconds ${JSON.stringify(out?.copy_seconds)}`,
+      );
+    return {
+      wallMs: out.copy_seconds * 1000,
+      stepMs: out.seconds * 1000,
+      runMs: r.ms,
+      bytes: measureSize ? out.bytes : undefined,
+    };
   } finally {
     await rm(root, { recursive: true, force: true });
   }
@@ -424,7 +436,7 @@ async function runScale(opts: Options, scale: number, fs: BtrfsFs, work: string)
       res.base.push(b);
       if (b.bytes !== undefined) res.clusterBytes = b.bytes;
       log(
-        `scale ${scale} round ${r + 1}/${opts.repeat} pg.basebackup: ${fmtS(b.wallMs / 1000)}, run ${fmtS(b.runMs / 1000)} wall`,
+        `scale ${scale} round ${r + 1}/${opts.repeat} pg_basebackup: ${fmtS(b.wallMs / 1000)} (the step ${fmtS(b.stepMs / 1000)}), run ${fmtS(b.runMs / 1000)} wall`,
       );
     }
   } catch (err) {
@@ -456,7 +468,7 @@ function report(opts: Options, results: ScaleResult[]): string {
   let out = `\nmedian of ${opts.repeat}; backup mode = pg.backup_stop's seconds_in_backup; the others are wall clock\n`;
   out += table(
     [
-      ['scale', 'DB size', 'backup mode', 'pg.basebackup', 'basebackup / backup mode', 'pgrunbook run'],
+      ['scale', 'DB size', 'backup mode', 'pg_basebackup', 'basebackup / backup mode', 'pgrunbook run'],
       ...results.map((r) => {
         const b = inBackup(r);
         const p = baseS(r);
@@ -482,7 +494,8 @@ function report(opts: Options, results: ScaleResult[]): string {
         'pg.backup_stop',
         'pg.backup_start',
         'pgrunbook run',
-        'pg.basebackup',
+        'pg_basebackup',
+        'pg.basebackup step',
         'basebackup.yml run',
       ],
       ...results.map((r) => [
@@ -493,6 +506,7 @@ function report(opts: Options, results: ScaleResult[]): string {
         r.snapshot.map((s) => (s.startMs / 1000).toFixed(2)).join(', '),
         r.snapshot.map((s) => (s.wallMs / 1000).toFixed(2)).join(', '),
         r.base.map((s) => (s.wallMs / 1000).toFixed(2)).join(', '),
+        r.base.map((s) => (s.stepMs / 1000).toFixed(2)).join(', '),
         r.base.map((s) => (s.runMs / 1000).toFixed(2)).join(', '),
       ]),
     ],
@@ -525,7 +539,7 @@ function report(opts: Options, results: ScaleResult[]): string {
         `≤ ${TARGET_FLAT_RATIO}×`,
         verdict(rFlat, (v) => v <= TARGET_FLAT_RATIO),
       ],
-      [`pg.basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rBase), '(info)', ''],
+      [`pg_basebackup grows with size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rBase), '(info)', ''],
       [`database size: scale ${hi.scale} / scale ${lo.scale}`, fmtRatio(rSize), '(info)', ''],
     );
   } else {

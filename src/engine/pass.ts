@@ -92,8 +92,11 @@ export class Pass {
   hostScope(host: string): HostScope {
     let sc = this.scopes.get(host);
     if (!sc) {
-      const h = this.inputs.inventory.hosts.get(host);
-      if (!h) throw new Error(`internal: host ${host} is not in the inventory`);
+      const inv = this.inputs.inventory.hosts.get(host);
+      if (!inv) throw new Error(`internal: host ${host} is not in the inventory`);
+      // Steps that read a host variable themselves (pg_os_user, pg_bin_dir, rsync_ssh…) see what
+      // templates see: a declared default, under the inventory's value, under -e.
+      const h = { ...inv, vars: { ...this.#defaults(), ...inv.vars, ...this.inputs.extraVars } };
       sc = new HostScope(h, this.run, this.inputs.extraVars, this.#world, this.#defaults());
       this.scopes.set(host, sc);
       this.#hostvars.add(host, sc);

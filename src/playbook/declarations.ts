@@ -46,6 +46,7 @@ export function declarationProblems(
   decls: Record<string, VariableDecl>,
   plays: Play[],
   extraVars: Record<string, unknown>,
+  hostNames?: ReadonlySet<string>,
 ): Problem[] {
   const out: Problem[] = [];
   const playVars = new Set(plays.flatMap((p) => Object.keys(p.vars)));
@@ -93,7 +94,7 @@ export function declarationProblems(
       );
       continue;
     }
-    const bad = typeof v === 'string' && isTemplate(v) ? undefined : typeProblem(d, v);
+    const bad = typeof v === 'string' && isTemplate(v) ? undefined : typeProblem(d, v, hostNames);
     if (bad) out.push(doc.problem(['variables', k], `-e ${k}: ${bad}`, { key: true }));
   }
   return out;
@@ -128,14 +129,24 @@ export function inventoryProblems(
   for (const [name, d] of Object.entries(decls)) {
     if (!d || typeof d !== 'object') continue;
     const at: PathSeg[] = ['variables', name];
-    const where = d.hosts ? new Set(matchHosts(inventory, d.hosts).hosts) : undefined;
+    const matched = d.hosts ? matchHosts(inventory, d.hosts) : undefined;
+    // A typo there would quietly make a required variable required nowhere.
+    for (const t of matched?.unmatched ?? [])
+      out.push(
+        doc.problem(
+          [...at, 'hosts'],
+          `host pattern "${t}" matches no host or group in ${inventory.file}${didYouMean(t, [...inventory.hosts.keys(), ...inventory.groups.keys()])}`,
+        ),
+      );
+    const where = matched ? new Set(matched.hosts) : undefined;
     const hosts = [...runsOn].filter((h) => !where || where.has(h));
     if (Object.hasOwn(extraVars, name)) continue; // -e: one value, checked with the declarations
     const missing: string[] = [];
     const wrong: { host: string; why: string }[] = [];
     for (const h of hosts) {
       const vars = inventory.hosts.get(h)!.vars;
-      if (!Object.hasOwn(vars, name) || vars[name] === null) {
+      // A null (`name:` with nothing after it) is a value: it would hide the default.
+      if (!Object.hasOwn(vars, name)) {
         if (d.required) missing.push(h);
         continue;
       }

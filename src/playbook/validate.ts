@@ -113,7 +113,16 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
     }
   }
   const unchecked = checkNames(plays, doc, opts, problems, top.variables);
-  if (top.variables) problems.push(...declarationProblems(doc, top.variables, plays, opts.extraVars ?? {}));
+  if (top.variables)
+    problems.push(
+      ...declarationProblems(
+        doc,
+        top.variables,
+        plays,
+        opts.extraVars ?? {},
+        opts.inventory ? new Set(opts.inventory.hosts.keys()) : undefined,
+      ),
+    );
   if (opts.inventory) {
     checkHostPatterns(plays, doc, opts.inventory, problems);
     if (top.variables)

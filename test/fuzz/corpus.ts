@@ -355,7 +355,11 @@ function ymlUnder(dir: string, recursive: boolean): string[] {
 
 /** True for a YAML list (a playbook); inventories are mappings. */
 function isPlaybookFile(rel: string): boolean {
-  return Array.isArray(parse(readFileSync(join(REPO_ROOT, rel), 'utf8'), { version: '1.2', schema: 'core' }));
+  const v: unknown = parse(readFileSync(join(REPO_ROOT, rel), 'utf8'), { version: '1.2', schema: 'core' });
+  // A list of plays, or a playbook that declares its variables (variables: and plays:).
+  return (
+    Array.isArray(v) || (!!v && typeof v === 'object' && Array.isArray((v as { plays?: unknown }).plays))
+  );
 }
 
 /**

@@ -167,11 +167,30 @@ function keyOf(pair: { key: unknown }): string | undefined {
   return undefined;
 }
 
-/** Plays: the mappings of the root list. */
-function plays(doc: Document): { map: YAMLMap; index: number }[] {
+/** The list of plays: the root list, or `plays:` of a playbook that declares its variables. */
+function playList(doc: Document): YAMLSeq | undefined {
   const root = doc.contents;
-  if (!isSeq(root)) return [];
-  return root.items.flatMap((item, index) => (isMap(item) ? [{ map: item, index }] : []));
+  if (isSeq(root)) return root;
+  if (isMap(root)) {
+    const list: unknown = root.get('plays', true);
+    if (isSeq(list)) return list;
+  }
+  return undefined;
+}
+
+/** Plays: the mappings of the list of plays. */
+function plays(doc: Document): { map: YAMLMap; index: number }[] {
+  const list = playList(doc);
+  if (!list) return [];
+  return list.items.flatMap((item, index) => (isMap(item) ? [{ map: item, index }] : []));
+}
+
+/** `variables:`, the declarations, when the playbook has them. */
+function declarations(doc: Document): YAMLMap | undefined {
+  const root = doc.contents;
+  if (!isMap(root)) return undefined;
+  const v: unknown = root.get('variables', true);
+  return isMap(v) ? v : undefined;
 }
 
 /** The play at a root index (plays() skips non-mappings, so positions may differ). */
@@ -757,6 +776,43 @@ const deletePlayVar = op('delete.play-var', false, (d, rng) => {
   return `deleted play variable ${dotted([p.index, 'vars', name])}`;
 });
 
+/** A declaration gone: a declared playbook then refuses every use of the name. */
+const deleteDeclaration = op('delete.declaration', false, (d, rng) => {
+  const decls = declarations(d.pb);
+  const names = decls?.items.flatMap((i) => keyOf(i) ?? []) ?? [];
+  if (!decls || names.length === 0) return undefined;
+  const name = pickUsed(d, rng, names);
+  decls.delete(name);
+  d.pbChanged = true;
+  return `deleted declaration variables.${name}`;
+});
+
+/** A declaration made stricter or contradictory: required, another type, a default of the wrong type. */
+const retypeDeclaration = op('declaration.retype', false, (d, rng) => {
+  const decls = declarations(d.pb);
+  const entries =
+    decls?.items.flatMap((i) => (keyOf(i) && isMap(i.value) ? [{ name: keyOf(i)!, map: i.value }] : [])) ??
+    [];
+  if (entries.length === 0) return undefined;
+  const { name, map } = rng.pick(entries);
+  const how = rng.int(3);
+  if (how === 0) {
+    map.set('required', true);
+    map.delete('default');
+    d.pbChanged = true;
+    return `variables.${name}: required, no default`;
+  }
+  if (how === 1) {
+    const t = rng.pick(['integer', 'boolean', 'path', 'host', 'list', 'mapping']);
+    map.set('type', t);
+    d.pbChanged = true;
+    return `variables.${name}.type → ${t}`;
+  }
+  map.set('default', rng.pick([42, 'not-a-path', true, ['x']]));
+  d.pbChanged = true;
+  return `variables.${name}.default changed`;
+});
+
 /** An inventory variable gone at one level (inventory, group, host): others may still define it. */
 const deleteInventoryVar = op('delete.inventory-var', false, (d, rng) => {
   const places: { map: YAMLMap; path: Seg[]; key: string }[] = [];
@@ -1070,8 +1126,8 @@ const orderDeleteStep = op('order.delete-step', false, (d, rng) => {
 /** A play twice: its ids twice, its hosts entering again. */
 const playDuplicate = op('play.duplicate', false, (d, rng) => {
   const ps = plays(d.pb);
-  const root = d.pb.contents;
-  if (ps.length === 0 || !isSeq(root)) return undefined;
+  const root = playList(d.pb);
+  if (ps.length === 0 || !root) return undefined;
   const p = rng.pick(ps);
   const at = rng.chance(0.5) ? p.index + 1 : root.items.length;
   root.items.splice(at, 0, p.map.clone());
@@ -1434,6 +1490,8 @@ export const OPERATORS: readonly Operator[] = [
   stepInsertUndefined,
   whenUndefined,
   deletePlayVar,
+  deleteDeclaration,
+  retypeDeclaration,
   deleteInventoryVar,
   deleteHost,
   deleteGroup,

@@ -4,6 +4,7 @@
 // fails later (pg.basebackup's undo leaves the stack).
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
+import { commandLine } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { done, notYet, PollTimeout, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
@@ -30,6 +31,7 @@ const BasebackupOutputs = Type.Object(
     started_at: Type.String(),
     stopped_at: Type.String(),
     seconds: Type.Number(),
+    copy_seconds: Type.Optional(Type.Number()),
     bytes: Type.Number(),
   },
   { description: 'the registered outputs of pg.basebackup, e.g. "{{ base }}"' },
@@ -130,6 +132,8 @@ export default defineStep({
     const live = await liveDataDirectory(t, p.to, pg, become);
     if (live) throw new StepFailure(`refusing to keep a backup in ${p.to}: ${live}`);
     const opts = { become, signal: ctx.signal };
+    // Through become, like run(): the copy is the server user's (0700), the archive may be too.
+    const sh = (script: string) => t.exec(commandLine({ script }, become), { signal: ctx.signal });
     const labelfile = await run(t, readFromCopy(p, 'backup_label'), `reading the copy's backup_label`, opts);
     const info = parseLabel(labelfile);
     // The label must be this backup's: the copy may have been replaced since pg.basebackup ran.
@@ -137,18 +141,15 @@ export default defineStep({
       throw new StepFailure(
         `the backup_label in ${p.from.to} starts at ${info.startLsn ?? 'nothing'}, not at ${p.from.start_lsn} where pg.basebackup's backup started: not this backup's copy`,
       );
-    const spcmap = (await t.exec(`${readFromCopy(p, 'tablespace_map')} 2>/dev/null`, { signal: ctx.signal }))
-      .stdout;
+    const spcmap = (await sh(`${readFromCopy(p, 'tablespace_map')} 2>/dev/null`)).stdout;
     const spaces = (await run(t, tablespacesScript(p), 'listing the copy’s tablespaces', opts))
       .split('\n')
       .filter(Boolean);
-    const hasManifest =
-      (await t.exec(`test -f ${quote(`${p.from.to}/backup_manifest`)}`, { signal: ctx.signal })).exitCode ===
-      0;
+    const hasManifest = (await sh(`test -f ${quote(`${p.from.to}/backup_manifest`)}`)).exitCode === 0;
     ctx.changing();
     await run(
       t,
-      `mkdir -p -m 700 ${quote(p.to)}\nif [ -e ${quote(`${p.to}/backup_label`)} ]; then echo "${p.to.replace(/"/g, '')}/backup_label exists: another backup lives here" >&2; exit 17; fi`,
+      `mkdir -p -m 700 ${quote(p.to)}\nif [ -e ${quote(`${p.to}/backup_label`)} ]; then echo ${quote(`${p.to}/backup_label exists: another backup lives here`)} >&2; exit 17; fi`,
       `preparing ${p.to}`,
       opts,
     );
@@ -169,10 +170,7 @@ export default defineStep({
       const file = `${p.archive_dir}/${p.from.history_file}`;
       const timeout = p.archive_timeout ?? 60;
       archived = await poll(
-        async () =>
-          (await t.exec(`test -f ${quote(file)}`, { signal: ctx.signal })).exitCode === 0
-            ? done(true)
-            : notYet(false),
+        async () => ((await sh(`test -f ${quote(file)}`)).exitCode === 0 ? done(true) : notYet(false)),
         { timeoutMs: timeout * 1000, intervalMs: 500, signal: ctx.signal },
       ).catch((e: unknown) => {
         if (e instanceof PollTimeout) return false;
@@ -201,7 +199,7 @@ export default defineStep({
       stop_lsn: p.from.stop_lsn,
       started_at: p.from.started_at,
       stopped_at: p.from.stopped_at,
-      seconds_in_backup: p.from.seconds,
+      seconds_in_backup: p.from.copy_seconds ?? p.from.seconds,
       // The WAL from start to stop was streamed into the copy (pg_wal, or pg_wal.tar).
       wal_included: true,
       history_file: p.from.history_file || undefined,

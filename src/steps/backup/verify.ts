@@ -204,7 +204,7 @@ function prepareScript(p: P, m: Manifest, data: string, provider: Provider): str
   ];
   return [
     'set -e',
-    `if [ -e ${S} ]; then echo "${p.scratch} exists already" >&2; exit 17; fi`,
+    `if [ -e ${S} ]; then echo ${quote(`${p.scratch} exists already`)} >&2; exit 17; fi`,
     ...materialise(provider, data, S),
     `rm -f ${S}/postmaster.pid ${S}/postmaster.opts ${S}/recovery.signal ${S}/standby.signal ${S}/backup_label ${S}/tablespace_map`,
     `rm -rf ${S}/pg_replslot/* ${S}/pg_stat_tmp/*`,
@@ -279,18 +279,21 @@ async function materialiseAndStart(
       : 'copy';
   const major = Math.floor((m.pg_version_num ?? 150000) / 10000);
   const bin = binDir(ctx, p, major);
+  const user = runAs(ctx, p);
+  const asUser = await asUserFn(t, user);
   // pg_basebackup's own manifest: every file's checksum and the WAL from start to stop, checked
-  // by PostgreSQL's tool before the restore (plain format; the binary ships from 13 on).
+  // by PostgreSQL's tool before the restore (plain format; the binary ships from 13 on), as the
+  // server's user, whose the copy is.
   if (provider === 'basebackup-plain' && m.backup_manifest) {
     const tool = `${bin}/pg_verifybackup`;
     const r = await t.exec(
-      `if [ ! -x ${quote(tool)} ]; then echo absent; exit 0; fi\n${quote(tool)} --wal-directory=${quote(`${data}/pg_wal`)} ${quote(data)} 2>&1`,
+      `if [ ! -x ${quote(tool)} ]; then echo absent; exit 0; fi\n${asUser(`${quote(tool)} --wal-directory=${quote(`${data}/pg_wal`)} ${quote(data)} 2>&1`)}`,
       { signal: ctx.signal },
     );
     const said = r.stdout.trim().split('\n');
     if (r.exitCode !== 0)
       throw new StepFailure(
-        `pg_verifybackup says the copy in ${data} differs from its backup_manifest:\n${said.slice(-10).join('\n')}`,
+        `pg_verifybackup failed on the copy in ${data} (a file differs from its backup_manifest, or could not be read):\n${said.slice(-10).join('\n')}`,
       );
     ctx.log(
       said[0] === 'absent'
@@ -298,8 +301,6 @@ async function materialiseAndStart(
         : `pg_verifybackup ${data}: ${said.pop()}`,
     );
   }
-  const user = runAs(ctx, p);
-  const asUser = await asUserFn(t, user);
   // Someone else's directory is never ours to clean up.
   const exists = await t.exec(`test -e ${quote(p.scratch)} || test -e ${quote(tblspc(p))}`);
   if (exists.exitCode === 0)
@@ -506,7 +507,7 @@ function planOps(p: P, keepRunning: boolean): Operation[] {
     },
     {
       kind: 'note',
-      text: 'if the manifest says pg_basebackup (plain format): pg_verifybackup checks the copy against its backup_manifest first',
+      text: 'if the manifest says pg_basebackup (plain format): pg_verifybackup (when installed) checks the copy against its backup_manifest first, as the server user',
     },
     {
       kind: 'note',

@@ -92,7 +92,10 @@ const Outputs = Type.Object({
   started_at: Type.String({ description: 'when pg_basebackup started (ISO 8601)' }),
   stopped_at: Type.String({ description: 'when it finished (ISO 8601)' }),
   bytes: Type.Number(),
-  seconds: Type.Number(),
+  seconds: Type.Number({ description: 'the whole step: its checks, pg_basebackup, measuring the copy' }),
+  copy_seconds: Type.Number({
+    description: 'pg_basebackup alone: the time the source spent in backup mode for it',
+  }),
   dir_existed: Type.Boolean({ description: 'the destination existed (empty): the undo empties it' }),
 });
 
@@ -151,7 +154,6 @@ function backupScript(ctx: PlanContext, p: P): string {
       ...PASSFILE_LINES,
       `mkdir -p -m 0700 ${quote(p.to)} || exit 1`,
       `PGPASSFILE="$tmp/pgpass" ${joinArgv(argv(p))} -d ${quote(conninfoOf(ctx, p))} 2>&1 || exit $?`,
-      `echo "bytes $(du -sb ${quote(p.to)} | cut -f1)"`,
     ].join('\n'),
   );
 }
@@ -339,11 +341,14 @@ export default defineStep({
     ctx.artifact({ paths: [p.to], remove: removeScript(ctx, p, existed) });
     ctx.changing();
     const startedAt = new Date().toISOString();
+    const copyStart = Date.now();
     const r = await t.exec(backupScript(ctx, p), {
       signal: ctx.signal,
       stdin,
       onOutput: (stream, chunk) => ctx.output(stream, chunk),
     });
+    const copySeconds = Math.round((Date.now() - copyStart) / 100) / 10;
+    const stoppedAt = new Date().toISOString();
     const start = /write-ahead log start point: ([0-9A-F]+\/[0-9A-F]+) on timeline (\d+)/.exec(r.stdout);
     const stop = /write-ahead log end point: ([0-9A-F]+\/[0-9A-F]+)/.exec(r.stdout);
     if (r.exitCode !== 0 || !start || !stop) {
@@ -368,9 +373,10 @@ export default defineStep({
       backup_from: facts.standby ? ('standby' as const) : ('primary' as const),
       version_num: facts.versionNum,
       started_at: startedAt,
-      stopped_at: new Date().toISOString(),
-      bytes: Number(/^bytes (\d+)$/m.exec(r.stdout)?.[1] ?? 0),
+      stopped_at: stoppedAt,
+      bytes: await copyBytes(ctx, p),
       seconds: Math.round((Date.now() - started) / 100) / 10,
+      copy_seconds: copySeconds,
       dir_existed: existed,
     };
     ctx.log(
@@ -385,6 +391,13 @@ export default defineStep({
     if (out.slot) await dropSlot(ctx, p);
   },
 });
+
+/** The copy's size on disk, in bytes (0 when it cannot be read). */
+async function copyBytes(ctx: ApplyContext, p: P): Promise<number> {
+  const t = await ctx.transport();
+  const r = await t.exec(as(ctx, p, `du -sb ${quote(p.to)} | cut -f1`), { signal: ctx.signal });
+  return Number(r.stdout.trim()) || 0;
+}
 
 async function dropSlot(ctx: ApplyContext, p: P): Promise<void> {
   const s = await openOn(sourceHost(ctx, p.from, 'from'));

@@ -165,6 +165,45 @@ plays:
     expect(lines).toContain('echo /b2 30 slow');
   });
 
+  it('review findings: a null value, an unknown host given with -e, a declaration hosts pattern that matches nothing', () => {
+    const pb = join(dir, 'pb.yml');
+    const inv =
+      'hosts:\n  db1: { transport: local, vars: { backup_root: /b, ttl: null, only_db1: /x } }\ngroups:\n  dbs: { hosts: [db1] }\n';
+    // `ttl:` with no value would hide the default 30 (the upgrade's ttl + 5 wait).
+    expect(problems(PLAYBOOK, inv)).toEqual([
+      `${pb}:3:3: variables.ttl: "ttl" (the DCS ttl) has a value of the wrong type for db1 in ${join(dir, 'inv.yml')}: expected an integer, got null`,
+      expect.stringContaining('hosts.db1.vars.ttl: ttl: expected an integer, got null'),
+    ]);
+    const withHost = PLAYBOOK.replace(
+      '  only_db1:',
+      '  from: { type: host, description: the host to copy }\n  only_db1:',
+    ).replace('hosts: db1, description: needed', 'hosts: db9, description: needed');
+    const inv2 = inv.replace('ttl: null, ', '');
+    expect(problems(withHost, inv2, { from: 'nosuch' })).toEqual([
+      `${pb}:5:3: variables.from: -e from: expected an inventory host name, got "nosuch", which is no host of the inventory`,
+      expect.stringMatching(
+        /^.*:6:\d+: variables\.only_db1\.hosts: host pattern "db9" matches no host or group in .*inv\.yml/,
+      ),
+    ]);
+  });
+
+  it('steps that read a host variable themselves see -e and the declared default (pg.basebackup runs as pg_os_user)', async () => {
+    const root = fileURLToPath(new URL('../../../', import.meta.url));
+    const invFile = join(root, 'examples/gitlab-like/inventory.yml');
+    const inv = loadInventory(invFile).inventory!;
+    const extraVars = { pg_os_user: 'alice', backup_from: 'patroni-02-db-gprd' };
+    const pb = loadPlaybook(join(root, 'playbooks/basebackup.yml'), { inventory: inv, extraVars });
+    expect(pb.problems).toEqual([]);
+    const { plan } = await prepare(
+      { playbook: pb.playbook!, inventory: inv, steps: registry, extraVars },
+      { mode: 'offline' },
+    );
+    expect(plan.problems).toEqual([]);
+    const text = JSON.stringify(plan);
+    expect(text).toContain('sudo -n -u alice');
+    expect(text).not.toContain('sudo -n -u gitlab-psql');
+  });
+
   it('types', () => {
     expect(typeProblem({ type: 'host' }, 'db9', new Set(['db1']))).toMatch(/no host of the inventory/);
     expect(typeProblem({ type: 'list' }, 'a')).toBe('expected a list, got "a"');
@@ -226,7 +265,8 @@ describe('the command line', () => {
         '    pg: { host: 10.220.16.101 }\n',
         '    pg: { host: 10.220.16.101 }\n    vars: { pgdata: /var/opt/gitlab/postgresql/data }\n',
       );
-    const inv = join(repo, 'examples/gitlab-like/.declarations-test-inventory.yml');
+    // Not under examples/: the fuzz corpus test lists that directory's files.
+    const inv = join(dir, 'gitlab-missing-pgdata.yml');
     writeFileSync(inv, text);
     try {
       const r = cli('validate', 'playbooks/pg-major-upgrade.yml', '-i', inv);
