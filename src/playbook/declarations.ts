@@ -1,6 +1,7 @@
 // Reading and checking `variables:` declarations: the playbook's own (a default of the wrong type,
 // an unknown -e), and against an inventory (a required variable a host lacks, a value of the wrong
 // type), each reported where it is declared and where the inventory sets it (or should).
+import { Value } from '@sinclair/typebox/value';
 import type { Problem } from '../errors.js';
 import type { Inventory } from '../inventory/inventory.js';
 import { matchHosts } from '../inventory/patterns.js';
@@ -8,15 +9,22 @@ import { didYouMean, schemaProblems } from '../util/schema-errors.js';
 import { isTemplate } from './expressions.js';
 import type { PathSeg, SourceDoc } from './load.js';
 import { BUILTIN_NAMES, type Play, RESERVED_NAMES } from './model.js';
-import { typeProblem, type VariableDecl, VariablesSchema } from './variables.js';
+import { typeProblem, type VariableDecl, VariableDeclSchema, VariablesSchema } from './variables.js';
 
 /** The file's plays (a list, or `plays:` of a mapping) and its declarations, if any. */
 export function parseDeclarations(
   doc: SourceDoc,
   out: Problem[],
-): { plays: unknown; playsPath: PathSeg[]; variables?: Record<string, VariableDecl> } {
+): {
+  plays: unknown;
+  playsPath: PathSeg[];
+  variables?: Record<string, VariableDecl>;
+  /** only these declarations passed their schema, and are checked against -e and an inventory */
+  sound: Record<string, VariableDecl>;
+} {
   const root = doc.value;
-  if (!root || typeof root !== 'object' || Array.isArray(root)) return { plays: root, playsPath: [] };
+  if (!root || typeof root !== 'object' || Array.isArray(root))
+    return { plays: root, playsPath: [], sound: {} };
   const m = root as Record<string, unknown>;
   for (const k of Object.keys(m))
     if (k !== 'variables' && k !== 'plays')
@@ -29,29 +37,34 @@ export function parseDeclarations(
       );
   if (!('plays' in m)) out.push(doc.problem([], 'expected plays: (the list of plays) beside variables:'));
   let variables: Record<string, VariableDecl> | undefined;
+  const sound: Record<string, VariableDecl> = {};
   if ('variables' in m) {
     const bad = schemaProblems(VariablesSchema, m.variables ?? {}, doc, ['variables']);
     out.push(...bad);
-    variables = (m.variables && typeof m.variables === 'object' ? m.variables : {}) as Record<
-      string,
-      VariableDecl
-    >;
+    // The names count as declared even when a declaration is malformed (its problem is reported):
+    // their uses are not reported again as undeclared.
+    variables = (
+      m.variables && typeof m.variables === 'object' && !Array.isArray(m.variables) ? m.variables : {}
+    ) as Record<string, VariableDecl>;
+    // A malformed declaration has its problem; the checks below would misread it.
+    for (const [k, d] of Object.entries(variables))
+      if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) && Value.Check(VariableDeclSchema, d)) sound[k] = d;
   }
-  return { plays: m.plays, playsPath: ['plays'], variables };
+  return { plays: m.plays, playsPath: ['plays'], variables, sound };
 }
 
 /** What is wrong with the declarations themselves, and -e variables nobody declared. */
 export function declarationProblems(
   doc: SourceDoc,
   decls: Record<string, VariableDecl>,
+  sound: Record<string, VariableDecl>,
   plays: Play[],
   extraVars: Record<string, unknown>,
   hostNames?: ReadonlySet<string>,
 ): Problem[] {
   const out: Problem[] = [];
   const playVars = new Set(plays.flatMap((p) => Object.keys(p.vars)));
-  for (const [name, d] of Object.entries(decls)) {
-    if (!d || typeof d !== 'object') continue;
+  for (const [name, d] of Object.entries(sound)) {
     const at: PathSeg[] = ['variables', name];
     if (
       (RESERVED_NAMES as readonly string[]).includes(name) ||
@@ -82,9 +95,10 @@ export function declarationProblems(
   }
   // A typo in -e would otherwise be ignored, and the default used.
   for (const [k, v] of Object.entries(extraVars)) {
-    const d = decls[k];
-    if (!d && playVars.has(k)) continue; // -e overrides a play variable: allowed, as ever
-    if (!d) {
+    // Own keys only: `-e constructor=…` is not declared by Object's prototype.
+    const declared = Object.hasOwn(decls, k);
+    if (!declared && playVars.has(k)) continue; // -e overrides a play variable: allowed, as ever
+    if (!declared) {
       out.push(
         doc.problem(
           ['variables'],
@@ -94,7 +108,8 @@ export function declarationProblems(
       );
       continue;
     }
-    const bad = typeof v === 'string' && isTemplate(v) ? undefined : typeProblem(d, v, hostNames);
+    const sd = Object.hasOwn(sound, k) ? sound[k] : undefined;
+    const bad = !sd || (typeof v === 'string' && isTemplate(v)) ? undefined : typeProblem(sd, v, hostNames);
     if (bad) out.push(doc.problem(['variables', k], `-e ${k}: ${bad}`, { key: true }));
   }
   return out;

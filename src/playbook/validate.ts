@@ -118,6 +118,7 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
       ...declarationProblems(
         doc,
         top.variables,
+        top.sound,
         plays,
         opts.extraVars ?? {},
         opts.inventory ? new Set(opts.inventory.hosts.keys()) : undefined,
@@ -127,7 +128,7 @@ export function validatePlaybook(doc: SourceDoc, opts: ValidateOptions = {}): Va
     checkHostPatterns(plays, doc, opts.inventory, problems);
     if (top.variables)
       problems.push(
-        ...inventoryProblems(doc, top.variables, plays, opts.inventory, opts.extraVars ?? {}, opts.limit),
+        ...inventoryProblems(doc, top.sound, plays, opts.inventory, opts.extraVars ?? {}, opts.limit),
       );
   }
   // The playbook's problems in file order, then the inventory's.

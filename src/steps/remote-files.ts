@@ -2,6 +2,7 @@
 import { commandLine, type Transport } from '../connections/transport.js';
 import { StepFailure } from '../errors.js';
 import { quote } from '../util/shell.js';
+import type { ApplyContext } from './define.js';
 
 /** The command that writes stdin to `path` atomically (temp file + rename) with `mode`. */
 export function atomicWriteLine(path: string, mode: string, become?: 'sudo'): string {
@@ -63,4 +64,20 @@ export async function run(
     );
   }
   return r.stdout;
+}
+
+/**
+ * The host's transport, through `become` when the host has it: backups are written by root, and
+ * materialising a copy or handing files to the server's user needs the privileged user.
+ */
+export async function becomeTransport(ctx: ApplyContext): Promise<Transport> {
+  const t = await ctx.transport();
+  const become = ctx.host.become;
+  if (!become) return t;
+  return {
+    kind: t.kind,
+    exec: (line, opts) => t.exec(commandLine({ script: line }, become), opts),
+    hold: (line) => t.hold(commandLine({ script: line }, become)),
+    close: () => t.close(),
+  };
 }

@@ -6,10 +6,8 @@
 // mounts (root); what is left is asked of the emulator and of /proc/self/mounts.
 import {
   chmodSync,
-  chownSync,
   cpSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -21,9 +19,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComputeEmulator, startComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
-import { lookupUser, type PgServer, SERVER_USER, startPostgres } from '../../tools/testenv/index.js';
+import type { ComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
+import { type PgServer, SERVER_USER } from '../../tools/testenv/index.js';
 import { events, outputsOf, runCli, workdir } from './cli.js';
+import { startDb1OnEmulatedDisk } from './gce-db1.js';
 
 const BACKUP = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));
 const RESTORE = fileURLToPath(new URL('../../playbooks/gcp-restore-verify.yml', import.meta.url));
@@ -66,23 +65,7 @@ groups:
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'pgrb-gcpr-'));
   chmodSync(root, 0o755);
-  gce = await startComputeEmulator({ root: join(root, 'gce'), operationDelayMs: 50, waitMaxMs: 400 });
-  const disk = join(root, 'pg-data-disk');
-  const { uid, gid } = await lookupUser(SERVER_USER);
-  mkdirSync(join(disk, 'data'), { recursive: true, mode: 0o700 });
-  chownSync(disk, uid, gid);
-  chownSync(join(disk, 'data'), uid, gid);
-  s = await startPostgres({ version: 15, dataDir: join(disk, 'data') });
-  await gce.addDisk({ name: 'db1-data', zone: ZONE, dir: disk, sizeGb: 10 });
-  await gce.addDisk({ name: 'db1-boot', zone: ZONE, sizeGb: 10 });
-  await gce.addInstance({
-    name: 'db1',
-    zone: ZONE,
-    disks: [
-      { deviceName: 'boot', disk: 'db1-boot', boot: true },
-      { deviceName: 'pgdata', disk: 'db1-data' },
-    ],
-  });
+  ({ gce, s } = await startDb1OnEmulatedDisk(root, ZONE, { operationDelayMs: 50, waitMaxMs: 400 }));
   await gce.addDisk({ name: 'restore-vm-boot', zone: ZONE, sizeGb: 10 });
   await gce.addInstance({
     name: 'restore-vm',

@@ -3,15 +3,16 @@
 // the shipped snapshot-backup playbook snapshots it under a concurrent writer, and a disk made
 // from the snapshot restores to consistency. Faults: a 503 retried, a create retried with the same
 // requestId, and the client never loaded by validate or plan.
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComputeEmulator, startComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
-import { lookupUser, type PgServer, SERVER_USER, startPostgres } from '../../tools/testenv/index.js';
+import type { ComputeEmulator } from '../../tools/gcp-compute-emulator/index.js';
+import { type PgServer, SERVER_USER } from '../../tools/testenv/index.js';
 import { CLI, events, outputsOf, runCli, workdir } from './cli.js';
+import { startDb1OnEmulatedDisk } from './gce-db1.js';
 
 const PLAYBOOK = fileURLToPath(new URL('../../playbooks/snapshot-backup.yml', import.meta.url));
 const RECORD = fileURLToPath(new URL('./fixtures/record-imports.mjs', import.meta.url));
@@ -24,24 +25,8 @@ let s: PgServer;
 beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'pgrb-gcp-'));
   chmodSync(root, 0o755);
-  gce = await startComputeEmulator({ root: join(root, 'gce'), operationDelayMs: 100, waitMaxMs: 400 });
   // The data disk is a directory; PGDATA is its data/ subdirectory, as on a mounted disk.
-  const disk = join(root, 'pg-data-disk');
-  const { uid, gid } = await lookupUser(SERVER_USER);
-  mkdirSync(join(disk, 'data'), { recursive: true, mode: 0o700 });
-  chownSync(disk, uid, gid);
-  chownSync(join(disk, 'data'), uid, gid);
-  s = await startPostgres({ version: 15, dataDir: join(disk, 'data') });
-  await gce.addDisk({ name: 'db1-data', zone: ZONE, dir: disk, sizeGb: 10 });
-  await gce.addDisk({ name: 'db1-boot', zone: ZONE, sizeGb: 10 });
-  await gce.addInstance({
-    name: 'db1',
-    zone: ZONE,
-    disks: [
-      { deviceName: 'boot', disk: 'db1-boot', boot: true },
-      { deviceName: 'pgdata', disk: 'db1-data' },
-    ],
-  });
+  ({ gce, s } = await startDb1OnEmulatedDisk(root, ZONE, { operationDelayMs: 100, waitMaxMs: 400 }));
 }, 60_000);
 afterAll(async () => {
   await s?.stop();

@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { open, readFile, rm } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpRequest } from './etcd.js';
 import { makeTempDir, SERVER_USER, spawnAs } from './osuser.js';
 import { freePort } from './ports.js';
-import { armWatchdog, shQuote, type Watchdog, waitForExit } from './procs.js';
+import { armWatchdog, shQuote, stopDaemon } from './procs.js';
 
 // A running single Consul dev agent (server + client in one, state in memory); stop() ends it and
 // deletes its data dir and log.
@@ -105,7 +105,7 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
       gaveUp.done = true;
       if (why !== 'ready') {
         const text = await readFile(logFile, 'utf8').catch(() => '');
-        await stopConsul(c, rootDir, undefined, false);
+        await stopDaemon(c, rootDir, undefined, false);
         if (attempt < PORT_ATTEMPTS && /address already in use/i.test(text)) continue;
         throw new Error(`startConsul: ${why}\n--- ${logFile} ---\n${text.slice(-4000)}`);
       }
@@ -124,13 +124,13 @@ export async function startConsul(opts: StartConsulOptions = {}): Promise<Consul
         rootDir,
         logFile,
         stop: () => {
-          stopping ??= stopConsul(c, rootDir, watchdog, true);
+          stopping ??= stopDaemon(c, rootDir, watchdog, true);
           return stopping;
         },
       };
     }
   } catch (err) {
-    await stopConsul(child, rootDir, undefined, true).catch(() => {});
+    await stopDaemon(child, rootDir, undefined, true).catch(() => {});
     throw err;
   }
 }
@@ -156,39 +156,5 @@ async function waitLeader(httpUrl: string, cancel: { done: boolean }, token?: st
     }
     if (Date.now() > deadline) return `consul at ${httpUrl} has no leader within ${READY_TIMEOUT_MS} ms`;
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopConsul(
-  child: ChildProcess | undefined,
-  rootDir: string,
-  watchdog: Watchdog | undefined,
-  removeFiles: boolean,
-): Promise<void> {
-  if (watchdog) {
-    // As in stopEtcd: a ref'd timer keeps a plain script alive while disarm() waits.
-    const keep = setInterval(() => {}, 1000);
-    await watchdog.disarm().finally(() => clearInterval(keep));
-  }
-  const pid = child?.pid ?? 0;
-  if (child && pid > 0 && child.exitCode === null && child.signalCode === null) {
-    const reaped = new Promise<void>((res) => child.once('exit', () => res()));
-    // SIGTERM: a dev agent leaves at once (no graceful leave needed, its state is in memory).
-    signal(pid, 'SIGTERM');
-    const t = setTimeout(() => signal(pid, 'SIGKILL'), 5000);
-    await reaped;
-    clearTimeout(t);
-  } else if (pid > 0) {
-    await waitForExit(pid, 5000);
-  }
-  if (removeFiles && process.env.PGRB_KEEP_TEST_DIRS !== '1')
-    await rm(rootDir, { recursive: true, force: true });
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
   }
 }

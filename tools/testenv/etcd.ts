@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { open, readFile, rm } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { makeTempDir, SERVER_USER, spawnAs } from './osuser.js';
 import { freePort } from './ports.js';
-import { armWatchdog, shQuote, type Watchdog, waitForExit } from './procs.js';
+import { armWatchdog, shQuote, stopDaemon } from './procs.js';
 
 // A running single-member etcd (v3 API); stop() ends it and deletes its data dir and log.
 export interface EtcdServer {
@@ -107,7 +107,7 @@ export async function startEtcd(): Promise<EtcdServer> {
       gaveUp.done = true;
       if (why !== 'ready') {
         const text = await readFile(logFile, 'utf8').catch(() => '');
-        await stopEtcd(c, rootDir, undefined, false);
+        await stopDaemon(c, rootDir, undefined, false);
         if (attempt < PORT_ATTEMPTS && /address already in use/i.test(text)) continue;
         throw new Error(`startEtcd: ${why}\n--- ${logFile} ---\n${text.slice(-4000)}`);
       }
@@ -127,13 +127,13 @@ export async function startEtcd(): Promise<EtcdServer> {
         logFile,
         rootDir,
         stop: () => {
-          stopping ??= stopEtcd(c, rootDir, watchdog, true);
+          stopping ??= stopDaemon(c, rootDir, watchdog, true);
           return stopping;
         },
       };
     }
   } catch (err) {
-    await stopEtcd(child, rootDir, undefined, true).catch(() => {});
+    await stopDaemon(child, rootDir, undefined, true).catch(() => {});
     throw err;
   }
 }
@@ -151,40 +151,5 @@ async function waitHealthy(clientUrl: string, cancel: { done: boolean }): Promis
     }
     if (Date.now() > deadline) return `etcd at ${clientUrl} not healthy within ${READY_TIMEOUT_MS} ms`;
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopEtcd(
-  child: ChildProcess | undefined,
-  rootDir: string,
-  watchdog: Watchdog | undefined,
-  removeFiles: boolean,
-): Promise<void> {
-  if (watchdog) {
-    // disarm() waits on an unref'd child: a ref'd timer keeps a plain script (not vitest) from
-    // finding the event loop empty and exiting with code 13 in the middle of the stop.
-    const keep = setInterval(() => {}, 1000);
-    await watchdog.disarm().finally(() => clearInterval(keep));
-  }
-  const pid = child?.pid ?? 0;
-  if (child && pid > 0 && child.exitCode === null && child.signalCode === null) {
-    // Reaped by this process (the 'exit' event), so no zombie is left for PID 1.
-    const reaped = new Promise<void>((res) => child.once('exit', () => res()));
-    signal(pid, 'SIGTERM');
-    const t = setTimeout(() => signal(pid, 'SIGKILL'), 5000);
-    await reaped;
-    clearTimeout(t);
-  } else if (pid > 0) {
-    await waitForExit(pid, 5000);
-  }
-  if (removeFiles && process.env.PGRB_KEEP_TEST_DIRS !== '1')
-    await rm(rootDir, { recursive: true, force: true });
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
   }
 }

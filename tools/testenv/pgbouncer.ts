@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { chmod, chown, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { makeTempDir, SERVER_USER, serverGid, serverUid, spawnAs } from './osuser.js';
 import { freePort } from './ports.js';
-import { armWatchdog, shQuote, type Watchdog, waitForExit } from './procs.js';
+import { armWatchdog, shQuote, stopDaemon } from './procs.js';
 
 // One `[databases]` entry: clients connecting to `name` are sent to host:port (database `dbname`,
 // default the same name).
@@ -159,7 +159,7 @@ export async function startPgBouncer(o: StartPgBouncerOptions): Promise<PgBounce
       gaveUp.done = true;
       if (why !== 'ready') {
         const text = await readFile(logFile, 'utf8').catch(() => '');
-        await stopPgBouncer(c, rootDir, undefined, false);
+        await stopDaemon(c, rootDir, undefined, false);
         if (attempt < PORT_ATTEMPTS && /address already in use/i.test(text)) continue;
         throw new Error(`startPgBouncer: ${why}\n--- ${logFile} ---\n${text.slice(-4000)}`);
       }
@@ -182,13 +182,13 @@ export async function startPgBouncer(o: StartPgBouncerOptions): Promise<PgBounce
           await adminCommand('RELOAD');
         },
         stop: () => {
-          stopping ??= stopPgBouncer(c, rootDir, watchdog, true);
+          stopping ??= stopDaemon(c, rootDir, watchdog, true);
           return stopping;
         },
       };
     }
   } catch (err) {
-    await stopPgBouncer(child, rootDir, undefined, true).catch(() => {});
+    await stopDaemon(child, rootDir, undefined, true).catch(() => {});
     throw err;
   }
 }
@@ -209,39 +209,5 @@ async function waitReady(
     }
     if (Date.now() > deadline) return `pgbouncer not answering within ${READY_TIMEOUT_MS} ms`;
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function stopPgBouncer(
-  child: ChildProcess | undefined,
-  rootDir: string,
-  watchdog: Watchdog | undefined,
-  removeFiles: boolean,
-): Promise<void> {
-  if (watchdog) {
-    // As stopEtcd: a ref'd timer keeps a plain script alive while the unref'd watchdog is disarmed.
-    const keep = setInterval(() => {}, 1000);
-    await watchdog.disarm().finally(() => clearInterval(keep));
-  }
-  const pid = child?.pid ?? 0;
-  if (child && pid > 0 && child.exitCode === null && child.signalCode === null) {
-    const reaped = new Promise<void>((res) => child.once('exit', () => res()));
-    // SIGINT: PgBouncer's "safe shutdown" waits for clients; SIGTERM is the immediate one.
-    signal(pid, 'SIGTERM');
-    const t = setTimeout(() => signal(pid, 'SIGKILL'), 5000);
-    await reaped;
-    clearTimeout(t);
-  } else if (pid > 0) {
-    await waitForExit(pid, 5000);
-  }
-  if (removeFiles && process.env.PGRB_KEEP_TEST_DIRS !== '1')
-    await rm(rootDir, { recursive: true, force: true });
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // already gone
   }
 }

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdir, readFile, rm } from 'node:fs/promises';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -97,4 +97,45 @@ export function armWatchdog(onParentDeath: string): Watchdog {
       return disarming;
     },
   };
+}
+
+/**
+ * Stops a test daemon this process spawned (etcd, Consul, PgBouncer): disarms its watchdog, sends
+ * SIGTERM (SIGKILL after 5 s) and waits until it is reaped, then deletes its root directory
+ * (unless PGRB_KEEP_TEST_DIRS=1 or `removeFiles` is false).
+ */
+export async function stopDaemon(
+  child: ChildProcess | undefined,
+  rootDir: string,
+  watchdog: Watchdog | undefined,
+  removeFiles: boolean,
+): Promise<void> {
+  if (watchdog) {
+    // disarm() waits on an unref'd child: a ref'd timer keeps a plain script (not vitest) from
+    // finding the event loop empty and exiting with code 13 in the middle of the stop.
+    const keep = setInterval(() => {}, 1000);
+    await watchdog.disarm().finally(() => clearInterval(keep));
+  }
+  const pid = child?.pid ?? 0;
+  if (child && pid > 0 && child.exitCode === null && child.signalCode === null) {
+    // Reaped by this process (the 'exit' event), so no zombie is left for PID 1. SIGTERM is the
+    // immediate stop of each (PgBouncer's SIGINT would wait for its clients).
+    const reaped = new Promise<void>((res) => child.once('exit', () => res()));
+    signalPid(pid, 'SIGTERM');
+    const t = setTimeout(() => signalPid(pid, 'SIGKILL'), 5000);
+    await reaped;
+    clearTimeout(t);
+  } else if (pid > 0) {
+    await waitForExit(pid, 5000);
+  }
+  if (removeFiles && process.env.PGRB_KEEP_TEST_DIRS !== '1')
+    await rm(rootDir, { recursive: true, force: true });
+}
+
+function signalPid(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
 }

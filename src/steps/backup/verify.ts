@@ -4,11 +4,12 @@
 // A proof that fails keeps the backup: its manifest says `verify_failed`, with the reason.
 import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
-import { commandLine, type Transport } from '../../connections/transport.js';
+import type { Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { done, notYet, poll } from '../../util/poll.js';
 import { quote } from '../../util/shell.js';
 import { type ApplyContext, defineStep, type Operation } from '../define.js';
+import { becomeTransport } from '../remote-files.js';
 import { type Manifest, readCheckedManifest, recordVerify } from './manifest.js';
 import { placeTablespaces, tablespaceCopies } from './tablespaces.js';
 
@@ -116,22 +117,6 @@ async function asUserFn(t: Transport, user: string): Promise<(line: string) => s
   if (me[0] === user) return (line) => line;
   if (me[1] === '0') return (line) => `runuser -u ${quote(user)} -- sh -c ${quote(line)}`;
   return (line) => `sudo -n -u ${quote(user)} -- sh -c ${quote(line)}`;
-}
-
-/**
- * The host's transport, through `become` when the host has it: materialising a copy, reading
- * labels written by root and handing files to the server's user all need the privileged user.
- */
-async function stepTransport(ctx: ApplyContext): Promise<Transport> {
-  const t = await ctx.transport();
-  const become = ctx.host.become;
-  if (!become) return t;
-  return {
-    kind: t.kind,
-    exec: (line, opts) => t.exec(commandLine({ script: line }, become), opts),
-    hold: (line) => t.hold(commandLine({ script: line }, become)),
-    close: () => t.close(),
-  };
 }
 
 async function sh(ctx: ApplyContext, t: Transport, script: string, what: string): Promise<string> {
@@ -248,7 +233,7 @@ async function materialiseAndStart(
   p: P,
   st: StartState,
 ): Promise<{ m: Manifest; asUser: (l: string) => string; bin: string; started: number }> {
-  const t = await stepTransport(ctx);
+  const t = await becomeTransport(ctx);
   const started = Date.now();
   const m = await readCheckedManifest(t, p.from, ctx.signal, { unproven: true });
   st.manifest = m;
@@ -411,7 +396,7 @@ interface StartState {
 }
 
 async function verifyApply(ctx: ApplyContext, p: P, keepRunning: boolean) {
-  const t = await stepTransport(ctx);
+  const t = await becomeTransport(ctx);
   const st: StartState = { created: false, btrfs: false };
   try {
     const { m, asUser, bin, started } = await materialiseAndStart(ctx, p, st);
@@ -579,7 +564,7 @@ export const restoreStep = defineStep({
   },
   apply: (ctx, p) => verifyApply(ctx, p, true),
   async undo(ctx, p) {
-    const t = await stepTransport(ctx);
+    const t = await becomeTransport(ctx);
     const m = JSON.parse(
       (await t.exec(`cat ${quote(`${p.from}/manifest.json`)}`)).stdout || '{}',
     ) as Manifest;

@@ -2,11 +2,11 @@
 // every restore reads it) and name the persistent-disk snapshots it took, with the one of the disk
 // that holds PGDATA. A backup without a GCP snapshot is refused here, before anything is created.
 import { Type } from '@sinclair/typebox';
-import { commandLine, type Transport } from '../../connections/transport.js';
 import { StepFailure } from '../../errors.js';
 import { quote } from '../../util/shell.js';
 import { readCheckedManifest } from '../backup/manifest.js';
-import { type ApplyContext, defineStep } from '../define.js';
+import { defineStep } from '../define.js';
+import { becomeTransport } from '../remote-files.js';
 import { gcpOf } from './common.js';
 
 const Params = Type.Object(
@@ -43,19 +43,6 @@ const Outputs = Type.Object({
 });
 
 type Snap = typeof Snapshot.static;
-
-/** The host's transport, through `become` when it has it: backups are often written by root. */
-async function readTransport(ctx: ApplyContext): Promise<Transport> {
-  const t = await ctx.transport();
-  const become = ctx.host.become;
-  if (!become) return t;
-  return {
-    kind: t.kind,
-    exec: (line, opts) => t.exec(commandLine({ script: line }, become), opts),
-    hold: (line) => t.hold(commandLine({ script: line }, become)),
-    close: () => t.close(),
-  };
-}
 
 interface GcpEntry {
   provider?: string;
@@ -112,7 +99,7 @@ export default defineStep({
   },
   async apply(ctx, p) {
     const s = gcpOf(ctx);
-    const m = await readCheckedManifest(await readTransport(ctx), p.from, ctx.signal, { unproven: true });
+    const m = await readCheckedManifest(await becomeTransport(ctx), p.from, ctx.signal, { unproven: true });
     const entries = ((m.snapshots ?? []) as GcpEntry[]).filter((e) => e.provider === 'gcp');
     const providers = [...new Set((m.snapshots ?? []).map((e) => e.provider ?? 'unknown'))];
     if (entries.length === 0 || entries.every((e) => !e.snapshots?.length))

@@ -204,6 +204,27 @@ plays:
     expect(text).not.toContain('sudo -n -u gitlab-psql');
   });
 
+  it('malformed declarations are located problems, never a crash; -e of a prototype name is not declared', () => {
+    const inv = 'hosts:\n  db1: { transport: local, vars: { x: 1 } }\n';
+    for (const bad of [
+      '  x: { type: string, choices: 5, description: d }',
+      '  x: { type: string, hosts: 7, description: d }',
+      '  x: { type: sting, default: [1], description: 5 }',
+      '  x: 5',
+    ]) {
+      const pb = `variables:\n${bad}\nplays:\n- name: p\n  hosts: all\n  steps:\n    - shell: "echo {{ x }}"\n`;
+      const out = problems(pb, inv, { x: 'y' });
+      expect(out.length, bad).toBeGreaterThan(0);
+      for (const line of out) expect(line, bad).toMatch(/^\/.*\/pb\.yml:2:\d+: variables\.x/);
+    }
+    expect(problems('variables: [1]\nplays:\n- name: p\n  hosts: all\n  steps: []\n')).toEqual([
+      expect.stringMatching(/pb\.yml:1:12: variables: /),
+    ]);
+    expect(problems(PLAYBOOK, undefined, { constructor: 'x' })).toEqual([
+      `${join(dir, 'pb.yml')}:1:1: variables: -e constructor: the playbook declares no variable "constructor"`,
+    ]);
+  });
+
   it('types', () => {
     expect(typeProblem({ type: 'host' }, 'db9', new Set(['db1']))).toMatch(/no host of the inventory/);
     expect(typeProblem({ type: 'list' }, 'a')).toBe('expected a list, got "a"');
